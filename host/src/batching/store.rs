@@ -1,0 +1,633 @@
+//! [`BlockStore`]: where receivers leave their blocks and the batch loop
+//! takes each batch's input.
+//!
+//! Receivers live on tokio; the batch loop is a plain thread. They meet
+//! here, behind one mutex: a receiver [`push`](ReceiverHandle::push)es
+//! blocks and [`advance`](ReceiverHandle::advance)s its watermark;
+//! [`BlockStore::take_batch`] blocks on a condition variable until every
+//! live receiver's watermark has reached the batch time, then removes the
+//! blocks of every batch up to it.
+//!
+//! The store also keeps the byte budget that bounds memory: bytes pushed and
+//! not yet [`release`](BlockStore::release)d count against it, and a receiver
+//! over budget stops reading its source (see [`ReceiverHandle::over_budget`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use sluice::batching::{BatchClock, BatchTime, Block, BlockStore};
+//! use sluice::data::Rows;
+//!
+//! let clock = BatchClock::new(Duration::from_secs(1));
+//! let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+//! let receiver = store.register(0, "socket localhost:9999".into());
+//! let rows: Rows = ["a", "b"].into_iter().collect();
+//! receiver.push(Block::new(clock.batch_for(1_200), rows));
+//! receiver.advance(2_000);
+//!
+//! let input = store.take_batch(BatchTime(2_000)).unwrap();
+//! assert_eq!(input.records, 2);
+//! assert_eq!(input.blocks[&0].len(), 1);
+//! store.release(input.bytes);
+//! receiver.finish();
+//! assert!(store.all_finished());
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::clock::BatchTime;
+use crate::data::Rows;
+use crate::plan::NodeId;
+
+/// A block: the records a receiver got during one block interval (or fewer,
+/// when it was cut at the size cap). It becomes one partition of its batch.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
+    /// The batch the block belongs to.
+    pub batch: BatchTime,
+    /// The records.
+    pub rows: Rows,
+    /// Records the receiver skipped while building this block (invalid
+    /// UTF-8, a line over the size cap).
+    pub invalid_records: u64,
+}
+
+impl Block {
+    /// A block of `rows` for batch `batch`, with no invalid record.
+    pub fn new(batch: BatchTime, rows: Rows) -> Self {
+        Self {
+            batch,
+            rows,
+            invalid_records: 0,
+        }
+    }
+
+    /// The memory the block holds, as the byte budget counts it.
+    pub fn bytes(&self) -> u64 {
+        rows_bytes(&self.rows)
+    }
+}
+
+/// The memory a partition holds, as the byte budget counts it: its record
+/// bytes plus 4 bytes of offset per record (so that a flood of empty lines
+/// is bounded too).
+pub fn rows_bytes(rows: &Rows) -> u64 {
+    rows.byte_len() as u64 + 4 * rows.len() as u64
+}
+
+/// The input of one batch, as [`BlockStore::take_batch`] hands it over.
+#[derive(Debug, Default)]
+pub struct BatchInput {
+    /// The batch time.
+    pub time: BatchTime,
+    /// For each source node, its blocks in cut order; each block is one
+    /// partition. A source with no record in this batch is absent.
+    pub blocks: HashMap<NodeId, Vec<Rows>>,
+    /// Records in all blocks.
+    pub records: u64,
+    /// Bytes of all blocks, as the budget counts them ([`rows_bytes`]): pass
+    /// it to [`BlockStore::release`] once the batch is done.
+    pub bytes: u64,
+    /// Records the receivers skipped for this batch.
+    pub invalid_records: u64,
+}
+
+/// A receiver failed: its input cannot be read (a missing file, a file that
+/// is not UTF-8, a directory that cannot be listed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source `{name}` failed: {message}")]
+pub struct SourceError {
+    /// The source node.
+    pub node: NodeId,
+    /// The source's name, as registered.
+    pub name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a receiver is doing, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverStatus {
+    /// The source node.
+    pub node: NodeId,
+    /// The source's name.
+    pub name: String,
+    /// The last tick whose block is pushed (ms); `u64::MAX` once finished.
+    pub watermark: u64,
+    /// The receiver has ended.
+    pub finished: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Records pushed since start.
+    pub records: u64,
+    /// Bytes pushed since start.
+    pub bytes: u64,
+    /// Records skipped since start.
+    pub invalid_records: u64,
+    /// Blocks pushed since start.
+    pub blocks: u64,
+}
+
+/// The blocks of all receivers, waiting for their batch. Shared as an `Arc`.
+pub struct BlockStore {
+    state: Mutex<State>,
+    /// Signalled when a watermark moves, a receiver finishes or fails.
+    progress: Condvar,
+    budget: u64,
+    /// Bumped on every [`BlockStore::release`]; receivers over budget wait
+    /// for it.
+    released: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    receivers: Vec<ReceiverState>,
+    pending_bytes: u64,
+    failure: Option<SourceError>,
+}
+
+struct ReceiverState {
+    node: NodeId,
+    name: String,
+    watermark: u64,
+    finished: bool,
+    error: Option<String>,
+    blocks: VecDeque<Block>,
+    records: u64,
+    bytes: u64,
+    invalid_records: u64,
+    blocks_pushed: u64,
+}
+
+impl BlockStore {
+    /// The default byte budget: 256 MiB.
+    pub const DEFAULT_BUDGET: u64 = 256 << 20;
+
+    /// An empty store whose receivers stop reading while more than `budget`
+    /// bytes are pushed and not released.
+    pub fn new(budget: u64) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
+            budget,
+            released: watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent (every
+        // update is a few field writes), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a receiver for source node `source`. Its watermark starts at 0,
+    /// so no batch is taken until it has ticked: register every receiver
+    /// before the batch loop starts.
+    pub fn register(self: &Arc<Self>, source: NodeId, name: String) -> ReceiverHandle {
+        let mut state = self.lock();
+        state.receivers.push(ReceiverState {
+            node: source,
+            name,
+            watermark: 0,
+            finished: false,
+            error: None,
+            blocks: VecDeque::new(),
+            records: 0,
+            bytes: 0,
+            invalid_records: 0,
+            blocks_pushed: 0,
+        });
+        ReceiverHandle {
+            store: Arc::clone(self),
+            index: state.receivers.len() - 1,
+            ended: false,
+        }
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Bytes pushed and not yet released.
+    pub fn pending_bytes(&self) -> u64 {
+        self.lock().pending_bytes
+    }
+
+    /// True when the input of batch `time` is complete: every unfinished
+    /// receiver's watermark is at least `time`.
+    pub fn is_ready(&self, time: BatchTime) -> bool {
+        Self::ready(&self.lock(), time)
+    }
+
+    fn ready(state: &State, time: BatchTime) -> bool {
+        state
+            .receivers
+            .iter()
+            .all(|r| r.finished || r.watermark >= time.0)
+    }
+
+    /// Waits (blocking the thread) until the input of batch `time` is
+    /// complete or `timeout` has passed; says which. Fails as soon as a
+    /// receiver has failed.
+    pub fn wait_until(&self, time: BatchTime, timeout: Duration) -> Result<bool, SourceError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if let Some(e) = &state.failure {
+                return Err(e.clone());
+            }
+            if Self::ready(&state, time) {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            state = self
+                .progress
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits (blocking the thread) until every unfinished receiver's
+    /// watermark is at least `time`, then removes and returns the blocks of
+    /// every batch up to `time`. Fails as soon as a receiver has failed.
+    ///
+    /// It never waits for the wall clock itself: a receiver that does not
+    /// follow it (a queue) or that has finished lets batches be taken early.
+    pub fn take_batch(&self, time: BatchTime) -> Result<BatchInput, SourceError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(e) = &state.failure {
+                return Err(e.clone());
+            }
+            if Self::ready(&state, time) {
+                return Ok(Self::take(&mut state, time));
+            }
+            state = self
+                .progress
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// [`BlockStore::take_batch`] without waiting: `None` when the input of
+    /// batch `time` is not complete yet.
+    pub fn try_take_batch(&self, time: BatchTime) -> Result<Option<BatchInput>, SourceError> {
+        let mut state = self.lock();
+        if let Some(e) = &state.failure {
+            return Err(e.clone());
+        }
+        Ok(Self::ready(&state, time).then(|| Self::take(&mut state, time)))
+    }
+
+    fn take(state: &mut State, time: BatchTime) -> BatchInput {
+        let mut input = BatchInput {
+            time,
+            ..BatchInput::default()
+        };
+        for receiver in &mut state.receivers {
+            while receiver.blocks.front().is_some_and(|b| b.batch <= time) {
+                let block = receiver.blocks.pop_front().expect("front checked");
+                input.records += block.rows.len() as u64;
+                input.bytes += block.bytes();
+                input.invalid_records += block.invalid_records;
+                if !block.rows.is_empty() {
+                    input
+                        .blocks
+                        .entry(receiver.node)
+                        .or_default()
+                        .push(block.rows);
+                }
+            }
+        }
+        input
+    }
+
+    /// Gives back `bytes` of the budget (a batch's [`BatchInput::bytes`]
+    /// once it is done), waking receivers that wait for budget.
+    pub fn release(&self, bytes: u64) {
+        {
+            let mut state = self.lock();
+            state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
+        }
+        self.released.send_modify(|generation| *generation += 1);
+    }
+
+    /// True when every receiver has finished and no block is left to take.
+    pub fn all_finished(&self) -> bool {
+        self.lock()
+            .receivers
+            .iter()
+            .all(|r| r.finished && r.blocks.is_empty())
+    }
+
+    /// Marks every receiver of node `source` failed with `message`; the next
+    /// (or current) [`BlockStore::take_batch`] returns the error.
+    pub fn fail(&self, source: NodeId, message: impl Into<String>) {
+        let message = message.into();
+        let mut state = self.lock();
+        let indices: Vec<usize> = (0..state.receivers.len())
+            .filter(|&i| state.receivers[i].node == source)
+            .collect();
+        for i in indices {
+            Self::fail_index(&mut state, i, message.clone());
+        }
+        drop(state);
+        self.progress.notify_all();
+    }
+
+    fn fail_index(state: &mut State, index: usize, message: String) {
+        let receiver = &mut state.receivers[index];
+        receiver.finished = true;
+        receiver.watermark = u64::MAX;
+        receiver.error = Some(message.clone());
+        let error = SourceError {
+            node: receiver.node,
+            name: receiver.name.clone(),
+            message,
+        };
+        state.failure.get_or_insert(error);
+    }
+
+    /// The state of every receiver, in registration order.
+    pub fn receivers(&self) -> Vec<ReceiverStatus> {
+        self.lock()
+            .receivers
+            .iter()
+            .map(|r| ReceiverStatus {
+                node: r.node,
+                name: r.name.clone(),
+                watermark: r.watermark,
+                finished: r.finished,
+                error: r.error.clone(),
+                records: r.records,
+                bytes: r.bytes,
+                invalid_records: r.invalid_records,
+                blocks: r.blocks_pushed,
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for BlockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("BlockStore")
+            .field("receivers", &state.receivers.len())
+            .field("pending_bytes", &state.pending_bytes)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+/// A receiver's side of the [`BlockStore`]. Dropping it without
+/// [`finish`](ReceiverHandle::finish) or [`fail`](ReceiverHandle::fail)
+/// (a receiver task that panicked) fails the source, so the batch loop is
+/// never left waiting for a watermark that will not move.
+pub struct ReceiverHandle {
+    store: Arc<BlockStore>,
+    index: usize,
+    ended: bool,
+}
+
+impl ReceiverHandle {
+    /// Adds a block. Blocks of one receiver must come in cut order, each for
+    /// a batch after the receiver's watermark; an empty block (no record, no
+    /// invalid record) is dropped.
+    pub fn push(&self, block: Block) {
+        if block.rows.is_empty() && block.invalid_records == 0 {
+            return;
+        }
+        let bytes = block.bytes();
+        let mut state = self.store.lock();
+        state.pending_bytes += bytes;
+        let receiver = &mut state.receivers[self.index];
+        debug_assert!(
+            receiver.blocks.back().is_none_or(|b| b.batch <= block.batch),
+            "blocks are pushed in cut order"
+        );
+        receiver.records += block.rows.len() as u64;
+        receiver.bytes += bytes;
+        receiver.invalid_records += block.invalid_records;
+        receiver.blocks_pushed += 1;
+        receiver.blocks.push_back(block);
+    }
+
+    /// Says that every block of ticks up to `tick` (ms) is pushed: no later
+    /// block belongs to a batch at or before `tick`.
+    pub fn advance(&self, tick: u64) {
+        {
+            let mut state = self.store.lock();
+            let receiver = &mut state.receivers[self.index];
+            receiver.watermark = receiver.watermark.max(tick);
+        }
+        self.store.progress.notify_all();
+    }
+
+    /// The receiver has ended: its watermark becomes infinite.
+    pub fn finish(mut self) {
+        self.ended = true;
+        {
+            let mut state = self.store.lock();
+            let receiver = &mut state.receivers[self.index];
+            receiver.finished = true;
+            receiver.watermark = u64::MAX;
+        }
+        self.store.progress.notify_all();
+    }
+
+    /// The receiver cannot go on: [`BlockStore::take_batch`] returns
+    /// `message` as a [`SourceError`].
+    pub fn fail(mut self, message: impl Into<String>) {
+        self.ended = true;
+        self.fail_now(message.into());
+    }
+
+    fn fail_now(&self, message: String) {
+        {
+            let mut state = self.store.lock();
+            BlockStore::fail_index(&mut state, self.index, message);
+        }
+        self.store.progress.notify_all();
+    }
+
+    /// True when the bytes pushed and not released, plus `unpushed` bytes the
+    /// receiver holds in its current block, exceed the budget: the receiver
+    /// should stop reading (but keep cutting blocks and advancing its
+    /// watermark) until [`ReceiverHandle::budget_released`] wakes it.
+    pub fn over_budget(&self, unpushed: u64) -> bool {
+        self.store.lock().pending_bytes + unpushed > self.store.budget
+    }
+
+    /// A watch that changes whenever budget is released. Mark it seen
+    /// (`borrow_and_update`) before checking [`ReceiverHandle::over_budget`],
+    /// then wait for `changed()`, so no release is missed.
+    pub fn budget_released(&self) -> watch::Receiver<u64> {
+        self.store.released.subscribe()
+    }
+
+    /// The store this handle pushes to.
+    pub fn store(&self) -> &Arc<BlockStore> {
+        &self.store
+    }
+}
+
+impl Drop for ReceiverHandle {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.fail_now("the receiver stopped without finishing (it panicked?)".into());
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceiverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverHandle")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(items: &[&str]) -> Rows {
+        items.iter().collect()
+    }
+
+    fn records(input: &BatchInput, node: NodeId) -> Vec<Vec<String>> {
+        input.blocks.get(&node).map_or_else(Vec::new, |blocks| {
+            blocks
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|r| String::from_utf8(r.to_vec()).unwrap())
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn take_batch_waits_for_every_watermark_and_keeps_cut_order() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let a = store.register(1, "a".into());
+        let b = store.register(2, "b".into());
+        a.push(Block::new(BatchTime(1_000), rows(&["a1"])));
+        a.push(Block::new(BatchTime(1_000), rows(&["a2", "a3"])));
+        a.push(Block::new(BatchTime(2_000), rows(&["a4"])));
+        a.advance(1_200);
+        assert!(store.try_take_batch(BatchTime(1_000)).unwrap().is_none());
+
+        // The batch loop blocks in take_batch until `b` catches up.
+        let (sent, got) = std::sync::mpsc::channel();
+        let taker = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let input = store.take_batch(BatchTime(1_000)).unwrap();
+                sent.send(()).unwrap();
+                input
+            })
+        };
+        assert!(!store.wait_until(BatchTime(1_000), Duration::from_millis(50)).unwrap());
+        assert!(got.try_recv().is_err(), "take_batch returned before b's watermark");
+        b.push(Block::new(BatchTime(1_000), rows(&["b1"])));
+        b.advance(1_000);
+        let input = taker.join().unwrap();
+
+        assert_eq!(input.time, BatchTime(1_000));
+        assert_eq!(records(&input, 1), [vec!["a1"], vec!["a2", "a3"]]);
+        assert_eq!(records(&input, 2), [vec!["b1"]]);
+        assert_eq!(input.records, 4);
+        assert_eq!(input.bytes, 4 * 2 + 4 * 4);
+        assert_eq!(store.pending_bytes(), input.bytes + 2 + 4);
+
+        // The next batch waits for b again; a block of an earlier batch
+        // still left over is included.
+        assert!(store.try_take_batch(BatchTime(2_000)).unwrap().is_none());
+        b.finish();
+        let input = store.try_take_batch(BatchTime(2_000)).unwrap().unwrap();
+        assert_eq!(records(&input, 1), [vec!["a4"]]);
+        assert!(!input.blocks.contains_key(&2));
+        assert!(!store.all_finished());
+        a.finish();
+        assert!(store.all_finished());
+    }
+
+    #[test]
+    fn release_gives_budget_back_and_wakes_receivers() {
+        let store = BlockStore::new(10);
+        let a = store.register(0, "a".into());
+        let mut released = a.budget_released();
+        released.borrow_and_update();
+        assert!(!a.over_budget(10));
+        assert!(a.over_budget(11));
+        a.push(Block::new(BatchTime(5), rows(&["12345678"]))); // 8 + 4 bytes
+        assert!(a.over_budget(0));
+        a.advance(5);
+        let input = store.take_batch(BatchTime(5)).unwrap();
+        assert!(a.over_budget(0), "taking a batch does not release it");
+        assert!(!released.has_changed().unwrap());
+        store.release(input.bytes);
+        assert!(released.has_changed().unwrap());
+        assert!(!a.over_budget(0));
+        assert_eq!(store.pending_bytes(), 0);
+        a.finish();
+    }
+
+    #[test]
+    fn a_failure_is_returned_by_take_batch_with_the_source_name() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let a = store.register(3, "lines /nope.txt".into());
+        let _b = store.register(4, "other".into());
+        let taker = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.take_batch(BatchTime(1_000)))
+        };
+        a.fail("cannot read /nope.txt: not found");
+        let err = taker.join().unwrap().unwrap_err();
+        assert_eq!(err.node, 3);
+        assert_eq!(
+            err.to_string(),
+            "source `lines /nope.txt` failed: cannot read /nope.txt: not found"
+        );
+        assert!(store.take_batch(BatchTime(2_000)).is_err(), "the failure sticks");
+        store.fail(4, "also broken");
+        assert_eq!(store.receivers()[1].error.as_deref(), Some("also broken"));
+    }
+
+    #[test]
+    fn a_dropped_handle_fails_its_source() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        drop(store.register(7, "gone".into()));
+        let err = store.take_batch(BatchTime(1_000)).unwrap_err();
+        assert_eq!(err.node, 7);
+        assert!(err.message.contains("without finishing"), "{err}");
+    }
+
+    #[test]
+    fn empty_blocks_are_dropped_but_invalid_counts_kept() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let a = store.register(0, "a".into());
+        a.push(Block::new(BatchTime(1), Rows::new()));
+        a.push(Block {
+            batch: BatchTime(1),
+            rows: Rows::new(),
+            invalid_records: 2,
+        });
+        a.finish();
+        let input = store.take_batch(BatchTime(1)).unwrap();
+        assert!(input.blocks.is_empty());
+        assert_eq!(input.invalid_records, 2);
+        assert!(store.all_finished());
+        assert_eq!(store.receivers()[0].blocks, 1);
+    }
+}

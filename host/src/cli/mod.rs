@@ -1,0 +1,189 @@
+//! The `sluice` command line: `sluice run` runs a job plugin, `sluice demo`
+//! runs the network word count against a text stream it serves itself.
+//! Parsing lives here; everything else is the library's.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::control::{JobConfig, run_job};
+use crate::sources::StopSignal;
+
+/// Sluice: Spark-Streaming-style jobs as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a job plugin (a WebAssembly component) in micro-batches.
+    Run(RunArgs),
+    /// Run the network word count on a text stream served on loopback.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The plugin: a component built for wasm32-wasip2 against sluice-guest.
+    plugin: PathBuf,
+    #[command(flatten)]
+    job: JobArgs,
+}
+
+/// Options shared by `run` and `demo`.
+#[derive(Debug, Args)]
+struct JobArgs {
+    /// An argument for the job's `define`, as KEY=VALUE (repeatable).
+    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    args: Vec<(String, String)>,
+    /// Time between batches (a multiple of the block interval).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    batch_interval: Duration,
+    /// Time between blocks of a receiver; each block is one partition.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    block_interval: Duration,
+    /// Worker threads, each with its own plugin instance [default: number of cores].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Stop after this many batches.
+    #[arg(long)]
+    max_batches: Option<u64>,
+    /// Stop once every source has ended and everything received is processed.
+    #[arg(long)]
+    until_sources_end: bool,
+    /// Where Sluice keeps its files [default: ~/.cache/sluice for compiled plugins].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Linear memory cap of each plugin instance (e.g. 64MiB, 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    memory_limit: usize,
+    /// Time limit of one guest call.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    call_timeout: Duration,
+    /// Retries of a task whose guest trapped, each on a fresh instance.
+    #[arg(long, default_value_t = 4)]
+    task_retries: u32,
+    /// Bytes received but not processed above which receivers stop reading.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    max_pending: usize,
+    /// Append one JSON object per batch to this file.
+    #[arg(long)]
+    metrics_json: Option<PathBuf>,
+}
+
+impl JobArgs {
+    fn config(self, plugin: PathBuf) -> JobConfig {
+        let mut config = JobConfig::new(plugin);
+        config.args = self.args;
+        config.batch_interval = self.batch_interval;
+        config.block_interval = self.block_interval;
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        config.max_batches = self.max_batches;
+        config.until_sources_end = self.until_sources_end;
+        config.data_dir = self.data_dir;
+        config.memory_limit = self.memory_limit;
+        config.call_timeout = self.call_timeout;
+        config.task_retries = self.task_retries;
+        config.max_pending_bytes = self.max_pending;
+        config.metrics_json = self.metrics_json;
+        config
+    }
+}
+
+/// Runs the command line; the binary's `main` maps the result to an exit code.
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    let stop = StopSignal::new();
+    stop_on_ctrl_c(stop.clone());
+    match cli.command {
+        Command::Run(run) => {
+            let config = run.job.config(run.plugin);
+            let summary = run_job(&config, stop)?;
+            tracing::info!("done: {summary}");
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args, stop),
+    }
+}
+
+/// First Ctrl-C: stop gracefully (stop receiving, finish what was received).
+/// Second: exit at once.
+fn stop_on_ctrl_c(stop: StopSignal) {
+    let result = std::thread::Builder::new()
+        .name("sluice-signal".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("stopping gracefully: no more input; finishing what was received (Ctrl-C again to abort)");
+                    stop.stop();
+                }
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+        });
+    if let Err(e) = result {
+        tracing::warn!("cannot watch for Ctrl-C: {e}");
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Parses `1048576`, `64KiB`, `64MiB`, `1GiB`, `500MB`.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 64MiB"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (use KiB, MiB, GiB)")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn args_are_key_value() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_key_value("ab").is_err());
+    }
+}

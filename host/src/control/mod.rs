@@ -1,0 +1,198 @@
+//! Starting and stopping a job — Spark's `StreamingContext.start()` and
+//! `stop(stopGracefully = true)`: load the plugin, ask it for its graph,
+//! validate and plan it, start its receivers, run the batch loop, and stop
+//! cleanly. Deploying, serving several jobs and hot upgrade will go through
+//! this same path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::batching::{BatchClock, BlockStore};
+use crate::exec::scheduler::{self, Limits, ScheduleError};
+use crate::exec::{Executor, Workers, WorkersConfig};
+use crate::monitor::{Metrics, Summary};
+use crate::plan::{self, Plan, PlanError};
+use crate::sinks::Sinks;
+use crate::sources::{self, ReceiverContext, StopSignal};
+use crate::wasm::{CallError, Runtime, WasmConfig, WasmError};
+
+/// Everything `sluice run` is told.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The plugin component.
+    pub plugin: PathBuf,
+    /// `--arg KEY=VALUE` pairs, in order.
+    pub args: Vec<(String, String)>,
+    /// Time between batches.
+    pub batch_interval: Duration,
+    /// Time between blocks of a receiver: one partition each.
+    pub block_interval: Duration,
+    /// Worker threads, each with its own plugin instance.
+    pub workers: usize,
+    /// Stop after this many batches.
+    pub max_batches: Option<u64>,
+    /// Stop when every source has ended and all it sent is processed.
+    pub until_sources_end: bool,
+    /// Where Sluice keeps its files (compiled components).
+    pub data_dir: Option<PathBuf>,
+    /// Linear memory cap of one plugin instance, in bytes.
+    pub memory_limit: usize,
+    /// Time limit of one guest call.
+    pub call_timeout: Duration,
+    /// Retries of a task whose guest trapped.
+    pub task_retries: u32,
+    /// Bytes received but not yet processed above which receivers stop reading.
+    pub max_pending_bytes: usize,
+    /// Append one JSON line per batch to this file.
+    pub metrics_json: Option<PathBuf>,
+}
+
+impl JobConfig {
+    /// Defaults for `plugin`, as `sluice run` has them.
+    pub fn new(plugin: PathBuf) -> JobConfig {
+        JobConfig {
+            plugin,
+            args: Vec::new(),
+            batch_interval: Duration::from_secs(1),
+            block_interval: Duration::from_millis(200),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_batches: None,
+            until_sources_end: false,
+            data_dir: None,
+            memory_limit: 1 << 30,
+            call_timeout: Duration::from_secs(60),
+            task_retries: 4,
+            max_pending_bytes: 256 << 20,
+            metrics_json: None,
+        }
+    }
+}
+
+/// Why a job could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The plugin could not be loaded.
+    #[error(transparent)]
+    Wasm(#[from] WasmError),
+    /// The plugin's `define` failed.
+    #[error("the plugin's `define` failed: {0}")]
+    Define(CallError),
+    /// The graph or the timing is invalid.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A batch or a source failed.
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    /// The metrics file could not be created.
+    #[error("cannot create the metrics file {path}: {source}")]
+    MetricsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Threads could not be started.
+    #[error("cannot start threads: {0}")]
+    Threads(String),
+}
+
+/// Runs a job until it ends (see [`JobConfig`]) or `stop` is signalled, then
+/// stops gracefully: receivers stop reading, what they received is
+/// processed, outputs are written.
+pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError> {
+    plan::check_timing(config.batch_interval, config.block_interval)?;
+    let runtime = Runtime::new(WasmConfig {
+        memory_limit: config.memory_limit,
+        call_timeout: config.call_timeout,
+        cache_dir: Some(cache_dir(config.data_dir.as_deref())),
+    })?;
+    let plugin = runtime.load(&config.plugin)?;
+    let label = config
+        .plugin
+        .file_stem()
+        .map_or_else(|| "job".to_string(), |s| s.to_string_lossy().into_owned());
+    let graph = {
+        let mut instance = plugin.instantiate(&label)?;
+        instance.set_task("define");
+        instance.define(&config.args).map_err(JobError::Define)?
+    };
+    let codecs = plan::validate(&graph, config.batch_interval, config.block_interval)?;
+    let plan = Plan::new(&graph, codecs);
+    tracing::info!(
+        job = %graph.name,
+        plugin = %config.plugin.display(),
+        digest = %&plugin.digest()[..12],
+        steps = plan.steps.len(),
+        "job defined"
+    );
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice-io")
+        .enable_all()
+        .build()
+        .map_err(|e| JobError::Threads(e.to_string()))?;
+    let workers = Workers::new(
+        plugin,
+        graph.name.clone(),
+        config.args.clone(),
+        WorkersConfig {
+            threads: config.workers,
+            retries: config.task_retries,
+            recycle_above: config.memory_limit / 2,
+        },
+    )
+    .map_err(|e| JobError::Threads(e.to_string()))?;
+    let mut metrics = Metrics::new(match &config.metrics_json {
+        Some(path) => Some(std::fs::File::create(path).map_err(|source| JobError::MetricsFile {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    });
+
+    let clock = BatchClock::new(config.batch_interval);
+    let store = BlockStore::new(config.max_pending_bytes as u64);
+    for (node, name, spec) in &plan.sources {
+        sources::spawn(
+            spec.clone(),
+            ReceiverContext {
+                node: *node,
+                name: name.clone(),
+                block_interval: config.block_interval,
+                clock: clock.clone(),
+                store: Arc::clone(&store),
+                stop: stop.clone(),
+                until_end: config.until_sources_end,
+                runtime: tokio.handle().clone(),
+            },
+        );
+    }
+    let executor = Executor::new(plan, workers, Sinks::new(tokio.handle().clone()));
+    let result = scheduler::run_batches(
+        &executor,
+        &store,
+        &clock,
+        &mut metrics,
+        Limits {
+            max_batches: config.max_batches,
+        },
+    );
+    stop.stop();
+    tokio.shutdown_timeout(Duration::from_secs(2));
+    drop(runtime);
+    result?;
+    Ok(metrics.summary())
+}
+
+fn cache_dir(data_dir: Option<&std::path::Path>) -> PathBuf {
+    match data_dir {
+        Some(dir) => dir.join("cache"),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("sluice"),
+    }
+}

@@ -1,0 +1,8 @@
+//! The in-memory format of a partition ([`Rows`]) and the codecs of its
+//! records ([`Codec`]), as documented in `wit/sluice.wit`.
+
+pub mod codec;
+mod rows;
+
+pub use codec::{Codec, CodecError, Numeric, Number};
+pub use rows::{Rows, RowsError, RowsIter};

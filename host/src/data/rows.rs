@@ -1,0 +1,239 @@
+//! [`Rows`]: one partition of encoded records, laid out as the WIT `rows`
+//! record is (all records back to back in one buffer, plus their end offsets).
+//!
+//! A partition is moved, not copied, from a receiver's block to the guest call
+//! that reads it; building one appends into two growing buffers, so a
+//! partition costs two allocations however many records it holds.
+//!
+//! ```
+//! use sluice::data::Rows;
+//! let mut rows = Rows::new();
+//! rows.push(b"hello");
+//! rows.push(b"world");
+//! assert_eq!(rows.len(), 2);
+//! assert_eq!(rows.get(1), b"world");
+//! assert_eq!(rows.iter().collect::<Vec<_>>(), vec![&b"hello"[..], &b"world"[..]]);
+//! ```
+
+/// A partition of encoded records.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Rows {
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+/// A record offset did not fit the `u32` offsets of the WIT `rows` record, or
+/// offsets given by a guest were not a valid layout.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RowsError {
+    /// A partition may hold at most 4 GiB of record bytes.
+    #[error("a partition may hold at most 4 GiB of record bytes")]
+    TooLarge,
+    /// `ends` is not non-decreasing or points past the data.
+    #[error("malformed rows: end offset {end} of record {index} is before the previous end or past the {len} data bytes")]
+    Malformed {
+        /// The record whose end offset is wrong.
+        index: usize,
+        /// Its end offset.
+        end: u32,
+        /// The number of data bytes.
+        len: usize,
+    },
+}
+
+impl Rows {
+    /// An empty partition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty partition with room for `records` records of `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    /// Rebuilds a partition from its parts, checking that the offsets are valid
+    /// (they come from a guest, which is not trusted).
+    pub fn from_parts(data: Vec<u8>, ends: Vec<u32>) -> Result<Self, RowsError> {
+        let mut prev = 0u32;
+        for (index, &end) in ends.iter().enumerate() {
+            if end < prev || end as usize > data.len() {
+                return Err(RowsError::Malformed {
+                    index,
+                    end,
+                    len: data.len(),
+                });
+            }
+            prev = end;
+        }
+        Ok(Self { data, ends })
+    }
+
+    /// The two buffers, as the WIT `rows` record carries them.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<u32>) {
+        (self.data, self.ends)
+    }
+
+    /// The encoded bytes of all records, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The end offset of each record in [`Rows::data`].
+    pub fn ends(&self) -> &[u32] {
+        &self.ends
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when the partition holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Number of record bytes.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Record `i`.
+    ///
+    /// # Panics
+    /// When `i >= self.len()`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.data[start..self.ends[i] as usize]
+    }
+
+    /// Appends one record.
+    ///
+    /// # Panics
+    /// When the partition would exceed 4 GiB; receivers cut blocks far below
+    /// that, see [`Rows::try_push`] for input of unknown size.
+    pub fn push(&mut self, record: &[u8]) {
+        self.try_push(record)
+            .expect("partitions are cut well below 4 GiB");
+    }
+
+    /// Appends one record, or says that the partition is full.
+    pub fn try_push(&mut self, record: &[u8]) -> Result<(), RowsError> {
+        let end = u32::try_from(self.data.len() + record.len()).map_err(|_| RowsError::TooLarge)?;
+        self.data.extend_from_slice(record);
+        self.ends.push(end);
+        Ok(())
+    }
+
+    /// Appends one record written in place by `write`, which appends its
+    /// encoding to the buffer it is given (no intermediate allocation).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.data);
+        let end = u32::try_from(self.data.len()).expect("partitions are cut well below 4 GiB");
+        self.ends.push(end);
+    }
+
+    /// Appends all records of `other`.
+    pub fn extend_from(&mut self, other: &Rows) {
+        let base = u32::try_from(self.data.len()).expect("partitions are cut well below 4 GiB");
+        self.data.extend_from_slice(&other.data);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> RowsIter<'_> {
+        RowsIter {
+            rows: self,
+            next: 0,
+            start: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows")
+            .field("records", &self.len())
+            .field("bytes", &self.byte_len())
+            .finish()
+    }
+}
+
+/// Iterator over the records of a [`Rows`].
+pub struct RowsIter<'a> {
+    rows: &'a Rows,
+    next: usize,
+    start: usize,
+}
+
+impl<'a> Iterator for RowsIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = *self.rows.ends.get(self.next)? as usize;
+        let record = &self.rows.data[self.start..end];
+        self.start = end;
+        self.next += 1;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.rows.ends.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RowsIter<'_> {}
+
+impl<'a> IntoIterator for &'a Rows {
+    type Item = &'a [u8];
+    type IntoIter = RowsIter<'a>;
+    fn into_iter(self) -> RowsIter<'a> {
+        self.iter()
+    }
+}
+
+impl<R: AsRef<[u8]>> FromIterator<R> for Rows {
+    fn from_iter<I: IntoIterator<Item = R>>(iter: I) -> Self {
+        let mut rows = Rows::new();
+        for r in iter {
+            rows.push(r.as_ref());
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_records_are_kept() {
+        let rows: Rows = ["", "a", "", "bc"].into_iter().collect();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.iter().collect::<Vec<_>>(), vec![&b""[..], b"a", b"", b"bc"]);
+    }
+
+    #[test]
+    fn extend_shifts_offsets() {
+        let mut a: Rows = ["x", "yy"].into_iter().collect();
+        let b: Rows = ["zzz"].into_iter().collect();
+        a.extend_from(&b);
+        assert_eq!(a.get(2), b"zzz");
+        assert_eq!(a.ends(), &[1, 3, 6]);
+    }
+
+    #[test]
+    fn from_parts_rejects_bad_offsets() {
+        assert!(Rows::from_parts(b"abc".to_vec(), vec![2, 1]).is_err());
+        assert!(Rows::from_parts(b"abc".to_vec(), vec![4]).is_err());
+        assert_eq!(
+            Rows::from_parts(b"abc".to_vec(), vec![1, 3]).unwrap().get(1),
+            b"bc"
+        );
+    }
+}

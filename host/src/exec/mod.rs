@@ -1,0 +1,376 @@
+//! Runs a [`Plan`] over one batch: the [`Executor`] walks the plan's steps in
+//! order, holding each materialized node's partitions until its last reader,
+//! runs guest calls one per partition in parallel on the [`Workers`], and does
+//! the keyed operators natively ([`shuffle`]). Outputs are handed to
+//! [`crate::sinks`]; the executor itself does no I/O.
+//!
+//! The batch loop around it — waiting for a batch's blocks, timing, stopping —
+//! is [`scheduler`].
+
+pub mod scheduler;
+pub mod shuffle;
+mod workers;
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use crate::batching::BatchTime;
+use crate::data::{Codec, Rows};
+use crate::plan::{NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
+use crate::sinks::{Sinks, SinkError};
+pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
+
+/// Why a batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A guest task failed for good.
+    #[error("batch {time} failed: {source}")]
+    Task {
+        /// The batch.
+        time: BatchTime,
+        /// The task's failure.
+        source: TaskError,
+    },
+    /// Records did not match their codec.
+    #[error("batch {time} failed in `{operator}`: {reason}")]
+    Data {
+        /// The batch.
+        time: BatchTime,
+        /// The step, as the user wrote it.
+        operator: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An output could not be written.
+    #[error("batch {time} failed in `{operator}`: {source}")]
+    Sink {
+        /// The batch.
+        time: BatchTime,
+        /// The output, as the user wrote it.
+        operator: String,
+        /// The sink's error.
+        source: SinkError,
+    },
+}
+
+/// Runs the steps of a plan for each batch.
+pub struct Executor {
+    plan: Plan,
+    workers: Workers,
+    sinks: Sinks,
+}
+
+impl Executor {
+    /// An executor for `plan`, calling guests on `workers` and writing outputs
+    /// through `sinks`.
+    pub fn new(plan: Plan, workers: Workers, sinks: Sinks) -> Executor {
+        Executor {
+            plan,
+            workers,
+            sinks,
+        }
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs every step for batch `time`, whose source partitions are
+    /// `sources` (the blocks each source received).
+    pub fn run_batch(
+        &self,
+        time: BatchTime,
+        mut sources: HashMap<NodeId, Vec<Rows>>,
+    ) -> Result<(), ExecError> {
+        let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
+        let mut readers_left = self.plan.readers.clone();
+        for step in &self.plan.steps {
+            if let StepKind::Source = step.kind {
+                slots[step.node] = Some(sources.remove(&step.node).unwrap_or_default());
+                continue;
+            }
+            let mut inputs: Vec<Vec<Rows>> = Vec::new();
+            for input in step.kind.inputs() {
+                readers_left[input] -= 1;
+                let partitions = if readers_left[input] == 0 {
+                    slots[input].take()
+                } else {
+                    slots[input].clone()
+                };
+                inputs.push(partitions.expect("steps come after the steps they read"));
+            }
+            let output = self.run_step(time, step, inputs)?;
+            if let Some(partitions) = output {
+                if readers_left[step.node] > 0 {
+                    slots[step.node] = Some(partitions);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn codec(&self, slot: NodeId) -> &Codec {
+        self.plan.codecs[slot]
+            .as_ref()
+            .expect("validated: only outputs have no codec, and nothing reads an output")
+    }
+
+    fn data_error(&self, time: BatchTime, step: &Step, reason: impl ToString) -> ExecError {
+        ExecError::Data {
+            time,
+            operator: step.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn task_error(time: BatchTime) -> impl Fn(TaskError) -> ExecError {
+        move |source| ExecError::Task { time, source }
+    }
+
+    fn place(time: BatchTime, partition: usize) -> String {
+        format!("batch {time}, partition {partition}")
+    }
+
+    /// Runs one step; returns its partitions (`None` for outputs).
+    fn run_step(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        mut inputs: Vec<Vec<Rows>>,
+    ) -> Result<Option<Vec<Rows>>, ExecError> {
+        let out = match &step.kind {
+            StepKind::Source => unreachable!("handled by run_batch"),
+            StepKind::Chain { stages, .. } => {
+                let partitions = inputs.pop().expect("one input");
+                Some(self.run_chain(time, step, stages, partitions)?)
+            }
+            StepKind::Union { .. } => Some(inputs.into_iter().flatten().collect()),
+            StepKind::Repartition { partitions, .. } => Some(shuffle::round_robin(
+                &inputs[0],
+                *partitions as usize,
+            )),
+            StepKind::Count { .. } => {
+                let count: usize = inputs[0].iter().map(Rows::len).sum();
+                let mut rows = Rows::new();
+                rows.push(&(count as i64).to_le_bytes());
+                Some(vec![rows])
+            }
+            StepKind::Reduce { function, .. } => {
+                let partials = self.reduce_all(time, step, *function, inputs.pop().expect("one input"))?;
+                Some(self.reduce_all(time, step, *function, vec![concat(partials)])?)
+            }
+            StepKind::ReduceByKey {
+                reducer,
+                partitions,
+                ..
+            } => Some(self.reduce_by_key(time, step, *reducer, *partitions, &inputs[0])?),
+            StepKind::GroupByKey { partitions, .. } => {
+                let n = self.shuffle_partitions(*partitions);
+                let buckets = self.bucket_all(time, step, &inputs[0], n)?;
+                Some(self.workers.install(|| {
+                    (0..n)
+                        .into_par_iter()
+                        .map(|p| {
+                            shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
+                                .map(|g| g.to_lists())
+                                .map_err(|e| self.data_error(time, step, e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })?)
+            }
+            StepKind::Output { input, output } => {
+                let partitions = inputs.pop().expect("one input");
+                self.run_output(time, step, *input, output, partitions)?;
+                None
+            }
+        };
+        Ok(out)
+    }
+
+    fn shuffle_partitions(&self, partitions: Option<u32>) -> usize {
+        partitions.map_or(self.workers.threads(), |n| n as usize)
+    }
+
+    fn run_chain(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        stages: &[Stage],
+        partitions: Vec<Rows>,
+    ) -> Result<Vec<Rows>, ExecError> {
+        self.workers.install(|| {
+            partitions
+                .into_par_iter()
+                .enumerate()
+                .map(|(p, mut input)| {
+                    if input.is_empty() {
+                        return Ok(input);
+                    }
+                    self.workers
+                        .run(&step.name, &Self::place(time, p), |instance| {
+                            instance.run_chain(stages, &mut input)
+                        })
+                        .map_err(Self::task_error(time))
+                })
+                .collect()
+        })
+    }
+
+    fn reduce_all(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        function: u32,
+        partitions: Vec<Rows>,
+    ) -> Result<Vec<Rows>, ExecError> {
+        self.workers.install(|| {
+            partitions
+                .into_par_iter()
+                .enumerate()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(p, mut input)| {
+                    if input.len() == 1 {
+                        return Ok(input);
+                    }
+                    self.workers
+                        .run(&step.name, &Self::place(time, p), |instance| {
+                            instance.reduce_all(function, &mut input)
+                        })
+                        .map_err(Self::task_error(time))
+                })
+                .collect()
+        })
+    }
+
+    /// Buckets every input partition by key into `n` buckets, in parallel.
+    fn bucket_all(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        inputs: &[Rows],
+        n: usize,
+    ) -> Result<Vec<Vec<Rows>>, ExecError> {
+        self.workers.install(|| {
+            inputs
+                .par_iter()
+                .map(|p| shuffle::bucket(p, n).map_err(|e| self.data_error(time, step, e)))
+                .collect()
+        })
+    }
+
+    fn reduce_by_key(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        reducer: Reducer,
+        partitions: Option<u32>,
+        inputs: &[Rows],
+    ) -> Result<Vec<Rows>, ExecError> {
+        let n = self.shuffle_partitions(partitions);
+        if let Reducer::Function(function) = reducer {
+            let buckets = self.bucket_all(time, step, inputs, n)?;
+            return self.workers.install(|| {
+                (0..n)
+                    .into_par_iter()
+                    .map(|p| {
+                        let groups = shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
+                            .map_err(|e| self.data_error(time, step, e))?;
+                        let (mut singles, mut lists) = groups.split_singles();
+                        if !lists.is_empty() {
+                            let reduced = self
+                                .workers
+                                .run(&step.name, &Self::place(time, p), |instance| {
+                                    instance.reduce_groups(function, &mut lists)
+                                })
+                                .map_err(Self::task_error(time))?;
+                            singles.extend_from(&reduced);
+                        }
+                        Ok(singles)
+                    })
+                    .collect()
+            });
+        }
+        let input_value = match self.codec(step.kind.inputs()[0]).value() {
+            Some(Codec::Num(n)) => Some(*n),
+            _ => None,
+        };
+        let map_side = shuffle::Builtin::map_side(reducer, input_value)
+            .ok_or_else(|| self.data_error(time, step, "a built-in reducer needs numeric values"))?;
+        let mapped: Vec<Vec<Rows>> = self.workers.install(|| {
+            inputs
+                .par_iter()
+                .map(|p| map_side.combine([p], n).map_err(|e| self.data_error(time, step, e)))
+                .collect::<Result<_, _>>()
+        })?;
+        let reduce_side = map_side.reduce_side();
+        self.workers.install(|| {
+            (0..n)
+                .into_par_iter()
+                .map(|p| {
+                    reduce_side
+                        .combine(mapped.iter().map(|m| &m[p]), 1)
+                        .map(|mut one| one.remove(0))
+                        .map_err(|e| self.data_error(time, step, e))
+                })
+                .collect()
+        })
+    }
+
+    fn run_output(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        input: NodeId,
+        output: &OutputKind,
+        partitions: Vec<Rows>,
+    ) -> Result<(), ExecError> {
+        let codec = self.codec(input);
+        let sink_error = |source| ExecError::Sink {
+            time,
+            operator: step.name.clone(),
+            source,
+        };
+        match output {
+            OutputKind::Print(n) => self
+                .sinks
+                .print(time, codec, &partitions, *n as usize)
+                .map_err(sink_error),
+            OutputKind::SaveAsTextFiles { prefix, suffix } => {
+                let formatted = self.workers.install(|| {
+                    partitions
+                        .par_iter()
+                        .map(|p| crate::sinks::format_lines(codec, p))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                let formatted = formatted.map_err(sink_error)?;
+                self.sinks
+                    .save_as_text_files(time, prefix, suffix.as_deref(), formatted)
+                    .map_err(sink_error)
+            }
+            OutputKind::ForeachPartition(function) => self.workers.install(|| {
+                partitions
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(p, mut input)| {
+                        self.workers
+                            .run(&step.name, &Self::place(time, p), |instance| {
+                                instance.foreach_partition(*function, time.as_millis(), p as u32, &mut input)
+                            })
+                            .map_err(Self::task_error(time))
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn concat(partitions: Vec<Rows>) -> Rows {
+    let mut iter = partitions.into_iter();
+    let mut first = iter.next().unwrap_or_default();
+    for p in iter {
+        first.extend_from(&p);
+    }
+    first
+}

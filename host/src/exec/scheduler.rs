@@ -1,0 +1,83 @@
+//! The batch loop: batches run one after another, in time order. For each
+//! batch time it waits until every receiver has cut its blocks up to that
+//! time, runs the plan over them, records the batch's metrics, and frees the
+//! blocks' bytes so receivers may read again. It stops after `max_batches`,
+//! or once every source has ended (or been stopped) and everything received
+//! has been processed.
+
+use std::time::{Duration, SystemTime};
+
+use crate::batching::{BatchClock, BatchTime, BlockStore, SourceError};
+use crate::exec::{ExecError, Executor};
+use crate::monitor::{BatchInfo, Metrics};
+
+/// When the loop ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Stop after this many batches.
+    pub max_batches: Option<u64>,
+}
+
+/// Why the loop stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// A batch failed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A source failed for good.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The metrics file could not be written.
+    #[error("cannot write metrics: {0}")]
+    Metrics(#[from] std::io::Error),
+}
+
+/// Runs batches until the limits or the sources say stop.
+pub fn run_batches(
+    executor: &Executor,
+    store: &BlockStore,
+    clock: &BatchClock,
+    metrics: &mut Metrics,
+    limits: Limits,
+) -> Result<(), ScheduleError> {
+    let mut time = clock.batch_for(now_millis());
+    let mut batches = 0u64;
+    loop {
+        let input = store.take_batch(time)?;
+        let started = SystemTime::now();
+        let scheduling_delay = since(time, started);
+        let records = input.records;
+        let invalid_records = input.invalid_records;
+        let bytes = input.bytes;
+        let result = executor.run_batch(time, input.blocks);
+        store.release(bytes);
+        result?;
+        let processing = started.elapsed().unwrap_or_default();
+        metrics.record(&BatchInfo {
+            batch_time_ms: time.as_millis(),
+            records,
+            invalid_records,
+            bytes,
+            processing,
+            scheduling_delay,
+            total_delay: scheduling_delay + processing,
+        })?;
+        batches += 1;
+        if limits.max_batches.is_some_and(|max| batches >= max) || store.all_finished() {
+            return Ok(());
+        }
+        time = clock.next(time);
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_millis() as u64
+}
+
+fn since(time: BatchTime, now: SystemTime) -> Duration {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(time.as_millis());
+    now.duration_since(at).unwrap_or_default()
+}

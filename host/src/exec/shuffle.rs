@@ -1,0 +1,326 @@
+//! The native half of keyed operators: the one [`partition_of`] function that
+//! decides where a key goes, bucketing a partition's pairs by it, the built-in
+//! reducers (sum, min, max, count) with their map-side combine, and grouping
+//! values by key for `group_by_key` and for guest reducers.
+//!
+//! Keys are compared and hashed as their encoded bytes (see `wit/sluice.wit`).
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashMap;
+
+use crate::data::codec::{split_pair, write_list, write_pair};
+use crate::data::{Number, Numeric, Rows};
+use crate::plan::Reducer;
+
+/// A malformed pair record.
+#[derive(Debug, thiserror::Error)]
+#[error("record {index} is not an encoded (key, value) pair")]
+pub struct PairError {
+    /// Index of the record in its partition.
+    pub index: usize,
+}
+
+type Hasher = foldhash::fast::FixedState;
+
+fn hasher() -> Hasher {
+    // A fixed seed: a key lands in the same partition in every run, which
+    // recovery and multi-host shuffles will rely on.
+    foldhash::fast::FixedState::with_seed(0x5111_ce00)
+}
+
+/// The partition of `key` among `partitions`: every keyed operator uses this
+/// one function.
+pub fn partition_of(key: &[u8], partitions: usize) -> usize {
+    (hasher().hash_one(key) % partitions as u64) as usize
+}
+
+/// Splits a partition of pairs into `partitions` buckets by key.
+pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, PairError> {
+    let mut buckets: Vec<Rows> = (0..partitions)
+        .map(|_| Rows::with_capacity(input.len() / partitions + 1, input.byte_len() / partitions + 1))
+        .collect();
+    for (index, record) in input.iter().enumerate() {
+        let (key, _) = split_pair(record).ok_or(PairError { index })?;
+        buckets[partition_of(key, partitions)].push(record);
+    }
+    Ok(buckets)
+}
+
+/// A built-in reducer over one numeric value codec.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    op: Op,
+    /// The codec values are read in (map side: the stream's value codec).
+    read: Numeric,
+    /// Map side of `count`: each value counts 1 whatever it holds.
+    count_values: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Sum,
+    Min,
+    Max,
+}
+
+impl Builtin {
+    /// The map-side combine of `reducer` over values of codec `value`
+    /// (`None` for `count`, which accepts any value).
+    pub fn map_side(reducer: Reducer, value: Option<Numeric>) -> Option<Builtin> {
+        let (op, count_values) = match reducer {
+            Reducer::Sum => (Op::Sum, false),
+            Reducer::Min => (Op::Min, false),
+            Reducer::Max => (Op::Max, false),
+            Reducer::Count => (Op::Sum, true),
+            Reducer::Function(_) => return None,
+        };
+        let read = if count_values { Numeric::I64 } else { value? };
+        Some(Builtin {
+            op,
+            read,
+            count_values,
+        })
+    }
+
+    /// The reduce side: merges the map side's outputs (`count` becomes a sum
+    /// of `i64` counts).
+    pub fn reduce_side(self) -> Builtin {
+        Builtin {
+            count_values: false,
+            ..self
+        }
+    }
+
+    fn merge(self, a: Number, b: Number) -> Number {
+        use Number::{Float, Int};
+        match (self.op, a, b) {
+            (Op::Sum, Int(x), Int(y)) => Int(x.wrapping_add(y)),
+            (Op::Sum, Float(x), Float(y)) => Float(x + y),
+            (Op::Min, Int(x), Int(y)) => Int(x.min(y)),
+            (Op::Min, Float(x), Float(y)) => Float(x.min(y)),
+            (Op::Max, Int(x), Int(y)) => Int(x.max(y)),
+            (Op::Max, Float(x), Float(y)) => Float(x.max(y)),
+            _ => unreachable!("one codec per stream"),
+        }
+    }
+
+    /// Combines the values of equal keys across `inputs`, writing one pair
+    /// per key into `partitions` buckets.
+    pub fn combine<'a>(
+        self,
+        inputs: impl IntoIterator<Item = &'a Rows>,
+        partitions: usize,
+    ) -> Result<Vec<Rows>, PairError> {
+        let mut totals: HashMap<&[u8], Number, Hasher> = HashMap::with_hasher(hasher());
+        for input in inputs {
+            totals.reserve(input.len() / 4);
+            for (index, record) in input.iter().enumerate() {
+                let (key, value) = split_pair(record).ok_or(PairError { index })?;
+                let value = if self.count_values {
+                    Number::Int(1)
+                } else if value.len() == self.read.width() {
+                    self.read.read(value).expect("width checked")
+                } else {
+                    return Err(PairError { index });
+                };
+                totals
+                    .entry(key)
+                    .and_modify(|t| *t = self.merge(*t, value))
+                    .or_insert(value);
+            }
+        }
+        let mut buckets: Vec<Rows> = (0..partitions)
+            .map(|_| Rows::with_capacity(totals.len() / partitions + 1, 0))
+            .collect();
+        let mut scratch = Vec::with_capacity(16);
+        for (key, total) in totals {
+            scratch.clear();
+            self.read.write(total, &mut scratch);
+            buckets[partition_of(key, partitions)].push_with(|out| write_pair(key, &scratch, out));
+        }
+        Ok(buckets)
+    }
+}
+
+/// The values of each key of some partitions of pairs, keys in order of first
+/// appearance and values in input order.
+pub struct Groups<'a> {
+    index: HashMap<&'a [u8], usize, Hasher>,
+    groups: Vec<(&'a [u8], Vec<&'a [u8]>)>,
+}
+
+impl<'a> Groups<'a> {
+    /// Groups the pairs of `inputs`.
+    pub fn new(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Groups<'a>, PairError> {
+        let mut groups = Groups {
+            index: HashMap::with_hasher(hasher()),
+            groups: Vec::new(),
+        };
+        for input in inputs {
+            for (index, record) in input.iter().enumerate() {
+                let (key, value) = split_pair(record).ok_or(PairError { index })?;
+                match groups.index.get(key) {
+                    Some(&g) => groups.groups[g].1.push(value),
+                    None => {
+                        groups.index.insert(key, groups.groups.len());
+                        groups.groups.push((key, vec![value]));
+                    }
+                }
+            }
+        }
+        Ok(groups)
+    }
+
+    /// `tuple<k, list<v>>` records, one per key.
+    pub fn to_lists(&self) -> Rows {
+        let mut out = Rows::with_capacity(self.groups.len(), 0);
+        for (key, values) in &self.groups {
+            out.push_with(|buf| {
+                let mut list = Vec::new();
+                write_list(values.iter().copied(), &mut list);
+                write_pair(key, &list, buf);
+            });
+        }
+        out
+    }
+
+    /// Splits the groups into keys with a single value, already reduced
+    /// (returned as `tuple<k, v>` records), and `tuple<k, list<v>>` records of
+    /// the keys with several values, which need the reducer.
+    pub fn split_singles(&self) -> (Rows, Rows) {
+        let mut singles = Rows::new();
+        let mut lists = Rows::new();
+        for (key, values) in &self.groups {
+            if let [value] = values.as_slice() {
+                singles.push_with(|buf| write_pair(key, value, buf));
+            } else {
+                lists.push_with(|buf| {
+                    let mut list = Vec::new();
+                    write_list(values.iter().copied(), &mut list);
+                    write_pair(key, &list, buf);
+                });
+            }
+        }
+        (singles, lists)
+    }
+}
+
+/// Spreads the records of `inputs` round-robin over `partitions` partitions.
+pub fn round_robin(inputs: &[Rows], partitions: usize) -> Vec<Rows> {
+    let mut out: Vec<Rows> = (0..partitions).map(|_| Rows::new()).collect();
+    let mut next = 0;
+    for input in inputs {
+        for record in input {
+            out[next].push(record);
+            next = (next + 1) % partitions;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::codec::ListIter;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn pairs(items: &[(&str, i64)]) -> Rows {
+        let mut rows = Rows::new();
+        for (k, v) in items {
+            rows.push_with(|b| write_pair(k.as_bytes(), &v.to_le_bytes(), b));
+        }
+        rows
+    }
+
+    fn decode(rows: &[Rows]) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for r in rows {
+            for rec in r {
+                let (k, v) = split_pair(rec).unwrap();
+                let old = out.insert(
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    i64::from_le_bytes(v.try_into().unwrap()),
+                );
+                assert!(old.is_none(), "a key appears once after a reduce");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_key_lands_in_the_partition_partition_of_names() {
+        let input = pairs(&[("a", 1), ("b", 2), ("a", 3), ("c", 4)]);
+        let buckets = bucket(&input, 3).unwrap();
+        for (p, b) in buckets.iter().enumerate() {
+            for rec in b {
+                let (k, _) = split_pair(rec).unwrap();
+                assert_eq!(partition_of(k, 3), p);
+            }
+        }
+        assert_eq!(buckets.iter().map(Rows::len).sum::<usize>(), 4);
+    }
+
+    #[test]
+    fn malformed_pairs_are_errors() {
+        let mut rows = Rows::new();
+        rows.push(&[200, 0, 0, 0, 1]);
+        assert_eq!(bucket(&rows, 2).unwrap_err().index, 0);
+    }
+
+    #[test]
+    fn groups_keep_first_appearance_order() {
+        let input = pairs(&[("b", 1), ("a", 2), ("b", 3)]);
+        let groups = Groups::new([&input]).unwrap();
+        let lists = groups.to_lists();
+        let (k, list) = split_pair(lists.get(0)).unwrap();
+        assert_eq!(k, b"b");
+        let values: Vec<i64> = ListIter::new(list)
+            .unwrap()
+            .map(|v| i64::from_le_bytes(v.unwrap().try_into().unwrap()))
+            .collect();
+        assert_eq!(values, vec![1, 3]);
+        let (singles, multi) = groups.split_singles();
+        assert_eq!(singles.len(), 1);
+        assert_eq!(multi.len(), 1);
+    }
+
+    proptest! {
+        /// Built-in reducers, map side then reduce side over any split of the
+        /// input into partitions, equal a brute-force fold.
+        #[test]
+        fn builtin_reducers_match_a_brute_force_fold(
+            items in proptest::collection::vec(("[a-e]{1,2}", -1000i64..1000), 0..200),
+            cut in 1usize..5,
+            parts in 1usize..4,
+        ) {
+            let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let inputs: Vec<Rows> = items.chunks(cut).map(pairs).collect();
+            for (reducer, fold) in [
+                (Reducer::Sum, (|a: i64, b: i64| a + b) as fn(i64, i64) -> i64),
+                (Reducer::Min, |a: i64, b: i64| a.min(b)),
+                (Reducer::Max, |a: i64, b: i64| a.max(b)),
+            ] {
+                let map = Builtin::map_side(reducer, Some(Numeric::I64)).unwrap();
+                let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| map.combine([i], parts).unwrap()).collect();
+                let reduced: Vec<Rows> = (0..parts)
+                    .map(|p| map.reduce_side().combine(mapped.iter().map(|m| &m[p]), 1).unwrap().remove(0))
+                    .collect();
+                let mut expected = BTreeMap::new();
+                for (k, v) in &items {
+                    expected.entry(k.to_string()).and_modify(|t| *t = fold(*t, *v)).or_insert(*v);
+                }
+                prop_assert_eq!(decode(&reduced), expected);
+            }
+            let count = Builtin::map_side(Reducer::Count, None).unwrap();
+            let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| count.combine([i], 1).unwrap()).collect();
+            let reduced = count.reduce_side().combine(mapped.iter().map(|m| &m[0]), 1).unwrap();
+            let mut expected = BTreeMap::new();
+            for (k, _) in &items {
+                *expected.entry(k.to_string()).or_insert(0) += 1;
+            }
+            prop_assert_eq!(decode(&reduced), expected);
+        }
+    }
+}

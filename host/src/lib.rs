@@ -1,0 +1,22 @@
+//! Sluice: a stream-processing engine in the spirit of Spark Streaming whose
+//! user logic runs as WebAssembly components.
+//!
+//! Data flows through the modules in this order (see `ARCHITECTURE.md`):
+//! [`sources`] (receivers) → [`batching`] (blocks, batch clock) → [`plan`]
+//! (the job graph from the plugin, fused into stages) → [`exec`] (scheduler,
+//! narrow stages, shuffle) → [`sinks`] (outputs). Beside them: [`wasm`]
+//! (engine, component cache, instances, limits — the only module that touches
+//! wasmtime), [`data`] (the partition format and codecs), [`monitor`] (batch
+//! metrics), [`control`] (starting and stopping a job) and [`cli`] (the
+//! `sluice` command).
+
+pub mod batching;
+pub mod cli;
+pub mod control;
+pub mod data;
+pub mod exec;
+pub mod monitor;
+pub mod plan;
+pub mod sinks;
+pub mod sources;
+pub mod wasm;

@@ -1,0 +1,433 @@
+//! The physical [`Plan`]: the steps the executor runs for every batch, in
+//! order. A node's output is materialized (held as partitions for the batch)
+//! only when it is a source, a shuffle, a union, or read by more than one
+//! node; a run of narrow operators with single readers becomes one
+//! [`StepKind::Chain`], a single guest call per partition.
+
+use super::graph::{FunctionId, JobGraph, NodeId, NodeKind, Reducer, SourceSpec, Stage};
+use crate::data::Codec;
+
+/// What to run for every batch.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The job's name.
+    pub job: String,
+    /// Steps in dependency order: a step's inputs are produced by earlier steps.
+    pub steps: Vec<Step>,
+    /// The sources, each with its node id and name.
+    pub sources: Vec<(NodeId, String, SourceSpec)>,
+    /// The codec of every slot's records (`None` for outputs). Slots are the
+    /// node ids, then intermediates with no node of their own (the output of a
+    /// map-side combine).
+    pub codecs: Vec<Option<Codec>>,
+    /// How many steps read each slot; the executor drops a slot's partitions
+    /// after its last reader.
+    pub readers: Vec<usize>,
+}
+
+/// One step: produces the partitions of slot `node` (or, for an output,
+/// writes them somewhere).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The slot this step produces: a node id (for a chain, its last node), or
+    /// an intermediate slot past the nodes.
+    pub node: NodeId,
+    /// For messages: the names of the nodes this step runs, joined by ` → `.
+    pub name: String,
+    /// What it does.
+    pub kind: StepKind,
+}
+
+/// The kinds of step.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// The blocks a source received for the batch, one partition each.
+    Source,
+    /// Narrow operators (and possibly a map-side combine) fused into one guest
+    /// call per input partition.
+    Chain {
+        /// The node read.
+        input: NodeId,
+        /// The guest stages, in order.
+        stages: Vec<Stage>,
+    },
+    /// All partitions of all inputs.
+    Union {
+        /// The nodes read.
+        inputs: Vec<NodeId>,
+    },
+    /// Records spread round-robin over `partitions` partitions.
+    Repartition {
+        /// The node read.
+        input: NodeId,
+        /// Number of output partitions.
+        partitions: u32,
+    },
+    /// One `i64` record: the number of input records.
+    Count {
+        /// The node read.
+        input: NodeId,
+    },
+    /// At most one record: all records reduced with a guest function.
+    Reduce {
+        /// The node read.
+        input: NodeId,
+        /// The reduce function.
+        function: FunctionId,
+    },
+    /// Hash shuffle of pairs by key, then reduce the values of each key.
+    ReduceByKey {
+        /// The node read.
+        input: NodeId,
+        /// How values combine.
+        reducer: Reducer,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+        /// True when the input step already combined values per key
+        /// (a guest reducer's map-side combine ran in the chain).
+        combined: bool,
+    },
+    /// Hash shuffle of pairs by key, values of each key gathered in a list.
+    GroupByKey {
+        /// The node read.
+        input: NodeId,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+    },
+    /// An output operation.
+    Output {
+        /// The node read.
+        input: NodeId,
+        /// Which output.
+        output: OutputKind,
+    },
+}
+
+/// Output operations.
+#[derive(Debug, Clone)]
+pub enum OutputKind {
+    /// Print the first `n` records.
+    Print(u32),
+    /// A directory of part files per batch.
+    SaveAsTextFiles {
+        /// Path or URL prefix.
+        prefix: String,
+        /// Optional suffix.
+        suffix: Option<String>,
+    },
+    /// A guest function per partition.
+    ForeachPartition(FunctionId),
+}
+
+impl Plan {
+    /// Builds the plan of a validated graph.
+    pub fn new(graph: &JobGraph, mut codecs: Vec<Option<Codec>>) -> Plan {
+        let nodes = &graph.nodes;
+        let mut consumers = vec![0usize; nodes.len()];
+        for node in nodes {
+            for &i in &node.inputs {
+                consumers[i] += 1;
+            }
+        }
+        // A narrow node whose single reader is a narrow node (or a reduce with a
+        // guest function, which appends its combine) is fused into its reader.
+        let fusable_reader = |reader: &NodeKind| {
+            reader.narrow_function().is_some()
+                || matches!(
+                    reader,
+                    NodeKind::ReduceByKey {
+                        reducer: Reducer::Function(_),
+                        ..
+                    }
+                )
+        };
+        let mut fused_into_reader = vec![false; nodes.len()];
+        for node in nodes {
+            if fusable_reader(&node.kind) {
+                let input = node.inputs[0];
+                if nodes[input].kind.narrow_function().is_some() && consumers[input] == 1 {
+                    fused_into_reader[input] = true;
+                }
+            }
+        }
+
+        let mut steps = Vec::new();
+        let mut sources = Vec::new();
+        // For a fused narrow node: the chain it belongs to so far (first input, stages, names).
+        let mut pending: Vec<Option<(NodeId, Vec<Stage>, Vec<String>)>> = vec![None; nodes.len()];
+        for (id, node) in nodes.iter().enumerate() {
+            let input = node.inputs.first().copied();
+            let kind = match &node.kind {
+                NodeKind::Source(spec) => {
+                    sources.push((id, node.name.clone(), spec.clone()));
+                    Some(StepKind::Source)
+                }
+                NodeKind::Map(_)
+                | NodeKind::FlatMap(_)
+                | NodeKind::Filter(_)
+                | NodeKind::MapPartitions(_) => {
+                    let input = input.expect("validated: one input");
+                    let f = node.kind.narrow_function().expect("narrow");
+                    let (chain_input, mut stages, mut names) = pending[input]
+                        .take()
+                        .unwrap_or_else(|| (input, Vec::new(), Vec::new()));
+                    stages.push(Stage::Apply(f));
+                    names.push(node.name.clone());
+                    if fused_into_reader[id] {
+                        pending[id] = Some((chain_input, stages, names));
+                        continue;
+                    }
+                    steps.push(Step {
+                        node: id,
+                        name: names.join(" → "),
+                        kind: StepKind::Chain {
+                            input: chain_input,
+                            stages,
+                        },
+                    });
+                    continue;
+                }
+                NodeKind::ReduceByKey {
+                    reducer,
+                    partitions,
+                } => {
+                    let input = input.expect("validated: one input");
+                    let mut shuffle_input = input;
+                    let mut combined = false;
+                    if let Reducer::Function(f) = reducer {
+                        // Map-side combine in the guest, fused into the chain before.
+                        let (chain_input, mut stages, mut names) = pending[input]
+                            .take()
+                            .unwrap_or_else(|| (input, Vec::new(), Vec::new()));
+                        stages.push(Stage::Combine(*f));
+                        names.push(format!("{} (map-side combine)", node.name));
+                        // The combined records are an intermediate with a slot
+                        // of their own, which the shuffle reads.
+                        let slot = codecs.len();
+                        codecs.push(codecs[input].clone());
+                        steps.push(Step {
+                            node: slot,
+                            name: names.join(" → "),
+                            kind: StepKind::Chain {
+                                input: chain_input,
+                                stages,
+                            },
+                        });
+                        shuffle_input = slot;
+                        combined = true;
+                    }
+                    Some(StepKind::ReduceByKey {
+                        input: shuffle_input,
+                        reducer: *reducer,
+                        partitions: *partitions,
+                        combined,
+                    })
+                }
+                NodeKind::Repartition(n) => Some(StepKind::Repartition {
+                    input: input.expect("validated: one input"),
+                    partitions: *n,
+                }),
+                NodeKind::Union => Some(StepKind::Union {
+                    inputs: node.inputs.clone(),
+                }),
+                NodeKind::Count => Some(StepKind::Count {
+                    input: input.expect("validated: one input"),
+                }),
+                NodeKind::Reduce(f) => Some(StepKind::Reduce {
+                    input: input.expect("validated: one input"),
+                    function: *f,
+                }),
+                NodeKind::GroupByKey { partitions } => Some(StepKind::GroupByKey {
+                    input: input.expect("validated: one input"),
+                    partitions: *partitions,
+                }),
+                NodeKind::Print(n) => Some(StepKind::Output {
+                    input: input.expect("validated: one input"),
+                    output: OutputKind::Print(*n),
+                }),
+                NodeKind::SaveAsTextFiles { prefix, suffix } => Some(StepKind::Output {
+                    input: input.expect("validated: one input"),
+                    output: OutputKind::SaveAsTextFiles {
+                        prefix: prefix.clone(),
+                        suffix: suffix.clone(),
+                    },
+                }),
+                NodeKind::ForeachPartition(f) => Some(StepKind::Output {
+                    input: input.expect("validated: one input"),
+                    output: OutputKind::ForeachPartition(*f),
+                }),
+            };
+            if let Some(kind) = kind {
+                steps.push(Step {
+                    node: id,
+                    name: node.name.clone(),
+                    kind,
+                });
+            }
+        }
+
+        let mut readers = vec![0usize; codecs.len()];
+        for step in &steps {
+            for input in step.kind.inputs() {
+                readers[input] += 1;
+            }
+        }
+        Plan {
+            job: graph.name.clone(),
+            steps,
+            sources,
+            codecs,
+            readers,
+        }
+    }
+}
+
+impl StepKind {
+    /// The nodes this step reads.
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match self {
+            StepKind::Source => vec![],
+            StepKind::Union { inputs } => inputs.clone(),
+            StepKind::Chain { input, .. }
+            | StepKind::Repartition { input, .. }
+            | StepKind::Count { input }
+            | StepKind::Reduce { input, .. }
+            | StepKind::ReduceByKey { input, .. }
+            | StepKind::GroupByKey { input, .. }
+            | StepKind::Output { input, .. } => vec![*input],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::graph::Node;
+    use crate::plan::validate;
+    use std::time::Duration;
+
+    fn node(name: &str, kind: NodeKind, inputs: &[usize], codec: &str) -> Node {
+        Node {
+            name: name.into(),
+            kind,
+            inputs: inputs.to_vec(),
+            codec: codec.into(),
+        }
+    }
+
+    fn plan(nodes: Vec<Node>) -> Plan {
+        let g = JobGraph {
+            name: "t".into(),
+            nodes,
+        };
+        let codecs = validate(&g, Duration::from_secs(1), Duration::from_millis(200)).unwrap();
+        Plan::new(&g, codecs)
+    }
+
+    fn source() -> Node {
+        node(
+            "src",
+            NodeKind::Source(SourceSpec::SocketText {
+                host: "h".into(),
+                port: 1,
+            }),
+            &[],
+            "string",
+        )
+    }
+
+    #[test]
+    fn word_count_fuses_narrow_ops_and_combine() {
+        let p = plan(vec![
+            source(),
+            node("flat_map", NodeKind::FlatMap(0), &[0], "string"),
+            node("map", NodeKind::Map(1), &[1], "tuple<string,i64>"),
+            node(
+                "rbk",
+                NodeKind::ReduceByKey {
+                    reducer: Reducer::Function(2),
+                    partitions: None,
+                },
+                &[2],
+                "tuple<string,i64>",
+            ),
+            node("print", NodeKind::Print(10), &[3], ""),
+        ]);
+        let kinds: Vec<_> = p.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
+        assert_eq!(p.steps.len(), 4, "{kinds:#?}");
+        match &p.steps[1].kind {
+            StepKind::Chain { input, stages } => {
+                assert_eq!(*input, 0);
+                assert_eq!(
+                    stages,
+                    &vec![Stage::Apply(0), Stage::Apply(1), Stage::Combine(2)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            p.steps[2].kind,
+            StepKind::ReduceByKey {
+                input: 5,
+                combined: true,
+                ..
+            }
+        ));
+        assert_eq!(p.steps[1].name, "flat_map → map → rbk (map-side combine)");
+    }
+
+    #[test]
+    fn a_stream_read_twice_is_materialized() {
+        let p = plan(vec![
+            source(),
+            node("map", NodeKind::Map(0), &[0], "string"),
+            node("filter", NodeKind::Filter(1), &[1], "string"),
+            node("print a", NodeKind::Print(10), &[1], ""),
+            node("print b", NodeKind::Print(10), &[2], ""),
+        ]);
+        let chains: Vec<_> = p
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Chain { input, stages } => Some((*input, stages.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            chains,
+            vec![(0, vec![Stage::Apply(0)]), (1, vec![Stage::Apply(1)])]
+        );
+        assert_eq!(p.readers[1], 2);
+    }
+
+    #[test]
+    fn builtin_reducer_has_no_guest_combine() {
+        let p = plan(vec![
+            source(),
+            node("map", NodeKind::Map(0), &[0], "tuple<string,i64>"),
+            node(
+                "sum",
+                NodeKind::ReduceByKey {
+                    reducer: Reducer::Sum,
+                    partitions: Some(3),
+                },
+                &[1],
+                "tuple<string,i64>",
+            ),
+            node("print", NodeKind::Print(10), &[2], ""),
+        ]);
+        assert!(matches!(
+            p.steps[1].kind,
+            StepKind::Chain { ref stages, .. } if stages == &vec![Stage::Apply(0)]
+        ));
+        assert!(matches!(
+            p.steps[2].kind,
+            StepKind::ReduceByKey {
+                input: 1,
+                combined: false,
+                partitions: Some(3),
+                ..
+            }
+        ));
+    }
+}

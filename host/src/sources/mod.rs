@@ -1,0 +1,228 @@
+//! Receivers: the tokio tasks that read a source and leave its records, block
+//! by block, in the [`BlockStore`].
+//!
+//! One file per kind of source, one entry point, [`spawn`]: adding a source
+//! is one file and one match arm.
+//!
+//! | source | file | ends by itself |
+//! |---|---|---|
+//! | `socket_text_stream(host, port)` | `socket.rs` | when the peer closes, with `--until-sources-end` (otherwise it reconnects) |
+//! | `text_file_stream(dir)` | `file.rs` | never |
+//! | `queue_stream(batches)`, `lines_file(path, n)` | `queue.rs` | when exhausted |
+//! | `rate(records_per_second)` | `rate.rs` | never |
+//!
+//! # The receiver contract
+//!
+//! Time is milliseconds since the Unix epoch; see [`crate::batching`] for
+//! batch times and [`BatchClock::batch_for`]. Every wall-clock receiver
+//! (socket, file, rate):
+//!
+//! - cuts a block every block interval, at ticks aligned to multiples of the
+//!   block interval; the block cut at tick `t` belongs to batch
+//!   `batch_for(t)`. After pushing it (nothing when it is empty) it advances
+//!   its watermark to `t`. A block that reaches the size cap
+//!   ([`SourceContext::max_block_bytes`], 16 MiB by default) is cut early and
+//!   belongs to the batch of the next tick.
+//! - stops *reading* while the store's byte budget is used up, but keeps
+//!   ticking, so the batch loop is never blocked by a receiver waiting for
+//!   budget (backpressure by construction: TCP pushes back on the sender).
+//! - on stop ([`SourceContext::stop`] becomes `true`, or its sender is
+//!   dropped) stops reading, cuts its last block, pushes it and finishes.
+//! - reports a source it cannot read through [`ReceiverHandle::fail`]; the
+//!   batch loop gets it from [`BlockStore::take_batch`] as a
+//!   [`SourceError`](crate::batching::SourceError) naming the source.
+//!
+//! Queue sources do not follow the wall clock: entry `i` is the block of
+//! batch `start + i × interval` whatever the block interval, so a job fed by
+//! queues gives the same batches on every run. Their watermark runs ahead of
+//! the wall clock (they push every entry at once and finish); whether the
+//! batch loop then waits for each batch's time is the loop's decision.
+//!
+//! Text sources produce `string` records: one per line, without its `\n` or
+//! `\r\n`; a line that is not UTF-8 is skipped, counted in the block's
+//! `invalid_records`, and logged with its byte offset (a few per block, then
+//! a count).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use sluice::batching::{BatchClock, BlockStore, now_ms};
+//! use sluice::plan::SourceSpec;
+//! use sluice::sources::{self, SourceContext};
+//!
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! let clock = BatchClock::new(Duration::from_secs(1));
+//! let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+//! let (stop, stop_rx) = tokio::sync::watch::channel(false);
+//! let spec = SourceSpec::SocketText { host: "localhost".into(), port: 9999 };
+//! sources::spawn(spec, SourceContext {
+//!     source: 0,
+//!     name: "socket localhost:9999".into(),
+//!     block_interval: Duration::from_millis(200),
+//!     clock,
+//!     start: clock.batch_for(now_ms()),
+//!     max_block_bytes: sources::DEFAULT_MAX_BLOCK_BYTES,
+//!     until_end: false,
+//!     stop: stop_rx,
+//!     store: Arc::clone(&store),
+//!     runtime: runtime.handle().clone(),
+//! });
+//! // The batch loop, on its own thread:
+//! for time in clock.times_from(clock.batch_for(now_ms())).take(3) {
+//!     let input = store.take_batch(time).unwrap();
+//!     // ... run the batch ...
+//!     store.release(input.bytes);
+//! }
+//! stop.send(true).unwrap();
+//! ```
+
+mod file;
+mod generator;
+mod lines;
+mod queue;
+mod rate;
+mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::batching::{BatchClock, BatchTime, BlockStore, ReceiverHandle};
+use crate::plan::{NodeId, SourceSpec};
+
+/// The default size cap of a block: 16 MiB.
+pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
+
+/// Everything a receiver needs besides its [`SourceSpec`].
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The source node.
+    pub source: NodeId,
+    /// The source's name, for logs and errors (`"socket localhost:9999"`).
+    pub name: String,
+    /// How often blocks are cut; the batch interval should be a multiple.
+    pub block_interval: Duration,
+    /// The batch clock.
+    pub clock: BatchClock,
+    /// The first batch the batch loop takes; queue entry `i` goes to batch
+    /// `start + i × interval`.
+    pub start: BatchTime,
+    /// Blocks are cut early at this size; longer lines are skipped.
+    pub max_block_bytes: usize,
+    /// `--until-sources-end`: a socket closed by its peer ends the source
+    /// instead of reconnecting.
+    pub until_end: bool,
+    /// Becomes `true` to stop the receiver (a dropped sender stops it too).
+    pub stop: watch::Receiver<bool>,
+    /// Where blocks go.
+    pub store: Arc<BlockStore>,
+    /// The runtime the receiver task runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// Registers a receiver for `spec` in the context's store (before
+/// returning, so the batch loop waits for it) and starts it as a task on the
+/// context's runtime. The task ends when the receiver has finished or failed.
+pub fn spawn(spec: SourceSpec, ctx: SourceContext) -> JoinHandle<()> {
+    let handle = ctx.store.register(ctx.source, ctx.name.clone());
+    let runtime = ctx.runtime.clone();
+    runtime.spawn(run(spec, ctx, handle))
+}
+
+async fn run(spec: SourceSpec, ctx: SourceContext, handle: ReceiverHandle) {
+    match spec {
+        SourceSpec::SocketText { host, port } => socket::run(host, port, ctx, handle).await,
+        SourceSpec::TextFile { directory } => file::run(directory, ctx, handle).await,
+        SourceSpec::Queue(entries) => queue::run_entries(entries, ctx, handle).await,
+        SourceSpec::LinesFile {
+            path,
+            lines_per_batch,
+        } => queue::run_lines_file(path, lines_per_batch, ctx, handle).await,
+        SourceSpec::Rate { records_per_second } => {
+            rate::run(records_per_second, ctx, handle).await
+        }
+    }
+}
+
+/// Resolves once stop is requested (or its sender is gone).
+pub(crate) async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    // `wait_for` fails only when the sender is dropped: stop then too.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A batch loop for receiver tests.
+
+    use super::*;
+    use crate::batching::{BatchInput, now_ms};
+
+    /// A context for a test receiver, and the stop sender.
+    pub(crate) fn context(
+        store: &Arc<BlockStore>,
+        block_ms: u64,
+        batch_ms: u64,
+        until_end: bool,
+    ) -> (SourceContext, watch::Sender<bool>) {
+        let clock = BatchClock::new(Duration::from_millis(batch_ms));
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = SourceContext {
+            source: 1,
+            name: "test".into(),
+            block_interval: Duration::from_millis(block_ms),
+            clock,
+            start: clock.batch_for(now_ms()),
+            max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
+            until_end,
+            stop: stop_rx,
+            store: Arc::clone(store),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        (ctx, stop)
+    }
+
+    /// The records of each block of a batch, as strings.
+    pub(crate) fn lines(input: &BatchInput) -> Vec<String> {
+        input
+            .blocks
+            .values()
+            .flatten()
+            .flat_map(|rows| rows.iter())
+            .map(|r| String::from_utf8(r.to_vec()).expect("test lines are UTF-8"))
+            .collect()
+    }
+
+    /// Takes batches from `start` on a blocking thread, releasing each,
+    /// until `done` says so or every receiver has finished; fails the test
+    /// after 60 s without progress.
+    pub(crate) async fn run_batches(
+        store: &Arc<BlockStore>,
+        ctx: &SourceContext,
+        mut done: impl FnMut(&BatchInput) -> bool + Send + 'static,
+    ) -> Vec<BatchInput> {
+        let store = Arc::clone(store);
+        let clock = ctx.clock;
+        let start = ctx.start;
+        tokio::task::spawn_blocking(move || {
+            let mut batches = Vec::new();
+            for time in clock.times_from(start) {
+                let ready = store
+                    .wait_until(time, Duration::from_secs(60))
+                    .expect("no source fails");
+                assert!(ready, "batch {time} not ready after 60 s");
+                let input = store.take_batch(time).expect("no source fails");
+                store.release(input.bytes);
+                let stop = done(&input);
+                batches.push(input);
+                if stop || store.all_finished() {
+                    break;
+                }
+            }
+            batches
+        })
+        .await
+        .expect("the batch loop does not panic")
+    }
+}

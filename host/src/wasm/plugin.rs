@@ -1,0 +1,134 @@
+//! [`Plugin`]: a loaded, checked and compiled plugin, ready to be
+//! instantiated any number of times (its imports are resolved once, so a
+//! fresh instance costs microseconds). Each instance is sandboxed: a WASI
+//! context that grants nothing (no directories, environment, arguments,
+//! network or stdin), its stdout and stderr captured, its memory capped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::bindings::PluginPre;
+use super::error::WasmError;
+use super::instance::{Instance, StoreState, classify};
+use super::limits::Limits;
+use super::output::Capture;
+use super::runtime::Runtime;
+
+/// A compiled plugin. Cheap to clone; keeps its [`Runtime`] alive.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    runtime: Runtime,
+    path: PathBuf,
+    digest: String,
+    contract_version: String,
+    pre: PluginPre<StoreState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.inner.path)
+            .field("digest", &self.inner.digest)
+            .field("contract_version", &self.inner.contract_version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    pub(super) fn new(
+        runtime: Runtime,
+        path: PathBuf,
+        digest: String,
+        contract_version: String,
+        pre: PluginPre<StoreState>,
+    ) -> Plugin {
+        Plugin {
+            inner: Arc::new(PluginInner {
+                runtime,
+                path,
+                digest,
+                contract_version,
+                pre,
+            }),
+        }
+    }
+
+    /// SHA-256 of the plugin file, in hex: identifies the code a checkpoint
+    /// was made with.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// The `sluice:plugin` version the plugin was built against (e.g.
+    /// `"0.1.0"`), compatible with [`crate::wasm::CONTRACT_VERSION`].
+    pub fn contract_version(&self) -> &str {
+        &self.inner.contract_version
+    }
+
+    /// The file the plugin was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A fresh, sandboxed instance. `label` (e.g. the job name) prefixes the
+    /// guest's log lines.
+    pub fn instantiate(&self, label: &str) -> Result<Instance, WasmError> {
+        let runtime = &self.inner.runtime;
+        let stdout = Capture::default();
+        let stderr = Capture::default();
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            runtime.engine(),
+            StoreState {
+                wasi,
+                table: ResourceTable::new(),
+                limits: Limits::new(runtime.config().memory_limit),
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        // Start code (static constructors) runs under the same time limit.
+        store.set_epoch_deadline(runtime.deadline_ticks());
+        match self.inner.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Instance::new(
+                self.clone(),
+                store,
+                bindings,
+                label,
+                stdout,
+                stderr,
+            )),
+            Err(e) => {
+                let refused_at = store.data().limits.refused_at();
+                let (_, detail) = classify(&e, refused_at, runtime.config());
+                let guest_stderr = stderr.tail(4096);
+                Err(WasmError::Instantiate {
+                    path: self.inner.path.clone(),
+                    label: label.to_string(),
+                    reason: if guest_stderr.trim().is_empty() {
+                        detail
+                    } else {
+                        format!("{detail}\nguest stderr:\n{}", guest_stderr.trim_end())
+                    },
+                })
+            }
+        }
+    }
+
+    pub(super) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+}

@@ -1,0 +1,316 @@
+//! [`Runtime`]: the process's one wasmtime engine, the thread that drives its
+//! epoch (the clock of the per-call time limit), the WASI linker shared by
+//! every plugin, and [`Runtime::load`], which turns a `.wasm` file into a
+//! checked, compiled [`Plugin`].
+//!
+//! Loading refuses, with a message that says what to do: a file that is not a
+//! component (a core module is told to build for `wasm32-wasip2`), a component
+//! that does not export `sluice:plugin/job`, one built against an
+//! incompatible contract version, and one whose imports or exports do not fit
+//! (anything but WASI p2 imported, a `job` of the wrong shape).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+use super::bindings::PluginPre;
+use super::contract::{self, ContractError};
+use super::error::WasmError;
+use super::instance::StoreState;
+use super::plugin::Plugin;
+use super::cache;
+
+/// Limits and cache of a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Most bytes of linear memory an instance may have (default 1 GiB). A
+    /// guest that asks for more traps with [`TrapReason::MemoryLimit`](super::TrapReason).
+    pub memory_limit: usize,
+    /// Longest a single call may run (default 60 s). A call that runs longer
+    /// traps with [`TrapReason::Timeout`](super::TrapReason).
+    pub call_timeout: Duration,
+    /// Where compiled components are kept between runs; compile in memory
+    /// every time when `None`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        WasmConfig {
+            memory_limit: 1 << 30,
+            call_timeout: Duration::from_secs(60),
+            cache_dir: None,
+        }
+    }
+}
+
+/// Period of the epoch ticker: the resolution of the call time limit.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The process's WebAssembly engine. Cheap to clone; the epoch thread stops
+/// when the last clone, and the last [`Plugin`] loaded with it, is dropped.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    config: WasmConfig,
+    /// Epoch ticks a call may run: the time limit in [`EPOCH_TICK`]s.
+    deadline_ticks: u64,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// The engine (component model, epoch interruption) and its epoch thread.
+    pub fn new(config: WasmConfig) -> Result<Runtime, WasmError> {
+        let mut wasmtime_config = Config::new();
+        wasmtime_config
+            .wasm_component_model(true)
+            .epoch_interruption(true);
+        let engine =
+            Engine::new(&wasmtime_config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| WasmError::Engine(format!("cannot link WASI: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| WasmError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        // Round up, plus one: the deadline counts from the tick in progress.
+        let deadline_ticks = config.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        let deadline_ticks = u64::try_from(deadline_ticks).unwrap_or(u64::MAX / 2) + 1;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                deadline_ticks,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// Reads, checks and compiles the plugin at `path` (through the cache
+    /// when [`WasmConfig::cache_dir`] is set).
+    pub fn load(&self, path: &Path) -> Result<Plugin, WasmError> {
+        let bytes = std::fs::read(path).map_err(|source| WasmError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Err(reason) = check_header(&bytes) {
+            return Err(WasmError::NotAComponent {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let engine = &self.inner.engine;
+        let component = cache::compile(
+            engine,
+            &bytes,
+            &digest,
+            self.inner.config.cache_dir.as_deref(),
+            path,
+        )
+        .map_err(|e| WasmError::Compile {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+
+        let ty = component.component_type();
+        let version = contract::check_exports(ty.exports(engine).map(|(name, _)| name)).map_err(
+            |e| match e {
+                ContractError::Missing { exports } => WasmError::NotAPlugin {
+                    path: path.to_path_buf(),
+                    exports,
+                },
+                ContractError::Version { found } => WasmError::Version {
+                    path: path.to_path_buf(),
+                    found,
+                    expected: contract::CONTRACT_VERSION.to_string(),
+                },
+            },
+        )?;
+
+        let instance_pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| WasmError::Link {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it imports something the sandbox does not provide (only WASI 0.2 is): {e:#}"
+                ),
+            })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| WasmError::Link {
+            path: path.to_path_buf(),
+            reason: format!(
+                "its `{}@{version}` export does not match the contract sluice:plugin@{}: {e:#}",
+                contract::JOB_INTERFACE,
+                contract::CONTRACT_VERSION
+            ),
+        })?;
+        tracing::debug!(plugin = %path.display(), contract = %version, "loaded plugin");
+        Ok(Plugin::new(
+            self.clone(),
+            path.to_path_buf(),
+            hex::encode(digest),
+            version,
+            pre,
+        ))
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(super) fn config(&self) -> &WasmConfig {
+        &self.inner.config
+    }
+
+    pub(super) fn deadline_ticks(&self) -> u64 {
+        self.inner.deadline_ticks
+    }
+}
+
+/// Says what a file is when it is not a component, from its header: the
+/// magic `\0asm`, then a version and layer (`01 00 00 00` for a core module,
+/// `0d 00 01 00` for a component).
+pub(super) fn check_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(
+            "it is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)"
+                .to_string(),
+        );
+    }
+    let layer = u16::from_le_bytes([bytes[6], bytes[7]]);
+    match (bytes[4..8] == CORE_MODULE, layer) {
+        (true, _) => Err(
+            "it is a core WebAssembly module, not a component; build with --target wasm32-wasip2"
+                .to_string(),
+        ),
+        (false, 1) => Ok(()),
+        (false, _) => Err(format!(
+            "it is a WebAssembly binary of unknown kind (header version {:#06x}, layer {layer})",
+            u16::from_le_bytes([bytes[4], bytes[5]])
+        )),
+    }
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`]. It
+/// stops as soon as this value is dropped (the channel closes).
+struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sluice-wasm-epoch".to_string())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_bytes(bytes: &[u8]) -> Result<Plugin, WasmError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foo.wasm");
+        std::fs::write(&path, bytes).unwrap();
+        Runtime::new(WasmConfig::default()).unwrap().load(&path)
+    }
+
+    #[test]
+    fn random_bytes_are_not_a_component() {
+        let err = load_bytes(b"this is not wasm at all").unwrap_err();
+        assert!(matches!(err, WasmError::NotAComponent { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("foo.wasm is not a WebAssembly component"), "{msg}");
+        assert!(msg.contains("not a WebAssembly file"), "{msg}");
+    }
+
+    #[test]
+    fn core_module_is_told_to_build_for_wasip2() {
+        // `(module)`: the magic and version 1, nothing else.
+        let err = load_bytes(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(matches!(err, WasmError::NotAComponent { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("is a core WebAssembly module, not a component"), "{msg}");
+        assert!(msg.contains("--target wasm32-wasip2"), "{msg}");
+    }
+
+    #[test]
+    fn empty_component_is_not_a_plugin() {
+        // `(component)`: the magic, version 0x0d, layer 1.
+        let err = load_bytes(b"\0asm\x0d\0\x01\0").unwrap_err();
+        let WasmError::NotAPlugin { exports, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(exports.is_empty());
+        let msg = err.to_string();
+        assert!(msg.contains("not a Sluice plugin"), "{msg}");
+        assert!(msg.contains("sluice:plugin/job@0.1.0"), "{msg}");
+        assert!(msg.contains("it exports: nothing"), "{msg}");
+    }
+
+    #[test]
+    fn truncated_component_does_not_compile() {
+        let err = load_bytes(b"\0asm\x0d\0\x01\0\x07\xff").unwrap_err();
+        assert!(matches!(err, WasmError::Compile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let runtime = Runtime::new(WasmConfig::default()).unwrap();
+        let err = runtime.load(Path::new("/nonexistent/foo.wasm")).unwrap_err();
+        assert!(matches!(err, WasmError::Read { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn epoch_thread_stops_when_dropped() {
+        let runtime = Runtime::new(WasmConfig::default()).unwrap();
+        let clone = runtime.clone();
+        drop(runtime);
+        let started = std::time::Instant::now();
+        drop(clone); // the last clone: joins the thread
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

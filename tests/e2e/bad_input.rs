@@ -1,0 +1,213 @@
+//! Every bad input gets its own error, naming the cause and the place: files
+//! that are not plugins, a plugin built against another contract version,
+//! guests that trap, loop or allocate without bound, invalid UTF-8 in a
+//! stream, and intervals that do not fit together.
+
+use std::fs;
+use std::time::Duration;
+
+use crate::util::{
+    self, Counts, Server, Sluice, assert_counts_eq, count_words, lines_of, parse_counts,
+    read_metrics, read_saved_batches,
+};
+
+#[test]
+fn missing_plugin_file_is_reported_with_its_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("no-such-plugin.wasm");
+    Sluice::run(&path, &tmp.path().join("data"))
+        .arg("--until-sources-end")
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&[&path.display().to_string()]);
+}
+
+#[test]
+fn random_bytes_are_refused_as_not_a_component_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("random.wasm");
+    // Fixed "random" bytes (an LCG), so a failure reproduces.
+    let mut x: u32 = 0x1234_5678;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    fs::write(&path, bytes).unwrap();
+    Sluice::run(&path, &tmp.path().join("data"))
+        .arg("--until-sources-end")
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&[&path.display().to_string(), "not a WebAssembly component"]);
+}
+
+#[test]
+fn core_module_is_refused_as_not_a_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("core.wasm");
+    // The header of an empty core module: magic, version 1.
+    fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    Sluice::run(&path, &tmp.path().join("data"))
+        .arg("--until-sources-end")
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&[
+            &path.display().to_string(),
+            "not a WebAssembly component",
+            "core",
+            "module",
+        ]);
+}
+
+#[test]
+fn plugin_built_against_another_contract_version_names_both_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugin = util::plugin(sluice_test_artifacts::CONTRACT_0_2);
+    Sluice::run(&plugin, &tmp.path().join("data"))
+        .arg("--until-sources-end")
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&[&plugin.display().to_string(), "0.2.0", "0.1.0"]);
+}
+
+/// Runs the `misbehaving` plugin with `fault=<fault>`; it must fail.
+fn misbehave(fault: &str, extra: &[(&str, &str)]) -> util::Output {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Sluice::run(
+        &util::plugin(sluice_test_artifacts::MISBEHAVING),
+        &tmp.path().join("data"),
+    )
+    .job_arg("fault", fault)
+    .opt("--batch-interval", "200ms")
+    // A guard: the fault must stop the job long before this.
+    .opt("--max-batches", "50");
+    for (k, v) in extra {
+        cmd = cmd.opt(k, *v);
+    }
+    let out = cmd.timeout(Duration::from_secs(90)).output();
+    out.assert_failure();
+    out
+}
+
+#[test]
+fn trap_in_map_is_retried_then_reported_with_operator_name() {
+    misbehave("panic", &[]).assert_stderr_contains(&["boom: deliberate failure", "map at"]);
+}
+
+#[test]
+fn infinite_loop_in_map_is_stopped_by_the_time_limit() {
+    let out = misbehave("loop", &[("--call-timeout", "1s")]);
+    out.assert_stderr_contains(&["time limit", "map at"]);
+    // Up to 5 attempts of 1 s each, plus start-up: far from the 90 s guard.
+    assert!(
+        out.elapsed < Duration::from_secs(45),
+        "the time limit took too long to stop the job; {out:?}"
+    );
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_by_the_memory_limit() {
+    misbehave("alloc", &[("--memory-limit", "64MiB")])
+        .assert_stderr_contains(&["memory limit", "map at"]);
+}
+
+#[test]
+fn invalid_utf8_line_is_skipped_and_reported_with_source_and_offset() {
+    let corpus = util::corpus(2_000);
+    let text = std::str::from_utf8(corpus).unwrap();
+    let lines = lines_of(text);
+    let (before, after) = lines.split_at(1_000);
+
+    let mut data = Vec::new();
+    for line in before {
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
+    let line_offset = data.len();
+    data.extend_from_slice(b"valid \xff\xfe invalid\n");
+    let byte_offset = line_offset + "valid ".len();
+    for line in after {
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
+    let expected: Counts = count_words(before.iter().chain(after).copied());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("out");
+    let metrics_path = tmp.path().join("metrics.jsonl");
+    let server = Server::serve(data);
+    let port = server.port;
+    let out = Sluice::run(
+        &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+        &tmp.path().join("data"),
+    )
+    .job_arg("host", "127.0.0.1")
+    .job_arg("port", server.port)
+    .job_arg("output", prefix.display())
+    .opt("--batch-interval", "500ms")
+    .arg("--until-sources-end")
+    .opt("--metrics-json", &metrics_path)
+    .output();
+    out.assert_success();
+    server.finish();
+
+    // The report names the source and where in its stream the line was.
+    let report = utf8_report(&out.stderr);
+    let source = format!("127.0.0.1:{port}");
+    assert!(
+        report.contains(&source),
+        "the UTF-8 report does not name the source {source}: {report}"
+    );
+    assert!(
+        report.contains(&line_offset.to_string()) || report.contains(&byte_offset.to_string()),
+        "the UTF-8 report names neither byte offset {line_offset} (start of the invalid line) \
+         nor {byte_offset} (first invalid byte): {report}"
+    );
+
+    let mut total = Counts::new();
+    for batch in read_saved_batches(&prefix, None).unwrap() {
+        util::add_counts(&mut total, &parse_counts(batch.lines()).unwrap());
+    }
+    assert_counts_eq(&expected, &total, "word counts without the invalid line");
+
+    let metrics = read_metrics(&metrics_path).unwrap();
+    let invalid: u64 = metrics.iter().map(|m| m.invalid_records).sum();
+    assert_eq!(invalid, 1, "invalid_records over all batches; {out:?}");
+    let records: u64 = metrics.iter().map(|m| m.records).sum();
+    assert!(
+        records == lines.len() as u64 || records == lines.len() as u64 + 1,
+        "records over all batches: {records}, expected the {} valid lines (plus, \
+         perhaps, the invalid one)",
+        lines.len()
+    );
+}
+
+/// The line of stderr that reports invalid UTF-8.
+fn utf8_report(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| {
+            let l = l.to_lowercase();
+            l.contains("utf-8") || l.contains("utf8")
+        })
+        .unwrap_or_else(|| panic!("no line of stderr mentions UTF-8:\n{stderr}"))
+}
+
+#[test]
+fn batch_interval_not_a_multiple_of_block_interval_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    Sluice::run(
+        &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+        &tmp.path().join("data"),
+    )
+    .job_arg("host", "127.0.0.1")
+    .job_arg("port", 9)
+    .opt("--block-interval", "300ms")
+    .opt("--batch-interval", "1s")
+    .arg("--until-sources-end")
+    .timeout(Duration::from_secs(60))
+    .output()
+    .assert_failure()
+    .assert_stderr_contains(&["multiple", "300ms", "1s"]);
+}

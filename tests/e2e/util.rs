@@ -1,0 +1,682 @@
+//! Helpers shared by the end-to-end tests: run the real `sluice` binary with
+//! a deadline, serve bytes on a loopback port, generate the corpus, read the
+//! directories written by `save_as_text_files`, the `print` output and the
+//! `--metrics-json` file, and count words independently of Sluice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// How long one run of the binary may take before the test kills it and fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Word counts, keyed by word.
+pub type Counts = HashMap<String, i64>;
+
+/// The repository root (host's manifest dir is `<root>/host`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// `../shared` beside the repository: the corpus generator lives there.
+pub fn shared_dir() -> PathBuf {
+    repo_root()
+        .parent()
+        .expect("the repository has a parent folder")
+        .join("shared")
+}
+
+/// `lines` lines of `shared/bench/gen-corpus.py` output (deterministic).
+/// Cached per size, since several tests use the same corpus.
+pub fn corpus(lines: usize) -> &'static [u8] {
+    static CACHE: OnceLock<std::sync::Mutex<HashMap<usize, &'static [u8]>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entry(lines).or_insert_with(|| {
+        let script = shared_dir().join("bench/gen-corpus.py");
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(lines.to_string())
+            .output()
+            .unwrap_or_else(|e| panic!("run python3 {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Box::leak(out.stdout.into_boxed_slice())
+    })
+}
+
+/// The lines of a text as Spark's socket and file sources see them: split on
+/// `\n`, with no empty last line after a final `\n`.
+pub fn lines_of(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if lines.last() == Some(&"") {
+        lines.pop();
+    }
+    lines
+}
+
+/// Word counts of `lines` split with `split(' ')` exactly, like the plugins
+/// (and Spark's `split(" ")`): every token counts, empty ones included.
+pub fn count_words<'a>(lines: impl IntoIterator<Item = &'a str>) -> Counts {
+    let mut counts = Counts::new();
+    for line in lines {
+        for word in line.split(' ') {
+            *counts.entry(word.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Adds `b` into `a`.
+pub fn add_counts(a: &mut Counts, b: &Counts) {
+    for (k, v) in b {
+        *a.entry(k.clone()).or_default() += v;
+    }
+}
+
+/// A readable difference between two count maps (first few keys), or `None`.
+pub fn diff_counts(expected: &Counts, actual: &Counts) -> Option<String> {
+    let mut diffs = Vec::new();
+    for (k, v) in expected {
+        let got = actual.get(k).copied();
+        if got != Some(*v) {
+            diffs.push(format!("{k:?}: expected {v}, got {got:?}"));
+        }
+    }
+    for (k, v) in actual {
+        if !expected.contains_key(k) {
+            diffs.push(format!("{k:?}: not expected, got {v}"));
+        }
+    }
+    if diffs.is_empty() {
+        return None;
+    }
+    let n = diffs.len();
+    diffs.sort();
+    diffs.truncate(20);
+    Some(format!(
+        "{n} keys differ (expected {} keys, got {}); first ones:\n  {}",
+        expected.len(),
+        actual.len(),
+        diffs.join("\n  ")
+    ))
+}
+
+/// Asserts that two count maps are equal, with a readable message.
+#[track_caller]
+pub fn assert_counts_eq(expected: &Counts, actual: &Counts, what: &str) {
+    if let Some(diff) = diff_counts(expected, actual) {
+        panic!("{what}: {diff}");
+    }
+}
+
+/// The component of a plugin built by `sluice-test-artifacts`.
+pub fn plugin(path: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    assert!(path.is_file(), "plugin {} was not built", path.display());
+    path
+}
+
+/// A command line for `sluice`.
+pub struct Sluice {
+    args: Vec<OsString>,
+    timeout: Duration,
+}
+
+/// What a finished run of `sluice` printed and returned.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 20_000;
+        let clip = |s: &str| -> String {
+            if s.len() <= MAX {
+                s.to_string()
+            } else {
+                let mut cut = s.len() - MAX;
+                while !s.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                format!("[... {cut} bytes cut ...]{}", &s[cut..])
+            }
+        };
+        write!(
+            f,
+            "sluice exited with {} after {:.1?}\n--- stderr ---\n{}\n--- stdout ---\n{}",
+            self.status,
+            self.elapsed,
+            clip(&self.stderr),
+            clip(&self.stdout)
+        )
+    }
+}
+
+impl Output {
+    /// Fails the test (showing stderr and stdout) unless the run succeeded.
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.status.success(), "expected success; {self:?}");
+        self
+    }
+
+    /// Fails the test unless the run failed with `error: ...` on stderr.
+    #[track_caller]
+    pub fn assert_failure(&self) -> &Self {
+        assert!(!self.status.success(), "expected a failure; {self:?}");
+        assert!(
+            self.stderr.contains("error:"),
+            "expected `error: ...` on stderr; {self:?}"
+        );
+        self
+    }
+
+    /// Fails the test unless stderr contains every one of `needles`
+    /// (case-insensitive).
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needles: &[&str]) -> &Self {
+        let stderr = self.stderr.to_lowercase();
+        for needle in needles {
+            assert!(
+                stderr.contains(&needle.to_lowercase()),
+                "expected {needle:?} on stderr; {self:?}"
+            );
+        }
+        self
+    }
+}
+
+impl Sluice {
+    /// `sluice ARGS...`.
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Self {
+            args: args.into_iter().map(Into::into).collect(),
+            timeout: RUN_TIMEOUT,
+        }
+    }
+
+    /// `sluice run PLUGIN --data-dir DATA`: every run gets its own data
+    /// directory so that runs never share a component cache by accident.
+    pub fn run(plugin: &Path, data_dir: &Path) -> Self {
+        Self::new([
+            OsString::from("run"),
+            plugin.into(),
+            "--data-dir".into(),
+            data_dir.into(),
+        ])
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// `--arg KEY=VALUE`.
+    pub fn job_arg(self, key: &str, value: impl fmt::Display) -> Self {
+        self.arg("--arg").arg(format!("{key}={value}"))
+    }
+
+    /// `--name VALUE`.
+    pub fn opt(self, name: &str, value: impl Into<OsString>) -> Self {
+        self.arg(name).arg(value)
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Starts the binary; the caller waits with [`Running::wait`].
+    pub fn spawn(self) -> Running {
+        let bin = env!("CARGO_BIN_EXE_sluice");
+        let mut child = Command::new(bin)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Running {
+            command: format!("{bin} {}", shell_words(&self.args)),
+            child,
+            stdout: Some(read_all(stdout)),
+            stderr: Some(read_all(stderr)),
+            started: Instant::now(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Runs the binary to its end; fails the test if it takes longer than the
+    /// timeout (the process is killed first, never left behind).
+    pub fn output(self) -> Output {
+        self.spawn().wait()
+    }
+}
+
+/// A `sluice` process that is running.
+pub struct Running {
+    command: String,
+    child: std::process::Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+    started: Instant,
+    timeout: Duration,
+}
+
+impl Running {
+    /// Fails the test (after killing the process) if it is past its deadline.
+    pub fn check_deadline(&mut self) {
+        if self.started.elapsed() > self.timeout {
+            let _ = self.child.kill();
+            let out = self.collect(None);
+            panic!(
+                "`{}` did not finish within {:?} and was killed; {out:?}",
+                self.command, self.timeout
+            );
+        }
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the process to end, at most until its deadline.
+    pub fn wait(mut self) -> Output {
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return self.collect(Some(status)),
+                Ok(None) => {}
+                Err(e) => panic!("wait for `{}`: {e}", self.command),
+            }
+            self.check_deadline();
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn collect(&mut self, status: Option<ExitStatus>) -> Output {
+        let status = match status {
+            Some(s) => s,
+            None => self.child.wait().expect("wait for a killed child"),
+        };
+        let stdout = self.stdout.take().map(|h| h.join().unwrap_or_default());
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        Output {
+            status,
+            stdout: stdout.unwrap_or_default(),
+            stderr: stderr.unwrap_or_default(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that panics while the job runs must not leave it behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn shell_words(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A TCP server on `127.0.0.1:<port>` that accepts one connection, writes
+/// `data` to it, and closes it (so the job's socket source ends).
+pub struct Server {
+    pub port: u16,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl Server {
+    pub fn serve(data: impl Into<Vec<u8>>) -> Self {
+        let data = data.into();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let handle = thread::spawn(move || -> Result<()> {
+            // Never block the test forever if sluice never connects.
+            listener.set_nonblocking(true)?;
+            let deadline = Instant::now() + RUN_TIMEOUT;
+            let mut stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        ensure!(Instant::now() < deadline, "nobody connected to port {port}");
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(e).context("accept"),
+                }
+            };
+            stream.set_nonblocking(false)?;
+            stream.set_write_timeout(Some(RUN_TIMEOUT))?;
+            stream.write_all(&data).context("write the stream")?;
+            stream.flush()?;
+            stream.shutdown(Shutdown::Write)?;
+            Ok(())
+        });
+        Self { port, handle }
+    }
+
+    /// Fails unless everything was written.
+    #[track_caller]
+    pub fn finish(self) {
+        match self.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("test server on port {}: {e:#}", self.port),
+            Err(_) => panic!("test server on port {} panicked", self.port),
+        }
+    }
+}
+
+/// One batch written by `save_as_text_files`: `<prefix>-<time>[.<suffix>]`.
+#[derive(Debug)]
+pub struct SavedBatch {
+    pub time_ms: u64,
+    pub dir: PathBuf,
+    /// The lines of each `part-NNNNN` file, in part order.
+    pub parts: Vec<Vec<String>>,
+}
+
+impl SavedBatch {
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().flatten().map(String::as_str)
+    }
+}
+
+/// Reads every complete batch directory (one with `_SUCCESS`) of the prefix
+/// `prefix` (a path whose file name is the prefix proper), sorted by time.
+/// Fails on a directory without `_SUCCESS` unless `allow_incomplete`, and on
+/// an unexpected file in a batch directory.
+pub fn read_saved_batches(prefix: &Path, suffix: Option<&str>) -> Result<Vec<SavedBatch>> {
+    let parent = prefix.parent().context("prefix has a parent")?;
+    let name = prefix
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("prefix has a UTF-8 file name")?;
+    let mut batches = Vec::new();
+    let entries = match fs::read_dir(parent) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(batches),
+        Err(e) => return Err(e).with_context(|| format!("list {}", parent.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = file_name.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        let time = match suffix {
+            Some(suffix) => match rest.strip_suffix(suffix).and_then(|r| r.strip_suffix('.')) {
+                Some(time) => time,
+                None => continue,
+            },
+            None => rest,
+        };
+        let Ok(time_ms) = time.parse::<u64>() else {
+            continue;
+        };
+        let dir = entry.path();
+        if !dir.join("_SUCCESS").is_file() {
+            // Not committed (yet): a reader must ignore it.
+            continue;
+        }
+        let mut part_files = Vec::new();
+        for part in fs::read_dir(&dir)? {
+            let part = part?;
+            let part_name = part.file_name().to_string_lossy().into_owned();
+            if part_name == "_SUCCESS" {
+                continue;
+            }
+            let Some(index) = part_name.strip_prefix("part-") else {
+                bail!("unexpected file {part_name:?} in {}", dir.display());
+            };
+            ensure!(
+                index.len() == 5 && index.bytes().all(|b| b.is_ascii_digit()),
+                "part file {part_name:?} in {} is not named part-NNNNN",
+                dir.display()
+            );
+            part_files.push((index.parse::<u32>()?, part.path()));
+        }
+        part_files.sort();
+        for (i, (index, path)) in part_files.iter().enumerate() {
+            ensure!(
+                *index as usize == i,
+                "{}: part files are not numbered 0..n: {:?}",
+                dir.display(),
+                part_files.iter().map(|(i, _)| i).collect::<Vec<_>>()
+            );
+            let _ = path;
+        }
+        let mut parts = Vec::new();
+        for (_, path) in part_files {
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("read {} as UTF-8", path.display()))?;
+            parts.push(lines_of(&text).into_iter().map(String::from).collect());
+        }
+        batches.push(SavedBatch { time_ms, dir, parts });
+    }
+    batches.sort_by_key(|b| b.time_ms);
+    Ok(batches)
+}
+
+/// Parses `(key,value)` as written by `print` and `save_as_text_files` for a
+/// pair. The key may contain commas (the value is after the last one).
+pub fn parse_pair(line: &str) -> Result<(String, String)> {
+    let inner = line
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .with_context(|| format!("{line:?} is not a (key,value) pair"))?;
+    let (k, v) = inner
+        .rsplit_once(',')
+        .with_context(|| format!("{line:?} is not a (key,value) pair"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses `(word,count)` lines into counts; fails on a repeated key.
+pub fn parse_counts<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Counts> {
+    let mut counts = Counts::new();
+    for line in lines {
+        let (k, v) = parse_pair(line)?;
+        let v: i64 = v
+            .parse()
+            .with_context(|| format!("count in {line:?} is not an integer"))?;
+        ensure!(
+            counts.insert(k.clone(), v).is_none(),
+            "key {k:?} appears twice in one batch"
+        );
+    }
+    Ok(counts)
+}
+
+/// One line of `--metrics-json`.
+#[derive(Debug, Clone)]
+pub struct BatchMetrics {
+    pub batch_time_ms: u64,
+    pub records: u64,
+    pub invalid_records: u64,
+    pub processing_ms: f64,
+    pub scheduling_delay_ms: f64,
+    pub total_delay_ms: f64,
+}
+
+/// Reads a `--metrics-json` file: one JSON object per line per batch.
+pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    let mut metrics = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("metrics line {line:?} is not JSON"))?;
+        let num = |key: &str| -> Result<f64> {
+            v.get(key)
+                .and_then(serde_json::Value::as_f64)
+                .with_context(|| format!("metrics line {line:?} has no number {key:?}"))
+        };
+        let int = |key: &str| -> Result<u64> {
+            v.get(key)
+                .and_then(serde_json::Value::as_u64)
+                .with_context(|| format!("metrics line {line:?} has no integer {key:?}"))
+        };
+        metrics.push(BatchMetrics {
+            batch_time_ms: int("batch_time_ms")?,
+            records: int("records")?,
+            invalid_records: int("invalid_records")?,
+            processing_ms: num("processing_ms")?,
+            scheduling_delay_ms: num("scheduling_delay_ms")?,
+            total_delay_ms: num("total_delay_ms")?,
+        });
+    }
+    Ok(metrics)
+}
+
+/// Checks what holds for every metrics file: batch times strictly increase by
+/// multiples of the batch interval, delays are consistent.
+#[track_caller]
+pub fn check_metrics_shape(metrics: &[BatchMetrics], batch_interval_ms: u64) {
+    for m in metrics {
+        assert_eq!(
+            m.batch_time_ms % batch_interval_ms,
+            0,
+            "batch time {} is not a multiple of the batch interval {batch_interval_ms} ms",
+            m.batch_time_ms
+        );
+        assert!(
+            m.processing_ms >= 0.0 && m.scheduling_delay_ms >= 0.0,
+            "negative time in {m:?}"
+        );
+        assert!(
+            m.total_delay_ms + 1.0 >= m.processing_ms + m.scheduling_delay_ms - 1.0,
+            "total delay is less than scheduling delay + processing time in {m:?}"
+        );
+    }
+    for w in metrics.windows(2) {
+        assert!(
+            w[0].batch_time_ms < w[1].batch_time_ms,
+            "batch times do not increase: {} then {}",
+            w[0].batch_time_ms,
+            w[1].batch_time_ms
+        );
+    }
+}
+
+/// One batch of `print()` output on stdout.
+#[derive(Debug)]
+pub struct PrintedBatch {
+    pub time_ms: u64,
+    pub elements: Vec<String>,
+    /// Whether the batch ended with `...` (more elements than shown).
+    pub truncated: bool,
+}
+
+/// Parses Spark's `print()` format: a line of dashes, `Time: <ms> ms`, a line
+/// of dashes, one element per line, `...` if there are more, an empty line.
+pub fn parse_printed(stdout: &str) -> Result<Vec<PrintedBatch>> {
+    let is_dashes = |l: &str| l.len() >= 10 && l.bytes().all(|b| b == b'-');
+    let lines: Vec<&str> = stdout.lines().collect();
+    let mut batches = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        ensure!(
+            is_dashes(lines[i]),
+            "stdout line {}: expected a line of dashes, got {:?}",
+            i + 1,
+            lines[i]
+        );
+        let time = lines
+            .get(i + 1)
+            .and_then(|l| l.strip_prefix("Time: "))
+            .and_then(|l| l.strip_suffix(" ms"))
+            .with_context(|| format!("stdout line {}: expected `Time: <ms> ms`", i + 2))?;
+        let time_ms: u64 = time.parse().context("batch time in `Time:` line")?;
+        ensure!(
+            lines.get(i + 2).is_some_and(|l| is_dashes(l)),
+            "stdout line {}: expected a line of dashes",
+            i + 3
+        );
+        i += 3;
+        let mut elements = Vec::new();
+        let mut truncated = false;
+        while i < lines.len() && !lines[i].is_empty() {
+            if lines[i] == "..." {
+                truncated = true;
+            } else {
+                ensure!(!truncated, "stdout line {}: element after `...`", i + 1);
+                elements.push(lines[i].to_string());
+            }
+            i += 1;
+        }
+        ensure!(i < lines.len(), "stdout: batch {time_ms} does not end with an empty line");
+        i += 1;
+        batches.push(PrintedBatch { time_ms, elements, truncated });
+    }
+    Ok(batches)
+}
+
+/// Keys in sorted order, for stable messages.
+pub fn sorted(counts: &Counts) -> BTreeMap<&str, i64> {
+    counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
