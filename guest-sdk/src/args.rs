@@ -73,7 +73,7 @@ impl Args {
 
     /// All pairs, in command-line order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.into_iter()
     }
 
     /// The number of pairs.
@@ -102,9 +102,12 @@ where
 
 impl<'a> IntoIterator for &'a Args {
     type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, String)>,
+        fn(&'a (String, String)) -> (&'a str, &'a str),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -123,7 +126,10 @@ mod tests {
     fn parse_errors_name_the_argument_and_value() {
         let args = Args::from_pairs([("port", "http")]);
         let err = args.parse::<u16>("port").unwrap_err();
-        assert!(err.starts_with("argument `port`: cannot parse \"http\" as u16"), "{err}");
+        assert!(
+            err.starts_with("argument `port`: cannot parse \"http\" as u16"),
+            "{err}"
+        );
         assert_eq!(
             args.parse::<u16>("n").unwrap_err(),
             "missing argument `n` (pass --arg n=VALUE)"

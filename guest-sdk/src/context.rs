@@ -66,10 +66,12 @@ impl StreamingContext {
     }
 
     fn named_source<T: Data>(&self, name: &Rc<str>, source: Source) -> DStream<T> {
-        let id =
-            self.graph
-                .borrow_mut()
-                .add_node(name, NodeKind::Source(source), Vec::new(), T::codec());
+        let id = self.graph.borrow_mut().add_node(
+            name,
+            NodeKind::Source(source),
+            Vec::new(),
+            T::codec(),
+        );
         DStream::new(Rc::clone(&self.graph), id)
     }
 
@@ -126,10 +128,7 @@ impl StreamingContext {
     #[track_caller]
     pub fn queue_stream<T: Data>(&self, batches: impl IntoIterator<Item = Vec<T>>) -> DStream<T> {
         let batches = batches.into_iter().map(|b| encode_all(&b)).collect();
-        self.source(
-            "queue_stream",
-            Source::Queue(QueueSource::Batches(batches)),
-        )
+        self.source("queue_stream", Source::Queue(QueueSource::Batches(batches)))
     }
 
     /// The lines of a UTF-8 text file read by the host, `lines_per_batch`

@@ -103,9 +103,9 @@ impl<T: Data> DStream<T> {
 
     fn check_partitions(&self, name: &Rc<str>, partitions: Option<u32>) {
         if partitions == Some(0) {
-            self.graph
-                .borrow_mut()
-                .error(format!("{name}: the number of partitions must be at least 1"));
+            self.graph.borrow_mut().error(format!(
+                "{name}: the number of partitions must be at least 1"
+            ));
         }
     }
 }
@@ -123,7 +123,8 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + 'static) -> DStream<U> {
         let name = node_name("map", Location::caller());
-        let function = PartitionFn::boxed(move |records: Vec<T>| records.into_iter().map(&f).collect());
+        let function =
+            PartitionFn::boxed(move |records: Vec<T>| records.into_iter().map(&f).collect());
         self.child_with_function(&name, function, NodeKind::Map)
     }
 
@@ -216,7 +217,9 @@ impl<T: Data> DStream<T> {
         let name = node_name("union", Location::caller());
         let mut graph = self.graph.borrow_mut();
         if !Rc::ptr_eq(&self.graph, &other.graph) {
-            graph.error(format!("{name}: the other stream comes from another StreamingContext"));
+            graph.error(format!(
+                "{name}: the other stream comes from another StreamingContext"
+            ));
         }
         let id = graph.add_node(&name, NodeKind::Union, vec![self.id, other.id], T::codec());
         drop(graph);
@@ -267,7 +270,10 @@ impl<T: Data> DStream<T> {
     pub fn count_by_value(&self) -> DStream<(T, i64)> {
         let name = node_name("count_by_value", Location::caller());
         let function = PartitionFn::boxed(|records: Vec<T>| {
-            records.into_iter().map(|r| (r, ())).collect::<Vec<(T, ())>>()
+            records
+                .into_iter()
+                .map(|r| (r, ()))
+                .collect::<Vec<(T, ())>>()
         });
         let pairs: DStream<(T, ())> = self.child_with_function(&name, function, NodeKind::Map);
         pairs.child(&name, builtin_by_key(types::Reducer::Count, None))
@@ -338,7 +344,10 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn foreach_partition(&self, f: impl Fn(u64, u32, Vec<T>) -> Result<(), String> + 'static) {
         let name = node_name("foreach_partition", Location::caller());
-        let function = self.graph.borrow_mut().add_function(&name, Output::boxed(f));
+        let function = self
+            .graph
+            .borrow_mut()
+            .add_function(&name, Output::boxed(f));
         self.output(&name, NodeKind::ForeachPartition(function));
     }
 }
@@ -374,7 +383,12 @@ where
     }
 
     #[track_caller]
-    fn builtin<W: Data>(&self, op: &str, reducer: types::Reducer, partitions: Option<u32>) -> DStream<(K, W)> {
+    fn builtin<W: Data>(
+        &self,
+        op: &str,
+        reducer: types::Reducer,
+        partitions: Option<u32>,
+    ) -> DStream<(K, W)> {
         let name = node_name(op, Location::caller());
         self.check_partitions(&name, partitions);
         self.child(&name, builtin_by_key(reducer, partitions))
@@ -519,7 +533,11 @@ where
     /// ```
     #[track_caller]
     pub fn count_by_key_with_partitions(&self, partitions: u32) -> DStream<(K, i64)> {
-        self.builtin("count_by_key_with_partitions", types::Reducer::Count, Some(partitions))
+        self.builtin(
+            "count_by_key_with_partitions",
+            types::Reducer::Count,
+            Some(partitions),
+        )
     }
 }
 
@@ -554,7 +572,11 @@ where
     /// ```
     #[track_caller]
     pub fn sum_by_key_with_partitions(&self, partitions: u32) -> DStream<(K, V)> {
-        self.builtin("sum_by_key_with_partitions", types::Reducer::Sum, Some(partitions))
+        self.builtin(
+            "sum_by_key_with_partitions",
+            types::Reducer::Sum,
+            Some(partitions),
+        )
     }
 
     /// The smallest value of each key.
@@ -580,7 +602,11 @@ where
     /// ```
     #[track_caller]
     pub fn min_by_key_with_partitions(&self, partitions: u32) -> DStream<(K, V)> {
-        self.builtin("min_by_key_with_partitions", types::Reducer::Min, Some(partitions))
+        self.builtin(
+            "min_by_key_with_partitions",
+            types::Reducer::Min,
+            Some(partitions),
+        )
     }
 
     /// The largest value of each key.
@@ -606,6 +632,10 @@ where
     /// ```
     #[track_caller]
     pub fn max_by_key_with_partitions(&self, partitions: u32) -> DStream<(K, V)> {
-        self.builtin("max_by_key_with_partitions", types::Reducer::Max, Some(partitions))
+        self.builtin(
+            "max_by_key_with_partitions",
+            types::Reducer::Max,
+            Some(partitions),
+        )
     }
 }

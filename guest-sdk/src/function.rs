@@ -171,8 +171,9 @@ where
     fn combine(&self, pairs: Vec<(K, V)>) -> Vec<(K, V)> {
         let mut table = self.table.borrow_mut();
         table.clear();
-        // `None` only while a value is handed to the user's reducer.
-        let mut merged: Vec<(K, Option<V>)> = Vec::new();
+        // `None` only while a value is handed to the user's reducer. The
+        // table's capacity remembers how many keys earlier partitions had.
+        let mut merged: Vec<(K, Option<V>)> = Vec::with_capacity(table.capacity().min(pairs.len()));
         for (key, value) in pairs {
             let hash = self.hasher.hash_one(&key);
             match table.find(hash, |&(h, i)| h == hash && merged[i].0 == key) {
@@ -230,8 +231,9 @@ where
             let (key, values) = split_pair(record).map_err(fail)?;
             let mut acc: Option<V> = None;
             for_each_list_element(values, |j, bytes| {
-                let value = V::decode(bytes)
-                    .map_err(|e| DecodeError::new(format!("tuple element 1: list element {j}: {e}")))?;
+                let value = V::decode(bytes).map_err(|e| {
+                    DecodeError::new(format!("tuple element 1: list element {j}: {e}"))
+                })?;
                 acc = Some(match acc.take() {
                     None => value,
                     Some(acc) => (self.f)(acc, value),
@@ -333,5 +335,58 @@ where
     ) -> Result<(), String> {
         let records = decode_all::<T>(input, node)?;
         (self.f)(batch_time_ms, partition, records).map_err(|e| format!("{node}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn reducer() -> KeyReducer<String, i64, fn(i64, i64) -> i64> {
+        KeyReducer {
+            f: i64::wrapping_add,
+            hasher: KeyHasher::default(),
+            table: RefCell::new(HashTable::new()),
+            types: PhantomData,
+        }
+    }
+
+    /// Sums per key, keys in order of first appearance.
+    fn reference(pairs: &[(String, i64)]) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        for (k, v) in pairs {
+            match out.iter_mut().find(|(key, _)| key == k) {
+                Some((_, sum)) => *sum = sum.wrapping_add(*v),
+                None => out.push((k.clone(), *v)),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn combine_matches_a_reference_and_reuses_its_table(
+            partitions in vec(vec(("[a-e]{0,2}", any::<i64>()), 0..60), 1..4)
+        ) {
+            let reducer = reducer();
+            for pairs in partitions {
+                prop_assert_eq!(reducer.combine(pairs.clone()), reference(&pairs));
+            }
+        }
+
+        #[test]
+        fn reduce_groups_matches_a_reference(
+            groups in vec(("[a-z]{0,3}", vec(any::<i64>(), 1..5)), 0..20)
+        ) {
+            let out = reducer().reduce_groups(&encode_all(&groups), "n").unwrap();
+            let out: Vec<(String, i64)> = decode_all(&out, "n").unwrap();
+            let expected: Vec<(String, i64)> = groups
+                .iter()
+                .map(|(k, vs)| (k.clone(), vs.iter().fold(0i64, |a, &b| a.wrapping_add(b))))
+                .collect();
+            prop_assert_eq!(out, expected);
+        }
     }
 }

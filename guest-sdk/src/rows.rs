@@ -97,7 +97,11 @@ mod tests {
             data: vec![1, 2],
             ends: vec![2, 1],
         };
-        assert!(decode_all::<Vec<u8>>(&rows, "n").unwrap_err().contains("record 1"));
+        let err = decode_all::<crate::codec::Bytes>(&rows, "n").unwrap_err();
+        assert_eq!(
+            err,
+            "n: malformed input rows: record 1 ends at 1, after 2, in 2 bytes"
+        );
         let rows = Rows {
             data: vec![1],
             ends: vec![9],

@@ -82,7 +82,11 @@ fn main() {
         let _ = writeln!(
             code,
             "/// The component of `{}`, built for `{TARGET}` in release.\npub const {}: &str = {:?};",
-            plugin.dir.strip_prefix(&root).unwrap_or(&plugin.dir).display(),
+            plugin
+                .dir
+                .strip_prefix(&root)
+                .unwrap_or(&plugin.dir)
+                .display(),
             plugin.lib.to_uppercase(),
             wasm.to_str().expect("OUT_DIR is UTF-8"),
         );
@@ -93,7 +97,12 @@ fn main() {
         "\n/// Every plugin as `(library name, path of its component)`.\npub const PLUGINS: &[(&str, &str)] = &["
     );
     for plugin in &plugins {
-        let _ = writeln!(code, "    ({:?}, {}),", plugin.lib, plugin.lib.to_uppercase());
+        let _ = writeln!(
+            code,
+            "    ({:?}, {}),",
+            plugin.lib,
+            plugin.lib.to_uppercase()
+        );
     }
     code.push_str("];\n\n");
 
@@ -255,8 +264,7 @@ fn build(root: &Path, target_dir: &Path, plugins: &[Plugin]) {
 fn deny_warnings() -> bool {
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     let flags: Vec<&str> = flags.split('\x1f').collect();
-    flags.contains(&"-Dwarnings")
-        || flags.windows(2).any(|w| w[0] == "-D" && w[1] == "warnings")
+    flags.contains(&"-Dwarnings") || flags.windows(2).any(|w| w[0] == "-D" && w[1] == "warnings")
 }
 
 /// Adds every file named in a makefile-style dep-info file (`target: deps`),

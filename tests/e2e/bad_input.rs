@@ -71,14 +71,25 @@ fn plugin_built_against_another_contract_version_names_both_versions() {
         .assert_stderr_contains(&[&plugin.display().to_string(), "0.2.0", "0.1.0"]);
 }
 
-/// Runs the `misbehaving` plugin with `fault=<fault>`; it must fail.
+/// Runs the `misbehaving` plugin with `fault=<fault>` over a small lines
+/// file (one line per batch); it must fail.
 fn misbehave(fault: &str, extra: &[(&str, &str)]) -> util::Output {
     let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input.txt");
+    fs::write(
+        &input,
+        "one line
+another line
+a third line
+",
+    )
+    .unwrap();
     let mut cmd = Sluice::run(
         &util::plugin(sluice_test_artifacts::MISBEHAVING),
         &tmp.path().join("data"),
     )
     .job_arg("fault", fault)
+    .job_arg("input", input.display())
     .opt("--batch-interval", "200ms")
     // A guard: the fault must stop the job long before this.
     .opt("--max-batches", "50");
@@ -146,6 +157,7 @@ fn invalid_utf8_line_is_skipped_and_reported_with_source_and_offset() {
     .job_arg("port", server.port)
     .job_arg("output", prefix.display())
     .opt("--batch-interval", "500ms")
+    .opt("--block-interval", "100ms")
     .arg("--until-sources-end")
     .opt("--metrics-json", &metrics_path)
     .output();
@@ -154,10 +166,10 @@ fn invalid_utf8_line_is_skipped_and_reported_with_source_and_offset() {
 
     // The report names the source and where in its stream the line was.
     let report = utf8_report(&out.stderr);
-    let source = format!("127.0.0.1:{port}");
+    let address = format!("127.0.0.1:{port}");
     assert!(
-        report.contains(&source),
-        "the UTF-8 report does not name the source {source}: {report}"
+        report.contains(&address) || report.contains("socket_text_stream at"),
+        "the UTF-8 report names neither the source's address {address} nor its node: {report}"
     );
     assert!(
         report.contains(&line_offset.to_string()) || report.contains(&byte_offset.to_string()),
@@ -210,4 +222,10 @@ fn batch_interval_not_a_multiple_of_block_interval_is_refused() {
     .output()
     .assert_failure()
     .assert_stderr_contains(&["multiple", "300ms", "1s"]);
+}
+
+#[test]
+fn error_returned_by_output_function_fails_the_job_with_its_message() {
+    misbehave("error", &[])
+        .assert_stderr_contains(&["deliberate error in batch", "foreach_partition at"]);
 }

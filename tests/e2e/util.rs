@@ -3,7 +3,7 @@
 //! directories written by `save_as_text_files`, the `print` output and the
 //! `--metrics-json` file, and count words independently of Sluice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -331,7 +331,8 @@ impl Running {
         Output {
             status,
             stdout: stdout.unwrap_or_default(),
-            stderr: stderr.unwrap_or_default(),
+            // Logs may be coloured; the tests look for plain text.
+            stderr: strip_ansi(&stderr.unwrap_or_default()),
             elapsed: self.started.elapsed(),
         }
     }
@@ -345,6 +346,25 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... final-byte`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -426,8 +446,8 @@ impl SavedBatch {
 
 /// Reads every complete batch directory (one with `_SUCCESS`) of the prefix
 /// `prefix` (a path whose file name is the prefix proper), sorted by time.
-/// Fails on a directory without `_SUCCESS` unless `allow_incomplete`, and on
-/// an unexpected file in a batch directory.
+/// A directory without `_SUCCESS` is skipped (not committed); a file other
+/// than `part-NNNNN` (or one starting with `_` or `.`) is an error.
 pub fn read_saved_batches(prefix: &Path, suffix: Option<&str>) -> Result<Vec<SavedBatch>> {
     let parent = prefix.parent().context("prefix has a parent")?;
     let name = prefix
@@ -446,7 +466,10 @@ pub fn read_saved_batches(prefix: &Path, suffix: Option<&str>) -> Result<Vec<Sav
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        let Some(rest) = file_name.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+        let Some(rest) = file_name
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix('-'))
+        else {
             continue;
         };
         let time = match suffix {
@@ -468,7 +491,9 @@ pub fn read_saved_batches(prefix: &Path, suffix: Option<&str>) -> Result<Vec<Sav
         for part in fs::read_dir(&dir)? {
             let part = part?;
             let part_name = part.file_name().to_string_lossy().into_owned();
-            if part_name == "_SUCCESS" {
+            // `_SUCCESS`, and what readers of Spark's output skip too
+            // (`_temporary/`, `.crc` files).
+            if part_name.starts_with('_') || part_name.starts_with('.') {
                 continue;
             }
             let Some(index) = part_name.strip_prefix("part-") else {
@@ -497,7 +522,11 @@ pub fn read_saved_batches(prefix: &Path, suffix: Option<&str>) -> Result<Vec<Sav
                 .with_context(|| format!("read {} as UTF-8", path.display()))?;
             parts.push(lines_of(&text).into_iter().map(String::from).collect());
         }
-        batches.push(SavedBatch { time_ms, dir, parts });
+        batches.push(SavedBatch {
+            time_ms,
+            dir,
+            parts,
+        });
     }
     batches.sort_by_key(|b| b.time_ms);
     Ok(batches)
@@ -655,16 +684,18 @@ pub fn parse_printed(stdout: &str) -> Result<Vec<PrintedBatch>> {
             }
             i += 1;
         }
-        ensure!(i < lines.len(), "stdout: batch {time_ms} does not end with an empty line");
+        ensure!(
+            i < lines.len(),
+            "stdout: batch {time_ms} does not end with an empty line"
+        );
         i += 1;
-        batches.push(PrintedBatch { time_ms, elements, truncated });
+        batches.push(PrintedBatch {
+            time_ms,
+            elements,
+            truncated,
+        });
     }
     Ok(batches)
-}
-
-/// Keys in sorted order, for stable messages.
-pub fn sorted(counts: &Counts) -> BTreeMap<&str, i64> {
-    counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.

@@ -34,6 +34,7 @@ fn run_word_count(extra_args: &[(&str, &str)]) {
     .job_arg("port", server.port)
     .job_arg("output", prefix.display())
     .opt("--batch-interval", "500ms")
+    .opt("--block-interval", "100ms")
     .arg("--until-sources-end")
     .opt("--metrics-json", &metrics_path);
     for (k, v) in extra_args {
@@ -76,7 +77,11 @@ pub fn check_batches(
         util::add_counts(&mut total, &counts);
         per_batch.insert(batch.time_ms, counts);
     }
-    assert_counts_eq(expected, &total, "sum of all saved batches vs. exact counts");
+    assert_counts_eq(
+        expected,
+        &total,
+        "sum of all saved batches vs. exact counts",
+    );
 
     // One receiver cuts the stream in order, so the batch with `records = n`
     // received the next n lines: its counts are exactly theirs.
@@ -126,7 +131,10 @@ pub fn check_batches(
             "printed batch {} has no metrics line",
             batch.time_ms
         );
-        assert!(batch.elements.len() <= 10, "print() showed more than 10 elements");
+        assert!(
+            batch.elements.len() <= 10,
+            "print() showed more than 10 elements"
+        );
         let saved = per_batch.get(&batch.time_ms);
         for element in &batch.elements {
             let counts = parse_counts([element.as_str()]).unwrap();

@@ -40,12 +40,16 @@ impl Args {
         let mut items = items.into_iter();
         while let Some(item) = items.next() {
             let Some(name) = item.strip_prefix("--") else {
-                return Err(ArgsError(format!("unexpected argument `{item}`: options are `--name value`")));
+                return Err(ArgsError(format!(
+                    "unexpected argument `{item}`: options are `--name value`"
+                )));
             };
             let (name, value) = match name.split_once('=') {
                 Some((name, value)) => (name.to_owned(), value.to_owned()),
                 None => {
-                    let value = items.next().ok_or_else(|| ArgsError(format!("`--{name}` needs a value")))?;
+                    let value = items
+                        .next()
+                        .ok_or_else(|| ArgsError(format!("`--{name}` needs a value")))?;
                     (name.to_owned(), value)
                 }
             };
@@ -88,7 +92,8 @@ impl Args {
     where
         T::Err: fmt::Display,
     {
-        self.take(name)?.ok_or_else(|| ArgsError(format!("`--{name}` is required")))
+        self.take(name)?
+            .ok_or_else(|| ArgsError(format!("`--{name}` is required")))
     }
 
     /// Fails if an option was given that nobody took.

@@ -36,7 +36,9 @@ pub fn now_ns() -> u64 {
 }
 
 fn now_since_epoch() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is after 1970")
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
 }
 
 /// The first batch time strictly after `now_ms`.

@@ -109,7 +109,10 @@ fn short_word(key: &ShortKey) -> ([u8; 16], usize) {
 impl WordCounter {
     /// An empty counter with room for `words` distinct words.
     pub fn with_capacity(words: usize) -> Self {
-        Self { short: HashMap::with_capacity_and_hasher(words, Default::default()), long: HashMap::default() }
+        Self {
+            short: HashMap::with_capacity_and_hasher(words, Default::default()),
+            long: HashMap::default(),
+        }
     }
 
     /// Counts every word of `text`: whole lines, each ending in `'\n'`,
@@ -119,7 +122,10 @@ impl WordCounter {
         let mut start = 0;
         for_each_delimiter(text, |pos, newline| {
             if pos - start <= SHORT {
-                *self.short.entry(short_key_at(text, start, pos)).or_insert(0) += 1;
+                *self
+                    .short
+                    .entry(short_key_at(text, start, pos))
+                    .or_insert(0) += 1;
             } else {
                 self.add(&text[start..pos], 1);
             }
@@ -156,7 +162,8 @@ impl WordCounter {
             *self = other;
             return;
         }
-        self.short.reserve(other.short.len().saturating_sub(self.short.len()));
+        self.short
+            .reserve(other.short.len().saturating_sub(self.short.len()));
         for (key, n) in other.short {
             *self.short.entry(key).or_insert(0) += n;
         }
@@ -167,7 +174,12 @@ impl WordCounter {
 
     /// The count of `word`, if it was seen.
     pub fn get(&self, word: &[u8]) -> Option<u64> {
-        if word.len() <= SHORT { self.short.get(&short_key(word)) } else { self.long.get(word) }.copied()
+        if word.len() <= SHORT {
+            self.short.get(&short_key(word))
+        } else {
+            self.long.get(word)
+        }
+        .copied()
     }
 
     /// Distinct words.
@@ -242,7 +254,9 @@ fn for_each_delimiter(text: &[u8], mut f: impl FnMut(usize, bool)) {
 fn masks64(block: &[u8; 64]) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
         // SAFETY: SSE2 is part of the x86_64 baseline; the four unaligned
         // 16-byte loads stay inside the 64-byte block.
         unsafe {
@@ -251,8 +265,10 @@ fn masks64(block: &[u8; 64]) -> (u64, u64) {
             let (mut spaces, mut newlines) = (0u64, 0u64);
             for lane in 0..4 {
                 let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
-                spaces |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, space)) as u16) << (lane * 16);
-                newlines |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, newline)) as u16) << (lane * 16);
+                spaces |=
+                    u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, space)) as u16) << (lane * 16);
+                newlines |=
+                    u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, newline)) as u16) << (lane * 16);
             }
             (spaces, newlines)
         }
@@ -308,7 +324,12 @@ mod tests {
             b"the quick brown fox jumps over the lazy dog and the quick brown cat sleeps under the tree\nthe end\n",
         ];
         for text in cases {
-            assert_eq!(counted(text), reference(text), "text {:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                counted(text),
+                reference(text),
+                "text {:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 
@@ -338,10 +359,16 @@ mod tests {
         let mut b = WordCounter::default();
         b.count(b"y z\n");
         a.merge(b);
-        assert_eq!((a.get(b"x"), a.get(b"y"), a.get(b"z")), (Some(1), Some(2), Some(1)));
+        assert_eq!(
+            (a.get(b"x"), a.get(b"y"), a.get(b"z")),
+            (Some(1), Some(2), Some(1))
+        );
         let mut out = Vec::new();
         a.write_pairs(&mut out).unwrap();
-        let mut lines: Vec<_> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let mut lines: Vec<_> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         lines.sort();
         assert_eq!(lines, [&b"(x,1)"[..], b"(y,2)", b"(z,1)"]);
     }

@@ -96,9 +96,7 @@ impl BatchClock {
     /// Successive batch times, starting at `batch_for(start)`.
     pub fn times_from(&self, start: BatchTime) -> impl Iterator<Item = BatchTime> + use<> {
         let clock = *self;
-        std::iter::successors(Some(self.batch_for(start.0)), move |t| {
-            Some(clock.next(*t))
-        })
+        std::iter::successors(Some(self.batch_for(start.0)), move |t| Some(clock.next(*t)))
     }
 }
 
@@ -164,7 +162,10 @@ mod tests {
         assert_eq!(clock.next(BatchTime(500)), BatchTime(1_000));
         assert_eq!(clock.nth_from(BatchTime(500), 3), BatchTime(2_000));
         let times: Vec<_> = clock.times_from(BatchTime(700)).take(3).collect();
-        assert_eq!(times, [BatchTime(1_000), BatchTime(1_500), BatchTime(2_000)]);
+        assert_eq!(
+            times,
+            [BatchTime(1_000), BatchTime(1_500), BatchTime(2_000)]
+        );
         assert_eq!(BatchTime(1_500).to_string(), "1500 ms");
     }
 

@@ -140,6 +140,8 @@ pub struct BlockStore {
     /// Bumped on every [`BlockStore::release`]; receivers over budget wait
     /// for it.
     released: watch::Sender<u64>,
+    /// The first batch time the batch loop asked for.
+    first: watch::Sender<Option<BatchTime>>,
 }
 
 #[derive(Default)]
@@ -174,6 +176,7 @@ impl BlockStore {
             progress: Condvar::new(),
             budget,
             released: watch::channel(0).0,
+            first: watch::channel(None).0,
         })
     }
 
@@ -230,10 +233,34 @@ impl BlockStore {
             .all(|r| r.finished || r.watermark >= time.0)
     }
 
+    /// The first batch time the batch loop asked for (through
+    /// [`take_batch`](BlockStore::take_batch),
+    /// [`try_take_batch`](BlockStore::try_take_batch) or
+    /// [`wait_until`](BlockStore::wait_until)): queue sources number their
+    /// entries from it, so entry `i` is in the `i`-th batch whenever the
+    /// loop starts.
+    pub fn first_batch(&self) -> Option<BatchTime> {
+        *self.first.borrow()
+    }
+
+    /// A watch of [`BlockStore::first_batch`], for receivers waiting for it.
+    pub fn first_batch_watch(&self) -> watch::Receiver<Option<BatchTime>> {
+        self.first.subscribe()
+    }
+
+    fn requested(&self, time: BatchTime) {
+        self.first.send_if_modified(|first| {
+            let unset = first.is_none();
+            first.get_or_insert(time);
+            unset
+        });
+    }
+
     /// Waits (blocking the thread) until the input of batch `time` is
     /// complete or `timeout` has passed; says which. Fails as soon as a
     /// receiver has failed.
     pub fn wait_until(&self, time: BatchTime, timeout: Duration) -> Result<bool, SourceError> {
+        self.requested(time);
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         loop {
@@ -262,6 +289,7 @@ impl BlockStore {
     /// It never waits for the wall clock itself: a receiver that does not
     /// follow it (a queue) or that has finished lets batches be taken early.
     pub fn take_batch(&self, time: BatchTime) -> Result<BatchInput, SourceError> {
+        self.requested(time);
         let mut state = self.lock();
         loop {
             if let Some(e) = &state.failure {
@@ -270,16 +298,14 @@ impl BlockStore {
             if Self::ready(&state, time) {
                 return Ok(Self::take(&mut state, time));
             }
-            state = self
-                .progress
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = self.progress.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     /// [`BlockStore::take_batch`] without waiting: `None` when the input of
     /// batch `time` is not complete yet.
     pub fn try_take_batch(&self, time: BatchTime) -> Result<Option<BatchInput>, SourceError> {
+        self.requested(time);
         let mut state = self.lock();
         if let Some(e) = &state.failure {
             return Err(e.clone());
@@ -410,7 +436,10 @@ impl ReceiverHandle {
         state.pending_bytes += bytes;
         let receiver = &mut state.receivers[self.index];
         debug_assert!(
-            receiver.blocks.back().is_none_or(|b| b.batch <= block.batch),
+            receiver
+                .blocks
+                .back()
+                .is_none_or(|b| b.batch <= block.batch),
             "blocks are pushed in cut order"
         );
         receiver.records += block.rows.len() as u64;
@@ -537,8 +566,15 @@ mod tests {
                 input
             })
         };
-        assert!(!store.wait_until(BatchTime(1_000), Duration::from_millis(50)).unwrap());
-        assert!(got.try_recv().is_err(), "take_batch returned before b's watermark");
+        assert!(
+            !store
+                .wait_until(BatchTime(1_000), Duration::from_millis(50))
+                .unwrap()
+        );
+        assert!(
+            got.try_recv().is_err(),
+            "take_batch returned before b's watermark"
+        );
         b.push(Block::new(BatchTime(1_000), rows(&["b1"])));
         b.advance(1_000);
         let input = taker.join().unwrap();
@@ -599,7 +635,10 @@ mod tests {
             err.to_string(),
             "source `lines /nope.txt` failed: cannot read /nope.txt: not found"
         );
-        assert!(store.take_batch(BatchTime(2_000)).is_err(), "the failure sticks");
+        assert!(
+            store.take_batch(BatchTime(2_000)).is_err(),
+            "the failure sticks"
+        );
         store.fail(4, "also broken");
         assert_eq!(store.receivers()[1].error.as_deref(), Some("also broken"));
     }

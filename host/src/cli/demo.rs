@@ -162,7 +162,10 @@ impl Corpus {
                 out.push(b' ');
             }
             let x = self.rng.random::<f64>() * total;
-            let rank = self.cumulative.partition_point(|&c| c < x).min(Self::VOCAB - 1);
+            let rank = self
+                .cumulative
+                .partition_point(|&c| c < x)
+                .min(Self::VOCAB - 1);
             out.extend_from_slice(self.vocab[rank].as_bytes());
         }
         out.push(b'\n');

@@ -162,7 +162,11 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use KiB, MiB, GiB)"
+            ));
+        }
     };
     number
         .checked_mul(scale)

@@ -145,10 +145,14 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     )
     .map_err(|e| JobError::Threads(e.to_string()))?;
     let mut metrics = Metrics::new(match &config.metrics_json {
-        Some(path) => Some(std::fs::File::create(path).map_err(|source| JobError::MetricsFile {
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => {
+            Some(
+                std::fs::File::create(path).map_err(|source| JobError::MetricsFile {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     });
 

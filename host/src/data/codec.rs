@@ -258,7 +258,8 @@ impl Codec {
                 _ => return Err(self.record_error("bad option tag")),
             },
             Codec::List(inner) => {
-                let items = ListIter::new(record).ok_or_else(|| self.record_error("truncated list"))?;
+                let items =
+                    ListIter::new(record).ok_or_else(|| self.record_error("truncated list"))?;
                 out.push('[');
                 for (i, item) in items.enumerate() {
                     let item = item.ok_or_else(|| self.record_error("truncated list element"))?;
@@ -499,7 +500,10 @@ mod tests {
             assert_eq!(d.parse::<Codec>().unwrap().to_string(), d);
         }
         assert_eq!(
-            " tuple< string , i64 >".parse::<Codec>().unwrap().to_string(),
+            " tuple< string , i64 >"
+                .parse::<Codec>()
+                .unwrap()
+                .to_string(),
             "tuple<string,i64>"
         );
     }

@@ -4,5 +4,5 @@
 pub mod codec;
 mod rows;
 
-pub use codec::{Codec, CodecError, Numeric, Number};
+pub use codec::{Codec, CodecError, Number, Numeric};
 pub use rows::{Rows, RowsError, RowsIter};

@@ -30,7 +30,9 @@ pub enum RowsError {
     #[error("a partition may hold at most 4 GiB of record bytes")]
     TooLarge,
     /// `ends` is not non-decreasing or points past the data.
-    #[error("malformed rows: end offset {end} of record {index} is before the previous end or past the {len} data bytes")]
+    #[error(
+        "malformed rows: end offset {end} of record {index} is before the previous end or past the {len} data bytes"
+    )]
     Malformed {
         /// The record whose end offset is wrong.
         index: usize,
@@ -215,7 +217,10 @@ mod tests {
     fn empty_records_are_kept() {
         let rows: Rows = ["", "a", "", "bc"].into_iter().collect();
         assert_eq!(rows.len(), 4);
-        assert_eq!(rows.iter().collect::<Vec<_>>(), vec![&b""[..], b"a", b"", b"bc"]);
+        assert_eq!(
+            rows.iter().collect::<Vec<_>>(),
+            vec![&b""[..], b"a", b"", b"bc"]
+        );
     }
 
     #[test]
@@ -232,7 +237,9 @@ mod tests {
         assert!(Rows::from_parts(b"abc".to_vec(), vec![2, 1]).is_err());
         assert!(Rows::from_parts(b"abc".to_vec(), vec![4]).is_err());
         assert_eq!(
-            Rows::from_parts(b"abc".to_vec(), vec![1, 3]).unwrap().get(1),
+            Rows::from_parts(b"abc".to_vec(), vec![1, 3])
+                .unwrap()
+                .get(1),
             b"bc"
         );
     }

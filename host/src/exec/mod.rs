@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::batching::BatchTime;
 use crate::data::{Codec, Rows};
 use crate::plan::{NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
-use crate::sinks::{Sinks, SinkError};
+use crate::sinks::{SinkError, Sinks};
 pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
 
 /// Why a batch failed.
@@ -147,10 +147,9 @@ impl Executor {
                 Some(self.run_chain(time, step, stages, partitions)?)
             }
             StepKind::Union { .. } => Some(inputs.into_iter().flatten().collect()),
-            StepKind::Repartition { partitions, .. } => Some(shuffle::round_robin(
-                &inputs[0],
-                *partitions as usize,
-            )),
+            StepKind::Repartition { partitions, .. } => {
+                Some(shuffle::round_robin(&inputs[0], *partitions as usize))
+            }
             StepKind::Count { .. } => {
                 let count: usize = inputs[0].iter().map(Rows::len).sum();
                 let mut rows = Rows::new();
@@ -158,7 +157,8 @@ impl Executor {
                 Some(vec![rows])
             }
             StepKind::Reduce { function, .. } => {
-                let partials = self.reduce_all(time, step, *function, inputs.pop().expect("one input"))?;
+                let partials =
+                    self.reduce_all(time, step, *function, inputs.pop().expect("one input"))?;
                 Some(self.reduce_all(time, step, *function, vec![concat(partials)])?)
             }
             StepKind::ReduceByKey {
@@ -296,12 +296,17 @@ impl Executor {
             Some(Codec::Num(n)) => Some(*n),
             _ => None,
         };
-        let map_side = shuffle::Builtin::map_side(reducer, input_value)
-            .ok_or_else(|| self.data_error(time, step, "a built-in reducer needs numeric values"))?;
+        let map_side = shuffle::Builtin::map_side(reducer, input_value).ok_or_else(|| {
+            self.data_error(time, step, "a built-in reducer needs numeric values")
+        })?;
         let mapped: Vec<Vec<Rows>> = self.workers.install(|| {
             inputs
                 .par_iter()
-                .map(|p| map_side.combine([p], n).map_err(|e| self.data_error(time, step, e)))
+                .map(|p| {
+                    map_side
+                        .combine([p], n)
+                        .map_err(|e| self.data_error(time, step, e))
+                })
                 .collect::<Result<_, _>>()
         })?;
         let reduce_side = map_side.reduce_side();
@@ -356,7 +361,12 @@ impl Executor {
                     .map(|(p, mut input)| {
                         self.workers
                             .run(&step.name, &Self::place(time, p), |instance| {
-                                instance.foreach_partition(*function, time.as_millis(), p as u32, &mut input)
+                                instance.foreach_partition(
+                                    *function,
+                                    time.as_millis(),
+                                    p as u32,
+                                    &mut input,
+                                )
                             })
                             .map_err(Self::task_error(time))
                     })

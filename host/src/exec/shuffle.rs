@@ -38,7 +38,12 @@ pub fn partition_of(key: &[u8], partitions: usize) -> usize {
 /// Splits a partition of pairs into `partitions` buckets by key.
 pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, PairError> {
     let mut buckets: Vec<Rows> = (0..partitions)
-        .map(|_| Rows::with_capacity(input.len() / partitions + 1, input.byte_len() / partitions + 1))
+        .map(|_| {
+            Rows::with_capacity(
+                input.len() / partitions + 1,
+                input.byte_len() / partitions + 1,
+            )
+        })
         .collect();
     for (index, record) in input.iter().enumerate() {
         let (key, _) = split_pair(record).ok_or(PairError { index })?;

@@ -182,7 +182,9 @@ pub fn validate(
                     "group_by_key",
                 )?
             }
-            NodeKind::Print(_) | NodeKind::SaveAsTextFiles { .. } | NodeKind::ForeachPartition(_) => {
+            NodeKind::Print(_)
+            | NodeKind::SaveAsTextFiles { .. }
+            | NodeKind::ForeachPartition(_) => {
                 unreachable!("outputs handled above")
             }
         }
@@ -214,7 +216,11 @@ pub fn check_timing(batch: Duration, block: Duration) -> Result<(), PlanError> {
             "the batch and block intervals must be positive".into(),
         ));
     }
-    if batch.as_millis() == 0 || block.as_millis() == 0 || batch.subsec_nanos() % 1_000_000 != 0 || block.subsec_nanos() % 1_000_000 != 0 {
+    if batch.as_millis() == 0
+        || block.as_millis() == 0
+        || batch.subsec_nanos() % 1_000_000 != 0
+        || block.subsec_nanos() % 1_000_000 != 0
+    {
         return Err(PlanError::Timing(
             "the batch and block intervals must be whole milliseconds".into(),
         ));
@@ -303,7 +309,10 @@ mod tests {
             node("print at d", NodeKind::Print(10), &[1], ""),
         ]);
         let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
-        assert!(e.contains("node 1 (`reduce_by_key at src/lib.rs:9:4`)"), "{e}");
+        assert!(
+            e.contains("node 1 (`reduce_by_key at src/lib.rs:9:4`)"),
+            "{e}"
+        );
         assert!(e.contains("needs (key, value) pairs"), "{e}");
     }
 
@@ -333,23 +342,37 @@ mod tests {
 
     #[test]
     fn forward_references_and_missing_outputs_are_refused() {
-        let g = job(vec![node("map at a", NodeKind::Map(0), &[1], "string"), socket()]);
-        assert!(validate(&g, SEC, BLOCK)
-            .unwrap_err()
-            .to_string()
-            .contains("does not come before it"));
+        let g = job(vec![
+            node("map at a", NodeKind::Map(0), &[1], "string"),
+            socket(),
+        ]);
+        assert!(
+            validate(&g, SEC, BLOCK)
+                .unwrap_err()
+                .to_string()
+                .contains("does not come before it")
+        );
         let g = job(vec![socket()]);
-        assert!(validate(&g, SEC, BLOCK)
-            .unwrap_err()
-            .to_string()
-            .contains("no output operation"));
+        assert!(
+            validate(&g, SEC, BLOCK)
+                .unwrap_err()
+                .to_string()
+                .contains("no output operation")
+        );
     }
 
     #[test]
     fn union_of_different_types_is_refused() {
         let g = job(vec![
             socket(),
-            node("rate", NodeKind::Source(SourceSpec::Rate { records_per_second: 1 }), &[], "tuple<i64,i64>"),
+            node(
+                "rate",
+                NodeKind::Source(SourceSpec::Rate {
+                    records_per_second: 1,
+                }),
+                &[],
+                "tuple<i64,i64>",
+            ),
             node("union at u", NodeKind::Union, &[0, 1], "string"),
             node("print", NodeKind::Print(10), &[2], ""),
         ]);
@@ -360,7 +383,9 @@ mod tests {
     #[test]
     fn batch_interval_must_be_a_multiple_of_block_interval() {
         assert!(check_timing(SEC, BLOCK).is_ok());
-        let e = check_timing(SEC, Duration::from_millis(300)).unwrap_err().to_string();
+        let e = check_timing(SEC, Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("multiple of the block interval (300ms)"), "{e}");
         assert!(check_timing(Duration::from_millis(100), BLOCK).is_err());
         assert!(check_timing(SEC, Duration::ZERO).is_err());

@@ -186,8 +186,14 @@ mod tests {
             .save_as_text_files(BatchTime(2000), &prefix, Some("txt"), parts)
             .unwrap();
         let batch = dir.path().join("out-2000.txt");
-        assert_eq!(std::fs::read_to_string(batch.join("part-00000")).unwrap(), "a\nb\n");
-        assert_eq!(std::fs::read_to_string(batch.join("part-00001")).unwrap(), "");
+        assert_eq!(
+            std::fs::read_to_string(batch.join("part-00000")).unwrap(),
+            "a\nb\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(batch.join("part-00001")).unwrap(),
+            ""
+        );
         assert!(batch.join("_SUCCESS").exists());
         let temporary = batch.join("_temporary");
         assert!(!temporary.exists() || std::fs::read_dir(&temporary).unwrap().next().is_none());

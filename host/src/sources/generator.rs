@@ -6,8 +6,8 @@
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::SourceContext;
 use super::lines::{BadLine, LineSink};
+use super::{MAX_BLOCK_BYTES, ReceiverContext};
 use crate::batching::{BatchClock, Block, BlockTicker, ReceiverHandle, now_ms, rows_bytes};
 use crate::data::Rows;
 
@@ -30,7 +30,7 @@ pub(crate) struct BlockGenerator {
 }
 
 impl BlockGenerator {
-    pub(crate) fn new(handle: ReceiverHandle, ctx: &SourceContext) -> Self {
+    pub(crate) fn new(handle: ReceiverHandle, ctx: &ReceiverContext) -> Self {
         let released = handle.budget_released();
         Self {
             handle,
@@ -39,7 +39,7 @@ impl BlockGenerator {
             ticker: BlockTicker::new(ctx.block_interval, now_ms()),
             rows: Rows::new(),
             invalid: 0,
-            max_block_bytes: ctx.max_block_bytes.max(1),
+            max_block_bytes: MAX_BLOCK_BYTES,
             released,
             origin: String::new(),
         }
@@ -76,10 +76,9 @@ impl BlockGenerator {
     }
 
     fn cut(&mut self, tick: u64) {
-        let rows = std::mem::replace(
-            &mut self.rows,
-            Rows::with_capacity(self.rows.len(), self.rows.byte_len()),
-        );
+        // The next block is likely the size of this one.
+        let next = Rows::with_capacity(self.rows.len(), self.rows.byte_len());
+        let rows = std::mem::replace(&mut self.rows, next);
         if self.invalid > LOGGED_PER_BLOCK {
             warn!(
                 "source {}: {} more invalid lines skipped in this block",

@@ -205,8 +205,16 @@ pub(crate) mod tests {
                     splitter.filled(n, &mut c);
                 }
                 splitter.end(&mut c);
-                assert_eq!(c.lines, ["alpha", "beta", "", "hé", "last"], "chunk {chunk}");
-                assert_eq!(c.bad, [(13, BadLine::Utf8), (30, BadLine::Utf8)], "chunk {chunk}");
+                assert_eq!(
+                    c.lines,
+                    ["alpha", "beta", "", "hé", "last"],
+                    "chunk {chunk}"
+                );
+                assert_eq!(
+                    c.bad,
+                    [(13, BadLine::Utf8), (30, BadLine::Utf8)],
+                    "chunk {chunk}"
+                );
             }
         }
     }

@@ -21,21 +21,21 @@
 //!   block interval; the block cut at tick `t` belongs to batch
 //!   `batch_for(t)`. After pushing it (nothing when it is empty) it advances
 //!   its watermark to `t`. A block that reaches the size cap
-//!   ([`SourceContext::max_block_bytes`], 16 MiB by default) is cut early and
+//!   ([`MAX_BLOCK_BYTES`], 16 MiB) is cut early and
 //!   belongs to the batch of the next tick.
 //! - stops *reading* while the store's byte budget is used up, but keeps
 //!   ticking, so the batch loop is never blocked by a receiver waiting for
 //!   budget (backpressure by construction: TCP pushes back on the sender).
-//! - on stop ([`SourceContext::stop`] becomes `true`, or its sender is
-//!   dropped) stops reading, cuts its last block, pushes it and finishes.
+//! - on stop ([`StopSignal::stop`]) stops reading, cuts its last block, pushes it and finishes.
 //! - reports a source it cannot read through [`ReceiverHandle::fail`]; the
 //!   batch loop gets it from [`BlockStore::take_batch`] as a
 //!   [`SourceError`](crate::batching::SourceError) naming the source.
 //!
 //! Queue sources do not follow the wall clock: entry `i` is the block of
-//! batch `start + i × interval` whatever the block interval, so a job fed by
-//! queues gives the same batches on every run. Their watermark runs ahead of
-//! the wall clock (they push every entry at once and finish); whether the
+//! the `i`-th batch from the first one the batch loop asks for
+//! ([`BlockStore::first_batch`]), whatever the block interval, so a job fed
+//! by queues gives the same batches on every run. Their watermark runs ahead
+//! of the wall clock (they push every entry at once and finish); whether the
 //! batch loop then waits for each batch's time is the loop's decision.
 //!
 //! Text sources produce `string` records: one per line, without its `\n` or
@@ -48,23 +48,21 @@
 //! use std::time::Duration;
 //! use sluice::batching::{BatchClock, BlockStore, now_ms};
 //! use sluice::plan::SourceSpec;
-//! use sluice::sources::{self, SourceContext};
+//! use sluice::sources::{self, ReceiverContext, StopSignal};
 //!
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! let clock = BatchClock::new(Duration::from_secs(1));
 //! let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
-//! let (stop, stop_rx) = tokio::sync::watch::channel(false);
+//! let stop = StopSignal::new();
 //! let spec = SourceSpec::SocketText { host: "localhost".into(), port: 9999 };
-//! sources::spawn(spec, SourceContext {
-//!     source: 0,
+//! sources::spawn(spec, ReceiverContext {
+//!     node: 0,
 //!     name: "socket localhost:9999".into(),
 //!     block_interval: Duration::from_millis(200),
 //!     clock,
-//!     start: clock.batch_for(now_ms()),
-//!     max_block_bytes: sources::DEFAULT_MAX_BLOCK_BYTES,
-//!     until_end: false,
-//!     stop: stop_rx,
 //!     store: Arc::clone(&store),
+//!     stop: stop.clone(),
+//!     until_end: false,
 //!     runtime: runtime.handle().clone(),
 //! });
 //! // The batch loop, on its own thread:
@@ -73,7 +71,7 @@
 //!     // ... run the batch ...
 //!     store.release(input.bytes);
 //! }
-//! stop.send(true).unwrap();
+//! stop.stop();
 //! ```
 
 mod file;
@@ -89,49 +87,79 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::batching::{BatchClock, BatchTime, BlockStore, ReceiverHandle};
+use crate::batching::{BatchClock, BlockStore, ReceiverHandle};
 use crate::plan::{NodeId, SourceSpec};
 
-/// The default size cap of a block: 16 MiB.
-pub const DEFAULT_MAX_BLOCK_BYTES: usize = 16 << 20;
+/// The size cap of a block (and the longest line a text source takes):
+/// 16 MiB.
+pub const MAX_BLOCK_BYTES: usize = 16 << 20;
 
 /// Everything a receiver needs besides its [`SourceSpec`].
 #[derive(Debug, Clone)]
-pub struct SourceContext {
+pub struct ReceiverContext {
     /// The source node.
-    pub source: NodeId,
+    pub node: NodeId,
     /// The source's name, for logs and errors (`"socket localhost:9999"`).
     pub name: String,
     /// How often blocks are cut; the batch interval should be a multiple.
     pub block_interval: Duration,
     /// The batch clock.
     pub clock: BatchClock,
-    /// The first batch the batch loop takes; queue entry `i` goes to batch
-    /// `start + i × interval`.
-    pub start: BatchTime,
-    /// Blocks are cut early at this size; longer lines are skipped.
-    pub max_block_bytes: usize,
+    /// Where blocks go.
+    pub store: Arc<BlockStore>,
+    /// Stops the receiver.
+    pub stop: StopSignal,
     /// `--until-sources-end`: a socket closed by its peer ends the source
     /// instead of reconnecting.
     pub until_end: bool,
-    /// Becomes `true` to stop the receiver (a dropped sender stops it too).
-    pub stop: watch::Receiver<bool>,
-    /// Where blocks go.
-    pub store: Arc<BlockStore>,
     /// The runtime the receiver task runs on.
     pub runtime: tokio::runtime::Handle,
+}
+
+/// The stop signal shared by all receivers of a job (and by Ctrl-C): once
+/// [`StopSignal::stop`] is called, every receiver stops reading, cuts its
+/// last block, pushes it and finishes. Dropping every clone stops them too.
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Sender<bool>);
+
+impl StopSignal {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self(watch::channel(false).0)
+    }
+
+    /// Gives the signal.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// True once the signal is given.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// A receiver of the signal, for `select!`.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Registers a receiver for `spec` in the context's store (before
 /// returning, so the batch loop waits for it) and starts it as a task on the
 /// context's runtime. The task ends when the receiver has finished or failed.
-pub fn spawn(spec: SourceSpec, ctx: SourceContext) -> JoinHandle<()> {
-    let handle = ctx.store.register(ctx.source, ctx.name.clone());
+pub fn spawn(spec: SourceSpec, ctx: ReceiverContext) -> JoinHandle<()> {
+    let handle = ctx.store.register(ctx.node, ctx.name.clone());
     let runtime = ctx.runtime.clone();
     runtime.spawn(run(spec, ctx, handle))
 }
 
-async fn run(spec: SourceSpec, ctx: SourceContext, handle: ReceiverHandle) {
+async fn run(spec: SourceSpec, ctx: ReceiverContext, handle: ReceiverHandle) {
     match spec {
         SourceSpec::SocketText { host, port } => socket::run(host, port, ctx, handle).await,
         SourceSpec::TextFile { directory } => file::run(directory, ctx, handle).await,
@@ -140,9 +168,7 @@ async fn run(spec: SourceSpec, ctx: SourceContext, handle: ReceiverHandle) {
             path,
             lines_per_batch,
         } => queue::run_lines_file(path, lines_per_batch, ctx, handle).await,
-        SourceSpec::Rate { records_per_second } => {
-            rate::run(records_per_second, ctx, handle).await
-        }
+        SourceSpec::Rate { records_per_second } => rate::run(records_per_second, ctx, handle).await,
     }
 }
 
@@ -157,27 +183,24 @@ pub(crate) mod testing {
     //! A batch loop for receiver tests.
 
     use super::*;
-    use crate::batching::{BatchInput, now_ms};
+    use crate::batching::{BatchInput, BatchTime, now_ms};
 
-    /// A context for a test receiver, and the stop sender.
+    /// A context for a test receiver (node 1), and its stop signal.
     pub(crate) fn context(
         store: &Arc<BlockStore>,
         block_ms: u64,
         batch_ms: u64,
         until_end: bool,
-    ) -> (SourceContext, watch::Sender<bool>) {
-        let clock = BatchClock::new(Duration::from_millis(batch_ms));
-        let (stop, stop_rx) = watch::channel(false);
-        let ctx = SourceContext {
-            source: 1,
+    ) -> (ReceiverContext, StopSignal) {
+        let stop = StopSignal::new();
+        let ctx = ReceiverContext {
+            node: 1,
             name: "test".into(),
             block_interval: Duration::from_millis(block_ms),
-            clock,
-            start: clock.batch_for(now_ms()),
-            max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
-            until_end,
-            stop: stop_rx,
+            clock: BatchClock::new(Duration::from_millis(batch_ms)),
             store: Arc::clone(store),
+            stop: stop.clone(),
+            until_end,
             runtime: tokio::runtime::Handle::current(),
         };
         (ctx, stop)
@@ -194,17 +217,17 @@ pub(crate) mod testing {
             .collect()
     }
 
-    /// Takes batches from `start` on a blocking thread, releasing each,
+    /// Takes batches from now on, on a blocking thread, releasing each,
     /// until `done` says so or every receiver has finished; fails the test
     /// after 60 s without progress.
     pub(crate) async fn run_batches(
         store: &Arc<BlockStore>,
-        ctx: &SourceContext,
+        ctx: &ReceiverContext,
         mut done: impl FnMut(&BatchInput) -> bool + Send + 'static,
     ) -> Vec<BatchInput> {
         let store = Arc::clone(store);
         let clock = ctx.clock;
-        let start = ctx.start;
+        let start = BatchTime(now_ms());
         tokio::task::spawn_blocking(move || {
             let mut batches = Vec::new();
             for time in clock.times_from(start) {

@@ -72,7 +72,9 @@ pub(super) fn compile(
                 );
             }
         }
-        Err(e) => tracing::warn!(plugin = %plugin.display(), "cannot serialize the compiled plugin: {e:#}"),
+        Err(e) => {
+            tracing::warn!(plugin = %plugin.display(), "cannot serialize the compiled plugin: {e:#}")
+        }
     }
     Ok(component)
 }

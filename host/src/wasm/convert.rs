@@ -25,7 +25,9 @@ pub(super) fn restore_rows(rows: &mut Rows, lent: wit::Rows) {
 /// Rows returned by the guest, checked.
 pub(super) fn rows_from_guest(rows: wit::Rows, function: &str) -> Result<Rows, CallError> {
     Rows::from_parts(rows.data, rows.ends).map_err(|e| {
-        CallError::Host(format!("the plugin's `{function}` returned malformed rows: {e}"))
+        CallError::Host(format!(
+            "the plugin's `{function}` returned malformed rows: {e}"
+        ))
     })
 }
 
@@ -161,7 +163,11 @@ mod tests {
             name: "wc".to_string(),
             nodes: vec![
                 node("socket", source(), vec![]),
-                node("flat_map at src/lib.rs:3:7", wit::NodeKind::FlatMap(0), vec![0]),
+                node(
+                    "flat_map at src/lib.rs:3:7",
+                    wit::NodeKind::FlatMap(0),
+                    vec![0],
+                ),
                 node(
                     "reduce_by_key at src/lib.rs:5:7",
                     wit::NodeKind::ReduceByKey(wit::ReduceByKey {

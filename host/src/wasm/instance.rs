@@ -13,6 +13,7 @@
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, WasmBacktrace};
+
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings;
@@ -29,7 +30,7 @@ use crate::plan::graph::{FunctionId, JobGraph, Stage};
 const STDERR_TAIL: usize = 4096;
 
 /// Most wasm frames listed in a trap's detail.
-const BACKTRACE_FRAMES: usize = 8;
+const BACKTRACE_FRAMES: usize = 10;
 
 /// The data of an instance's store: its WASI context and its limits.
 pub(super) struct StoreState {
@@ -198,8 +199,7 @@ impl Instance {
                 let guest_stderr = self.stderr.tail(STDERR_TAIL);
                 self.drain_output(true);
                 let refused_at = self.store.data().limits.refused_at();
-                let (reason, detail) =
-                    classify(&error, refused_at, self.plugin.runtime().config());
+                let (reason, detail) = classify(&error, refused_at, self.plugin.runtime().config());
                 Err(CallError::Trap {
                     reason,
                     detail,
@@ -253,34 +253,132 @@ pub(super) fn classify(
     }
     let mut detail = match trap {
         Some(trap) => trap.to_string(),
-        None => format!("{:#}", error),
+        // A host function failed; the cause is at the root of the chain.
+        None if error.downcast_ref::<WasmBacktrace>().is_some() => error.root_cause().to_string(),
+        None => format!("{error:#}"),
     };
     if let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() {
-        let frames = backtrace.frames();
-        for frame in frames.iter().take(BACKTRACE_FRAMES) {
-            let name = frame
-                .symbols()
-                .first()
-                .and_then(|s| s.name())
-                .or_else(|| frame.func_name())
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("<function {}>", frame.func_index()));
-            detail.push_str("\n    at ");
-            detail.push_str(&name);
-            if let Some((file, line)) = frame
-                .symbols()
-                .first()
-                .and_then(|s| Some((s.file()?, s.line()?)))
-            {
-                detail.push_str(&format!(" ({file}:{line})"));
-            }
-        }
-        if frames.len() > BACKTRACE_FRAMES {
-            detail.push_str(&format!(
-                "\n    ... {} more frames",
-                frames.len() - BACKTRACE_FRAMES
-            ));
-        }
+        detail.push_str(&summarize_backtrace(&backtrace.to_string()));
     }
     (TrapReason::Trap, detail)
+}
+
+/// The frames of a wasm backtrace (as wasmtime displays it, demangled), one
+/// per line, without the panic machinery on top, crate hashes, or the
+/// module name: `"\n    at misbehaving::f (src/lib.rs:3)"`.
+fn summarize_backtrace(display: &str) -> String {
+    let mut frames: Vec<String> = Vec::new();
+    for line in display.lines() {
+        let trimmed = line.trim_start();
+        let is_frame = trimmed
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if is_frame {
+            let name = trimmed.split_once(" - ").map_or(trimmed, |(_, name)| name);
+            // `module.wasm!name` when wasmtime has no debug info for the frame.
+            let name = match name.split_once('!') {
+                Some((module, rest)) if !module.contains([':', '<', ' ']) => rest,
+                _ => name,
+            };
+            frames.push(without_hashes(name));
+        } else if let (Some(location), Some(last)) =
+            (trimmed.strip_prefix("at "), frames.last_mut())
+            && !last.ends_with(')')
+        {
+            last.push_str(&format!(" ({location})"));
+        }
+    }
+    let runtime = |name: &String| {
+        name.starts_with("abort")
+            || name.contains("panic")
+            || name.contains("abort")
+            || name.contains("__rust")
+            || name.contains("rust_begin_unwind")
+    };
+    let skipped = frames.iter().take_while(|f| runtime(f)).count();
+    let shown = &frames[skipped..];
+    let mut out = String::new();
+    for frame in shown.iter().take(BACKTRACE_FRAMES) {
+        out.push_str("\n    at ");
+        out.push_str(frame);
+    }
+    if shown.len() > BACKTRACE_FRAMES {
+        out.push_str(&format!(
+            "\n    ... {} more frames",
+            shown.len() - BACKTRACE_FRAMES
+        ));
+    }
+    out
+}
+
+/// `std[d123b7a1a2ed1472]::process::abort` → `std::process::abort`;
+/// `f::h8a8dbd4bd4ba73f1` → `f`.
+fn without_hashes(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close) if close > 0 && after[..close].bytes().all(|b| b.is_ascii_hexdigit()) => {
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('[');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    if let Some((head, hash)) = out.rsplit_once("::h")
+        && hash.len() == 16
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        out.truncate(head.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PANIC_BACKTRACE: &str = "error while executing at wasm backtrace:
+    0:  0x14838 - misbehaving.wasm!abort
+    1:  0x11c9b - misbehaving.wasm!std[d123b7a1a2ed1472]::sys::pal::wasi::helpers::abort_internal
+    2:  0x10ccc - misbehaving.wasm!std[d123b7a1a2ed1472]::process::abort
+    3:  0x1129e - misbehaving.wasm!__rustc[b7974e8690430dd9]::__rust_abort
+    4:   0xfce5 - misbehaving.wasm!__rustc[b7974e8690430dd9]::__rust_start_panic
+    5:  0x110cb - misbehaving.wasm!__rustc[b7974e8690430dd9]::rust_panic
+    6:  0x10540 - misbehaving.wasm!std[d123b7a1a2ed1472]::panicking::panic_with_hook
+    7:  0x10120 - misbehaving.wasm!std[d123b7a1a2ed1472]::panicking::panic_handler::{closure#0}
+    8:  0x100b3 - misbehaving.wasm!std[d123b7a1a2ed1472]::sys::backtrace::__rust_end_short_backtrace::<std[d123b7a1a2ed1472]::panicking::panic_handler::{closure#0}, !>
+    9:  0x11381 - misbehaving.wasm!__rustc[b7974e8690430dd9]::rust_begin_unwind
+   10:  0x19522 - misbehaving.wasm!core[6d9e98711c484d2e]::panicking::panic_fmt
+   11:   0x8802 - misbehaving.wasm!core::ops::function::impls::<impl core::ops::function::FnMut<A> for &F>::call_mut::h8a8dbd4bd4ba73f1
+                    at /src/lib.rs:72:29
+   12:   0x43a7 - misbehaving.wasm!alloc::vec::in_place_collect::from_iter_in_place::h965341ddbfe627a6
+   13:   0x91fd - misbehaving.wasm!sluice:plugin/job@0.1.0#run-chain
+note: using the `WASMTIME_BACKTRACE_DETAILS=1` environment variable may show more debugging information";
+
+    #[test]
+    fn backtrace_summary_skips_the_panic_machinery() {
+        assert_eq!(
+            summarize_backtrace(PANIC_BACKTRACE),
+            "\n    at core::ops::function::impls::<impl core::ops::function::FnMut<A> for &F>::call_mut (/src/lib.rs:72:29)\
+             \n    at alloc::vec::in_place_collect::from_iter_in_place\
+             \n    at sluice:plugin/job@0.1.0#run-chain"
+        );
+    }
+
+    #[test]
+    fn hashes_are_removed_from_names() {
+        assert_eq!(
+            without_hashes("std[d123b7a1a2ed1472]::process::abort"),
+            "std::process::abort"
+        );
+        assert_eq!(without_hashes("f::h8a8dbd4bd4ba73f1"), "f");
+        assert_eq!(without_hashes("a[i]::b"), "a[i]::b");
+        assert_eq!(without_hashes("<[u8]>::len"), "<[u8]>::len");
+    }
 }

@@ -17,10 +17,10 @@
 //! let plugin = runtime.load("network_word_count.wasm".as_ref())?;
 //! // Guest calls block: make them on a worker thread (rayon), not on a tokio one.
 //! let mut instance = plugin.instantiate("word-count")?;
-//! let graph = instance.define(&[])?;
+//! let _graph = instance.define(&[])?;
 //! let mut input: Rows = ["to be or not to be"].into_iter().collect();
 //! instance.set_task("batch 1700000000000 flat_map#1 p0");
-//! let words = instance.run_chain(&[Stage::Apply(0)], &mut input)?;
+//! let _words = instance.run_chain(&[Stage::Apply(0)], &mut input)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -40,6 +40,8 @@ mod limits;
 mod output;
 mod plugin;
 mod runtime;
+#[cfg(test)]
+mod tests;
 
 pub use contract::CONTRACT_VERSION;
 pub use error::{CallError, TrapReason, WasmError};

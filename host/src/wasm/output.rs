@@ -74,12 +74,11 @@ impl Capture {
         let pending = self.lock();
         let mut start = pending.bytes.len().saturating_sub(max);
         // Start at a line if one begins in the window, else at a character.
-        if start > 0 {
-            if let Some(nl) = pending.bytes[start..].iter().position(|&b| b == b'\n') {
-                if nl + 1 < pending.bytes.len() - start {
-                    start += nl + 1;
-                }
-            }
+        if start > 0
+            && let Some(nl) = pending.bytes[start..].iter().position(|&b| b == b'\n')
+            && nl + 1 < pending.bytes.len() - start
+        {
+            start += nl + 1;
         }
         String::from_utf8_lossy(&pending.bytes[start..]).into_owned()
     }
@@ -104,7 +103,12 @@ impl Capture {
             (text, std::mem::take(&mut pending.dropped))
         };
         if dropped > 0 {
-            log(stream, job, task, &format!("[{dropped} bytes of guest output dropped]"));
+            log(
+                stream,
+                job,
+                task,
+                &format!("[{dropped} bytes of guest output dropped]"),
+            );
         }
         for line in text.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -160,7 +164,11 @@ impl OutputStream for Capture {
 }
 
 impl AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -212,7 +220,10 @@ mod tests {
     fn tail_starts_at_a_line() {
         let c = Capture::default();
         c.append(b"first line\nsecond line\npanic in map: boom\n");
-        assert_eq!(c.tail(4096), "first line\nsecond line\npanic in map: boom\n");
+        assert_eq!(
+            c.tail(4096),
+            "first line\nsecond line\npanic in map: boom\n"
+        );
         assert_eq!(c.tail(25), "panic in map: boom\n");
     }
 }

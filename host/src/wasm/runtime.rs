@@ -20,11 +20,11 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use super::bindings::PluginPre;
+use super::cache;
 use super::contract::{self, ContractError};
 use super::error::WasmError;
 use super::instance::StoreState;
 use super::plugin::Plugin;
-use super::cache;
 
 /// Limits and cache of a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -92,7 +92,10 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone())
             .map_err(|e| WasmError::Engine(format!("cannot start the epoch thread: {e}")))?;
         // Round up, plus one: the deadline counts from the tick in progress.
-        let deadline_ticks = config.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        let deadline_ticks = config
+            .call_timeout
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos());
         let deadline_ticks = u64::try_from(deadline_ticks).unwrap_or(u64::MAX / 2) + 1;
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -147,16 +150,14 @@ impl Runtime {
             },
         )?;
 
-        let instance_pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| WasmError::Link {
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            WasmError::Link {
                 path: path.to_path_buf(),
                 reason: format!(
                     "it imports something the sandbox does not provide (only WASI 0.2 is): {e:#}"
                 ),
-            })?;
+            }
+        })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| WasmError::Link {
             path: path.to_path_buf(),
             reason: format!(
@@ -263,7 +264,10 @@ mod tests {
         let err = load_bytes(b"this is not wasm at all").unwrap_err();
         assert!(matches!(err, WasmError::NotAComponent { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("foo.wasm is not a WebAssembly component"), "{msg}");
+        assert!(
+            msg.contains("foo.wasm is not a WebAssembly component"),
+            "{msg}"
+        );
         assert!(msg.contains("not a WebAssembly file"), "{msg}");
     }
 
@@ -273,7 +277,10 @@ mod tests {
         let err = load_bytes(b"\0asm\x01\0\0\0").unwrap_err();
         assert!(matches!(err, WasmError::NotAComponent { .. }), "{err:?}");
         let msg = err.to_string();
-        assert!(msg.contains("is a core WebAssembly module, not a component"), "{msg}");
+        assert!(
+            msg.contains("is a core WebAssembly module, not a component"),
+            "{msg}"
+        );
         assert!(msg.contains("--target wasm32-wasip2"), "{msg}");
     }
 
@@ -300,7 +307,9 @@ mod tests {
     #[test]
     fn missing_file_is_a_read_error() {
         let runtime = Runtime::new(WasmConfig::default()).unwrap();
-        let err = runtime.load(Path::new("/nonexistent/foo.wasm")).unwrap_err();
+        let err = runtime
+            .load(Path::new("/nonexistent/foo.wasm"))
+            .unwrap_err();
         assert!(matches!(err, WasmError::Read { .. }), "{err:?}");
     }
 

@@ -5,13 +5,18 @@
 //!
 //! ```text
 //! corpus-server --file corpus.txt [--port 0] [--timing timing.json] [--loops 1]
-//!               [--bytes-per-second N] [--accept-timeout-s 600]
+//!               [--bytes-per-second N] [--delay-ms 0] [--accept-timeout-s 600]
 //! ```
 //!
+//! `--delay-ms` waits that long after the client connects before the first
+//! byte, so that a system's start-up work (a JVM's first empty batches, a
+//! plugin's compilation) is over when the clock starts.
+//!
 //! It prints the port it listens on as the first line of stdout, and writes
-//! `{"first_byte_ns":…,"last_byte_ns":…,"bytes":…}` (nanoseconds since the
-//! Unix epoch: just before the first write, just after the last one returned)
-//! to `--timing` once the connection is closed.
+//! `{"first_byte_ns":…,"last_byte_ns":…,"client_closed_ns":…,"bytes":…}`
+//! (nanoseconds since the Unix epoch: just before the first write, just after
+//! the last one returned, when the client closed its end after reading the end
+//! of the stream) to `--timing` once the connection is closed.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -41,6 +46,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let timing: Option<String> = args.take("timing")?;
     let loops: u32 = args.take_or("loops", 1)?;
     let rate: Option<u64> = args.take("bytes-per-second")?;
+    let delay = Duration::from_millis(args.take_or("delay-ms", 0)?);
     let accept_timeout = Duration::from_secs(args.take_or("accept-timeout-s", 600)?);
     args.finish()?;
 
@@ -52,6 +58,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (mut stream, peer) = accept_within(&listener, accept_timeout)?;
     drop(listener);
     stream.set_nonblocking(false)?;
+    std::thread::sleep(delay);
 
     let mut buf = vec![0u8; CHUNK];
     let mut sent: u64 = 0;
@@ -76,7 +83,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                         std::thread::sleep(Duration::from_millis(2));
                         continue;
                     }
-                    chunk.len().min(usize::try_from(due - sent).unwrap_or(usize::MAX))
+                    chunk
+                        .len()
+                        .min(usize::try_from(due - sent).unwrap_or(usize::MAX))
                 }
             };
             first_byte_ns.get_or_insert_with(now_ns);
@@ -88,22 +97,49 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let last_byte_ns = now_ns();
-    // The client may already be gone once it has read everything.
-    let _ = stream.shutdown(Shutdown::Both);
+    // End of stream for the client, then wait until it closes its side: the
+    // last bytes may still sit in socket buffers (several MB on loopback), so
+    // this, not the last write, is when the client has read everything.
+    let closed_ns = match stream.shutdown(Shutdown::Write) {
+        Ok(()) => wait_for_close(&mut stream, accept_timeout),
+        // The client is already gone.
+        Err(_) => None,
+    }
+    .unwrap_or_else(now_ns);
     drop(stream);
 
     let report = format!(
-        r#"{{"first_byte_ns":{},"last_byte_ns":{},"bytes":{},"client":"{}"}}"#,
+        r#"{{"first_byte_ns":{},"last_byte_ns":{},"client_closed_ns":{},"bytes":{},"client":"{}"}}"#,
         first_byte_ns.unwrap_or(last_byte_ns),
         last_byte_ns,
+        closed_ns,
         sent,
         peer
     );
     match timing {
-        Some(path) => std::fs::write(&path, report + "\n").map_err(|e| format!("cannot write {path}: {e}"))?,
+        Some(path) => {
+            std::fs::write(&path, report + "\n").map_err(|e| format!("cannot write {path}: {e}"))?
+        }
         None => eprintln!("{report}"),
     }
     Ok(())
+}
+
+/// Reads (and drops) until the client closes the connection; returns when,
+/// or `None` if it did not within `timeout`.
+fn wait_for_close(stream: &mut std::net::TcpStream, timeout: Duration) -> Option<u64> {
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let mut sink = [0u8; 4096];
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) => return Some(now_ns()),
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A reset is a close too.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Some(now_ns()),
+            Err(_) => return None,
+        }
+    }
 }
 
 fn accept_within(

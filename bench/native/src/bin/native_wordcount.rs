@@ -70,7 +70,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         next_batch_ms: next_batch_time(now_ms(), interval_ms),
         totals: WordCounter::with_capacity(WORDS_HINT),
         metrics: match &metrics {
-            Some(path) => Some(File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?),
+            Some(path) => {
+                Some(File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?)
+            }
             None => None,
         },
     };
@@ -128,7 +130,10 @@ impl Job {
     /// Finishes the current batch: `reduce` produces its counts (merging
     /// whatever is partial), which are added to the totals; then one metrics
     /// line is written and the clock moves to the next batch.
-    fn finish_batch(&mut self, reduce: impl FnOnce() -> (WordCounter, Counts, Duration)) -> io::Result<()> {
+    fn finish_batch(
+        &mut self,
+        reduce: impl FnOnce() -> (WordCounter, Counts, Duration),
+    ) -> io::Result<()> {
         let batch_time_ms = self.next_batch_ms;
         let started_ms = now_ms();
         let (batch, counts, busy) = reduce();
@@ -172,7 +177,12 @@ struct LineReader<R> {
 
 impl<R: Read> LineReader<R> {
     fn new(source: R) -> Self {
-        Self { source, buf: vec![0; CHUNK], start: 0, end: 0 }
+        Self {
+            source,
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+        }
     }
 
     fn next(&mut self) -> io::Result<Received<'_>> {
@@ -206,7 +216,10 @@ impl<R: Read> LineReader<R> {
 }
 
 fn is_transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// One thread reads, splits and counts.
@@ -236,6 +249,8 @@ fn run_single(stream: TcpStream, job: &mut Job) -> io::Result<()> {
             }
         }
     }
+    // Close the connection now, as a receiver does at the end of its stream.
+    drop(reader);
     job.sleep_until_batch_time();
     job.finish_batch(|| take(&mut batch, &mut counts, &mut busy))
 }
@@ -265,12 +280,18 @@ fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Res
         let (work_tx, work_rx) = mpsc::sync_channel::<Work>(2);
         let free_tx = free_tx.clone();
         let share_tx = share_tx.clone();
-        handles.push(thread::spawn(move || count_chunks(work_rx, free_tx, share_tx)));
+        handles.push(thread::spawn(move || {
+            count_chunks(work_rx, free_tx, share_tx)
+        }));
         workers.push(work_tx);
     }
     drop((free_tx, share_tx));
 
-    let mut pool = BufferPool { free: free_rx, allocated: 0, max: threads * 4 + 2 };
+    let mut pool = BufferPool {
+        free: free_rx,
+        allocated: 0,
+        max: threads * 4 + 2,
+    };
     let mut dispatcher = Dispatcher { workers, next: 0 };
     let mut buf = pool.get();
     let mut filled = 0;
@@ -316,11 +337,14 @@ fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Res
         }
     }
     debug_assert_eq!((buf.len(), filled), (0, 0));
+    drop(stream);
     job.sleep_until_batch_time();
     job.finish_batch(|| dispatcher.collect(&share_rx))?;
     drop(dispatcher);
     for handle in handles {
-        handle.join().map_err(|_| io::Error::other("a counting thread panicked"))?;
+        handle
+            .join()
+            .map_err(|_| io::Error::other("a counting thread panicked"))?;
     }
     Ok(())
 }
@@ -342,7 +366,9 @@ impl BufferPool {
             self.allocated += 1;
             return vec![0; CHUNK];
         }
-        self.free.recv().expect("counting threads hold the other end until the reader is done")
+        self.free
+            .recv()
+            .expect("counting threads hold the other end until the reader is done")
     }
 }
 
@@ -355,7 +381,13 @@ struct Dispatcher {
 
 impl Dispatcher {
     /// Sends `buf[..cut]` and returns `next` holding the rest, `buf[cut..filled]`.
-    fn send_lines(&mut self, buf: Vec<u8>, filled: usize, cut: usize, mut next: Vec<u8>) -> (Vec<u8>, usize) {
+    fn send_lines(
+        &mut self,
+        buf: Vec<u8>,
+        filled: usize,
+        cut: usize,
+        mut next: Vec<u8>,
+    ) -> (Vec<u8>, usize) {
         let rest = filled - cut;
         if next.len() < rest {
             next.resize(rest.next_power_of_two().max(CHUNK), 0);
@@ -377,14 +409,18 @@ impl Dispatcher {
                 Err(TrySendError::Disconnected(_)) => panic!("a counting thread exited early"),
             }
         }
-        self.workers[self.next].send(work).expect("a counting thread exited early");
+        self.workers[self.next]
+            .send(work)
+            .expect("a counting thread exited early");
         self.next = (self.next + 1) % n;
     }
 
     /// Flushes every thread and reduces their shares into the batch's counts.
     fn collect(&mut self, shares: &Receiver<Share>) -> (WordCounter, Counts, Duration) {
         for worker in &self.workers {
-            worker.send(Work::Flush).expect("a counting thread exited early");
+            worker
+                .send(Work::Flush)
+                .expect("a counting thread exited early");
         }
         let mut batch = WordCounter::default();
         let mut counts = Counts::default();
@@ -407,7 +443,11 @@ impl Dispatcher {
 
 /// A counting thread: counts chunks into its own map until told to flush.
 fn count_chunks(work: Receiver<Work>, free: mpsc::Sender<Vec<u8>>, shares: mpsc::Sender<Share>) {
-    let mut share = Share { counter: WordCounter::with_capacity(WORDS_HINT), counts: Counts::default(), busy: Duration::ZERO };
+    let mut share = Share {
+        counter: WordCounter::with_capacity(WORDS_HINT),
+        counts: Counts::default(),
+        busy: Duration::ZERO,
+    };
     while let Ok(item) = work.recv() {
         match item {
             Work::Chunk(buf, len) => {
@@ -421,7 +461,11 @@ fn count_chunks(work: Receiver<Work>, free: mpsc::Sender<Vec<u8>>, shares: mpsc:
                 let capacity = share.counter.len().max(1024);
                 let done = std::mem::replace(
                     &mut share,
-                    Share { counter: WordCounter::with_capacity(capacity), counts: Counts::default(), busy: Duration::ZERO },
+                    Share {
+                        counter: WordCounter::with_capacity(capacity),
+                        counts: Counts::default(),
+                        busy: Duration::ZERO,
+                    },
                 );
                 if shares.send(done).is_err() {
                     return;

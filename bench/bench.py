@@ -1,0 +1,824 @@
+#!/usr/bin/env python3
+"""The side-by-side word-count benchmark (entry point: bench/run; see bench/README.md).
+
+For every system and configuration, and R times over: start the corpus server on a
+loopback port, start the system against it, sample the peak RSS of the system's whole
+process tree every 50 ms, wait for it to finish, then read the server's first/last-byte
+times, the system's per-batch metrics and its word counts, and check the counts against
+the exact count of the corpus. Report medians over the repeats, the ratios Sluice/Spark
+and Sluice/native, and write bench/.work/results.md.
+
+Python 3.11 standard library only, so that CI can run `bench/run --smoke` with nothing
+but Rust and Python.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+if sys.version_info < (3, 11):
+    sys.exit("bench/run needs Python 3.11 or newer")
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / ".work"
+
+DEFAULT_LINES = 1_000_000
+SMOKE_LINES = 10_000
+SPARK_VERSION = "4.3.0"  # the newest on PyPI with the DStream API (see README)
+SPARK_JVM_HEAP = "4g"
+SAMPLE_EVERY_S = 0.05
+PACED_WORDS_PER_S = 1_000_000
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# The corpus and its exact count
+
+
+@dataclasses.dataclass
+class Corpus:
+    path: Path
+    lines: int
+    words: int
+    bytes: int
+    counts: dict[str, int]  # word (bytes decoded as Latin-1, so any byte round-trips) -> count
+
+
+def gen_corpus_script() -> Path:
+    override = os.environ.get("SLUICE_GEN_CORPUS")
+    if override:
+        return Path(override)
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=BENCH, capture_output=True, text=True)
+    root = Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else ROOT
+    return root.parent / "shared" / "bench" / "gen-corpus.py"
+
+
+def prepare_corpus(lines: int) -> Corpus:
+    """Generates the corpus once per size and counts it exactly once (both cached in bench/.work)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"corpus-{lines}.txt"
+    if not path.exists():
+        script = gen_corpus_script()
+        if not script.exists():
+            sys.exit(f"corpus generator not found at {script} (set SLUICE_GEN_CORPUS)")
+        log(f"generating {path.name} with {script} ...")
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            subprocess.run([sys.executable, str(script), str(lines)], stdout=out, check=True)
+        tmp.rename(path)
+    counts_path = WORK / f"corpus-{lines}.counts.json"
+    stat = path.stat()
+    if counts_path.exists():
+        cached = json.loads(counts_path.read_text())
+        if cached["bytes"] == stat.st_size and cached["mtime_ns"] == stat.st_mtime_ns:
+            return Corpus(path, cached["lines"], cached["words"], cached["bytes"], cached["counts"])
+    log(f"counting {path.name} exactly ...")
+    counts, n_lines, n_words = exact_count(path)
+    counts_path.write_text(json.dumps({
+        "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "lines": n_lines, "words": n_words, "counts": counts,
+    }))
+    return Corpus(path, n_lines, n_words, stat.st_size, counts)
+
+
+def exact_count(path: Path) -> tuple[dict[str, int], int, int]:
+    """Words as Spark's `line.split(" ")` / Python's `line.split(' ')`, lines split at '\\n'."""
+    counts: collections.Counter[bytes] = collections.Counter()
+    n_lines = 0
+    rest = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(16 << 20)
+            if not block:
+                break
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            whole, rest = data[:cut], data[cut + 1:]
+            # Each '\n' ends a line; replacing it by ' ' keeps every line's split(' ') words.
+            n_lines += whole.count(b"\n") + 1
+            counts.update(whole.replace(b"\n", b" ").split(b" "))
+    if rest:
+        n_lines += 1
+        counts.update(rest.split(b" "))
+    words = sum(counts.values())
+    return {w.decode("latin-1"): n for w, n in counts.items()}, n_lines, words
+
+
+def read_pairs(path: Path, into: collections.Counter) -> None:
+    """Adds the `(word,count)` lines of one output file."""
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\n")
+            if not line:
+                continue
+            if not (line.startswith(b"(") and line.endswith(b")")):
+                raise ValueError(f"{path}: not a (word,count) line: {line[:80]!r}")
+            word, comma, n = line[1:-1].rpartition(b",")
+            if not comma:
+                raise ValueError(f"{path}: not a (word,count) line: {line[:80]!r}")
+            into[word.decode("latin-1")] += int(n)
+
+
+def read_batch_outputs(prefix: Path) -> tuple[collections.Counter, int, list[str]]:
+    """Sums every batch directory `PREFIX-<time>/part-*`; returns counts, batches, problems."""
+    total: collections.Counter = collections.Counter()
+    problems = []
+    batches = 0
+    for d in sorted(prefix.parent.glob(prefix.name + "-*")):
+        if not d.is_dir():
+            continue
+        batches += 1
+        if not (d / "_SUCCESS").exists():
+            problems.append(f"{d.name} has no _SUCCESS")
+        for part in sorted(d.glob("part-*")):
+            read_pairs(part, total)
+    return total, batches, problems
+
+
+def check_counts(expected: dict[str, int], scale: int, got: collections.Counter) -> str | None:
+    """None if every word's total matches, else what differs."""
+    diffs = []
+    for word, n in expected.items():
+        if got.get(word, 0) != n * scale:
+            diffs.append((word, n * scale, got.get(word, 0)))
+    extra = [w for w in got if w not in expected and got[w] != 0]
+    if not diffs and not extra:
+        return None
+    parts = [f"{len(diffs)} of {len(expected)} words differ"] if diffs else []
+    for word, want, have in diffs[:3]:
+        parts.append(f"{word!r}: expected {want}, got {have}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected words (e.g. {extra[0]!r})")
+    parts.append(f"total expected {sum(expected.values()) * scale}, got {sum(got.values())}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Process tree memory
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        kids[int(fields[1])].append(int(entry.name))
+    return kids
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Sum of the resident set sizes of `root` and all its descendants."""
+    kids = children_map()
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Systems and configurations
+
+
+@dataclasses.dataclass
+class Tools:
+    target: Path  # cargo's target directory
+    java_opts: list[str] = dataclasses.field(default_factory=list)
+    spark_cp: str = ""
+    spark_heap: str = SPARK_JVM_HEAP
+    sluice_bin: Path | None = None  # instead of the workspace's build
+    plugin_wasm: Path | None = None
+
+    @property
+    def corpus_server(self) -> Path:
+        return self.target / "release" / "corpus-server"
+
+    @property
+    def native(self) -> Path:
+        return self.target / "release" / "native-wordcount"
+
+    @property
+    def sluice(self) -> Path:
+        return self.sluice_bin or self.target / "release" / "sluice"
+
+    @property
+    def plugin(self) -> Path:
+        return self.plugin_wasm or self.target / "wasm32-wasip2" / "release" / "network_word_count.wasm"
+
+
+@dataclasses.dataclass
+class Run:
+    """Where one run of one configuration puts its files."""
+    dir: Path
+    port: int
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    @property
+    def timing(self) -> Path:
+        return self.dir / "timing.json"
+
+    @property
+    def output_prefix(self) -> Path:
+        return self.dir / "out" / "counts"
+
+    @property
+    def totals(self) -> Path:
+        return self.dir / "totals.txt"
+
+
+@dataclasses.dataclass
+class Config:
+    name: str
+    system: str  # sluice | spark | native
+    label: str
+    batch_ms: int
+    command: Callable[[Tools, Run], list[str]]
+    output: str  # "batches" (PREFIX-<time>/part-*) or "totals" (one file)
+    paced_words_per_s: int | None = None  # pace the server instead of "as fast as read"
+    in_ratios: bool = True
+
+
+def sluice_command(batch: str, block: str, *extra: str) -> Callable[[Tools, Run], list[str]]:
+    def command(tools: Tools, run: Run) -> list[str]:
+        argv = [str(tools.sluice), "run", str(tools.plugin),
+                "--arg", "host=127.0.0.1", "--arg", f"port={run.port}",
+                "--arg", f"output={run.output_prefix}"]
+        for e in extra:
+            argv += ["--arg", e]
+        return argv + ["--batch-interval", batch, "--block-interval", block,
+                       "--until-sources-end", "--metrics-json", str(run.metrics)]
+    return command
+
+
+def native_command(threads: int) -> Callable[[Tools, Run], list[str]]:
+    def command(tools: Tools, run: Run) -> list[str]:
+        return [str(tools.native), "--port", str(run.port), "--threads", str(threads),
+                "--batch-interval-ms", "1000", "--output", str(run.totals),
+                "--metrics-json", str(run.metrics)]
+    return command
+
+
+def spark_command(tools: Tools, run: Run) -> list[str]:
+    return (["java", f"-Xmx{tools.spark_heap}"] + tools.java_opts
+            + ["-cp", tools.spark_cp, "NetworkWordCount", "127.0.0.1", str(run.port),
+               str(run.output_prefix), str(run.metrics), "1000", "local[2]", str(run.timing)])
+
+
+def all_configs() -> list[Config]:
+    cores = os.cpu_count() or 1
+    return [
+        Config("sluice-1s", "sluice", "Sluice, 1 s batches, reducer in the plugin (closure)", 1000,
+               sluice_command("1s", "200ms"), "batches"),
+        Config("sluice-1s-sum", "sluice", "Sluice, 1 s batches, built-in `sum` reducer", 1000,
+               sluice_command("1s", "200ms", "reducer=builtin"), "batches"),
+        Config("sluice-100ms", "sluice", "Sluice, 100 ms batches (50 ms blocks), closure reducer", 100,
+               sluice_command("100ms", "50ms"), "batches"),
+        Config("sluice-100ms-paced", "sluice",
+               f"Sluice, 100 ms batches, input paced at {PACED_WORDS_PER_S:,} words/s (stability)", 100,
+               sluice_command("100ms", "50ms"), "batches",
+               paced_words_per_s=PACED_WORDS_PER_S, in_ratios=False),
+        Config("spark", "spark", f"Spark Streaming {SPARK_VERSION}, Java DStream API, 1 s batches, local[2]", 1000,
+               spark_command, "batches"),
+        Config("native-1thread", "native", "native Rust, 1 s batches, 1 thread", 1000,
+               native_command(1), "totals"),
+        Config("native-percore", "native", f"native Rust, 1 s batches, reader + {cores} counting threads", 1000,
+               native_command(0), "totals"),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Building
+
+
+def sh(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    log("$ " + shlex.join(argv))
+    return subprocess.run(argv, **kw)
+
+
+def cargo_target_dir() -> Path:
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    return Path(json.loads(meta.stdout)["target_directory"])
+
+
+def build_native() -> None:
+    sh(["cargo", "build", "--release", "-p", "sluice-bench"], cwd=ROOT, check=True)
+
+
+def build_sluice() -> str | None:
+    """Builds the sluice binary and the plugin; returns why not, if not."""
+    for argv in (["cargo", "build", "--release", "-p", "sluice"],
+                 ["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "network-word-count"]):
+        if sh(argv, cwd=ROOT).returncode != 0:
+            return f"build failed: {shlex.join(argv)}"
+    return None
+
+
+def venv_python() -> Path:
+    return WORK / "venv" / "bin" / "python"
+
+
+def setup_spark(tools: Tools, version: str) -> str | None:
+    """Installs pyspark into bench/.work/venv, compiles the job; returns why not, if not."""
+    py = venv_python()
+    if not py.exists():
+        sh([sys.executable, "-m", "venv", str(WORK / "venv")], check=True)
+    have = subprocess.run([str(py), "-c", "import pyspark; print(pyspark.__version__)"],
+                          capture_output=True, text=True)
+    if have.returncode != 0 or have.stdout.strip() != version:
+        if sh([str(py), "-m", "pip", "install", "--progress-bar", "off", f"pyspark=={version}"]).returncode != 0:
+            return f"pip install pyspark=={version} failed"
+    site = subprocess.run([str(py), "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    jars = Path(site) / "jars"
+    if not list(jars.glob("spark-streaming_*.jar")):
+        return (f"pyspark {version} has no spark-streaming jar (the DStream API): "
+                "use --spark-version with an older release")
+    classes = WORK / f"spark-classes-{version}"
+    source = BENCH / "spark" / "NetworkWordCount.java"
+    compiled = classes / "NetworkWordCount.class"
+    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+        classes.mkdir(parents=True, exist_ok=True)
+        if sh(["javac", "-nowarn", "-d", str(classes), "-cp", f"{jars}/*", str(source)]).returncode != 0:
+            return "javac failed on bench/spark/NetworkWordCount.java"
+    tools.spark_cp = f"{jars}/*:{classes}"
+    opts = subprocess.run(["java", "-cp", tools.spark_cp, "NetworkWordCount", "--print-jvm-options"],
+                          capture_output=True, text=True)
+    if opts.returncode != 0:
+        return f"cannot run the Spark job: {opts.stderr.strip()[-500:]}"
+    tools.java_opts = opts.stdout.split()
+    return None
+
+
+# ---------------------------------------------------------------------------
+# One run
+
+
+@dataclasses.dataclass
+class Result:
+    config: str
+    repeat: int
+    ok: bool
+    failure: str = ""
+    words_per_s: float | None = None
+    read_words_per_s: float | None = None
+    processing_ms: tuple[float, float] | None = None  # median, max over batches with data
+    scheduling_ms: tuple[float, float] | None = None
+    peak_rss: int = 0
+    cpu_s: float = 0.0
+    data_batches: int = 0
+    wall_s: float = 0.0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Ends a process we started in its own session, and everything it started."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: float, repeat: int,
+             timeout_s: float) -> Result:
+    rundir = WORK / "runs" / cfg.name / str(repeat)
+    shutil.rmtree(rundir, ignore_errors=True)
+    (rundir / "out").mkdir(parents=True)
+    result = Result(cfg.name, repeat, ok=False)
+
+    server_argv = [str(tools.corpus_server), "--file", str(corpus.path), "--timing", str(rundir / "timing.json"),
+                   "--loops", str(loops), "--accept-timeout-s", str(int(timeout_s)),
+                   "--delay-ms", str(int(warmup_s * 1000))]
+    if cfg.paced_words_per_s:
+        server_argv += ["--bytes-per-second", str(int(cfg.paced_words_per_s * corpus.bytes / corpus.words))]
+    with open(rundir / "server.stderr", "wb") as err:
+        server = subprocess.Popen(server_argv, stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+    with server.stdout:
+        line = server.stdout.readline()
+    try:
+        port = int(line)
+    except ValueError:
+        kill_group(server)
+        result.failure = "the corpus server did not start: " + (rundir / "server.stderr").read_text()[-500:]
+        return result
+    run = Run(rundir, port)
+    argv = cfg.command(tools, run)
+    (rundir / "command").write_text(shlex.join(argv) + "\n")
+
+    started = time.monotonic()
+    # In the run's own directory (whatever a system writes beside its outputs stays
+    # there), in its own session so that its whole tree can be ended.
+    with open(rundir / "stdout", "wb") as out, open(rundir / "stderr", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=rundir, stdout=out, stderr=err, start_new_session=True)
+    peak = 0
+    status = rusage = None
+    try:
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            peak = max(peak, tree_rss_bytes(proc.pid))
+            if time.monotonic() - started > timeout_s:
+                kill_group(proc)
+                result.failure = f"timed out after {timeout_s:.0f} s"
+                break
+            time.sleep(SAMPLE_EVERY_S)
+    finally:
+        if proc.returncode is None:
+            kill_group(proc)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            kill_group(server)
+    # Whatever the system left running in its session goes too.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    result.wall_s = time.monotonic() - started
+    result.peak_rss = peak
+    if rusage is not None:
+        # Not ru_maxrss: Linux carries the high-water mark of the process image
+        # replaced by exec (here, the forked runner) into it.
+        result.cpu_s = rusage.ru_utime + rusage.ru_stime
+    if result.failure:
+        return result
+    if proc.returncode != 0:
+        tail = (rundir / "stderr").read_text(errors="replace").strip().splitlines()[-5:]
+        result.failure = f"exit code {proc.returncode}: " + " | ".join(tail)
+        return result
+
+    # Timing: the server's first byte to the end of the last batch that held data.
+    try:
+        timing = json.loads(run.timing.read_text())
+    except (OSError, ValueError):
+        result.failure = "the corpus server wrote no timing (did the system connect?)"
+        return result
+    words = corpus.words * loops
+    first_ms = timing["first_byte_ns"] / 1e6
+    closed_ms = timing.get("client_closed_ns", timing["last_byte_ns"]) / 1e6
+    if timing["bytes"] != corpus.bytes * loops:
+        result.failure = f"the server sent {timing['bytes']} of {corpus.bytes * loops} bytes"
+        return result
+    if closed_ms > first_ms:
+        result.read_words_per_s = words / ((closed_ms - first_ms) / 1000)
+    batches = []
+    if run.metrics.exists():
+        for line in run.metrics.read_text().splitlines():
+            if line.strip():
+                batches.append(json.loads(line))
+    data = sorted((b for b in batches if b.get("records", 0) > 0), key=lambda b: b["batch_time_ms"])
+    result.data_batches = len(data)
+    if data:
+        last_done_ms = max(b["batch_time_ms"] + b["total_delay_ms"] for b in data)
+        if last_done_ms < 1e12:
+            result.notes.append("batch times are not epoch milliseconds: no words/s")
+        elif last_done_ms > first_ms:
+            result.words_per_s = words / ((last_done_ms - first_ms) / 1000)
+        if len(data) < 5:
+            result.notes.append(
+                f"only {len(data)} batch(es) held data: words/s depends on where the first byte fell in a "
+                f"{cfg.batch_ms} ms batch interval; use more --lines or --loops")
+        if len(data) >= 8:
+            quarter = len(data) // 4
+            early = statistics.median(b["scheduling_delay_ms"] for b in data[:quarter])
+            late = statistics.median(b["scheduling_delay_ms"] for b in data[-quarter:])
+            if late > early + cfg.batch_ms:
+                result.notes.append(f"scheduling delay grows: median {early:.0f} ms in the first quarter "
+                                    f"of the batches, {late:.0f} ms in the last (falling behind the input)")
+        result.processing_ms = median_max([b["processing_ms"] for b in data])
+        result.scheduling_ms = median_max([b["scheduling_delay_ms"] for b in data])
+        records = sum(b["records"] for b in data)
+        if records != corpus.lines * loops:
+            result.notes.append(f"batches report {records} records for {corpus.lines * loops} lines")
+    else:
+        result.notes.append("no batch metrics with records")
+
+    # Correctness: every word's total equals the exact count.
+    try:
+        if cfg.output == "totals":
+            got: collections.Counter = collections.Counter()
+            read_pairs(run.totals, got)
+            problems = []
+        else:
+            got, n_out, problems = read_batch_outputs(run.output_prefix)
+            if n_out == 0:
+                problems.append("no batch output directories")
+    except (OSError, ValueError) as e:
+        result.failure = f"cannot read the output: {e}"
+        return result
+    mismatch = check_counts(corpus.counts, loops, got)
+    if mismatch or problems:
+        result.failure = "; ".join(problems + ([mismatch] if mismatch else []))
+        return result
+    result.ok = True
+    return result
+
+
+def median_max(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), max(values)
+
+
+# ---------------------------------------------------------------------------
+# Summaries
+
+
+@dataclasses.dataclass
+class Summary:
+    cfg: Config
+    runs: list[Result]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and all(r.ok for r in self.runs)
+
+    def median(self, get) -> float | None:
+        values = [v for v in (get(r) for r in self.runs) if v is not None]
+        return statistics.median(values) if values else None
+
+
+def fmt_rate(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v / 1e6:.2f} M" if v >= 1e6 else f"{v / 1e3:.0f} k"
+
+
+def fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f}"
+
+
+def fmt_mb(v: float | None) -> str:
+    return "n/a" if v is None else f"{v / 2**20:.0f}"
+
+
+def table(summaries: list[Summary]) -> list[str]:
+    rows = ["| configuration | words/s (first byte → last batch done) | read words/s (first byte → socket closed) "
+            "| batch processing ms, median / max | scheduling delay ms, median / max "
+            "| peak RSS MiB (process tree) | CPU s | batches with data | check |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for s in summaries:
+        if not s.ok:
+            reasons = "; ".join(f"run {r.repeat}: {r.failure}" for r in s.runs if not r.ok)
+            rows.append(f"| {s.cfg.name} | FAILED | | | | | | | {reasons.replace('|', '/')} |")
+            continue
+        rows.append("| {} | {} | {} | {} / {} | {} / {} | {} | {:.2f} | {} | OK |".format(
+            s.cfg.name,
+            fmt_rate(s.median(lambda r: r.words_per_s)),
+            fmt_rate(s.median(lambda r: r.read_words_per_s)),
+            fmt_ms(s.median(lambda r: r.processing_ms and r.processing_ms[0])),
+            fmt_ms(s.median(lambda r: r.processing_ms and r.processing_ms[1])),
+            fmt_ms(s.median(lambda r: r.scheduling_ms and r.scheduling_ms[0])),
+            fmt_ms(s.median(lambda r: r.scheduling_ms and r.scheduling_ms[1])),
+            fmt_mb(s.median(lambda r: r.peak_rss)),
+            s.median(lambda r: r.cpu_s) or 0.0,
+            fmt_ms(s.median(lambda r: r.data_batches)),
+        ))
+    return rows
+
+
+def ratios(summaries: list[Summary]) -> list[str]:
+    by_name = {s.cfg.name: s for s in summaries}
+    lines = []
+    for s in summaries:
+        if s.cfg.system != "sluice" or not s.cfg.in_ratios:
+            continue
+        for other in ("spark", "native-1thread", "native-percore"):
+            o = by_name.get(other)
+            if o is None:
+                continue
+            if not (s.ok and o.ok):
+                lines.append(f"- {s.cfg.name} / {other}: n/a (a run failed)")
+                continue
+            a, b = s.median(lambda r: r.words_per_s), o.median(lambda r: r.words_per_s)
+            ia, ib = s.median(lambda r: r.read_words_per_s), o.median(lambda r: r.read_words_per_s)
+            ra, rb = s.median(lambda r: r.peak_rss), o.median(lambda r: r.peak_rss)
+            parts = []
+            if a and b:
+                parts.append(f"words/s ×{a / b:.2f}")
+            if ia and ib:
+                parts.append(f"read words/s ×{ia / ib:.2f}")
+            if ra and rb:
+                parts.append(f"peak RSS ×{ra / rb:.2f}")
+            lines.append(f"- {s.cfg.name} / {other}: " + (", ".join(parts) or "n/a"))
+    return lines
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
+
+    def version(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True)
+        except OSError:
+            return "not found"
+        return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "?"
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return [
+        f"- CPU: {model}, `nproc` = {nproc}; memory {mem}; kernel {platform.release()}",
+        f"- {version(['rustc', '--version'])}; {version(['java', '-version'])}; Python {platform.python_version()}",
+        f"- commit {commit or 'none'}{' (with uncommitted changes)' if dirty else ''}",
+        f"- date {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
+
+
+def write_results(path: Path, summaries: list[Summary], corpus: Corpus, args, tools: Tools) -> None:
+    command = os.environ.get("SLUICE_BENCH_COMMAND") or "bench/run " + shlex.join(sys.argv[1:])
+    words = corpus.words * args.loops
+    out = [
+        "# Word count: Sluice, Spark Streaming and native Rust side by side",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Input: `gen-corpus.py {corpus.lines}` ({corpus.lines:,} lines, {corpus.words:,} words, "
+        f"{corpus.bytes / 1e6:.1f} MB){f', served {args.loops} times over' if args.loops > 1 else ''}: "
+        f"{words:,} words per run, over one loopback TCP connection, "
+        f"{args.warmup:g} s after the system connected. "
+        f"Median of {args.repeat} run(s) per configuration.",
+        "",
+        "Machine:",
+        "",
+        *machine(),
+        "",
+        *table(summaries),
+        "",
+        "Ratios (medians):",
+        "",
+        *(ratios(summaries) or ["- none (a side was not run)"]),
+        "",
+        "Configurations:",
+        "",
+        *[f"- `{s.cfg.name}`: {s.cfg.label}" for s in summaries],
+        "",
+    ]
+    if any(s.cfg.system == "spark" for s in summaries) and tools.java_opts:
+        out += [f"Spark JVM: `java -Xmx{tools.spark_heap}` plus Spark's own launcher options "
+                f"(`{' '.join(tools.java_opts)}`); Kryo serializer, web UI off, MEMORY_ONLY receiver storage.", ""]
+    notes = [f"- {s.cfg.name} run {r.repeat}: {n}" for s in summaries for r in s.runs for n in r.notes]
+    if notes:
+        out += ["Notes:", "", *notes, ""]
+    out += ["How each figure is measured: bench/README.md.", ""]
+    path.write_text("\n".join(out))
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--lines", type=int, help=f"corpus lines (default {DEFAULT_LINES:,}; {SMOKE_LINES:,} with --smoke)")
+    p.add_argument("--repeat", type=int, help="runs per configuration, median reported (default 3; 1 with --smoke)")
+    p.add_argument("--only", help="comma-separated systems: sluice,spark,native (default all; sluice,native with --smoke)")
+    p.add_argument("--configs", help="comma-separated configuration names (see results.md), after --only")
+    p.add_argument("--smoke", action="store_true",
+                   help="CI mode: Sluice and native only, 10,000 lines, 1 run; exit non-zero if a check fails")
+    p.add_argument("--loops", type=int, default=1,
+                   help="serve the corpus this many times over one connection (longer runs, same file)")
+    p.add_argument("--warmup", type=float,
+                   help="seconds the server waits after the connection before the first byte (default 5; 0 with --smoke)")
+    p.add_argument("--spark-version", default=SPARK_VERSION, help=f"pyspark version from PyPI (default {SPARK_VERSION})")
+    p.add_argument("--spark-heap", default=SPARK_JVM_HEAP, help=f"the Spark JVM's -Xmx (default {SPARK_JVM_HEAP})")
+    p.add_argument("--timeout", type=float, help="seconds before a run is killed and reported failed")
+    p.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    p.add_argument("--sluice-bin", type=Path, help="a sluice binary to use instead of building the workspace's")
+    p.add_argument("--plugin", type=Path, help="the network word count plugin (.wasm) to use instead of building it")
+    args = p.parse_args()
+
+    lines = args.lines or (SMOKE_LINES if args.smoke else DEFAULT_LINES)
+    args.repeat = args.repeat or (1 if args.smoke else 3)
+    if args.warmup is None:
+        args.warmup = 0.0 if args.smoke else 5.0
+    systems = set((args.only or ("sluice,native" if args.smoke else "sluice,spark,native")).split(","))
+    unknown = systems - {"sluice", "spark", "native"}
+    if unknown:
+        p.error(f"unknown system(s) in --only: {', '.join(sorted(unknown))}")
+    if args.smoke and "spark" in systems:
+        p.error("--smoke runs Sluice and native only")
+    configs = [c for c in all_configs() if c.system in systems]
+    if args.configs:
+        wanted = set(args.configs.split(","))
+        known = {c.name for c in all_configs()}
+        if wanted - known:
+            p.error(f"unknown configuration(s): {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
+        configs = [c for c in configs if c.name in wanted]
+
+    corpus = prepare_corpus(lines)
+    if not corpus.path.read_bytes()[-1:] == b"\n":
+        sys.exit(f"{corpus.path} does not end with a newline: it cannot be served in loops")
+    timeout_s = args.timeout or (60.0 if args.smoke else 300.0 + corpus.words * args.loops / 100_000)
+
+    tools = Tools(target=cargo_target_dir(), spark_heap=args.spark_heap,
+                  sluice_bin=args.sluice_bin and args.sluice_bin.resolve(),
+                  plugin_wasm=args.plugin and args.plugin.resolve())
+    unavailable: dict[str, str] = {}
+    if not args.no_build:
+        build_native()
+        if "sluice" in systems and not (args.sluice_bin and args.plugin):
+            why = build_sluice()
+            if why:
+                unavailable["sluice"] = why
+    for needed in (tools.corpus_server, tools.native):
+        if not needed.exists():
+            sys.exit(f"{needed} is missing: build with `cargo build --release -p sluice-bench` or drop --no-build")
+    if "sluice" in systems and "sluice" not in unavailable:
+        for needed in (tools.sluice, tools.plugin):
+            if not needed.exists():
+                unavailable["sluice"] = f"{needed} is missing"
+    if "spark" in systems:
+        why = setup_spark(tools, args.spark_version)
+        if why:
+            unavailable["spark"] = why
+    for cfg in configs:
+        if cfg.system == "spark":
+            cfg.label = cfg.label.replace(SPARK_VERSION, args.spark_version)
+
+    summaries = []
+    for cfg in configs:
+        runs = []
+        for rep in range(1, args.repeat + 1):
+            if cfg.system in unavailable:
+                runs.append(Result(cfg.name, rep, ok=False, failure=unavailable[cfg.system]))
+                continue
+            log(f"{cfg.name} run {rep}/{args.repeat} ...")
+            r = run_once(cfg, tools, corpus, args.loops, args.warmup, rep, timeout_s)
+            log(f"  {'ok' if r.ok else 'FAILED: ' + r.failure}; words/s {fmt_rate(r.words_per_s)}, "
+                f"read {fmt_rate(r.read_words_per_s)}, peak RSS {fmt_mb(r.peak_rss)} MiB, {r.wall_s:.1f} s")
+            runs.append(r)
+        summaries.append(Summary(cfg, runs))
+
+    # A smoke run does not overwrite a measurement.
+    stem = "results-smoke" if args.smoke else "results"
+    results = WORK / f"{stem}.md"
+    write_results(results, summaries, corpus, args, tools)
+    (WORK / f"{stem}.json").write_text(json.dumps(
+        [dataclasses.asdict(r) for s in summaries for r in s.runs], indent=1))
+    print("\n".join(table(summaries)))
+    print()
+    print("\n".join(ratios(summaries)))
+    print(f"\nwritten: {results.relative_to(ROOT)}")
+    return 0 if all(s.ok for s in summaries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+//! `rate(records_per_second)`: `(timestamp_ms, counter)` records at a fixed
+//! rate, like Structured Streaming's rate source; codec `tuple<i64,i64>`
+//! (`u32-le 8`, the `i64-le` timestamp, the `i64-le` counter).
+//!
+//! Record `k` (counting from 0) is due at `t0 + (k + 1) × 1000 / rate` ms, `t0`
+//! being the receiver's start; at each block tick the receiver generates the
+//! records due by then, which spreads the rate evenly over the ticks and
+//! carries fractions exactly. A record's timestamp is the time it was due.
+//! Over budget it generates nothing and catches up later, at most one
+//! block's worth per tick. It never ends.
+
+use tokio::time::sleep_until;
+
+use super::generator::BlockGenerator;
+use super::{ReceiverContext, stop_requested};
+use crate::batching::{ReceiverHandle, now_ms};
+use crate::data::codec::write_pair;
+
+/// Bytes of one record (20) plus its offset (4).
+const RECORD_BYTES: usize = 24;
+
+pub(super) async fn run(records_per_second: u64, ctx: ReceiverContext, handle: ReceiverHandle) {
+    let mut generator = BlockGenerator::new(handle, &ctx);
+    let mut stop = ctx.stop.subscribe();
+    let mut rate = Rate::new(records_per_second, now_ms());
+    let max_per_tick = (generator.max_block_bytes() / RECORD_BYTES).max(1) as u64;
+    let tick = sleep_until(generator.deadline());
+    tokio::pin!(tick);
+    loop {
+        tokio::select! {
+            biased;
+            () = stop_requested(&mut stop) => break,
+            () = &mut tick => {
+                if !generator.over_budget() {
+                    let due = generator.due();
+                    rate.generate(due, max_per_tick, |timestamp, counter| {
+                        generator.rows().push_with(|out| {
+                            write_pair(&timestamp.to_le_bytes(), &counter.to_le_bytes(), out);
+                        });
+                    });
+                }
+                generator.tick();
+                tick.as_mut().reset(generator.deadline());
+            }
+        }
+    }
+    generator.finish();
+}
+
+/// Which records are due when.
+struct Rate {
+    per_second: u64,
+    start: u64,
+    /// Records generated so far.
+    next: u64,
+}
+
+impl Rate {
+    fn new(per_second: u64, start: u64) -> Self {
+        Self {
+            per_second,
+            start,
+            next: 0,
+        }
+    }
+
+    /// Records due by time `t` (ms) since the start.
+    fn due_by(&self, t: u64) -> u64 {
+        let elapsed = u128::from(t.saturating_sub(self.start));
+        u64::try_from(elapsed * u128::from(self.per_second) / 1000).unwrap_or(u64::MAX)
+    }
+
+    /// The time record `k` is due (ms).
+    fn due_at(&self, k: u64) -> u64 {
+        let offset = (u128::from(k) + 1) * 1000 / u128::from(self.per_second.max(1));
+        self.start + u64::try_from(offset).unwrap_or(u64::MAX - self.start)
+    }
+
+    /// Calls `emit(timestamp, counter)` for the records due by `t`, at most
+    /// `max` of them.
+    fn generate(&mut self, t: u64, max: u64, mut emit: impl FnMut(i64, i64)) {
+        let until = self.due_by(t).min(self.next.saturating_add(max));
+        while self.next < until {
+            emit(self.due_at(self.next) as i64, self.next as i64);
+            self.next += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::spawn;
+    use super::super::testing::{context, run_batches};
+    use super::*;
+    use crate::batching::BlockStore;
+    use crate::data::Codec;
+    use crate::plan::SourceSpec;
+
+    #[test]
+    fn rate_spreads_records_evenly_and_carries_fractions() {
+        // 3 records per second over 100 ms ticks: 0.3 per tick.
+        let mut rate = Rate::new(3, 10_000);
+        let mut got = Vec::new();
+        for tick in 1..=10 {
+            rate.generate(10_000 + tick * 100, u64::MAX, |ts, n| {
+                got.push((tick, ts, n))
+            });
+        }
+        assert_eq!(got, [(4, 10_333, 0), (7, 10_666, 1), (10, 11_000, 2)]);
+        // The cap defers records; they come later with their due times.
+        let mut rate = Rate::new(1000, 0);
+        let mut n = 0;
+        rate.generate(100, 30, |_, _| n += 1);
+        assert_eq!(n, 30);
+        rate.generate(100, 1000, |_, _| n += 1);
+        assert_eq!(n, 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rate_source_counts_without_gaps_in_its_codec() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let (ctx, stop) = context(&store, 20, 40, false);
+        let task = spawn(
+            SourceSpec::Rate {
+                records_per_second: 500,
+            },
+            ctx.clone(),
+        );
+        let mut seen = 0;
+        let batches = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_batches(&store, &ctx, move |input| {
+                seen += input.records;
+                seen >= 50
+            }),
+        )
+        .await
+        .unwrap();
+        stop.stop();
+        task.await.unwrap();
+
+        let codec: Codec = "tuple<i64,i64>".parse().unwrap();
+        let mut expected = 0i64;
+        let mut last_ts = 0;
+        for rows in batches.iter().flat_map(|b| b.blocks.values().flatten()) {
+            for record in rows {
+                assert_eq!(record.len(), 20);
+                assert_eq!(&record[..4], &8u32.to_le_bytes());
+                let ts = i64::from_le_bytes(record[4..12].try_into().unwrap());
+                let n = i64::from_le_bytes(record[12..].try_into().unwrap());
+                assert_eq!(n, expected);
+                assert!(ts >= last_ts);
+                assert_eq!(codec.format(record).unwrap(), format!("({ts},{n})"));
+                expected += 1;
+                last_ts = ts;
+            }
+        }
+        assert!(expected >= 50);
+    }
+}

@@ -1,0 +1,18 @@
+//! Test fixture: a component that exports `sluice:plugin/job@0.2.0` instead
+//! of `@0.1.0`, built with wit-bindgen directly from its own `wit/`. The host
+//! must refuse to load it, naming both versions (0.2.0 here, its own 0.1.0).
+
+wit_bindgen::generate!({
+    world: "plugin",
+    path: "wit",
+});
+
+struct Contract02;
+
+impl exports::sluice::plugin::job::Guest for Contract02 {
+    fn define(_args: Vec<(String, String)>) -> Result<String, String> {
+        Err("contract-0-2 is a fixture for the host's version check and defines no job".to_string())
+    }
+}
+
+export!(Contract02);
