@@ -35,7 +35,7 @@ use crate::bindings::sluice::plugin::types::{
     self, FunctionId, NodeId, NodeKind, ReduceByKey, SaveAsTextFiles,
 };
 use crate::codec::{Data, Numeric};
-use crate::function::{Function, KeyReducer, Output, PartitionFn, Reducer};
+use crate::function::{Function, KeyReducer, NarrowFn, Output, Reducer};
 use crate::graph::{Graph, node_name};
 
 /// A discretized stream: a sequence of batches of records of type `T`
@@ -123,9 +123,7 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + 'static) -> DStream<U> {
         let name = node_name("map", Location::caller());
-        let function =
-            PartitionFn::boxed(move |records: Vec<T>| records.into_iter().map(&f).collect());
-        self.child_with_function(&name, function, NodeKind::Map)
+        self.child_with_function(&name, NarrowFn::map(f), NodeKind::Map)
     }
 
     /// Applies `f` to every record and flattens the results: each record
@@ -144,9 +142,7 @@ impl<T: Data> DStream<T> {
         I: IntoIterator<Item = U>,
     {
         let name = node_name("flat_map", Location::caller());
-        let function =
-            PartitionFn::boxed(move |records: Vec<T>| records.into_iter().flat_map(&f).collect());
-        self.child_with_function(&name, function, NodeKind::FlatMap)
+        self.child_with_function(&name, NarrowFn::flat_map(f), NodeKind::FlatMap)
     }
 
     /// Keeps the records for which `f` is true (Spark's `filter`).
@@ -160,11 +156,7 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn filter(&self, f: impl Fn(&T) -> bool + 'static) -> DStream<T> {
         let name = node_name("filter", Location::caller());
-        let function = PartitionFn::boxed(move |mut records: Vec<T>| {
-            records.retain(&f);
-            records
-        });
-        self.child_with_function(&name, function, NodeKind::Filter)
+        self.child_with_function(&name, NarrowFn::filter(f), NodeKind::Filter)
     }
 
     /// Applies `f` to all the records of a partition at once (Spark's
@@ -183,7 +175,7 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn map_partitions<U: Data>(&self, f: impl Fn(Vec<T>) -> Vec<U> + 'static) -> DStream<U> {
         let name = node_name("map_partitions", Location::caller());
-        self.child_with_function(&name, PartitionFn::boxed(f), NodeKind::MapPartitions)
+        self.child_with_function(&name, NarrowFn::map_partitions(f), NodeKind::MapPartitions)
     }
 
     /// Redistributes the records round-robin over `partitions` partitions
@@ -269,12 +261,7 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn count_by_value(&self) -> DStream<(T, i64)> {
         let name = node_name("count_by_value", Location::caller());
-        let function = PartitionFn::boxed(|records: Vec<T>| {
-            records
-                .into_iter()
-                .map(|r| (r, ()))
-                .collect::<Vec<(T, ())>>()
-        });
+        let function = NarrowFn::map(|r: T| (r, ()));
         let pairs: DStream<(T, ())> = self.child_with_function(&name, function, NodeKind::Map);
         pairs.child(&name, builtin_by_key(types::Reducer::Count, None))
     }
@@ -475,9 +462,7 @@ where
     #[track_caller]
     pub fn map_values<W: Data>(&self, f: impl Fn(V) -> W + 'static) -> DStream<(K, W)> {
         let name = node_name("map_values", Location::caller());
-        let function = PartitionFn::boxed(move |pairs: Vec<(K, V)>| {
-            pairs.into_iter().map(|(k, v)| (k, f(v))).collect()
-        });
+        let function = NarrowFn::map(move |(k, v): (K, V)| (k, f(v)));
         self.child_with_function(&name, function, NodeKind::Map)
     }
 
@@ -499,12 +484,8 @@ where
         I: IntoIterator<Item = W>,
     {
         let name = node_name("flat_map_values", Location::caller());
-        let function = PartitionFn::boxed(move |pairs: Vec<(K, V)>| {
-            let mut out = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                out.extend(f(v).into_iter().map(|w| (k.clone(), w)));
-            }
-            out
+        let function = NarrowFn::flat_map(move |(k, v): (K, V)| {
+            f(v).into_iter().map(move |w| (k.clone(), w))
         });
         self.child_with_function(&name, function, NodeKind::FlatMap)
     }

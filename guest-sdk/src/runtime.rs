@@ -5,9 +5,12 @@
 //! Wasm is single-threaded, so the table and the name of the node being run
 //! live in thread-locals. The node name is what the panic hook reports: a
 //! panic aborts the instance (wasm32-wasip2 has no unwinding), and the line
-//! the hook writes to stderr is all the host gets to tell the user.
+//! the hook writes to stderr is all the host gets to tell the user. In a
+//! chain the stages take turns record by record, so a call keeps the names
+//! of all its stages and each stage stores its index as it starts running
+//! ([`enter_stage`]: one store in a `Cell`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::panic::PanicHookInfo;
 use std::rc::Rc;
@@ -16,14 +19,17 @@ use std::sync::Once;
 use crate::args::Args;
 use crate::bindings::sluice::plugin::types::{FunctionId, JobGraph, Rows, Stage};
 use crate::context::{Job, StreamingContext};
-use crate::function::{ChainFn, Entry, Function};
+use crate::function::{ChainFn, Entry, Function, OutputSlot};
 use crate::graph::Graph;
 
 thread_local! {
     /// The function table, filled by `define`.
     static TABLE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
-    /// The node whose code is running, for the panic hook.
-    static CURRENT: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
+    /// The nodes of the running call, for the panic hook: its node, or the
+    /// stages of a chain in order.
+    static CURRENT: RefCell<Vec<Rc<str>>> = const { RefCell::new(Vec::new()) };
+    /// The index in `CURRENT` of the node whose code is running.
+    static CURRENT_STAGE: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Marks `name` as the running node until dropped.
@@ -31,19 +37,28 @@ struct Running;
 
 impl Running {
     fn enter(name: &Rc<str>) -> Self {
-        set_current(Some(name));
+        Self::enter_chain(vec![Rc::clone(name)])
+    }
+
+    /// Marks the stages of a chain as running, the first one first.
+    fn enter_chain(names: Vec<Rc<str>>) -> Self {
+        CURRENT.with_borrow_mut(|current| *current = names);
+        CURRENT_STAGE.set(0);
         Running
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        set_current(None);
+        CURRENT.with_borrow_mut(Vec::clear);
+        CURRENT_STAGE.set(0);
     }
 }
 
-fn set_current(name: Option<&Rc<str>>) {
-    CURRENT.with_borrow_mut(|current| *current = name.cloned());
+/// Marks stage `stage` of the running chain as the node whose code runs.
+#[inline]
+pub(crate) fn enter_stage(stage: usize) {
+    CURRENT_STAGE.set(stage);
 }
 
 /// The `define` export: runs `J::define` and keeps its function table.
@@ -110,23 +125,41 @@ fn chain_stage<'t>(
     }
 }
 
-/// The `run-chain` export: decodes `input` once, runs every stage over the
-/// partition, encodes the result once. An empty chain returns its input.
+/// The `run-chain` export: builds the chain's pipeline of sinks from the
+/// last stage back to the first, then decodes the input one record at a time
+/// and pushes each through the pipeline, which encodes what comes out of
+/// the last stage straight into the output. An empty chain returns its
+/// input.
 pub fn run_chain(stages: Vec<Stage>, input: Rows) -> Result<Rows, String> {
     TABLE.with_borrow(|table| {
-        let Some(first) = stages.first() else {
+        if stages.is_empty() {
             return Ok(input);
-        };
-        let (mut name, mut function) = chain_stage(table, first)?;
-        let _running = Running::enter(name);
-        let mut partition = function.decode_input(&input, name)?;
-        drop(input);
-        for stage in &stages {
-            (name, function) = chain_stage(table, stage)?;
-            set_current(Some(name));
-            partition = function.apply(partition, name)?;
         }
-        function.encode_output(partition, name)
+        let chain = stages
+            .iter()
+            .map(|stage| chain_stage(table, stage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _running = Running::enter_chain(chain.iter().map(|(n, _)| Rc::clone(n)).collect());
+        let output: OutputSlot = Rc::new(Cell::new(None));
+        let (_, last) = chain[chain.len() - 1];
+        let mut sink = last.encoder(Rc::clone(&output), &input);
+        for (stage, (_, function)) in chain.iter().enumerate().rev() {
+            sink = function.compose(sink, stage).ok_or_else(|| {
+                // `stage` is not the last one: the encoder takes its output.
+                let (next, next_function) = chain[stage + 1];
+                format!(
+                    "{next}: the previous stage of the chain does not produce {} records; \
+                     the host chained functions of streams that do not follow each other",
+                    next_function.input_codec()
+                )
+            })?;
+        }
+        let (first_name, first) = chain[0];
+        first.feed(&input, sink, first_name)?;
+        drop(input);
+        Ok(output
+            .take()
+            .expect("a finished pipeline leaves its output in the slot"))
     })
 }
 
@@ -191,8 +224,14 @@ fn panic_line(info: &PanicHookInfo<'_>) -> String {
     let message = info
         .payload_as_str()
         .unwrap_or("(a panic without a message)");
+    let stage = CURRENT_STAGE.try_with(Cell::get).unwrap_or(0);
     let node = CURRENT
-        .try_with(|current| current.try_borrow().ok().and_then(|n| n.clone()))
+        .try_with(|current| {
+            current
+                .try_borrow()
+                .ok()
+                .and_then(|names| names.get(stage).cloned())
+        })
         .ok()
         .flatten();
     let node = node
@@ -736,7 +775,7 @@ mod tests {
         assert!(line.contains("src/runtime.rs:"), "{line}");
         assert!(!line.contains('\n'));
         assert!(
-            CURRENT.with_borrow(Option::is_none),
+            CURRENT.with_borrow(Vec::is_empty),
             "the node is cleared after the call"
         );
     }

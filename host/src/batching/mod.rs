@@ -50,7 +50,7 @@
 //! receiver.finish();
 //! let input = store.take_batch(BatchTime(1_000)).unwrap();
 //! assert_eq!(input.records, 1);
-//! store.release(input.bytes);
+//! store.release(input.unreleased_bytes);
 //! ```
 
 mod clock;
@@ -58,5 +58,6 @@ mod store;
 
 pub use clock::{BatchClock, BatchTime, BlockTicker, now_ms};
 pub use store::{
+    EarlyBlock,
     BatchInput, Block, BlockStore, ReceiverHandle, ReceiverStatus, SourceError, rows_bytes,
 };

@@ -27,12 +27,12 @@
 //! let input = store.take_batch(BatchTime(2_000)).unwrap();
 //! assert_eq!(input.records, 2);
 //! assert_eq!(input.blocks[&0].len(), 1);
-//! store.release(input.bytes);
+//! store.release(input.unreleased_bytes);
 //! receiver.finish();
 //! assert!(store.all_finished());
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -88,9 +88,13 @@ pub struct BatchInput {
     pub blocks: HashMap<NodeId, Vec<Rows>>,
     /// Records in all blocks.
     pub records: u64,
-    /// Bytes of all blocks, as the budget counts them ([`rows_bytes`]): pass
-    /// it to [`BlockStore::release`] once the batch is done.
+    /// Bytes of all blocks of the batch, as the budget counts them
+    /// ([`rows_bytes`]), including blocks taken early.
     pub bytes: u64,
+    /// Bytes of the blocks in [`BatchInput::blocks`]: pass it to
+    /// [`BlockStore::release`] once the batch is done. (Whoever took blocks
+    /// early with [`BlockStore::take_early`] releases those.)
+    pub unreleased_bytes: u64,
     /// Records the receivers skipped for this batch.
     pub invalid_records: u64,
 }
@@ -149,6 +153,30 @@ struct State {
     receivers: Vec<ReceiverState>,
     pending_bytes: u64,
     failure: Option<SourceError>,
+    /// The latest batch taken.
+    taken: BatchTime,
+    /// What blocks taken early add to their batch's input.
+    early: BTreeMap<BatchTime, EarlyTally>,
+}
+
+#[derive(Default)]
+struct EarlyTally {
+    records: u64,
+    bytes: u64,
+    invalid_records: u64,
+}
+
+/// A block handed out before its batch's time by [`BlockStore::take_early`].
+#[derive(Debug)]
+pub struct EarlyBlock {
+    /// The source node.
+    pub node: NodeId,
+    /// The batch it belongs to.
+    pub batch: BatchTime,
+    /// Its records.
+    pub rows: Rows,
+    /// The bytes to [`release`](BlockStore::release) once it is processed.
+    pub bytes: u64,
 }
 
 struct ReceiverState {
@@ -158,6 +186,9 @@ struct ReceiverState {
     finished: bool,
     error: Option<String>,
     blocks: VecDeque<Block>,
+    /// The latest batch of a block pushed; once finished, the last batch
+    /// with input from this receiver.
+    last_batch: BatchTime,
     records: u64,
     bytes: u64,
     invalid_records: u64,
@@ -198,6 +229,7 @@ impl BlockStore {
             finished: false,
             error: None,
             blocks: VecDeque::new(),
+            last_batch: BatchTime(0),
             records: 0,
             bytes: 0,
             invalid_records: 0,
@@ -313,16 +345,61 @@ impl BlockStore {
         Ok(Self::ready(&state, time).then(|| Self::take(&mut state, time)))
     }
 
+    /// Removes the blocks pushed so far by the receivers of `nodes`, whatever
+    /// their batch, in cut order: the executor runs their narrow stages as
+    /// soon as they are cut, so a batch holds partial results rather than
+    /// raw input when its time comes. Their records still count in their
+    /// batch's [`BatchInput`]; their bytes are the caller's to release.
+    pub fn take_early(&self, nodes: &[NodeId]) -> Vec<EarlyBlock> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut early = Vec::new();
+        for receiver in &mut state.receivers {
+            if !nodes.contains(&receiver.node) {
+                continue;
+            }
+            while let Some(block) = receiver.blocks.pop_front() {
+                let bytes = block.bytes();
+                let tally = state.early.entry(block.batch).or_default();
+                tally.records += block.rows.len() as u64;
+                tally.bytes += bytes;
+                tally.invalid_records += block.invalid_records;
+                if !block.rows.is_empty() {
+                    early.push(EarlyBlock {
+                        node: receiver.node,
+                        batch: block.batch,
+                        rows: block.rows,
+                        bytes,
+                    });
+                } else {
+                    state.pending_bytes = state.pending_bytes.saturating_sub(bytes);
+                }
+            }
+        }
+        early
+    }
+
     fn take(state: &mut State, time: BatchTime) -> BatchInput {
+        state.taken = state.taken.max(time);
         let mut input = BatchInput {
             time,
             ..BatchInput::default()
         };
+        while let Some(entry) = state.early.first_entry() {
+            if *entry.key() > time {
+                break;
+            }
+            let tally = entry.remove();
+            input.records += tally.records;
+            input.bytes += tally.bytes;
+            input.invalid_records += tally.invalid_records;
+        }
         for receiver in &mut state.receivers {
             while receiver.blocks.front().is_some_and(|b| b.batch <= time) {
                 let block = receiver.blocks.pop_front().expect("front checked");
                 input.records += block.rows.len() as u64;
                 input.bytes += block.bytes();
+                input.unreleased_bytes += block.bytes();
                 input.invalid_records += block.invalid_records;
                 if !block.rows.is_empty() {
                     input
@@ -346,12 +423,15 @@ impl BlockStore {
         self.released.send_modify(|generation| *generation += 1);
     }
 
-    /// True when every receiver has finished and no block is left to take.
+    /// True when every receiver has finished and every batch with input
+    /// from them has been taken (including empty batches a queue asked for,
+    /// see [`ReceiverHandle::finish_after`]).
     pub fn all_finished(&self) -> bool {
-        self.lock()
+        let state = self.lock();
+        state
             .receivers
             .iter()
-            .all(|r| r.finished && r.blocks.is_empty())
+            .all(|r| r.finished && r.blocks.is_empty() && state.taken >= r.last_batch)
     }
 
     /// Marks every receiver of node `source` failed with `message`; the next
@@ -446,6 +526,7 @@ impl ReceiverHandle {
         receiver.bytes += bytes;
         receiver.invalid_records += block.invalid_records;
         receiver.blocks_pushed += 1;
+        receiver.last_batch = receiver.last_batch.max(block.batch);
         receiver.blocks.push_back(block);
     }
 
@@ -460,14 +541,25 @@ impl ReceiverHandle {
         self.store.progress.notify_all();
     }
 
-    /// The receiver has ended: its watermark becomes infinite.
-    pub fn finish(mut self) {
+    /// The receiver has ended: its watermark becomes infinite. The store is
+    /// [all finished](BlockStore::all_finished) once the batch of its last
+    /// block is taken.
+    pub fn finish(self) {
+        self.finish_after(BatchTime(0));
+    }
+
+    /// [`ReceiverHandle::finish`], saying that the receiver's input goes on
+    /// (empty) up to batch `last`: the store is not all finished before that
+    /// batch is taken. A queue whose last entries are empty uses it, so that
+    /// every entry is a batch.
+    pub fn finish_after(mut self, last: BatchTime) {
         self.ended = true;
         {
             let mut state = self.store.lock();
             let receiver = &mut state.receivers[self.index];
             receiver.finished = true;
             receiver.watermark = u64::MAX;
+            receiver.last_batch = receiver.last_batch.max(last);
         }
         self.store.progress.notify_all();
     }
@@ -586,8 +678,9 @@ mod tests {
         assert_eq!(input.bytes, 4 * 2 + 4 * 4);
         assert_eq!(store.pending_bytes(), input.bytes + 2 + 4);
 
-        // The next batch waits for b again; a block of an earlier batch
-        // still left over is included.
+        // The next batch waits for both again; a finished receiver is not
+        // waited for.
+        a.advance(2_000);
         assert!(store.try_take_batch(BatchTime(2_000)).unwrap().is_none());
         b.finish();
         let input = store.try_take_batch(BatchTime(2_000)).unwrap().unwrap();

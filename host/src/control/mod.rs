@@ -173,7 +173,11 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
             },
         );
     }
-    let executor = Executor::new(plan, workers, Sinks::new(tokio.handle().clone()));
+    let executor = Arc::new(Executor::new(
+        plan,
+        workers,
+        Sinks::new(tokio.handle().clone()),
+    ));
     let result = scheduler::run_batches(
         &executor,
         &store,

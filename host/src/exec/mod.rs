@@ -4,6 +4,12 @@
 //! the keyed operators natively ([`shuffle`]). Outputs are handed to
 //! [`crate::sinks`]; the executor itself does no I/O.
 //!
+//! A source read only by a chain of narrow operators has its chain run
+//! *early*: as soon as a block is cut ([`Executor::ingest`]), in the
+//! background, so that when the batch's time comes it holds that chain's
+//! output (for word count, partial counts) instead of raw input, and only
+//! the shuffle and outputs are left to run.
+//!
 //! The batch loop around it — waiting for a batch's blocks, timing, stopping —
 //! is [`scheduler`].
 
@@ -11,11 +17,12 @@ pub mod scheduler;
 pub mod shuffle;
 mod workers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rayon::prelude::*;
 
-use crate::batching::BatchTime;
+use crate::batching::{BatchTime, BlockStore, EarlyBlock};
 use crate::data::{Codec, Rows};
 use crate::plan::{NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
@@ -59,17 +66,125 @@ pub struct Executor {
     plan: Plan,
     workers: Workers,
     sinks: Sinks,
+    /// Source node → index of the chain step that is its only reader.
+    early_chains: HashMap<NodeId, usize>,
+    early: Mutex<Early>,
+    early_done: Condvar,
+}
+
+/// Chains run early, by batch.
+#[derive(Default)]
+struct Early {
+    next_block: u64,
+    outstanding: BTreeMap<BatchTime, usize>,
+    /// (chain slot, block sequence number, output) of finished blocks.
+    done: BTreeMap<BatchTime, Vec<(NodeId, u64, Result<Rows, ExecError>)>>,
 }
 
 impl Executor {
     /// An executor for `plan`, calling guests on `workers` and writing outputs
     /// through `sinks`.
     pub fn new(plan: Plan, workers: Workers, sinks: Sinks) -> Executor {
+        let mut early_chains = HashMap::new();
+        for (index, step) in plan.steps.iter().enumerate() {
+            if let StepKind::Chain { input, .. } = step.kind {
+                let is_source = plan.sources.iter().any(|(node, ..)| *node == input);
+                if is_source && plan.readers[input] == 1 {
+                    early_chains.insert(input, index);
+                }
+            }
+        }
         Executor {
             plan,
             workers,
             sinks,
+            early_chains,
+            early: Mutex::new(Early::default()),
+            early_done: Condvar::new(),
         }
+    }
+
+    /// The sources whose blocks [`Executor::ingest`] takes as soon as they
+    /// are cut.
+    pub fn early_sources(&self) -> Vec<NodeId> {
+        self.early_chains.keys().copied().collect()
+    }
+
+    /// Starts the chain that reads `block`'s source on it, in the background.
+    /// Its output joins the batch's when [`Executor::run_batch`] runs; its
+    /// input bytes go back to `store`'s budget as soon as it is done.
+    pub fn ingest(self: &Arc<Self>, block: EarlyBlock, store: &Arc<BlockStore>) {
+        let step_index = self.early_chains[&block.node];
+        let sequence = {
+            let mut early = self.lock_early();
+            early.next_block += 1;
+            *early.outstanding.entry(block.batch).or_default() += 1;
+            early.next_block
+        };
+        let this = Arc::clone(self);
+        let store = Arc::clone(store);
+        self.workers.spawn(move || {
+            let step = &this.plan.steps[step_index];
+            let StepKind::Chain { stages, .. } = &step.kind else {
+                unreachable!("early_chains holds chain steps")
+            };
+            let EarlyBlock {
+                batch,
+                mut rows,
+                bytes,
+                ..
+            } = block;
+            let place = format!("batch {batch}, block {sequence}");
+            let output = this
+                .workers
+                .run(&step.name, &place, |instance| instance.run_chain(stages, &mut rows))
+                .map_err(Self::task_error(batch));
+            drop(rows);
+            store.release(bytes);
+            let mut early = this.lock_early();
+            early
+                .done
+                .entry(batch)
+                .or_default()
+                .push((step.node, sequence, output));
+            let left = early.outstanding.get_mut(&batch).expect("counted in ingest");
+            *left -= 1;
+            if *left == 0 {
+                early.outstanding.remove(&batch);
+            }
+            drop(early);
+            this.early_done.notify_all();
+        });
+    }
+
+    fn lock_early(&self) -> std::sync::MutexGuard<'_, Early> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for the early chains of every batch up to `time` and returns
+    /// their outputs by chain slot, in block order.
+    fn collect_early(&self, time: BatchTime) -> Result<HashMap<NodeId, Vec<Rows>>, ExecError> {
+        let mut early = self.lock_early();
+        while early.outstanding.first_key_value().is_some_and(|(b, _)| *b <= time) {
+            early = self
+                .early_done
+                .wait(early)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        let mut finished = Vec::new();
+        while let Some(entry) = early.done.first_entry() {
+            if *entry.key() > time {
+                break;
+            }
+            finished.extend(entry.remove());
+        }
+        drop(early);
+        finished.sort_by_key(|(_, sequence, _)| *sequence);
+        let mut outputs: HashMap<NodeId, Vec<Rows>> = HashMap::new();
+        for (slot, _, output) in finished {
+            outputs.entry(slot).or_default().push(output?);
+        }
+        Ok(outputs)
     }
 
     /// The plan being run.
@@ -84,6 +199,7 @@ impl Executor {
         time: BatchTime,
         mut sources: HashMap<NodeId, Vec<Rows>>,
     ) -> Result<(), ExecError> {
+        let mut early = self.collect_early(time)?;
         let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
         let mut readers_left = self.plan.readers.clone();
         for step in &self.plan.steps {
@@ -101,7 +217,13 @@ impl Executor {
                 };
                 inputs.push(partitions.expect("steps come after the steps they read"));
             }
-            let output = self.run_step(time, step, inputs)?;
+            let started = std::time::Instant::now();
+            let mut output = self.run_step(time, step, inputs)?;
+            if let (Some(mut first), Some(rest)) = (early.remove(&step.node), output.take()) {
+                first.extend(rest);
+                output = Some(first);
+            }
+            tracing::debug!(batch = %time, step = %step.name, elapsed = ?started.elapsed(), "step done");
             if let Some(partitions) = output {
                 if readers_left[step.node] > 0 {
                     slots[step.node] = Some(partitions);

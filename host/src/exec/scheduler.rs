@@ -5,11 +5,15 @@
 //! or once every source has ended (or been stopped) and everything received
 //! has been processed.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::batching::{BatchClock, BatchTime, BlockStore, SourceError};
 use crate::exec::{ExecError, Executor};
 use crate::monitor::{BatchInfo, Metrics};
+
+/// How often the loop looks for new blocks to start early chains on.
+const EARLY_POLL: Duration = Duration::from_millis(5);
 
 /// When the loop ends.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,15 +38,28 @@ pub enum ScheduleError {
 
 /// Runs batches until the limits or the sources say stop.
 pub fn run_batches(
-    executor: &Executor,
-    store: &BlockStore,
+    executor: &Arc<Executor>,
+    store: &Arc<BlockStore>,
     clock: &BatchClock,
     metrics: &mut Metrics,
     limits: Limits,
 ) -> Result<(), ScheduleError> {
     let mut time = clock.batch_for(now_millis());
     let mut batches = 0u64;
+    let early_sources = executor.early_sources();
     loop {
+        if !early_sources.is_empty() {
+            // Hand blocks to their early chains as they are cut, until the
+            // batch's input is complete.
+            while !store.wait_until(time, EARLY_POLL)? {
+                for block in store.take_early(&early_sources) {
+                    executor.ingest(block, store);
+                }
+            }
+            for block in store.take_early(&early_sources) {
+                executor.ingest(block, store);
+            }
+        }
         let input = store.take_batch(time)?;
         let started = SystemTime::now();
         let scheduling_delay = since(time, started);
@@ -50,7 +67,7 @@ pub fn run_batches(
         let invalid_records = input.invalid_records;
         let bytes = input.bytes;
         let result = executor.run_batch(time, input.blocks);
-        store.release(bytes);
+        store.release(input.unreleased_bytes);
         result?;
         let processing = started.elapsed().unwrap_or_default();
         metrics.record(&BatchInfo {

@@ -92,6 +92,11 @@ impl Workers {
         self.pool.install(op)
     }
 
+    /// Runs `op` on the pool in the background.
+    pub fn spawn(&self, op: impl FnOnce() + Send + 'static) {
+        self.pool.spawn(op)
+    }
+
     /// Runs one task on this thread's instance, with the retry policy.
     /// `operator` and `place` name the task in logs and errors.
     pub fn run<T>(

@@ -103,8 +103,8 @@ impl Sinks {
         self.runtime.block_on(async {
             let writes = parts.into_iter().enumerate().map(|(i, bytes)| {
                 let store = Arc::clone(&store);
-                let temporary = dir.child("_temporary").child(format!("part-{i:05}"));
-                let finished = dir.child(format!("part-{i:05}"));
+                let temporary = dir.clone().join("_temporary").join(format!("part-{i:05}"));
+                let finished = dir.clone().join(format!("part-{i:05}"));
                 async move {
                     store
                         .put(&temporary, PutPayload::from(bytes))
@@ -123,7 +123,7 @@ impl Sinks {
                 }
             });
             futures::future::try_join_all(writes).await?;
-            let success = dir.child("_SUCCESS");
+            let success = dir.clone().join("_SUCCESS");
             store
                 .put(&success, PutPayload::default())
                 .await

@@ -69,7 +69,7 @@
 //! for time in clock.times_from(clock.batch_for(now_ms())).take(3) {
 //!     let input = store.take_batch(time).unwrap();
 //!     // ... run the batch ...
-//!     store.release(input.bytes);
+//!     store.release(input.unreleased_bytes);
 //! }
 //! stop.stop();
 //! ```
@@ -236,7 +236,7 @@ pub(crate) mod testing {
                     .expect("no source fails");
                 assert!(ready, "batch {time} not ready after 60 s");
                 let input = store.take_batch(time).expect("no source fails");
-                store.release(input.bytes);
+                store.release(input.unreleased_bytes);
                 let stop = done(&input);
                 batches.push(input);
                 if stop || store.all_finished() {

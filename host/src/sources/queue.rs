@@ -5,15 +5,16 @@
 //! They are deterministic: entry `i` is the only block of the `i`-th batch
 //! from the first one the batch loop asks for ([`BlockStore::first_batch`]),
 //! whatever the block interval and the wall clock. The receiver waits for
-//! that request, then pushes every entry at once, advancing its watermark to
-//! each entry's batch, and finishes when exhausted.
-//!
-//! [`BlockStore::first_batch`]: crate::batching::BlockStore::first_batch Their input is already in
-//! memory, so they do not wait for the byte budget (waiting could not free
-//! anything, and would hold their watermark back).
+//! that request, then pushes every entry at once and finishes, saying that
+//! its input goes on to the last entry's batch (so an empty last entry is
+//! still a batch). Their input is already in memory, so they do not wait
+//! for the byte budget (waiting could not free anything, and would hold
+//! their watermark back).
 //!
 //! A lines file that cannot be read, or is not UTF-8, fails the source with
 //! a message naming the path (and the line).
+//!
+//! [`BlockStore::first_batch`]: crate::batching::BlockStore::first_batch
 
 use tracing::warn;
 
@@ -31,17 +32,26 @@ pub(super) async fn run_entries(entries: Vec<Rows>, ctx: ReceiverContext, handle
         () = stop_requested(&mut stop) => None,
         first = first.wait_for(Option::is_some) => first.ok().and_then(|f| *f),
     };
-    if let Some(first) = first {
-        for (i, rows) in entries.into_iter().enumerate() {
-            if ctx.stop.is_stopped() {
-                break;
-            }
-            let batch = ctx.clock.nth_from(first, i as u64);
-            handle.push(Block::new(batch, rows));
-            handle.advance(batch.as_millis());
+    let Some(first) = first else {
+        handle.finish();
+        return;
+    };
+    // Every entry is pushed before the watermark moves (straight to
+    // `finish`): the batch loop sees the whole queue at once, and stops
+    // after the last entry's batch, whatever the timing.
+    let mut last = None;
+    for (i, rows) in entries.into_iter().enumerate() {
+        if ctx.stop.is_stopped() {
+            break;
         }
+        let batch = ctx.clock.nth_from(first, i as u64);
+        handle.push(Block::new(batch, rows));
+        last = Some(batch);
     }
-    handle.finish();
+    match last {
+        Some(last) => handle.finish_after(last),
+        None => handle.finish(),
+    }
 }
 
 pub(super) async fn run_lines_file(
@@ -128,11 +138,17 @@ mod tests {
         for block_ms in [10, 40, 100] {
             let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
             let (ctx, _stop) = context(&store, block_ms, 40, true);
-            let spec = SourceSpec::Queue(vec![entry(&["a"]), entry(&[]), entry(&["b", "c"])]);
-            spawn(spec, ctx.clone()).await.unwrap();
+            let spec = SourceSpec::Queue(vec![
+                entry(&["a"]),
+                entry(&[]),
+                entry(&["b", "c"]),
+                entry(&[]),
+            ]);
+            let task = spawn(spec, ctx.clone());
             let batches = tokio::time::timeout(LIMIT, run_batches(&store, &ctx, |_| false))
                 .await
                 .unwrap();
+            task.await.unwrap();
             let got: Vec<(BatchTime, Vec<String>)> =
                 batches.iter().map(|b| (b.time, lines(b))).collect();
             let at = |i| ctx.clock.nth_from(batches[0].time, i);
@@ -142,6 +158,7 @@ mod tests {
                     (at(0), vec!["a".to_string()]),
                     (at(1), vec![]),
                     (at(2), vec!["b".into(), "c".into()]),
+                    (at(3), vec![]),
                 ]
             );
             assert_eq!(batches[2].blocks[&ctx.node].len(), 1, "one block per entry");
@@ -160,10 +177,11 @@ mod tests {
             path: path.to_str().unwrap().into(),
             lines_per_batch: 2,
         };
-        spawn(spec, ctx.clone()).await.unwrap();
+        let task = spawn(spec, ctx.clone());
         let batches = tokio::time::timeout(LIMIT, run_batches(&store, &ctx, |_| false))
             .await
             .unwrap();
+        task.await.unwrap();
         let got: Vec<Vec<String>> = batches.iter().map(lines).collect();
         assert_eq!(got, [vec!["l1", "l2"], vec!["l3", ""], vec!["l5"]]);
     }

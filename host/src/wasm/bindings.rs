@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub(super) use sluice::plugin::types as wit;
+pub(super) use self::sluice::plugin::types as wit;

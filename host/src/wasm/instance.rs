@@ -8,12 +8,12 @@
 //! cannot use. After every call the guest's complete output lines are logged.
 //!
 //! Calls block the thread for as long as the guest runs: make them from a
-//! worker thread (rayon, `spawn_blocking`), never from a tokio worker, where
-//! WASI's blocking stdout would panic.
+//! worker thread (rayon, `spawn_blocking`). Made from a task of a
+//! multi-threaded tokio runtime they still work (through `block_in_place`,
+//! which stalls that worker); from a current-thread runtime they panic.
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, WasmBacktrace};
-
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings;
@@ -184,7 +184,8 @@ impl Instance {
         self.store.data_mut().limits.reset();
         self.store
             .set_epoch_deadline(self.plugin.runtime().deadline_ticks());
-        let outcome = f(self.bindings.sluice_plugin_job(), &mut self.store);
+        let (job, store) = (self.bindings.sluice_plugin_job(), &mut self.store);
+        let outcome = outside_async(|| f(job, store));
         match outcome {
             Ok(Ok(value)) => {
                 self.drain_output(false);
@@ -221,6 +222,15 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.drain_output(true);
     }
+}
+
+/// Runs a guest call (or instantiation) so that WASI's blocking I/O, which
+/// enters a tokio runtime of its own, works even when the caller is on a
+/// multi-threaded tokio runtime: there `block_in_place` steps out of it. On
+/// any other thread (rayon, `spawn_blocking`) it just calls `f`. On a
+/// current-thread runtime it panics: guest calls must not be made there.
+pub(super) fn outside_async<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
 }
 
 /// Sorts a failed call (or instantiation): the memory limit when the limiter
@@ -288,9 +298,10 @@ fn summarize_backtrace(display: &str) -> String {
             last.push_str(&format!(" ({location})"));
         }
     }
+    // The Rust panic path: `abort`, `std::panicking::*`, `__rustc::*`,
+    // `rust_begin_unwind`, `core::panicking::panic_fmt`.
     let runtime = |name: &String| {
-        name.starts_with("abort")
-            || name.contains("panic")
+        name.contains("panic")
             || name.contains("abort")
             || name.contains("__rust")
             || name.contains("rust_begin_unwind")

@@ -13,7 +13,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::PluginPre;
 use super::error::WasmError;
-use super::instance::{Instance, StoreState, classify};
+use super::instance::{Instance, StoreState, classify, outside_async};
 use super::limits::Limits;
 use super::output::Capture;
 use super::runtime::Runtime;
@@ -102,7 +102,7 @@ impl Plugin {
         store.limiter(|state| &mut state.limits);
         // Start code (static constructors) runs under the same time limit.
         store.set_epoch_deadline(runtime.deadline_ticks());
-        match self.inner.pre.instantiate(&mut store) {
+        match outside_async(|| self.inner.pre.instantiate(&mut store)) {
             Ok(bindings) => Ok(Instance::new(
                 self.clone(),
                 store,

@@ -109,7 +109,9 @@ impl Runtime {
     }
 
     /// Reads, checks and compiles the plugin at `path` (through the cache
-    /// when [`WasmConfig::cache_dir`] is set).
+    /// when [`WasmConfig::cache_dir`] is set). Compiling a large component
+    /// takes seconds and blocks: call it off the async runtime (e.g.
+    /// `spawn_blocking`), which also keeps an upgrade off the hot path.
     pub fn load(&self, path: &Path) -> Result<Plugin, WasmError> {
         let bytes = std::fs::read(path).map_err(|source| WasmError::Read {
             path: path.to_path_buf(),

@@ -1,0 +1,43 @@
+//! Input shared by the benchmarks: lines of the benchmark corpus distribution
+//! (Zipf words), made deterministically so runs compare.
+
+use sluice::data::Rows;
+use sluice::data::codec::write_pair;
+
+/// `n` lines of about ten words drawn from a Zipf-like vocabulary.
+pub fn lines(n: usize) -> Rows {
+    let vocab: Vec<String> = (0..20_000).map(|i| format!("w{:x}{}", i * 2654435761u64 % 1_000_003, i % 7)).collect();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut rows = Rows::new();
+    let mut line = String::new();
+    for _ in 0..n {
+        line.clear();
+        for w in 0..10 {
+            if w > 0 {
+                line.push(' ');
+            }
+            // rank ~ 1/u: a heavy head and a long tail.
+            let u = (next() % 1_000_000 + 1) as usize;
+            line.push_str(&vocab[(1_000_000 / u - 1).min(vocab.len() - 1)]);
+        }
+        rows.push(line.as_bytes());
+    }
+    rows
+}
+
+/// `(word, 1i64)` pairs of the words of `lines`.
+pub fn pairs(lines: &Rows) -> Rows {
+    let mut rows = Rows::new();
+    for line in lines {
+        for word in line.split(|&b| b == b' ') {
+            rows.push_with(|out| write_pair(word, &1i64.to_le_bytes(), out));
+        }
+    }
+    rows
+}

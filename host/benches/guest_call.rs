@@ -1,0 +1,60 @@
+//! One guest call per partition: the network word count's fused chain
+//! (`flat_map → map → combine`) over a partition of 10,000 lines, and the
+//! bare cost of a call on an empty partition.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice::data::Rows;
+use sluice::plan::{JobGraph, NodeKind, Stage};
+use sluice::wasm::{Runtime, WasmConfig};
+
+mod common;
+
+fn chain_of(graph: &JobGraph) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.kind.narrow_function().map(Stage::Apply))
+        .collect();
+    for n in &graph.nodes {
+        if let NodeKind::ReduceByKey {
+            reducer: sluice::plan::Reducer::Function(f),
+            ..
+        } = n.kind
+        {
+            stages.push(Stage::Combine(f));
+        }
+    }
+    stages
+}
+
+fn guest_call(c: &mut Criterion) {
+    let runtime = Runtime::new(WasmConfig::default()).expect("an engine");
+    let plugin = runtime
+        .load(std::path::Path::new(sluice_test_artifacts::NETWORK_WORD_COUNT))
+        .expect("the word count plugin");
+    let mut instance = plugin.instantiate("bench").expect("an instance");
+    let graph = instance
+        .define(&[
+            ("host".into(), "localhost".into()),
+            ("port".into(), "9".into()),
+        ])
+        .expect("define");
+    let stages = chain_of(&graph);
+    let mut lines = common::lines(10_000);
+    let words: usize = lines.iter().map(|l| l.split(|&b| b == b' ').count()).sum();
+
+    let mut group = c.benchmark_group("guest_call");
+    group.throughput(Throughput::Elements(words as u64));
+    group.bench_function("word count chain, 10k lines", |b| {
+        b.iter(|| instance.run_chain(&stages, &mut lines).expect("the chain runs"))
+    });
+    group.throughput(Throughput::Elements(1));
+    let mut empty = Rows::new();
+    group.bench_function("empty partition", |b| {
+        b.iter(|| instance.run_chain(&stages, &mut empty).expect("the chain runs"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, guest_call);
+criterion_main!(benches);
