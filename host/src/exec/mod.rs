@@ -219,9 +219,9 @@ impl Executor {
             }
             let started = std::time::Instant::now();
             let mut output = self.run_step(time, step, inputs)?;
-            if let (Some(mut first), Some(rest)) = (early.remove(&step.node), output.take()) {
-                first.extend(rest);
-                output = Some(first);
+            if let Some(mut ran_early) = early.remove(&step.node) {
+                ran_early.extend(output.take().unwrap_or_default());
+                output = Some(ran_early);
             }
             tracing::debug!(batch = %time, step = %step.name, elapsed = ?started.elapsed(), "step done");
             if let Some(partitions) = output {
