@@ -484,9 +484,8 @@ where
         I: IntoIterator<Item = W>,
     {
         let name = node_name("flat_map_values", Location::caller());
-        let function = NarrowFn::flat_map(move |(k, v): (K, V)| {
-            f(v).into_iter().map(move |w| (k.clone(), w))
-        });
+        let function =
+            NarrowFn::flat_map(move |(k, v): (K, V)| f(v).into_iter().map(move |w| (k.clone(), w)));
         self.child_with_function(&name, function, NodeKind::FlatMap)
     }
 

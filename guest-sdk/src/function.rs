@@ -382,63 +382,12 @@ pub(crate) struct KeyReducer<K, V, F> {
 struct Combiner<K, V, F> {
     f: F,
     hasher: KeyHasher,
-    /// Whether the combine finds keys by their encoding rather than by
-    /// `Hash` and `Eq`: for every codec but `json`, whose encoding costs
-    /// more than hashing. Both give the same groups, since equal keys have
-    /// equal encodings and `decode(encode(k)) == k`; the host groups by the
-    /// encoding too.
-    by_bytes: bool,
-    /// The combine's storage, kept between calls so that its capacity is
-    /// reused: a sink takes it while it runs and gives it back, empty, when
-    /// it is dropped.
-    storage: RefCell<CombineStorage<K, V>>,
-}
-
-/// The distinct keys of a partition, in order of first appearance.
-struct CombineStorage<K, V> {
-    /// Indices into `keys` and `slots`, hashed by key.
-    table: HashTable<u32>,
-    keys: Vec<K>,
-    slots: Vec<Slot<V>>,
-    /// The encodings of the keys back to back, when found by their bytes.
-    /// Small and contiguous: comparing a key touches no pointer.
-    arena: Vec<u8>,
-}
-
-impl<K, V> Default for CombineStorage<K, V> {
-    fn default() -> Self {
-        Self {
-            table: HashTable::new(),
-            keys: Vec::new(),
-            slots: Vec::new(),
-            arena: Vec::new(),
-        }
-    }
-}
-
-impl<K, V> CombineStorage<K, V> {
-    fn clear(&mut self) {
-        self.table.clear();
-        self.keys.clear();
-        self.slots.clear();
-        self.arena.clear();
-    }
-}
-
-/// A key's merged value, and where the key's encoding is in the arena.
-struct Slot<V> {
-    start: u32,
-    len: u32,
-    /// `None` only while the value is handed to the user's reducer.
-    value: Option<V>,
-}
-
-impl<V> Slot<V> {
-    #[inline]
-    fn key<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
-        let start = self.start as usize;
-        &arena[start..start + self.len as usize]
-    }
+    /// The combine's hash table, `(hash, index into merged)`, and its list
+    /// of keys and merged values in order of first appearance: kept between
+    /// calls so that their capacity is reused. A sink takes them while it
+    /// runs and gives them back, empty, when it is dropped.
+    table: RefCell<HashTable<(u64, usize)>>,
+    merged: RefCell<Vec<(K, Option<V>)>>,
 }
 
 impl<K, V, F> KeyReducer<K, V, F>
@@ -456,37 +405,37 @@ where
             shared: Rc::new(Combiner {
                 f,
                 hasher: KeyHasher::default(),
-                by_bytes: !K::codec().contains("json"),
-                storage: RefCell::new(CombineStorage::default()),
+                table: RefCell::new(HashTable::new()),
+                merged: RefCell::new(Vec::new()),
             }),
         }
     }
 
     /// The map-side combine, as a sink pushing into `down`.
     fn combine_sink(&self, down: Box<dyn Sink<(K, V)>>, stage: usize) -> CombineSink<K, V, F> {
-        let mut storage = self.shared.storage.take();
-        storage.clear();
+        let mut table = self.shared.table.take();
+        table.clear();
+        let mut merged = self.shared.merged.take();
+        merged.clear();
         CombineSink {
             combiner: Rc::clone(&self.shared),
-            storage,
+            table,
+            merged,
             down,
             stage,
         }
     }
 }
 
-/// The map-side combine: merges the values of equal keys. Keys leave in the
-/// order of their first appearance, so the output does not depend on the
-/// hasher.
+/// Merges the values of equal keys. Keys leave in the order of their first
+/// appearance, so the output does not depend on the hasher.
 struct CombineSink<K, V, F> {
     combiner: Rc<Combiner<K, V, F>>,
-    storage: CombineStorage<K, V>,
+    table: HashTable<(u64, usize)>,
+    /// `None` only while a value is handed to the user's reducer.
+    merged: Vec<(K, Option<V>)>,
     down: Box<dyn Sink<(K, V)>>,
     stage: usize,
-}
-
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
 }
 
 impl<K, V, F> Sink<(K, V)> for CombineSink<K, V, F>
@@ -498,52 +447,21 @@ where
     #[inline]
     fn push(&mut self, (key, value): (K, V)) -> Result<(), String> {
         enter_stage(self.stage);
-        let combiner = &*self.combiner;
-        let hasher = &combiner.hasher;
-        let s = &mut self.storage;
-        let (hash, found, start) = if combiner.by_bytes {
-            let start = s.arena.len();
-            key.encode(&mut s.arena);
-            let bytes = &s.arena[start..];
-            let hash = hasher.hash_one(bytes);
-            let slots = &s.slots;
-            let found = s
-                .table
-                .find(hash, |&i| slots[i as usize].key(&s.arena) == bytes)
-                .copied();
-            if found.is_some() {
-                s.arena.truncate(start);
-            }
-            (hash, found, start)
-        } else {
-            let hash = hasher.hash_one(&key);
-            let keys = &s.keys;
-            let found = s.table.find(hash, |&i| keys[i as usize] == key).copied();
-            (hash, found, 0)
-        };
-        match found {
-            Some(i) => {
-                let slot = &mut s.slots[i as usize].value;
+        let hash = self.combiner.hasher.hash_one(&key);
+        let merged = &mut self.merged;
+        match self
+            .table
+            .find(hash, |&(h, i)| h == hash && merged[i].0 == key)
+        {
+            Some(&(_, i)) => {
+                let slot = &mut merged[i].1;
                 let acc = slot.take().expect("a merged value is always present");
-                *slot = Some((combiner.f)(acc, value));
+                *slot = Some((self.combiner.f)(acc, value));
             }
             None => {
-                let index = to_u32(s.slots.len());
-                s.slots.push(Slot {
-                    start: to_u32(start),
-                    len: to_u32(s.arena.len() - start),
-                    value: Some(value),
-                });
-                s.keys.push(key);
-                let (arena, slots, keys) = (&s.arena, &s.slots, &s.keys);
-                if combiner.by_bytes {
-                    s.table.insert_unique(hash, index, |&i| {
-                        hasher.hash_one(slots[i as usize].key(arena))
-                    });
-                } else {
-                    s.table
-                        .insert_unique(hash, index, |&i| hasher.hash_one(&keys[i as usize]));
-                }
+                self.table
+                    .insert_unique(hash, (hash, merged.len()), |&(h, _)| h);
+                merged.push((key, Some(value)));
             }
         }
         Ok(())
@@ -551,20 +469,14 @@ where
 
     fn finish(&mut self) -> Result<(), String> {
         enter_stage(self.stage);
-        let s = &mut self.storage;
-        let values: usize = s
-            .slots
+        let bytes = self
+            .merged
             .iter()
-            .map(|slot| 4 + slot.value.as_ref().map_or(0, Data::encoded_size_hint))
+            .map(|(k, v)| 4 + k.encoded_size_hint() + v.as_ref().map_or(0, Data::encoded_size_hint))
             .sum();
-        let keys: usize = if self.combiner.by_bytes {
-            s.arena.len()
-        } else {
-            s.keys.iter().map(Data::encoded_size_hint).sum()
-        };
-        self.down.size_hint(s.slots.len(), keys + values);
-        for (key, slot) in s.keys.drain(..).zip(s.slots.drain(..)) {
-            let value = slot.value.expect("a merged value is always present");
+        self.down.size_hint(self.merged.len(), bytes);
+        for (key, value) in self.merged.drain(..) {
+            let value = value.expect("a merged value is always present");
             self.down.push((key, value))?;
         }
         self.down.finish()
@@ -573,9 +485,11 @@ where
 
 impl<K, V, F> Drop for CombineSink<K, V, F> {
     fn drop(&mut self) {
-        let mut storage = std::mem::take(&mut self.storage);
-        storage.clear();
-        self.combiner.storage.replace(storage);
+        self.merged.clear();
+        self.combiner
+            .merged
+            .replace(std::mem::take(&mut self.merged));
+        self.combiner.table.replace(std::mem::take(&mut self.table));
     }
 }
 
@@ -812,10 +726,10 @@ mod tests {
             let mut capacity = 0;
             for pairs in partitions {
                 prop_assert_eq!(combine(&reducer, pairs.clone()), reference(&pairs));
-                let storage = reducer.shared.storage.borrow();
-                prop_assert!(storage.table.capacity() >= capacity, "the table is kept");
-                capacity = storage.table.capacity();
-                prop_assert!(storage.keys.is_empty() && storage.arena.is_empty());
+                let table = reducer.shared.table.borrow();
+                prop_assert!(table.capacity() >= capacity, "the table is kept");
+                capacity = table.capacity();
+                prop_assert!(reducer.shared.merged.borrow().is_empty());
             }
         }
 

@@ -12,11 +12,21 @@ fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(pairs.len() as u64));
     group.bench_function("split_pair", |b| {
-        b.iter(|| pairs.iter().filter_map(split_pair).map(|(k, _)| k.len()).sum::<usize>())
+        b.iter(|| {
+            pairs
+                .iter()
+                .filter_map(split_pair)
+                .map(|(k, _)| k.len())
+                .sum::<usize>()
+        })
     });
     let codec: Codec = "tuple<string,i64>".parse().expect("a valid codec");
     group.bench_function("format tuple<string,i64>", |b| {
-        b.iter(|| sluice::sinks::format_lines(&codec, &pairs).expect("valid records").len())
+        b.iter(|| {
+            sluice::sinks::format_lines(&codec, &pairs)
+                .expect("valid records")
+                .len()
+        })
     });
     group.finish();
 }

@@ -30,7 +30,9 @@ fn chain_of(graph: &JobGraph) -> Vec<Stage> {
 fn guest_call(c: &mut Criterion) {
     let runtime = Runtime::new(WasmConfig::default()).expect("an engine");
     let plugin = runtime
-        .load(std::path::Path::new(sluice_test_artifacts::NETWORK_WORD_COUNT))
+        .load(std::path::Path::new(
+            sluice_test_artifacts::NETWORK_WORD_COUNT,
+        ))
         .expect("the word count plugin");
     let mut instance = plugin.instantiate("bench").expect("an instance");
     let graph = instance
@@ -46,12 +48,20 @@ fn guest_call(c: &mut Criterion) {
     let mut group = c.benchmark_group("guest_call");
     group.throughput(Throughput::Elements(words as u64));
     group.bench_function("word count chain, 10k lines", |b| {
-        b.iter(|| instance.run_chain(&stages, &mut lines).expect("the chain runs"))
+        b.iter(|| {
+            instance
+                .run_chain(&stages, &mut lines)
+                .expect("the chain runs")
+        })
     });
     group.throughput(Throughput::Elements(1));
     let mut empty = Rows::new();
     group.bench_function("empty partition", |b| {
-        b.iter(|| instance.run_chain(&stages, &mut empty).expect("the chain runs"))
+        b.iter(|| {
+            instance
+                .run_chain(&stages, &mut empty)
+                .expect("the chain runs")
+        })
     });
     group.finish();
 }

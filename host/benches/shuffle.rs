@@ -12,7 +12,9 @@ fn shuffle(c: &mut Criterion) {
     let pairs = common::pairs(&common::lines(10_000));
     let mut group = c.benchmark_group("shuffle");
     group.throughput(Throughput::Elements(pairs.len() as u64));
-    group.bench_function("bucket into 2", |b| b.iter(|| bucket(&pairs, 2).expect("pairs")));
+    group.bench_function("bucket into 2", |b| {
+        b.iter(|| bucket(&pairs, 2).expect("pairs"))
+    });
     let sum = Builtin::map_side(Reducer::Sum, Some(Numeric::I64)).expect("numeric");
     group.bench_function("builtin sum, map side", |b| {
         b.iter(|| sum.combine([&pairs], 2).expect("pairs"))

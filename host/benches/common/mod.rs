@@ -6,7 +6,9 @@ use sluice::data::codec::write_pair;
 
 /// `n` lines of about ten words drawn from a Zipf-like vocabulary.
 pub fn lines(n: usize) -> Rows {
-    let vocab: Vec<String> = (0..20_000).map(|i| format!("w{:x}{}", i * 2654435761u64 % 1_000_003, i % 7)).collect();
+    let vocab: Vec<String> = (0..20_000)
+        .map(|i| format!("w{:x}{}", i * 2654435761u64 % 1_000_003, i % 7))
+        .collect();
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -32,6 +34,7 @@ pub fn lines(n: usize) -> Rows {
 }
 
 /// `(word, 1i64)` pairs of the words of `lines`.
+#[allow(dead_code)] // not every benchmark uses it
 pub fn pairs(lines: &Rows) -> Rows {
     let mut rows = Rows::new();
     for line in lines {

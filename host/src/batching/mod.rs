@@ -11,7 +11,7 @@
 //! [`Block`] every block interval, at ticks aligned to multiples of the block
 //! interval on the wall clock ([`BlockTicker`]); the block cut at tick `t`
 //! belongs to batch `batch_for(t)`. A block is also cut early when it reaches
-//! a size cap (16 MiB by default); it still belongs to the batch of the next
+//! a size cap (4 MiB by default); it still belongs to the batch of the next
 //! tick. After pushing the block of tick `t` (nothing if it is empty) the
 //! receiver advances its **watermark** to `t`: no block it pushes later
 //! belongs to a batch at or before `t`. A receiver that ends (a queue
@@ -33,7 +33,7 @@
 //! # Backpressure by construction
 //!
 //! Bytes pushed and not yet released count against one shared budget
-//! (256 MiB by default). Over budget, a receiver stops *reading* its source
+//! (64 MiB by default). Over budget, a receiver stops *reading* its source
 //! — a TCP sender then blocks — but keeps ticking, cutting blocks and
 //! advancing its watermark, so the batch loop never waits for a receiver
 //! that waits for budget. [`BlockStore::release`], called when a batch is
@@ -58,6 +58,6 @@ mod store;
 
 pub use clock::{BatchClock, BatchTime, BlockTicker, now_ms};
 pub use store::{
-    EarlyBlock,
-    BatchInput, Block, BlockStore, ReceiverHandle, ReceiverStatus, SourceError, rows_bytes,
+    BatchInput, Block, BlockStore, EarlyBlock, ReceiverHandle, ReceiverStatus, SourceError,
+    rows_bytes,
 };

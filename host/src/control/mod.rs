@@ -63,7 +63,7 @@ impl JobConfig {
             memory_limit: 1 << 30,
             call_timeout: Duration::from_secs(60),
             task_retries: 4,
-            max_pending_bytes: 256 << 20,
+            max_pending_bytes: BlockStore::DEFAULT_BUDGET as usize,
             metrics_json: None,
         }
     }
@@ -140,7 +140,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         WorkersConfig {
             threads: config.workers,
             retries: config.task_retries,
-            recycle_above: config.memory_limit / 2,
+            recycle_above: (config.memory_limit / 2).min(RECYCLE_ABOVE),
         },
     )
     .map_err(|e| JobError::Threads(e.to_string()))?;
@@ -193,6 +193,10 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     result?;
     Ok(metrics.summary())
 }
+
+/// An instance whose linear memory grew past this is replaced after its call
+/// (a fresh one costs about 150 µs): linear memory never shrinks.
+const RECYCLE_ABOVE: usize = 96 << 20;
 
 fn cache_dir(data_dir: Option<&std::path::Path>) -> PathBuf {
     match data_dir {

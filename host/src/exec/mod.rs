@@ -137,7 +137,9 @@ impl Executor {
             let place = format!("batch {batch}, block {sequence}");
             let output = this
                 .workers
-                .run(&step.name, &place, |instance| instance.run_chain(stages, &mut rows))
+                .run(&step.name, &place, |instance| {
+                    instance.run_chain(stages, &mut rows)
+                })
                 .map_err(Self::task_error(batch));
             drop(rows);
             store.release(bytes);
@@ -147,7 +149,10 @@ impl Executor {
                 .entry(batch)
                 .or_default()
                 .push((step.node, sequence, output));
-            let left = early.outstanding.get_mut(&batch).expect("counted in ingest");
+            let left = early
+                .outstanding
+                .get_mut(&batch)
+                .expect("counted in ingest");
             *left -= 1;
             if *left == 0 {
                 early.outstanding.remove(&batch);
@@ -165,7 +170,11 @@ impl Executor {
     /// their outputs by chain slot, in block order.
     fn collect_early(&self, time: BatchTime) -> Result<HashMap<NodeId, Vec<Rows>>, ExecError> {
         let mut early = self.lock_early();
-        while early.outstanding.first_key_value().is_some_and(|(b, _)| *b <= time) {
+        while early
+            .outstanding
+            .first_key_value()
+            .is_some_and(|(b, _)| *b <= time)
+        {
             early = self
                 .early_done
                 .wait(early)

@@ -21,7 +21,7 @@
 //!   block interval; the block cut at tick `t` belongs to batch
 //!   `batch_for(t)`. After pushing it (nothing when it is empty) it advances
 //!   its watermark to `t`. A block that reaches the size cap
-//!   ([`MAX_BLOCK_BYTES`], 16 MiB) is cut early and
+//!   ([`MAX_BLOCK_BYTES`], 4 MiB) is cut early and
 //!   belongs to the batch of the next tick.
 //! - stops *reading* while the store's byte budget is used up, but keeps
 //!   ticking, so the batch loop is never blocked by a receiver waiting for
@@ -90,9 +90,15 @@ use tokio::task::JoinHandle;
 use crate::batching::{BatchClock, BlockStore, ReceiverHandle};
 use crate::plan::{NodeId, SourceSpec};
 
-/// The size cap of a block (and the longest line a text source takes):
-/// 16 MiB.
-pub const MAX_BLOCK_BYTES: usize = 16 << 20;
+/// The size cap of a block: 4 MiB. Small blocks keep a plugin instance's
+/// memory small (it holds one block and its output at a time) and spread a
+/// burst over the workers; a guest call costs about a microsecond, so many
+/// blocks cost little.
+pub const MAX_BLOCK_BYTES: usize = 4 << 20;
+
+/// The longest line a text source takes: 16 MiB. A longer one is skipped and
+/// counted as invalid.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// Everything a receiver needs besides its [`SourceSpec`].
 #[derive(Debug, Clone)]

@@ -52,7 +52,7 @@ enum Link {
 pub(super) async fn run(host: String, port: u16, ctx: ReceiverContext, handle: ReceiverHandle) {
     let mut generator = BlockGenerator::new(handle, &ctx);
     let mut stop = ctx.stop.subscribe();
-    let mut splitter = LineSplitter::new(READ_BUFFER, generator.max_block_bytes());
+    let mut splitter = LineSplitter::new(READ_BUFFER, super::MAX_LINE_BYTES);
     let address = format!("{host}:{port}");
     let name = generator.name().to_string();
     let connect = |host: &String| -> Link {
