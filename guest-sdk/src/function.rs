@@ -12,8 +12,12 @@
 //! partition, except `map_partitions` (its function takes the whole
 //! partition) and the combine of `reduce_by_key` (its table of keys). The
 //! pipeline is type-erased per stage and typed per record: building it
-//! downcasts each sink once (`Box<dyn Sink<T>>` in a `Box<dyn Any>`), and a
-//! record costs one dynamic call per stage.
+//! downcasts each sink once (`Box<dyn Sink<T>>` in a `Box<dyn Any>`).
+//!
+//! Records move between stages in small batches ([`Sink::push_batch`], at
+//! most [`BATCH`] records in a reused buffer): a stage runs its loop over a
+//! batch with its function inlined, and the dynamic call into the next stage
+//! is paid once per batch rather than once per record.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -22,6 +26,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry::{Occupied, Vacant};
 
 use crate::bindings::sluice::plugin::types::Rows;
 use crate::codec::{Data, DecodeError, for_each_list_element, split_pair};
@@ -59,10 +64,24 @@ impl Function {
     }
 }
 
-/// A stage of a pipeline: takes records one at a time.
+/// How many records a stage passes on at once, at most (except
+/// `map_partitions`, which passes on everything its function returns).
+pub(crate) const BATCH: usize = 256;
+
+/// A stage of a pipeline: takes records one at a time, or a batch at a
+/// time.
 pub(crate) trait Sink<T> {
     /// Takes one record (and pushes whatever it produces downstream).
     fn push(&mut self, item: T) -> Result<(), String>;
+    /// Takes every record of `items`, in order, and leaves `items` empty
+    /// (its capacity is the caller's to reuse). Same as pushing them one by
+    /// one; stages override it to loop without a dynamic call per record.
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        for item in items.drain(..) {
+            self.push(item)?;
+        }
+        Ok(())
+    }
     /// The partition has ended: pushes what the stage still holds, then
     /// finishes downstream.
     fn finish(&mut self) -> Result<(), String>;
@@ -101,10 +120,10 @@ pub(crate) trait ChainFn {
     /// them in `slot` when it finishes. `input` is the partition the chain
     /// runs over, to size the output buffers.
     fn encoder(&self, slot: OutputSlot, input: &Rows) -> ErasedSink;
-    /// Decodes `input` with the `In` codec one record at a time, pushes
-    /// every record into `head` (a `Box<dyn Sink<In>>`, as returned by
-    /// [`compose`](ChainFn::compose) with `stage` 0) and finishes it.
-    /// Errors name `node`.
+    /// Decodes `input` with the `In` codec one record at a time, pushes the
+    /// records into `head` (a `Box<dyn Sink<In>>`, as returned by
+    /// [`compose`](ChainFn::compose) with `stage` 0) in batches of
+    /// [`BATCH`], and finishes it. Errors name `node`.
     fn feed(&self, input: &Rows, head: ErasedSink, node: &str) -> Result<(), String>;
 }
 
@@ -116,13 +135,19 @@ fn feed<T: Data>(input: &Rows, head: ErasedSink, node: &str) -> Result<(), Strin
             T::codec()
         )
     })?;
+    let mut batch = Vec::with_capacity(BATCH.min(input.ends.len()));
     for (i, record) in records(input).enumerate() {
         let record = record.map_err(|e| format!("{node}: {e}"))?;
         // The first stage's codec: a panic in a hand-written decoder is
         // reported as that stage's.
         enter_stage(0);
-        let item = T::decode(record).map_err(|e| decode_error::<T>(node, i, e))?;
-        head.push(item)?;
+        batch.push(T::decode(record).map_err(|e| decode_error::<T>(node, i, e))?);
+        if batch.len() == BATCH {
+            head.push_batch(&mut batch)?;
+        }
+    }
+    if !batch.is_empty() {
+        head.push_batch(&mut batch)?;
     }
     head.finish()
 }
@@ -154,15 +179,33 @@ fn empty_rows() -> Rows {
     }
 }
 
-impl<T: Data> Sink<T> for Encoder<T> {
-    #[inline]
-    fn push(&mut self, item: T) -> Result<(), String> {
+impl<T: Data> Encoder<T> {
+    fn reserve(&mut self) {
         if let Some((bytes, records)) = self.reserve.take() {
             self.rows.data.reserve(bytes);
             self.rows.ends.reserve(records);
         }
+    }
+
+    #[inline]
+    fn encode(&mut self, item: T) {
         item.encode(&mut self.rows.data);
         self.rows.ends.push(end_offset(&self.rows.data));
+    }
+}
+
+impl<T: Data> Sink<T> for Encoder<T> {
+    fn push(&mut self, item: T) -> Result<(), String> {
+        self.reserve();
+        self.encode(item);
+        Ok(())
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        self.reserve();
+        for item in items.drain(..) {
+            self.encode(item);
+        }
         Ok(())
     }
 
@@ -208,6 +251,7 @@ impl<T: Data, U: Data> NarrowFn<T, U> {
         Self::boxed(move |down, stage| {
             Box::new(MapSink {
                 f: Rc::clone(&f),
+                out: Vec::new(),
                 down,
                 stage,
             })
@@ -223,6 +267,7 @@ impl<T: Data, U: Data> NarrowFn<T, U> {
         Self::boxed(move |down, stage| {
             Box::new(FlatMapSink {
                 f: Rc::clone(&f),
+                out: Vec::new(),
                 down,
                 stage,
             })
@@ -278,16 +323,23 @@ impl<T: Data, U: Data> ChainFn for NarrowFn<T, U> {
 
 struct MapSink<F, U> {
     f: Rc<F>,
+    /// The batch being passed on.
+    out: Vec<U>,
     down: Box<dyn Sink<U>>,
     stage: usize,
 }
 
 impl<T, U, F: Fn(T) -> U> Sink<T> for MapSink<F, U> {
-    #[inline]
     fn push(&mut self, item: T) -> Result<(), String> {
         enter_stage(self.stage);
         let out = (self.f)(item);
         self.down.push(out)
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        enter_stage(self.stage);
+        self.out.extend(items.drain(..).map(&*self.f));
+        self.down.push_batch(&mut self.out)
     }
 
     fn finish(&mut self) -> Result<(), String> {
@@ -297,6 +349,8 @@ impl<T, U, F: Fn(T) -> U> Sink<T> for MapSink<F, U> {
 
 struct FlatMapSink<F, U> {
     f: Rc<F>,
+    /// The batch being filled.
+    out: Vec<U>,
     down: Box<dyn Sink<U>>,
     stage: usize,
 }
@@ -306,7 +360,6 @@ where
     F: Fn(T) -> I,
     I: IntoIterator<Item = U>,
 {
-    #[inline]
     fn push(&mut self, item: T) -> Result<(), String> {
         enter_stage(self.stage);
         for out in (self.f)(item) {
@@ -315,6 +368,25 @@ where
             enter_stage(self.stage);
         }
         Ok(())
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        enter_stage(self.stage);
+        for item in items.drain(..) {
+            for out in (self.f)(item) {
+                self.out.push(out);
+                if self.out.len() == BATCH {
+                    self.down.push_batch(&mut self.out)?;
+                    // The iterator may run user code too.
+                    enter_stage(self.stage);
+                }
+            }
+        }
+        if self.out.is_empty() {
+            Ok(())
+        } else {
+            self.down.push_batch(&mut self.out)
+        }
     }
 
     fn finish(&mut self) -> Result<(), String> {
@@ -329,7 +401,6 @@ struct FilterSink<F, T> {
 }
 
 impl<T, F: Fn(&T) -> bool> Sink<T> for FilterSink<F, T> {
-    #[inline]
     fn push(&mut self, item: T) -> Result<(), String> {
         enter_stage(self.stage);
         if (self.f)(&item) {
@@ -337,6 +408,12 @@ impl<T, F: Fn(&T) -> bool> Sink<T> for FilterSink<F, T> {
         } else {
             Ok(())
         }
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        enter_stage(self.stage);
+        items.retain(&*self.f);
+        self.down.push_batch(items)
     }
 
     fn finish(&mut self) -> Result<(), String> {
@@ -352,20 +429,22 @@ struct MapPartitionsSink<F, T, U> {
 }
 
 impl<T, U: Data, F: Fn(Vec<T>) -> Vec<U>> Sink<T> for MapPartitionsSink<F, T, U> {
-    #[inline]
     fn push(&mut self, item: T) -> Result<(), String> {
         self.buffer.push(item);
         Ok(())
     }
 
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        self.buffer.append(items);
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         enter_stage(self.stage);
-        let out = (self.f)(std::mem::take(&mut self.buffer));
+        let mut out = (self.f)(std::mem::take(&mut self.buffer));
         let bytes = out.iter().map(Data::encoded_size_hint).sum();
         self.down.size_hint(out.len(), bytes);
-        for record in out {
-            self.down.push(record)?;
-        }
+        self.down.push_batch(&mut out)?;
         self.down.finish()
     }
 }
@@ -382,12 +461,153 @@ pub(crate) struct KeyReducer<K, V, F> {
 struct Combiner<K, V, F> {
     f: F,
     hasher: KeyHasher,
-    /// The combine's hash table, `(hash, index into merged)`, and its list
-    /// of keys and merged values in order of first appearance: kept between
-    /// calls so that their capacity is reused. A sink takes them while it
-    /// runs and gives them back, empty, when it is dropped.
-    table: RefCell<HashTable<(u64, usize)>>,
-    merged: RefCell<Vec<(K, Option<V>)>>,
+    /// Whether the combine compares keys by their encodings, which is the
+    /// same as comparing them with `Eq` (equal keys encode equally, and
+    /// `decode(encode(k)) == k`) and how the host groups them: for every
+    /// codec but `json`, whose encoding costs more than `Hash` and `Eq`.
+    by_bytes: bool,
+    /// The combine's storage, kept between calls so that its capacity is
+    /// reused: a sink takes it while it runs and gives it back, empty, when
+    /// it is dropped.
+    storage: RefCell<CombineStorage<K, V>>,
+}
+
+/// The distinct keys of a partition and their merged values.
+struct CombineStorage<K, V> {
+    /// One entry per distinct key.
+    table: HashTable<Slot<V>>,
+    /// The distinct keys, in order of first appearance.
+    keys: Vec<K>,
+    /// The encodings of more than [`SHORT_KEY`] bytes, back to back.
+    long_keys: Vec<u8>,
+    /// Where a key that is not a string is encoded.
+    scratch: Vec<u8>,
+    /// The merged values in the order of `keys`, while they are pushed on.
+    values: Vec<Option<V>>,
+}
+
+impl<K, V> Default for CombineStorage<K, V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            keys: Vec::new(),
+            long_keys: Vec::new(),
+            scratch: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<K, V> CombineStorage<K, V> {
+    fn clear(&mut self) {
+        self.table.clear();
+        self.keys.clear();
+        self.long_keys.clear();
+        self.values.clear();
+    }
+}
+
+/// An entry of the combine's table: the key as the table compares it, its
+/// index in `keys`, and its merged value. Finding a key with a short
+/// encoding (every word of a word count) reads this entry and nothing else.
+struct Slot<V> {
+    key: KeyRepr,
+    index: u32,
+    /// `None` only while the value is handed to the user's reducer.
+    value: Option<V>,
+}
+
+/// The longest encoding a [`KeyRepr`] holds itself.
+const SHORT_KEY: usize = 15;
+/// The top byte of a [`KeyRepr`] of a longer encoding.
+const LONG: u64 = 0xff << 56;
+/// The top byte of a [`KeyRepr`] of a key compared with `Eq`.
+const BY_EQ: u64 = 0xfe << 56;
+const TAG: u64 = 0xff << 56;
+
+/// A key as the combine's table compares it: an encoding of up to
+/// [`SHORT_KEY`] bytes itself (the bytes little-endian, the length in the top
+/// byte), or the place of a longer one in `long_keys` (`LONG` on top), or
+/// nothing (`BY_EQ` on top: the key is compared with `Eq`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct KeyRepr([u64; 2]);
+
+impl KeyRepr {
+    /// The repr of an encoding of at most [`SHORT_KEY`] bytes, read with a
+    /// few loads rather than a copy.
+    #[inline]
+    fn short(bytes: &[u8]) -> Self {
+        let len = bytes.len();
+        debug_assert!(len <= SHORT_KEY);
+        let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let le32 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let (lo, hi) = if len >= 8 {
+            // The last 8 bytes overlap the first 8: shift the overlap out.
+            let hi = if len > 8 {
+                le64(&bytes[len - 8..]) >> ((16 - len) * 8)
+            } else {
+                0
+            };
+            (le64(&bytes[..8]), hi)
+        } else if len >= 4 {
+            // Two overlapping loads; the overlapping bytes are equal.
+            (
+                le32(&bytes[..4]) | le32(&bytes[len - 4..]) << ((len - 4) * 8),
+                0,
+            )
+        } else {
+            let mut lo = 0;
+            for (i, &b) in bytes.iter().enumerate() {
+                lo |= u64::from(b) << (i * 8);
+            }
+            (lo, 0)
+        };
+        Self([lo, hi | (len as u64) << 56])
+    }
+
+    fn long(start: usize, len: usize) -> Self {
+        Self([
+            u64::from(to_u32(start)) | u64::from(to_u32(len)) << 32,
+            LONG,
+        ])
+    }
+
+    #[inline]
+    fn as_u128(self) -> u128 {
+        u128::from(self.0[0]) | u128::from(self.0[1]) << 64
+    }
+
+    /// The bytes of a `LONG` repr in `long_keys`.
+    fn long_key(self, long_keys: &[u8]) -> &[u8] {
+        let start = (self.0[0] & 0xffff_ffff) as usize;
+        &long_keys[start..start + (self.0[0] >> 32) as usize]
+    }
+
+    /// The length of the encoding, unless the key is compared with `Eq`.
+    fn encoded_len(self) -> Option<usize> {
+        match self.0[1] & TAG {
+            LONG => Some((self.0[0] >> 32) as usize),
+            BY_EQ => None,
+            len => Some((len >> 56) as usize),
+        }
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
+}
+
+/// The encoding of `key`: a string's bytes as they are, anything else
+/// encoded into `scratch`.
+#[inline]
+fn key_bytes<'a, K: Data>(key: &'a K, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    let any: &dyn Any = key;
+    if let Some(s) = any.downcast_ref::<String>() {
+        return s.as_bytes();
+    }
+    scratch.clear();
+    key.encode(scratch);
+    scratch
 }
 
 impl<K, V, F> KeyReducer<K, V, F>
@@ -405,35 +625,31 @@ where
             shared: Rc::new(Combiner {
                 f,
                 hasher: KeyHasher::default(),
-                table: RefCell::new(HashTable::new()),
-                merged: RefCell::new(Vec::new()),
+                by_bytes: !K::codec().contains("json"),
+                storage: RefCell::new(CombineStorage::default()),
             }),
         }
     }
 
     /// The map-side combine, as a sink pushing into `down`.
     fn combine_sink(&self, down: Box<dyn Sink<(K, V)>>, stage: usize) -> CombineSink<K, V, F> {
-        let mut table = self.shared.table.take();
-        table.clear();
-        let mut merged = self.shared.merged.take();
-        merged.clear();
+        let mut storage = self.shared.storage.take();
+        storage.clear();
         CombineSink {
             combiner: Rc::clone(&self.shared),
-            table,
-            merged,
+            storage,
             down,
             stage,
         }
     }
 }
 
-/// Merges the values of equal keys. Keys leave in the order of their first
-/// appearance, so the output does not depend on the hasher.
+/// The map-side combine: merges the values of equal keys. Keys leave in the
+/// order of their first appearance, so the output does not depend on the
+/// hasher.
 struct CombineSink<K, V, F> {
     combiner: Rc<Combiner<K, V, F>>,
-    table: HashTable<(u64, usize)>,
-    /// `None` only while a value is handed to the user's reducer.
-    merged: Vec<(K, Option<V>)>,
+    storage: CombineStorage<K, V>,
     down: Box<dyn Sink<(K, V)>>,
     stage: usize,
 }
@@ -444,52 +660,130 @@ where
     V: Data,
     F: Fn(V, V) -> V,
 {
-    #[inline]
-    fn push(&mut self, (key, value): (K, V)) -> Result<(), String> {
+    fn push(&mut self, item: (K, V)) -> Result<(), String> {
         enter_stage(self.stage);
-        let hash = self.combiner.hasher.hash_one(&key);
-        let merged = &mut self.merged;
-        match self
-            .table
-            .find(hash, |&(h, i)| h == hash && merged[i].0 == key)
-        {
-            Some(&(_, i)) => {
-                let slot = &mut merged[i].1;
-                let acc = slot.take().expect("a merged value is always present");
-                *slot = Some((self.combiner.f)(acc, value));
-            }
-            None => {
-                self.table
-                    .insert_unique(hash, (hash, merged.len()), |&(h, _)| h);
-                merged.push((key, Some(value)));
-            }
+        self.merge(item);
+        Ok(())
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<(K, V)>) -> Result<(), String> {
+        enter_stage(self.stage);
+        for item in items.drain(..) {
+            self.merge(item);
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), String> {
         enter_stage(self.stage);
-        let bytes = self
-            .merged
-            .iter()
-            .map(|(k, v)| 4 + k.encoded_size_hint() + v.as_ref().map_or(0, Data::encoded_size_hint))
-            .sum();
-        self.down.size_hint(self.merged.len(), bytes);
-        for (key, value) in self.merged.drain(..) {
-            let value = value.expect("a merged value is always present");
-            self.down.push((key, value))?;
+        let CombineStorage {
+            table,
+            keys,
+            values,
+            ..
+        } = &mut self.storage;
+        // The merged values in the keys' order, and the output's size.
+        values.clear();
+        values.resize_with(keys.len(), || None);
+        let mut bytes = 0;
+        for slot in table.drain() {
+            let key = match slot.key.encoded_len() {
+                Some(len) => len,
+                None => keys[slot.index as usize].encoded_size_hint(),
+            };
+            bytes += 4 + key + slot.value.as_ref().map_or(0, Data::encoded_size_hint);
+            values[slot.index as usize] = slot.value;
+        }
+        self.down.size_hint(keys.len(), bytes);
+        let mut batch = Vec::with_capacity(BATCH.min(keys.len()));
+        for (key, value) in keys.drain(..).zip(values.drain(..)) {
+            batch.push((key, value.expect("a merged value is always present")));
+            if batch.len() == BATCH {
+                self.down.push_batch(&mut batch)?;
+            }
+        }
+        if !batch.is_empty() {
+            self.down.push_batch(&mut batch)?;
         }
         self.down.finish()
     }
 }
 
+impl<K, V, F> CombineSink<K, V, F>
+where
+    K: Data + Hash + Eq,
+    V: Data,
+    F: Fn(V, V) -> V,
+{
+    /// Adds one pair to the table.
+    #[inline]
+    fn merge(&mut self, (key, value): (K, V)) {
+        let combiner = &*self.combiner;
+        let hasher = &combiner.hasher;
+        let CombineStorage {
+            table,
+            keys,
+            long_keys,
+            scratch,
+            ..
+        } = &mut self.storage;
+        let rehash = |slot: &Slot<V>| match slot.key.0[1] & TAG {
+            LONG => hasher.hash_one(slot.key.long_key(long_keys)),
+            BY_EQ => hasher.hash_one(&keys[slot.index as usize]),
+            _ => hasher.hash_one(slot.key.as_u128()),
+        };
+        let (entry, repr) = if !combiner.by_bytes {
+            let hash = hasher.hash_one(&key);
+            let entry = table.entry(hash, |slot| keys[slot.index as usize] == key, rehash);
+            (entry, KeyRepr([0, BY_EQ]))
+        } else {
+            let bytes = key_bytes(&key, scratch);
+            if bytes.len() <= SHORT_KEY {
+                let repr = KeyRepr::short(bytes);
+                let hash = hasher.hash_one(repr.as_u128());
+                (table.entry(hash, |slot| slot.key == repr, rehash), repr)
+            } else {
+                let hash = hasher.hash_one(bytes);
+                let entry = table.entry(
+                    hash,
+                    |slot| slot.key.0[1] == LONG && slot.key.long_key(long_keys) == bytes,
+                    rehash,
+                );
+                let repr = match entry {
+                    // Unused: the key is in the table.
+                    Occupied(_) => KeyRepr([0, LONG]),
+                    Vacant(_) => {
+                        let start = long_keys.len();
+                        long_keys.extend_from_slice(bytes);
+                        KeyRepr::long(start, bytes.len())
+                    }
+                };
+                (entry, repr)
+            }
+        };
+        match entry {
+            Occupied(mut found) => {
+                let merged = &mut found.get_mut().value;
+                let acc = merged.take().expect("a merged value is always present");
+                *merged = Some((combiner.f)(acc, value));
+            }
+            Vacant(vacant) => {
+                vacant.insert(Slot {
+                    key: repr,
+                    index: to_u32(keys.len()),
+                    value: Some(value),
+                });
+                keys.push(key);
+            }
+        }
+    }
+}
+
 impl<K, V, F> Drop for CombineSink<K, V, F> {
     fn drop(&mut self) {
-        self.merged.clear();
-        self.combiner
-            .merged
-            .replace(std::mem::take(&mut self.merged));
-        self.combiner.table.replace(std::mem::take(&mut self.table));
+        let mut storage = std::mem::take(&mut self.storage);
+        storage.clear();
+        self.combiner.storage.replace(storage);
     }
 }
 
@@ -667,10 +961,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Json;
     use proptest::collection::vec;
     use proptest::prelude::*;
 
-    fn reducer() -> KeyReducer<String, i64, fn(i64, i64) -> i64> {
+    type Add = fn(i64, i64) -> i64;
+
+    fn reducer() -> KeyReducer<String, i64, Add> {
         KeyReducer::new(i64::wrapping_add)
     }
 
@@ -689,10 +986,10 @@ mod tests {
     }
 
     /// Runs the combine sink over `pairs`.
-    fn combine(
-        reducer: &KeyReducer<String, i64, fn(i64, i64) -> i64>,
-        pairs: Vec<(String, i64)>,
-    ) -> Vec<(String, i64)> {
+    fn combine<K: Data + Hash + Eq>(
+        reducer: &KeyReducer<K, i64, Add>,
+        pairs: Vec<(K, i64)>,
+    ) -> Vec<(K, i64)> {
         let out = Rc::new(RefCell::new((Vec::new(), false)));
         let mut sink = reducer.combine_sink(Box::new(Collect(Rc::clone(&out))), 0);
         for pair in pairs {
@@ -706,8 +1003,8 @@ mod tests {
     }
 
     /// Sums per key, keys in order of first appearance.
-    fn reference(pairs: &[(String, i64)]) -> Vec<(String, i64)> {
-        let mut out: Vec<(String, i64)> = Vec::new();
+    fn reference<K: Eq + Clone>(pairs: &[(K, i64)]) -> Vec<(K, i64)> {
+        let mut out: Vec<(K, i64)> = Vec::new();
         for (k, v) in pairs {
             match out.iter_mut().find(|(key, _)| key == k) {
                 Some((_, sum)) => *sum = sum.wrapping_add(*v),
@@ -715,6 +1012,11 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Keys around the longest encoding a `KeyRepr` holds.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-c]{0,2}", "[a-c]{14,17}", "[ab]{0,24}", "é{7,8}"]
     }
 
     proptest! {
@@ -726,11 +1028,40 @@ mod tests {
             let mut capacity = 0;
             for pairs in partitions {
                 prop_assert_eq!(combine(&reducer, pairs.clone()), reference(&pairs));
-                let table = reducer.shared.table.borrow();
-                prop_assert!(table.capacity() >= capacity, "the table is kept");
-                capacity = table.capacity();
-                prop_assert!(reducer.shared.merged.borrow().is_empty());
+                let storage = reducer.shared.storage.borrow();
+                prop_assert!(storage.table.capacity() >= capacity, "the table is kept");
+                capacity = storage.table.capacity();
+                prop_assert!(storage.keys.is_empty() && storage.long_keys.is_empty());
             }
+        }
+
+        #[test]
+        fn combine_finds_keys_of_any_length_and_codec(
+            partitions in vec(vec((key(), -3i64..3), 0..80), 1..3)
+        ) {
+            let strings = reducer();
+            let tuples = KeyReducer::<(String, u8), i64, Add>::new(i64::wrapping_add);
+            let numbers = KeyReducer::<i64, i64, Add>::new(i64::wrapping_add);
+            let json = KeyReducer::<Json<String>, i64, Add>::new(i64::wrapping_add);
+            prop_assert!(!json.shared.by_bytes);
+            for pairs in partitions {
+                prop_assert_eq!(combine(&strings, pairs.clone()), reference(&pairs));
+                let tupled: Vec<_> = pairs.iter().map(|(k, v)| ((k.clone(), k.len() as u8 % 2), *v)).collect();
+                prop_assert_eq!(combine(&tuples, tupled.clone()), reference(&tupled));
+                let numbered: Vec<_> = pairs.iter().map(|(k, v)| (k.len() as i64 - 5, *v)).collect();
+                prop_assert_eq!(combine(&numbers, numbered.clone()), reference(&numbered));
+                let jsoned: Vec<_> = pairs.iter().map(|(k, v)| (Json(k.clone()), *v)).collect();
+                prop_assert_eq!(combine(&json, jsoned.clone()), reference(&jsoned));
+            }
+        }
+
+        #[test]
+        fn a_short_key_repr_is_the_bytes_and_the_length(bytes in vec(any::<u8>(), 0..=SHORT_KEY)) {
+            let mut padded = [0u8; 16];
+            padded[..bytes.len()].copy_from_slice(&bytes);
+            padded[15] = bytes.len() as u8;
+            prop_assert_eq!(KeyRepr::short(&bytes).as_u128(), u128::from_le_bytes(padded));
+            prop_assert_eq!(KeyRepr::short(&bytes).encoded_len(), Some(bytes.len()));
         }
 
         #[test]

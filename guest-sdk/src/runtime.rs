@@ -381,6 +381,96 @@ mod tests {
         assert_eq!(run_chain(vec![], input.clone()).unwrap().data, input.data);
     }
 
+    /// Every chainable function over `(String, i64)` pairs; ids 0 to 4.
+    struct Chains;
+
+    impl Job for Chains {
+        fn define(ctx: &mut StreamingContext, _args: &Args) -> Result<(), String> {
+            let pairs: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+            pairs.map(chain_map).print();
+            pairs.filter(chain_filter).print();
+            pairs.flat_map(chain_flat_map).print();
+            pairs.map_partitions(chain_map_partitions).print();
+            pairs.reduce_by_key(i64::wrapping_add).print();
+            Ok(())
+        }
+    }
+
+    fn chain_map((k, v): (String, i64)) -> (String, i64) {
+        (k.chars().rev().collect(), v.wrapping_mul(3))
+    }
+
+    fn chain_filter((k, v): &(String, i64)) -> bool {
+        v % 3 != 0 || k.len() % 2 == 0
+    }
+
+    /// A lazy iterator: user code runs while the stage iterates.
+    fn chain_flat_map((k, v): (String, i64)) -> impl Iterator<Item = (String, i64)> {
+        (0..v.rem_euclid(3)).map(move |i| (format!("{k}{i}"), v.wrapping_add(i)))
+    }
+
+    fn chain_map_partitions(pairs: Vec<(String, i64)>) -> Vec<(String, i64)> {
+        let n = pairs.len() as i64;
+        pairs
+            .into_iter()
+            .rev()
+            .map(|(k, v)| (k, v.wrapping_add(n)))
+            .collect()
+    }
+
+    /// The chain's stages done with plain vectors and iterators.
+    fn chain_reference(stages: &[u8], mut pairs: Vec<(String, i64)>) -> Vec<(String, i64)> {
+        for stage in stages {
+            pairs = match stage {
+                0 => pairs.into_iter().map(chain_map).collect(),
+                1 => pairs.into_iter().filter(chain_filter).collect(),
+                2 => pairs.into_iter().flat_map(chain_flat_map).collect(),
+                3 => chain_map_partitions(pairs),
+                _ => {
+                    let mut out: Vec<(String, i64)> = Vec::new();
+                    for (k, v) in pairs {
+                        match out.iter_mut().find(|(key, _)| *key == k) {
+                            Some((_, sum)) => *sum = sum.wrapping_add(v),
+                            None => out.push((k, v)),
+                        }
+                    }
+                    out
+                }
+            };
+        }
+        pairs
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_random_chain_equals_the_same_chain_over_vectors(
+            stages in proptest::collection::vec(0u8..5, 0..6),
+            pairs in proptest::collection::vec(
+                (proptest::prop_oneof!["[ab]{0,3}", "[ab]{13,17}"], -4i64..5),
+                0..40,
+            ),
+        ) {
+            let graph = define::<Chains>(vec![]).unwrap();
+            let functions: Vec<&str> = graph
+                .nodes
+                .iter()
+                .filter(|n| !matches!(n.kind, NodeKind::Print(_) | NodeKind::Source(_)))
+                .map(|n| n.name.split(" at ").next().unwrap())
+                .collect();
+            proptest::prop_assert_eq!(
+                functions,
+                ["map", "filter", "flat_map", "map_partitions", "reduce_by_key"]
+            );
+            let chain = stages
+                .iter()
+                .map(|&s| if s == 4 { Stage::Combine(4) } else { Stage::Apply(u32::from(s)) })
+                .collect();
+            let out = run_chain(chain, rows(&pairs)).unwrap();
+            let out: Vec<(String, i64)> = decode_all(&out, "t").unwrap();
+            proptest::prop_assert_eq!(out, chain_reference(&stages, pairs));
+        }
+    }
+
     #[test]
     fn reduce_groups_folds_each_key_and_copies_its_bytes() {
         word_count();
@@ -778,5 +868,74 @@ mod tests {
             CURRENT.with_borrow(Vec::is_empty),
             "the node is cleared after the call"
         );
+
+        // In a chain, the stages take turns record by record (batch by
+        // batch): the line names the stage whose code panicked.
+        define::<Panicky>(vec![]).unwrap();
+        let chain = || {
+            vec![
+                Stage::Apply(0),
+                Stage::Apply(1),
+                Stage::Apply(2),
+                Stage::Combine(3),
+            ]
+        };
+        let lines = |lines: &[&str]| rows(&lines.iter().map(|l| l.to_string()).collect::<Vec<_>>());
+        for (input, node, message) in [
+            (lines(&["ok", "map"]), "map at ", "boom in map"),
+            // After a full batch has gone down the chain.
+            (
+                lines(&["ok", "four"]),
+                "flat_map at ",
+                "boom in flat_map's iterator",
+            ),
+            (
+                lines(&["one", "two", "six"]),
+                "reduce_by_key at ",
+                "boom in reduce_by_key",
+            ),
+        ] {
+            std::panic::set_hook(Box::new(|info| {
+                let line = panic_line(info);
+                LAST_PANIC.with_borrow_mut(|last| *last = Some(line));
+            }));
+            let result = std::panic::catch_unwind(|| run_chain(chain(), input));
+            std::panic::set_hook(Box::new(report_panic));
+            assert!(result.is_err());
+            let line = LAST_PANIC
+                .with_borrow_mut(Option::take)
+                .expect("the hook ran");
+            assert!(line.starts_with(&format!("panic in {node}")), "{line}");
+            assert!(line.contains(message), "{line}");
+        }
+        assert!(CURRENT.with_borrow(Vec::is_empty));
+    }
+
+    /// A word count whose functions panic on request.
+    struct Panicky;
+
+    impl Job for Panicky {
+        fn define(ctx: &mut StreamingContext, _args: &Args) -> Result<(), String> {
+            let lines: DStream<String> = ctx.queue_stream(vec![]);
+            lines
+                .map(|l: String| {
+                    assert!(l != "map", "boom in map");
+                    l
+                })
+                .flat_map(|l: String| {
+                    let n = l.len();
+                    (0..300).map(move |i| {
+                        assert!(n != 4 || i < 299, "boom in flat_map's iterator");
+                        i.to_string()
+                    })
+                })
+                .map(|w| (w, 1i64))
+                .reduce_by_key(|a, b| {
+                    assert!(a < 2, "boom in reduce_by_key");
+                    a + b
+                })
+                .print();
+            Ok(())
+        }
     }
 }
