@@ -210,12 +210,12 @@ fn check_target_installed() {
     }
     let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
     if !lib.is_dir() {
-        panic!(
-            "\n\nThe Rust target `{TARGET}` is not installed (no {}).\n\
+        fail(&format!(
+            "the Rust target `{TARGET}` is not installed (no {}).\n\
              The plugins used by the tests are built for it. Install it with:\n\n    \
-             rustup target add {TARGET}\n\n",
+             rustup target add {TARGET}",
             lib.display()
-        );
+        ));
     }
 }
 
@@ -251,12 +251,18 @@ fn build(root: &Path, target_dir: &Path, plugins: &[Plugin]) {
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build the plugins: {e}"));
     if !status.success() {
-        panic!(
-            "\n\nbuilding the plugins for {TARGET} failed ({status}); see the cargo output above.\n\
+        fail(&format!(
+            "building the plugins for {TARGET} failed ({status}); see the cargo output above.\n\
              Each crate under plugins/ and tests/plugins/ must be a member of the workspace \
-             (root Cargo.toml), and the target must be installed: rustup target add {TARGET}\n\n"
-        );
+             (root Cargo.toml), and the target must be installed: rustup target add {TARGET}"
+        ));
     }
+}
+
+/// Stops the build with `message` (cargo shows this script's stderr).
+fn fail(message: &str) -> ! {
+    eprintln!("\nerror: {message}\n");
+    std::process::exit(1);
 }
 
 /// Whether the outer build denies warnings (CI does), in which case the

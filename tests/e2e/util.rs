@@ -390,8 +390,12 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn serve(data: impl Into<Vec<u8>>) -> Self {
+    /// Writes `data` in `chunks` pieces of equal size (cut anywhere, also in
+    /// the middle of a line or a UTF-8 sequence) with `pause` between them,
+    /// so that the stream spans several batches.
+    pub fn serve_paced(data: impl Into<Vec<u8>>, chunks: usize, pause: Duration) -> Self {
         let data = data.into();
+        let chunk = data.len().div_ceil(chunks.max(1)).max(1);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
         let handle = thread::spawn(move || -> Result<()> {
@@ -410,7 +414,12 @@ impl Server {
             };
             stream.set_nonblocking(false)?;
             stream.set_write_timeout(Some(RUN_TIMEOUT))?;
-            stream.write_all(&data).context("write the stream")?;
+            for (i, piece) in data.chunks(chunk).enumerate() {
+                if i > 0 {
+                    thread::sleep(pause);
+                }
+                stream.write_all(piece).context("write the stream")?;
+            }
             stream.flush()?;
             stream.shutdown(Shutdown::Write)?;
             Ok(())

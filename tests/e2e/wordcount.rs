@@ -3,6 +3,7 @@
 //! batch by batch.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::util::{
     self, Counts, Output, Server, Sluice, assert_counts_eq, check_metrics_shape, count_words,
@@ -24,7 +25,9 @@ fn run_word_count(extra_args: &[(&str, &str)]) {
     let tmp = tempfile::tempdir().unwrap();
     let prefix = tmp.path().join("out");
     let metrics_path = tmp.path().join("metrics.jsonl");
-    let server = Server::serve(corpus);
+    // About 3 s of data: several batches of 500 ms, so that the per-batch
+    // check below means something.
+    let server = Server::serve_paced(corpus, 30, Duration::from_millis(100));
 
     let mut cmd = Sluice::run(
         &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
@@ -49,7 +52,7 @@ fn run_word_count(extra_args: &[(&str, &str)]) {
 
 /// Checks the saved batches, the metrics and the printed output of a word
 /// count over `lines` from one socket.
-pub fn check_batches(
+fn check_batches(
     out: &Output,
     lines: &[&str],
     expected: &Counts,
@@ -111,6 +114,10 @@ pub fn check_batches(
         );
     }
     let with_records = metrics.iter().filter(|m| m.records > 0).count();
+    assert!(
+        with_records >= 3,
+        "the stream was served over about 3 s but only {with_records} batches had records"
+    );
     let dirs_with_records = per_batch.values().filter(|c| !c.is_empty()).count();
     assert_eq!(
         dirs_with_records, with_records,
@@ -164,4 +171,36 @@ fn socket_word_count_matches_exact_counts() {
 #[test]
 fn socket_word_count_with_builtin_reducer_matches_exact_counts() {
     run_word_count(&[("reducer", "builtin")]);
+}
+
+#[test]
+fn demo_serves_text_counts_words_and_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Sluice::new(["demo"])
+        .opt(
+            "--plugin",
+            util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+        )
+        .opt("--duration", "2s")
+        .opt("--lines-per-second", "2000")
+        .opt("--batch-interval", "500ms")
+        .opt("--block-interval", "100ms")
+        .opt("--data-dir", tmp.path())
+        .output();
+    out.assert_success();
+    let printed = parse_printed(&out.stdout).unwrap_or_else(|e| panic!("{e:#}; {out:?}"));
+    let with_counts: Vec<_> = printed.iter().filter(|b| !b.elements.is_empty()).collect();
+    assert!(
+        with_counts.len() >= 2,
+        "2 s of text in 500 ms batches printed counts in {} batches; {out:?}",
+        with_counts.len()
+    );
+    for batch in with_counts {
+        parse_counts(batch.elements.iter().map(String::as_str))
+            .unwrap_or_else(|e| panic!("batch {}: {e:#}", batch.time_ms));
+        assert!(
+            batch.truncated,
+            "a batch of ~1000 lines has more than 10 words"
+        );
+    }
 }
