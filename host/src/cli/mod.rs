@@ -45,9 +45,10 @@ struct JobArgs {
     /// Time between batches (a multiple of the block interval).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     batch_interval: Duration,
-    /// Time between blocks of a receiver; each block is one partition.
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
-    block_interval: Duration,
+    /// Time between blocks of a receiver; each block is one partition
+    /// [default: 200ms, or the largest divisor of the batch interval below it].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    block_interval: Option<Duration>,
     /// Worker threads, each with its own plugin instance [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
@@ -82,7 +83,9 @@ impl JobArgs {
         let mut config = JobConfig::new(plugin);
         config.args = self.args;
         config.batch_interval = self.batch_interval;
-        config.block_interval = self.block_interval;
+        config.block_interval = self
+            .block_interval
+            .unwrap_or_else(|| default_block_interval(self.batch_interval));
         if let Some(workers) = self.workers {
             config.workers = workers;
         }
@@ -140,6 +143,22 @@ fn stop_on_ctrl_c(stop: StopSignal) {
     }
 }
 
+/// Spark's default block interval, 200 ms, when the batch interval is a
+/// multiple of it; otherwise their greatest common divisor (100 ms for a 500 ms
+/// batch), so that every block belongs to one batch.
+fn default_block_interval(batch: Duration) -> Duration {
+    const DEFAULT_MS: u64 = 200;
+    let batch_ms = batch.as_millis() as u64;
+    if batch_ms == 0 {
+        return Duration::from_millis(DEFAULT_MS);
+    }
+    let (mut a, mut b) = (batch_ms, DEFAULT_MS);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    Duration::from_millis(a)
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -183,6 +202,15 @@ mod tests {
         assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn default_block_interval_divides_the_batch_interval() {
+        let ms = Duration::from_millis;
+        assert_eq!(default_block_interval(ms(1000)), ms(200));
+        assert_eq!(default_block_interval(ms(500)), ms(100));
+        assert_eq!(default_block_interval(ms(100)), ms(100));
+        assert_eq!(default_block_interval(ms(250)), ms(50));
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         &mut metrics,
         Limits {
             max_batches: config.max_batches,
+            until_sources_end: config.until_sources_end,
+            stop: stop.clone(),
         },
     );
     stop.stop();

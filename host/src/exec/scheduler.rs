@@ -1,9 +1,12 @@
 //! The batch loop: batches run one after another, in time order. For each
-//! batch time it waits until every receiver has cut its blocks up to that
-//! time, runs the plan over them, records the batch's metrics, and frees the
-//! blocks' bytes so receivers may read again. It stops after `max_batches`,
-//! or once every source has ended (or been stopped) and everything received
-//! has been processed.
+//! batch time it waits for the wall clock to reach it and for every receiver
+//! to have cut its blocks up to it, runs the plan over them, records the
+//! batch's metrics, and frees the blocks' bytes so receivers may read again.
+//!
+//! It stops after `max_batches`; or, when the sources have ended (with
+//! `until_sources_end`) or were stopped (Ctrl-C), once everything received is
+//! processed — then it does not wait for the wall clock any more. Otherwise,
+//! like Spark, it goes on running (empty) batches after its sources end.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,15 +14,20 @@ use std::time::{Duration, SystemTime};
 use crate::batching::{BatchClock, BatchTime, BlockStore, SourceError};
 use crate::exec::{ExecError, Executor};
 use crate::monitor::{BatchInfo, Metrics};
+use crate::sources::StopSignal;
 
 /// How often the loop looks for new blocks to start early chains on.
 const EARLY_POLL: Duration = Duration::from_millis(5);
 
 /// When the loop ends.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     /// Stop after this many batches.
     pub max_batches: Option<u64>,
+    /// Stop once every source has ended and its input is processed.
+    pub until_sources_end: bool,
+    /// Stop requested (graceful): finish what was received, then stop.
+    pub stop: StopSignal,
 }
 
 /// Why the loop stopped early.
@@ -60,6 +68,11 @@ pub fn run_batches(
                 executor.ingest(block, store);
             }
         }
+        let draining = limits.stop.is_stopped()
+            || (limits.until_sources_end && store.receivers().iter().all(|r| r.finished));
+        if !draining {
+            wait_for_clock(time, &limits.stop);
+        }
         let input = store.take_batch(time)?;
         let started = SystemTime::now();
         let scheduling_delay = since(time, started);
@@ -80,10 +93,22 @@ pub fn run_batches(
             total_delay: scheduling_delay + processing,
         })?;
         batches += 1;
-        if limits.max_batches.is_some_and(|max| batches >= max) || store.all_finished() {
+        let ended = (limits.until_sources_end || limits.stop.is_stopped()) && store.all_finished();
+        if limits.max_batches.is_some_and(|max| batches >= max) || ended {
             return Ok(());
         }
         time = clock.next(time);
+    }
+}
+
+/// Sleeps until the wall clock reaches `time`, or until a stop is requested.
+fn wait_for_clock(time: BatchTime, stop: &StopSignal) {
+    loop {
+        let now = now_millis();
+        if now >= time.as_millis() || stop.is_stopped() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((time.as_millis() - now).min(50)));
     }
 }
 

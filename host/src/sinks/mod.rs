@@ -86,8 +86,9 @@ impl Sinks {
     /// Spark's `saveAsTextFiles(prefix, suffix)`: the directory
     /// `<prefix>-<batch ms>[.<suffix>]` with one `part-NNNNN` file per
     /// partition (the lines [`format_lines`] made), then `_SUCCESS`. Each part
-    /// is written under `_temporary/` and renamed into place, so a reader that
-    /// waits for `_SUCCESS` never sees a partial batch.
+    /// is written as `_temporary-part-NNNNN` (a name readers skip, as Hadoop's
+    /// do) and renamed into place, so a reader never sees a partial part, and
+    /// one that waits for `_SUCCESS` never sees a partial batch.
     pub fn save_as_text_files(
         &self,
         time: BatchTime,
@@ -103,7 +104,7 @@ impl Sinks {
         self.runtime.block_on(async {
             let writes = parts.into_iter().enumerate().map(|(i, bytes)| {
                 let store = Arc::clone(&store);
-                let temporary = dir.clone().join("_temporary").join(format!("part-{i:05}"));
+                let temporary = dir.clone().join(format!("_temporary-part-{i:05}"));
                 let finished = dir.clone().join(format!("part-{i:05}"));
                 async move {
                     store
@@ -195,7 +196,14 @@ mod tests {
             ""
         );
         assert!(batch.join("_SUCCESS").exists());
-        let temporary = batch.join("_temporary");
-        assert!(!temporary.exists() || std::fs::read_dir(&temporary).unwrap().next().is_none());
+        let names: Vec<String> = std::fs::read_dir(&batch)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            names.len(),
+            3,
+            "only the parts and the marker remain: {names:?}"
+        );
     }
 }
