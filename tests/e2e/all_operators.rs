@@ -519,7 +519,7 @@ fn check_foreach_partition(out: &Output, metrics: &[BatchMetrics], failures: &mu
             _ => failures.push(format!("malformed foreach_partition line: {line:?}")),
         }
     }
-    let words = per_batch(|l| nonempty(l));
+    let words = per_batch(nonempty);
     for (i, m) in metrics.iter().enumerate() {
         let total: u64 = seen
             .iter()

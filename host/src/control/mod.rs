@@ -165,7 +165,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
                 node: *node,
                 name: name.clone(),
                 block_interval: config.block_interval,
-                clock: clock.clone(),
+                clock,
                 store: Arc::clone(&store),
                 stop: stop.clone(),
                 until_end: config.until_sources_end,

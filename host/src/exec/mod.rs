@@ -37,7 +37,7 @@ pub enum ExecError {
         /// The batch.
         time: BatchTime,
         /// The task's failure.
-        source: TaskError,
+        source: Box<TaskError>,
     },
     /// Records did not match their codec.
     #[error("batch {time} failed in `{operator}`: {reason}")]
@@ -57,7 +57,7 @@ pub enum ExecError {
         /// The output, as the user wrote it.
         operator: String,
         /// The sink's error.
-        source: SinkError,
+        source: Box<SinkError>,
     },
 }
 
@@ -72,13 +72,16 @@ pub struct Executor {
     early_done: Condvar,
 }
 
+/// A chain run early: its slot, its block's sequence number, its output.
+type EarlyOutput = (NodeId, u64, Result<Rows, ExecError>);
+
 /// Chains run early, by batch.
 #[derive(Default)]
 struct Early {
     next_block: u64,
     outstanding: BTreeMap<BatchTime, usize>,
     /// (chain slot, block sequence number, output) of finished blocks.
-    done: BTreeMap<BatchTime, Vec<(NodeId, u64, Result<Rows, ExecError>)>>,
+    done: BTreeMap<BatchTime, Vec<EarlyOutput>>,
 }
 
 impl Executor {
@@ -233,10 +236,10 @@ impl Executor {
                 output = Some(ran_early);
             }
             tracing::debug!(batch = %time, step = %step.name, elapsed = ?started.elapsed(), "step done");
-            if let Some(partitions) = output {
-                if readers_left[step.node] > 0 {
-                    slots[step.node] = Some(partitions);
-                }
+            if let Some(partitions) = output
+                && readers_left[step.node] > 0
+            {
+                slots[step.node] = Some(partitions);
             }
         }
         Ok(())
@@ -256,7 +259,7 @@ impl Executor {
         }
     }
 
-    fn task_error(time: BatchTime) -> impl Fn(TaskError) -> ExecError {
+    fn task_error(time: BatchTime) -> impl Fn(Box<TaskError>) -> ExecError {
         move |source| ExecError::Task { time, source }
     }
 
@@ -466,7 +469,7 @@ impl Executor {
         let sink_error = |source| ExecError::Sink {
             time,
             operator: step.name.clone(),
-            source,
+            source: Box::new(source),
         };
         match output {
             OutputKind::Print(n) => self

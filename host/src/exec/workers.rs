@@ -104,7 +104,7 @@ impl Workers {
         operator: &str,
         place: &str,
         mut call: impl FnMut(&mut Instance) -> Result<T, CallError>,
-    ) -> Result<T, TaskError> {
+    ) -> Result<T, Box<TaskError>> {
         let slot = rayon::current_thread_index()
             .filter(|&i| i + 1 < self.instances.len())
             .unwrap_or(self.instances.len() - 1);
@@ -112,15 +112,17 @@ impl Workers {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let attempts = self.retries + 1;
-        let fail = |attempt: u32, cause: TaskCause| TaskError {
-            operator: operator.to_string(),
-            place: place.to_string(),
-            attempts_note: if attempt > 1 {
-                format!(" after {attempt} attempts")
-            } else {
-                String::new()
-            },
-            cause,
+        let fail = |attempt: u32, cause: TaskCause| {
+            Box::new(TaskError {
+                operator: operator.to_string(),
+                place: place.to_string(),
+                attempts_note: if attempt > 1 {
+                    format!(" after {attempt} attempts")
+                } else {
+                    String::new()
+                },
+                cause,
+            })
         };
         let task = format!("{operator} ({place})");
         for attempt in 1..=attempts {

@@ -154,7 +154,7 @@ impl Plan {
         let mut steps = Vec::new();
         let mut sources = Vec::new();
         // For a fused narrow node: the chain it belongs to so far (first input, stages, names).
-        let mut pending: Vec<Option<(NodeId, Vec<Stage>, Vec<String>)>> = vec![None; nodes.len()];
+        let mut pending: Vec<Option<PendingChain>> = vec![None; nodes.len()];
         for (id, node) in nodes.iter().enumerate() {
             let input = node.inputs.first().copied();
             let kind = match &node.kind {
@@ -281,6 +281,9 @@ impl Plan {
         }
     }
 }
+
+/// A chain being built: the node it reads, its stages, their names.
+type PendingChain = (NodeId, Vec<Stage>, Vec<String>);
 
 impl StepKind {
     /// The nodes this step reads.

@@ -218,14 +218,14 @@ pub fn check_timing(batch: Duration, block: Duration) -> Result<(), PlanError> {
     }
     if batch.as_millis() == 0
         || block.as_millis() == 0
-        || batch.subsec_nanos() % 1_000_000 != 0
-        || block.subsec_nanos() % 1_000_000 != 0
+        || !batch.subsec_nanos().is_multiple_of(1_000_000)
+        || !block.subsec_nanos().is_multiple_of(1_000_000)
     {
         return Err(PlanError::Timing(
             "the batch and block intervals must be whole milliseconds".into(),
         ));
     }
-    if block > batch || batch.as_millis() % block.as_millis() != 0 {
+    if block > batch || !batch.as_millis().is_multiple_of(block.as_millis()) {
         return Err(PlanError::Timing(format!(
             "the batch interval ({}) must be a multiple of the block interval ({})",
             humantime::format_duration(batch),
