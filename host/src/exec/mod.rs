@@ -334,21 +334,8 @@ impl Executor {
         stages: &[Stage],
         partitions: Vec<Rows>,
     ) -> Result<Vec<Rows>, ExecError> {
-        self.workers.install(|| {
-            partitions
-                .into_par_iter()
-                .enumerate()
-                .map(|(p, mut input)| {
-                    if input.is_empty() {
-                        return Ok(input);
-                    }
-                    self.workers
-                        .run(&step.name, &Self::place(time, p), |instance| {
-                            instance.run_chain(stages, &mut input)
-                        })
-                        .map_err(Self::task_error(time))
-                })
-                .collect()
+        self.per_partition(time, step, partitions, Rows::is_empty, |instance, input| {
+            instance.run_chain(stages, input)
         })
     }
 
@@ -359,18 +346,37 @@ impl Executor {
         function: u32,
         partitions: Vec<Rows>,
     ) -> Result<Vec<Rows>, ExecError> {
+        self.per_partition(
+            time,
+            step,
+            partitions,
+            |p| p.len() <= 1,
+            |instance, input| instance.reduce_all(function, input),
+        )
+    }
+
+    /// One guest task per partition, in parallel on the workers; a partition
+    /// for which `done` holds needs no call and passes through as it is.
+    fn per_partition(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        partitions: Vec<Rows>,
+        done: impl Fn(&Rows) -> bool + Sync,
+        call: impl Fn(&mut crate::wasm::Instance, &mut Rows) -> Result<Rows, crate::wasm::CallError>
+        + Sync,
+    ) -> Result<Vec<Rows>, ExecError> {
         self.workers.install(|| {
             partitions
                 .into_par_iter()
                 .enumerate()
-                .filter(|(_, p)| !p.is_empty())
                 .map(|(p, mut input)| {
-                    if input.len() == 1 {
+                    if done(&input) {
                         return Ok(input);
                     }
                     self.workers
                         .run(&step.name, &Self::place(time, p), |instance| {
-                            instance.reduce_all(function, &mut input)
+                            call(instance, &mut input)
                         })
                         .map_err(Self::task_error(time))
                 })

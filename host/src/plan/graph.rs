@@ -166,6 +166,31 @@ impl NodeKind {
     }
 }
 
+/// A node, for tests.
+#[cfg(test)]
+pub(crate) fn test_node(name: &str, kind: NodeKind, inputs: &[usize], codec: &str) -> Node {
+    Node {
+        name: name.into(),
+        kind,
+        inputs: inputs.to_vec(),
+        codec: codec.into(),
+    }
+}
+
+/// A socket source node, for tests.
+#[cfg(test)]
+pub(crate) fn test_socket() -> Node {
+    test_node(
+        "socket_text_stream at src/lib.rs:1:1",
+        NodeKind::Source(SourceSpec::SocketText {
+            host: "localhost".into(),
+            port: 9999,
+        }),
+        &[],
+        "string",
+    )
+}
+
 /// A source node's parsed codec, checked by validation.
 pub fn parse_codec(node: &Node) -> Result<Codec, crate::data::CodecError> {
     node.codec.parse()

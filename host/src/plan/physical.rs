@@ -305,18 +305,10 @@ impl StepKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::graph::Node;
     use crate::plan::validate;
     use std::time::Duration;
 
-    fn node(name: &str, kind: NodeKind, inputs: &[usize], codec: &str) -> Node {
-        Node {
-            name: name.into(),
-            kind,
-            inputs: inputs.to_vec(),
-            codec: codec.into(),
-        }
-    }
+    use crate::plan::graph::test_node as node;
 
     fn plan(nodes: Vec<Node>) -> Plan {
         let g = JobGraph {
@@ -327,17 +319,7 @@ mod tests {
         Plan::new(&g, codecs)
     }
 
-    fn source() -> Node {
-        node(
-            "src",
-            NodeKind::Source(SourceSpec::SocketText {
-                host: "h".into(),
-                port: 1,
-            }),
-            &[],
-            "string",
-        )
-    }
+    use crate::plan::graph::{Node, test_socket as source};
 
     #[test]
     fn word_count_fuses_narrow_ops_and_combine() {

@@ -238,28 +238,10 @@ pub fn check_timing(batch: Duration, block: Duration) -> Result<(), PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::graph::Node;
 
-    fn node(name: &str, kind: NodeKind, inputs: &[usize], codec: &str) -> Node {
-        Node {
-            name: name.into(),
-            kind,
-            inputs: inputs.to_vec(),
-            codec: codec.into(),
-        }
-    }
+    use crate::plan::graph::test_node as node;
 
-    fn socket() -> Node {
-        node(
-            "socket_text_stream at src/lib.rs:1:1",
-            NodeKind::Source(SourceSpec::SocketText {
-                host: "localhost".into(),
-                port: 9999,
-            }),
-            &[],
-            "string",
-        )
-    }
+    use crate::plan::graph::{Node, test_socket as socket};
 
     fn job(nodes: Vec<Node>) -> JobGraph {
         JobGraph {
