@@ -196,8 +196,8 @@ struct ReceiverState {
 }
 
 impl BlockStore {
-    /// The default byte budget: 64 MiB.
-    pub const DEFAULT_BUDGET: u64 = 64 << 20;
+    /// The default byte budget: 32 MiB.
+    pub const DEFAULT_BUDGET: u64 = 32 << 20;
 
     /// An empty store whose receivers stop reading while more than `budget`
     /// bytes are pushed and not released.

@@ -71,7 +71,7 @@ struct JobArgs {
     #[arg(long, default_value_t = 4)]
     task_retries: u32,
     /// Bytes received but not processed above which receivers stop reading.
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     max_pending: usize,
     /// Append one JSON object per batch to this file.
     #[arg(long)]

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use crate::batching::{BatchTime, BlockStore, EarlyBlock};
 use crate::data::{Codec, Rows};
-use crate::plan::{NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
+use crate::plan::{NativeCombine, NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
 
@@ -128,7 +128,10 @@ impl Executor {
         let store = Arc::clone(store);
         self.workers.spawn(move || {
             let step = &this.plan.steps[step_index];
-            let StepKind::Chain { stages, .. } = &step.kind else {
+            let StepKind::Chain {
+                stages, combine, ..
+            } = &step.kind
+            else {
                 unreachable!("early_chains holds chain steps")
             };
             let EarlyBlock {
@@ -143,7 +146,8 @@ impl Executor {
                 .run(&step.name, &place, |instance| {
                     instance.run_chain(stages, &mut rows)
                 })
-                .map_err(Self::task_error(batch));
+                .map_err(Self::task_error(batch))
+                .and_then(|out| this.combine_natively(batch, step, *combine, out));
             drop(rows);
             store.release(bytes);
             let mut early = this.lock_early();
@@ -276,9 +280,17 @@ impl Executor {
     ) -> Result<Option<Vec<Rows>>, ExecError> {
         let out = match &step.kind {
             StepKind::Source => unreachable!("handled by run_batch"),
-            StepKind::Chain { stages, .. } => {
+            StepKind::Chain {
+                stages, combine, ..
+            } => {
                 let partitions = inputs.pop().expect("one input");
-                Some(self.run_chain(time, step, stages, partitions)?)
+                let outputs = self.run_chain(time, step, stages, partitions)?;
+                Some(self.workers.install(|| {
+                    outputs
+                        .into_par_iter()
+                        .map(|out| self.combine_natively(time, step, *combine, out))
+                        .collect::<Result<_, _>>()
+                })?)
             }
             StepKind::Union { .. } => Some(inputs.into_iter().flatten().collect()),
             StepKind::Repartition { partitions, .. } => {
@@ -298,8 +310,16 @@ impl Executor {
             StepKind::ReduceByKey {
                 reducer,
                 partitions,
+                combined,
                 ..
-            } => Some(self.reduce_by_key(time, step, *reducer, *partitions, &inputs[0])?),
+            } => Some(self.reduce_by_key(
+                time,
+                step,
+                *reducer,
+                *partitions,
+                *combined,
+                &inputs[0],
+            )?),
             StepKind::GroupByKey { partitions, .. } => {
                 let n = self.shuffle_partitions(*partitions);
                 let buckets = self.bucket_all(time, step, &inputs[0], n)?;
@@ -321,6 +341,27 @@ impl Executor {
             }
         };
         Ok(out)
+    }
+
+    /// A built-in reducer's map-side combine of a chain's output.
+    fn combine_natively(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        combine: Option<NativeCombine>,
+        output: Rows,
+    ) -> Result<Rows, ExecError> {
+        let Some(combine) = combine else {
+            return Ok(output);
+        };
+        let builtin =
+            shuffle::Builtin::map_side(combine.reducer, combine.value).ok_or_else(|| {
+                self.data_error(time, step, "a built-in reducer needs numeric values")
+            })?;
+        builtin
+            .combine([&output], 1)
+            .map(|mut one| one.remove(0))
+            .map_err(|e| self.data_error(time, step, e))
     }
 
     fn shuffle_partitions(&self, partitions: Option<u32>) -> usize {
@@ -406,6 +447,7 @@ impl Executor {
         step: &Step,
         reducer: Reducer,
         partitions: Option<u32>,
+        combined: bool,
         inputs: &[Rows],
     ) -> Result<Vec<Rows>, ExecError> {
         let n = self.shuffle_partitions(partitions);
@@ -439,17 +481,20 @@ impl Executor {
         let map_side = shuffle::Builtin::map_side(reducer, input_value).ok_or_else(|| {
             self.data_error(time, step, "a built-in reducer needs numeric values")
         })?;
+        let reduce_side = map_side.reduce_side();
+        // Inputs a chain already combined hold partial results (for `count`,
+        // counts): merging them is the reduce side's work.
+        let first = if combined { reduce_side } else { map_side };
         let mapped: Vec<Vec<Rows>> = self.workers.install(|| {
             inputs
                 .par_iter()
                 .map(|p| {
-                    map_side
+                    first
                         .combine([p], n)
                         .map_err(|e| self.data_error(time, step, e))
                 })
                 .collect::<Result<_, _>>()
         })?;
-        let reduce_side = map_side.reduce_side();
         self.workers.install(|| {
             (0..n)
                 .into_par_iter()

@@ -14,5 +14,5 @@ mod physical;
 mod validate;
 
 pub use graph::{FunctionId, JobGraph, Node, NodeId, NodeKind, Reducer, SourceSpec, Stage};
-pub use physical::{OutputKind, Plan, Step, StepKind};
+pub use physical::{NativeCombine, OutputKind, Plan, Step, StepKind};
 pub use validate::{PlanError, check_timing, validate};

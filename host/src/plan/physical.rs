@@ -5,7 +5,7 @@
 //! [`StepKind::Chain`], a single guest call per partition.
 
 use super::graph::{FunctionId, JobGraph, NodeId, NodeKind, Reducer, SourceSpec, Stage};
-use crate::data::Codec;
+use crate::data::{Codec, Numeric};
 
 /// What to run for every batch.
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ pub enum StepKind {
         input: NodeId,
         /// The guest stages, in order.
         stages: Vec<Stage>,
+        /// The map-side combine of a built-in reducer, run natively on the
+        /// guest's output in the same task.
+        combine: Option<NativeCombine>,
     },
     /// All partitions of all inputs.
     Union {
@@ -103,6 +106,15 @@ pub enum StepKind {
     },
 }
 
+/// The map-side combine of a built-in reducer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeCombine {
+    /// Sum, min, max or count.
+    pub reducer: Reducer,
+    /// The numeric codec of the values (`None` for count, which takes any).
+    pub value: Option<Numeric>,
+}
+
 /// Output operations.
 #[derive(Debug, Clone)]
 pub enum OutputKind {
@@ -129,17 +141,10 @@ impl Plan {
                 consumers[i] += 1;
             }
         }
-        // A narrow node whose single reader is a narrow node (or a reduce with a
-        // guest function, which appends its combine) is fused into its reader.
+        // A narrow node whose single reader is a narrow node, or a keyed
+        // reduce (which appends its map-side combine), is fused into its reader.
         let fusable_reader = |reader: &NodeKind| {
-            reader.narrow_function().is_some()
-                || matches!(
-                    reader,
-                    NodeKind::ReduceByKey {
-                        reducer: Reducer::Function(_),
-                        ..
-                    }
-                )
+            reader.narrow_function().is_some() || matches!(reader, NodeKind::ReduceByKey { .. })
         };
         let mut fused_into_reader = vec![false; nodes.len()];
         for node in nodes {
@@ -183,6 +188,7 @@ impl Plan {
                         kind: StepKind::Chain {
                             input: chain_input,
                             stages,
+                            combine: None,
                         },
                     });
                     continue;
@@ -194,23 +200,43 @@ impl Plan {
                     let input = input.expect("validated: one input");
                     let mut shuffle_input = input;
                     let mut combined = false;
-                    if let Reducer::Function(f) = reducer {
-                        // Map-side combine in the guest, fused into the chain before.
-                        let (chain_input, mut stages, mut names) = pending[input]
-                            .take()
-                            .unwrap_or_else(|| (input, Vec::new(), Vec::new()));
-                        stages.push(Stage::Combine(*f));
+                    // The map-side combine runs in the chain before: in the guest
+                    // for a user reducer, natively on the chain's output for a
+                    // built-in one (when there is a chain to run it in).
+                    let chain = match (reducer, pending[input].take()) {
+                        (Reducer::Function(f), chain) => {
+                            let (chain_input, mut stages, names) =
+                                chain.unwrap_or_else(|| (input, Vec::new(), Vec::new()));
+                            stages.push(Stage::Combine(*f));
+                            Some((chain_input, stages, names, None))
+                        }
+                        (builtin, Some((chain_input, stages, names))) => {
+                            let value = match codecs[input].as_ref().and_then(Codec::value) {
+                                Some(Codec::Num(n)) => Some(*n),
+                                _ => None,
+                            };
+                            let combine = NativeCombine {
+                                reducer: *builtin,
+                                value,
+                            };
+                            Some((chain_input, stages, names, Some(combine)))
+                        }
+                        (_, None) => None,
+                    };
+                    if let Some((chain_input, stages, mut names, combine)) = chain {
                         names.push(format!("{} (map-side combine)", node.name));
                         // The combined records are an intermediate with a slot
-                        // of their own, which the shuffle reads.
+                        // of their own (of the reduce's output type), which the
+                        // shuffle reads.
                         let slot = codecs.len();
-                        codecs.push(codecs[input].clone());
+                        codecs.push(codecs[id].clone());
                         steps.push(Step {
                             node: slot,
                             name: names.join(" → "),
                             kind: StepKind::Chain {
                                 input: chain_input,
                                 stages,
+                                combine,
                             },
                         });
                         shuffle_input = slot;
@@ -341,7 +367,7 @@ mod tests {
         let kinds: Vec<_> = p.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
         assert_eq!(p.steps.len(), 4, "{kinds:#?}");
         match &p.steps[1].kind {
-            StepKind::Chain { input, stages } => {
+            StepKind::Chain { input, stages, .. } => {
                 assert_eq!(*input, 0);
                 assert_eq!(
                     stages,
@@ -374,7 +400,7 @@ mod tests {
             .steps
             .iter()
             .filter_map(|s| match &s.kind {
-                StepKind::Chain { input, stages } => Some((*input, stages.clone())),
+                StepKind::Chain { input, stages, .. } => Some((*input, stages.clone())),
                 _ => None,
             })
             .collect();
@@ -386,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_reducer_has_no_guest_combine() {
+    fn builtin_reducer_combines_natively_after_the_chain() {
         let p = plan(vec![
             source(),
             node("map", NodeKind::Map(0), &[0], "tuple<string,i64>"),
@@ -403,13 +429,20 @@ mod tests {
         ]);
         assert!(matches!(
             p.steps[1].kind,
-            StepKind::Chain { ref stages, .. } if stages == &vec![Stage::Apply(0)]
+            StepKind::Chain {
+                ref stages,
+                combine: Some(NativeCombine {
+                    reducer: Reducer::Sum,
+                    value: Some(Numeric::I64)
+                }),
+                ..
+            } if stages == &vec![Stage::Apply(0)]
         ));
         assert!(matches!(
             p.steps[2].kind,
             StepKind::ReduceByKey {
-                input: 1,
-                combined: false,
+                input: 4,
+                combined: true,
                 partitions: Some(3),
                 ..
             }
