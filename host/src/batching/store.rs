@@ -349,7 +349,9 @@ impl BlockStore {
     /// their batch, in cut order: the executor runs their narrow stages as
     /// soon as they are cut, so a batch holds partial results rather than
     /// raw input when its time comes. Their records still count in their
-    /// batch's [`BatchInput`]; their bytes are the caller's to release.
+    /// batch's [`BatchInput`]; their bytes are the caller's to release (the
+    /// executor releases them once their chain has run and
+    /// [`charge`](BlockStore::charge)s its output until the batch is done).
     pub fn take_early(&self, nodes: &[NodeId]) -> Vec<EarlyBlock> {
         let mut state = self.lock();
         let state = &mut *state;
@@ -411,6 +413,13 @@ impl BlockStore {
             }
         }
         input
+    }
+
+    /// Counts `bytes` more against the budget: memory that stands for
+    /// received input, such as an early chain's output (see
+    /// [`BlockStore::take_early`]), until it is released.
+    pub fn charge(&self, bytes: u64) {
+        self.lock().pending_bytes += bytes;
     }
 
     /// Gives back `bytes` of the budget (a batch's [`BatchInput::bytes`]

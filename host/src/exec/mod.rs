@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use rayon::prelude::*;
 
-use crate::batching::{BatchTime, BlockStore, EarlyBlock};
+use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
 use crate::data::{Codec, Rows};
 use crate::plan::{NativeCombine, NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
@@ -149,6 +149,12 @@ impl Executor {
                 .map_err(Self::task_error(batch))
                 .and_then(|out| this.combine_natively(batch, step, *combine, out));
             drop(rows);
+            // The block's bytes are free; its output's count against the
+            // budget until its batch is done, so that early chains running
+            // ahead of slow batches cannot fill memory.
+            if let Ok(out) = &output {
+                store.charge(rows_bytes(out));
+            }
             store.release(bytes);
             let mut early = this.lock_early();
             early
@@ -174,8 +180,11 @@ impl Executor {
     }
 
     /// Waits for the early chains of every batch up to `time` and returns
-    /// their outputs by chain slot, in block order.
-    fn collect_early(&self, time: BatchTime) -> Result<HashMap<NodeId, Vec<Rows>>, ExecError> {
+    /// their outputs by chain slot, in block order, and the bytes they hold.
+    fn collect_early(
+        &self,
+        time: BatchTime,
+    ) -> Result<(HashMap<NodeId, Vec<Rows>>, u64), ExecError> {
         let mut early = self.lock_early();
         while early
             .outstanding
@@ -197,10 +206,13 @@ impl Executor {
         drop(early);
         finished.sort_by_key(|(_, sequence, _)| *sequence);
         let mut outputs: HashMap<NodeId, Vec<Rows>> = HashMap::new();
+        let mut bytes = 0;
         for (slot, _, output) in finished {
-            outputs.entry(slot).or_default().push(output?);
+            let output = output?;
+            bytes += rows_bytes(&output);
+            outputs.entry(slot).or_default().push(output);
         }
-        Ok(outputs)
+        Ok((outputs, bytes))
     }
 
     /// The plan being run.
@@ -209,13 +221,15 @@ impl Executor {
     }
 
     /// Runs every step for batch `time`, whose source partitions are
-    /// `sources` (the blocks each source received).
+    /// `sources` (the blocks each source received and that were not taken
+    /// early). Returns the bytes of the early chains' outputs it used, to be
+    /// released to the budget now that the batch is done.
     pub fn run_batch(
         &self,
         time: BatchTime,
         mut sources: HashMap<NodeId, Vec<Rows>>,
-    ) -> Result<(), ExecError> {
-        let mut early = self.collect_early(time)?;
+    ) -> Result<u64, ExecError> {
+        let (mut early, early_bytes) = self.collect_early(time)?;
         let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
         let mut readers_left = self.plan.readers.clone();
         for step in &self.plan.steps {
@@ -246,7 +260,7 @@ impl Executor {
                 slots[step.node] = Some(partitions);
             }
         }
-        Ok(())
+        Ok(early_bytes)
     }
 
     fn codec(&self, slot: NodeId) -> &Codec {

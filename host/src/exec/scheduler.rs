@@ -80,7 +80,8 @@ pub fn run_batches(
         let invalid_records = input.invalid_records;
         let bytes = input.bytes;
         let result = executor.run_batch(time, input.blocks);
-        store.release(input.unreleased_bytes);
+        let early_bytes = *result.as_ref().unwrap_or(&0);
+        store.release(input.unreleased_bytes + early_bytes);
         result?;
         let processing = started.elapsed().unwrap_or_default();
         metrics.record(&BatchInfo {
