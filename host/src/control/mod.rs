@@ -198,7 +198,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
 
 /// An instance whose linear memory grew past this is replaced after its call
 /// (a fresh one costs about 150 µs): linear memory never shrinks.
-const RECYCLE_ABOVE: usize = 96 << 20;
+const RECYCLE_ABOVE: usize = 32 << 20;
 
 fn cache_dir(data_dir: Option<&std::path::Path>) -> PathBuf {
     match data_dir {
