@@ -215,11 +215,6 @@ impl Executor {
         Ok((outputs, bytes))
     }
 
-    /// The plan being run.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
     /// Runs every step for batch `time`, whose source partitions are
     /// `sources` (the blocks each source received and that were not taken
     /// early). Returns the bytes of the early chains' outputs it used, to be

@@ -2,7 +2,7 @@
 //! data. It mirrors the WIT `job-graph` record field for field; `wasm/`
 //! converts one into the other, so nothing past `wasm/` sees a binding type.
 
-use crate::data::{Codec, Rows};
+use crate::data::Rows;
 
 /// Index of a user function in the plugin's function table.
 pub type FunctionId = u32;
@@ -189,11 +189,6 @@ pub(crate) fn test_socket() -> Node {
         &[],
         "string",
     )
-}
-
-/// A source node's parsed codec, checked by validation.
-pub fn parse_codec(node: &Node) -> Result<Codec, crate::data::CodecError> {
-    node.codec.parse()
 }
 
 /// One step of a fused guest call (the WIT `stage`).
