@@ -12,10 +12,34 @@
 //!   - `loop`: never returns (a busy loop: the host's time limit must stop it).
 //!   - `alloc`: allocates and fills 1 MiB blocks without bound (the host's
 //!     memory limit must stop it).
+//!   - `grow`: allocates and touches 48 MiB, frees it, and passes the record
+//!     through (the instance's linear memory stays grown: the host should
+//!     recycle it after the call).
+//!   - `poison`: a partition with a record that contains `fault_on` poisons
+//!     the instance (a global flag) and passes through; the next call on
+//!     that instance panics with `boom: poisoned by an earlier call` before
+//!     it reads its input (a `map_partitions` before the `map`). A fresh instance is
+//!     clean, so the task that trapped succeeds on its retry.
+//!   - `sleep`: sleeps for an hour (`std::thread::sleep`): the guest is
+//!     blocked inside a WASI call (`poll` on a clock), not running Wasm code,
+//!     and the host's time limit must still stop it.
+//!   - `stdin`: reads stdin until it gets a line, forever (the host grants
+//!     no stdin, so every read ends at once and the guest reads again).
+//!   - `sandbox`: tries to escape the sandbox and reports what happened
+//!     instead of the record: the record becomes the line
+//!     `file:<outcome> socket:<outcome> env:<outcome>`, each outcome `denied`
+//!     (the attempt failed inside the guest) or `ALLOWED` (it succeeded). The
+//!     attempts: open `/etc/hostname` for reading, connect a TCP socket to
+//!     `127.0.0.1:<port>` (the `port` argument, else 9), read the environment
+//!     variable `HOME` (and list the environment: any variable is `ALLOWED`).
 //!   - `error`: passes records through, but the `foreach_partition` output
 //!     returns `Err("deliberate error in batch <ms> partition <p>")` for
 //!     every partition that has a record (no trap: a user error).
 //!   - `none`: passes records through.
+//! - `unstable_define` (optional, `true`): `define` registers ten extra
+//!   `map`s in the iteration order of a `HashMap` (randomly seeded per
+//!   instance), so each instance numbers its functions differently: the host
+//!   must refuse such a plugin rather than call the wrong function.
 //! - `fault_on` (optional): misbehave only on records that contain this
 //!   text; by default on every record, so any input triggers the fault.
 //! - Input, one of:
@@ -29,6 +53,8 @@
 //! After the `map`, the job is NetworkWordCount: split on `' '`, count with
 //! `reduce_by_key(|a, b| a + b)`, `print()`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sluice_guest::prelude::*;
 
 /// The job.
@@ -39,6 +65,11 @@ enum Fault {
     Panic,
     Loop,
     Alloc,
+    Grow,
+    Poison,
+    Sleep,
+    Stdin,
+    Sandbox,
     Error,
     None,
 }
@@ -49,11 +80,16 @@ impl Job for Misbehaving {
             "panic" => Fault::Panic,
             "loop" => Fault::Loop,
             "alloc" => Fault::Alloc,
+            "grow" => Fault::Grow,
+            "poison" => Fault::Poison,
+            "sleep" => Fault::Sleep,
+            "stdin" => Fault::Stdin,
+            "sandbox" => Fault::Sandbox,
             "error" => Fault::Error,
             "none" => Fault::None,
             other => {
                 return Err(format!(
-                    "argument `fault`: expected panic, loop, alloc, error or none, got {other:?}"
+                    "argument `fault`: expected panic, loop, alloc, grow, poison, sleep, stdin, sandbox, error or none, got {other:?}"
                 ));
             }
         };
@@ -69,13 +105,29 @@ impl Job for Misbehaving {
             }
         };
 
+        let lines = if args.get("unstable_define") == Some("true") {
+            unstable_maps(lines)
+        } else {
+            lines
+        };
+        let lines = if fault == Fault::Poison {
+            poison_next_call(lines, fault_on.clone())
+        } else {
+            lines
+        };
+        let port = args.parse_optional::<u16>("port")?.unwrap_or(9);
+
         let checked = lines.map(move |line: String| {
             if line.contains(fault_on.as_str()) {
                 match fault {
                     Fault::Panic => panic!("boom: deliberate failure"),
                     Fault::Loop => spin_forever(),
                     Fault::Alloc => allocate_forever(),
-                    Fault::Error | Fault::None => {}
+                    Fault::Grow => drop(std::hint::black_box(vec![1u8; 48 << 20])),
+                    Fault::Sleep => std::thread::sleep(std::time::Duration::from_secs(3600)),
+                    Fault::Stdin => read_stdin_forever(),
+                    Fault::Sandbox => return try_escape(port),
+                    Fault::Poison | Fault::Error | Fault::None => {}
                 }
             }
             line
@@ -102,6 +154,70 @@ impl Job for Misbehaving {
         }
         Ok(())
     }
+}
+
+/// Set by a call that saw the `fault_on` text; the next call panics.
+static POISONED: AtomicBool = AtomicBool::new(false);
+
+/// A `map_partitions` (one call per partition) that panics when an earlier
+/// call on this instance saw `fault_on`, and poisons the instance when it
+/// sees it.
+fn poison_next_call(lines: DStream<String>, fault_on: String) -> DStream<String> {
+    lines.map_partitions(move |records: Vec<String>| {
+        if POISONED.load(Ordering::Relaxed) {
+            panic!("boom: poisoned by an earlier call");
+        }
+        if records.iter().any(|r| r.contains(fault_on.as_str())) {
+            POISONED.store(true, Ordering::Relaxed);
+        }
+        records
+    })
+}
+
+/// Ten maps that pass records through, registered in a `HashMap`'s
+/// iteration order: each has its own call site, so its node name differs,
+/// and the order (hence the function numbering) changes with the map's
+/// random seed, which differs per instance.
+fn unstable_maps(lines: DStream<String>) -> DStream<String> {
+    type Step = fn(&DStream<String>) -> DStream<String>;
+    let steps: std::collections::HashMap<u32, Step> = [
+        (0, (|s| s.map(|l: String| l)) as Step),
+        (1, |s| s.map(|l: String| l)),
+        (2, |s| s.map(|l: String| l)),
+        (3, |s| s.map(|l: String| l)),
+        (4, |s| s.map(|l: String| l)),
+        (5, |s| s.map(|l: String| l)),
+        (6, |s| s.map(|l: String| l)),
+        (7, |s| s.map(|l: String| l)),
+        (8, |s| s.map(|l: String| l)),
+        (9, |s| s.map(|l: String| l)),
+    ]
+    .into_iter()
+    .collect();
+    steps.values().fold(lines, |stream, step| step(&stream))
+}
+
+fn read_stdin_forever() -> ! {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let _ = std::io::stdin().read_line(&mut line);
+        std::hint::black_box(&line);
+    }
+}
+
+/// `file:<outcome> socket:<outcome> env:<outcome>`.
+fn try_escape(port: u16) -> String {
+    let outcome = |allowed: bool| if allowed { "ALLOWED" } else { "denied" };
+    let file = std::fs::File::open("/etc/hostname").is_ok();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let env = std::env::var("HOME").is_ok() || std::env::vars_os().next().is_some();
+    format!(
+        "file:{} socket:{} env:{}",
+        outcome(file),
+        outcome(socket),
+        outcome(env)
+    )
 }
 
 fn spin_forever() -> ! {
