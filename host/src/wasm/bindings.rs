@@ -5,6 +5,9 @@
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
+    // Every call is async, so that the call time limit can also end a guest
+    // blocked inside a WASI import (see `Runtime::block_on`).
+    exports: { default: async },
 });
 
 pub(super) use self::sluice::plugin::types as wit;

@@ -1,7 +1,9 @@
 //! [`Instance`]: one sandboxed instance of a plugin and the calls into it.
 //!
-//! Every call runs under the time limit (an epoch deadline set before the
-//! call) and the memory limit (the store's [`Limits`]). Its outcome is
+//! Every call runs under the time limit — an epoch deadline set before the
+//! call for Wasm code, and a timeout around the whole async call for time
+//! spent blocked inside WASI imports ([`Runtime::block_on`](super::runtime::Runtime)) —
+//! and the memory limit (the store's [`Limits`]). Its outcome is
 //! sorted into the three [`CallError`]s: the guest's own `err` (the instance
 //! lives on), a trap or limit (the instance is finished; the input was put
 //! back so the task can run again on a fresh one), or an answer the host
@@ -11,6 +13,7 @@
 //! worker thread (rayon, `spawn_blocking`). Made from a task of a
 //! multi-threaded tokio runtime they still work (through `block_in_place`,
 //! which stalls that worker); from a current-thread runtime they panic.
+//! The guest runs on a fiber of the calling thread.
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, WasmBacktrace};
@@ -106,7 +109,7 @@ impl Instance {
     /// the instance's function table, so call it on every fresh instance
     /// before the other functions.
     pub fn define(&mut self, args: &[(String, String)]) -> Result<JobGraph, CallError> {
-        let graph = self.call(|job, store| job.call_define(store, args))?;
+        let graph = self.call(async |job, store| job.call_define(store, args).await)?;
         job_graph(graph)
     }
 
@@ -115,7 +118,7 @@ impl Instance {
     pub fn run_chain(&mut self, stages: &[Stage], input: &mut Rows) -> Result<Rows, CallError> {
         let stages: Vec<bindings::wit::Stage> = stages.iter().map(stage_to_wit).collect();
         let lent = lend_rows(input);
-        let result = self.call(|job, store| job.call_run_chain(store, &stages, &lent));
+        let result = self.call(async |job, store| job.call_run_chain(store, &stages, &lent).await);
         restore_rows(input, lent);
         rows_from_guest(result?, "run-chain")
     }
@@ -128,7 +131,8 @@ impl Instance {
         groups: &mut Rows,
     ) -> Result<Rows, CallError> {
         let lent = lend_rows(groups);
-        let result = self.call(|job, store| job.call_reduce_groups(store, reducer, &lent));
+        let result =
+            self.call(async |job, store| job.call_reduce_groups(store, reducer, &lent).await);
         restore_rows(groups, lent);
         rows_from_guest(result?, "reduce-groups")
     }
@@ -137,7 +141,7 @@ impl Instance {
     /// as it was.
     pub fn reduce_all(&mut self, reducer: FunctionId, input: &mut Rows) -> Result<Rows, CallError> {
         let lent = lend_rows(input);
-        let result = self.call(|job, store| job.call_reduce_all(store, reducer, &lent));
+        let result = self.call(async |job, store| job.call_reduce_all(store, reducer, &lent).await);
         restore_rows(input, lent);
         rows_from_guest(result?, "reduce-all")
     }
@@ -152,8 +156,9 @@ impl Instance {
         input: &mut Rows,
     ) -> Result<(), CallError> {
         let lent = lend_rows(input);
-        let result = self.call(|job, store| {
+        let result = self.call(async |job, store| {
             job.call_foreach_partition(store, f, batch_time_ms, partition, &lent)
+                .await
         });
         restore_rows(input, lent);
         result
@@ -168,7 +173,7 @@ impl Instance {
     /// Runs one export under the limits and sorts out its outcome.
     fn call<R>(
         &mut self,
-        f: impl FnOnce(
+        f: impl AsyncFnOnce(
             &bindings::exports::sluice::plugin::job::Guest,
             &mut Store<StoreState>,
         ) -> wasmtime::Result<Result<R, String>>,
@@ -185,7 +190,18 @@ impl Instance {
         self.store
             .set_epoch_deadline(self.plugin.runtime().deadline_ticks());
         let (job, store) = (self.bindings.sluice_plugin_job(), &mut self.store);
-        let outcome = outside_async(|| f(job, store));
+        let Some(outcome) = self.plugin.runtime().block_on(f(job, store)) else {
+            // Blocked in a host call past the limit: the call was dropped,
+            // and the instance with it.
+            self.trapped = true;
+            let guest_stderr = self.stderr.tail(STDERR_TAIL);
+            self.drain_output(true);
+            return Err(CallError::Trap {
+                reason: TrapReason::Timeout,
+                detail: timeout_detail(self.plugin.runtime().config(), " (blocked in a host call)"),
+                guest_stderr,
+            });
+        };
         match outcome {
             Ok(Ok(value)) => {
                 self.drain_output(false);
@@ -224,13 +240,12 @@ impl Drop for Instance {
     }
 }
 
-/// Runs a guest call (or instantiation) so that WASI's blocking I/O, which
-/// enters a tokio runtime of its own, works even when the caller is on a
-/// multi-threaded tokio runtime: there `block_in_place` steps out of it. On
-/// any other thread (rayon, `spawn_blocking`) it just calls `f`. On a
-/// current-thread runtime it panics: guest calls must not be made there.
-pub(super) fn outside_async<R>(f: impl FnOnce() -> R) -> R {
-    tokio::task::block_in_place(f)
+/// `call exceeded the 2 s time limit`, then `suffix`.
+pub(super) fn timeout_detail(config: &WasmConfig, suffix: &str) -> String {
+    format!(
+        "call exceeded the {} time limit{suffix}",
+        format_duration(config.call_timeout)
+    )
 }
 
 /// Sorts a failed call (or instantiation): the memory limit when the limiter
@@ -253,13 +268,7 @@ pub(super) fn classify(
     }
     let trap = error.downcast_ref::<Trap>();
     if trap == Some(&Trap::Interrupt) {
-        return (
-            TrapReason::Timeout,
-            format!(
-                "call exceeded the {} time limit",
-                format_duration(config.call_timeout)
-            ),
-        );
+        return (TrapReason::Timeout, timeout_detail(config, ""));
     }
     let mut detail = match trap {
         Some(trap) => trap.to_string(),

@@ -13,7 +13,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::PluginPre;
 use super::error::WasmError;
-use super::instance::{Instance, StoreState, classify, outside_async};
+use super::instance::{Instance, StoreState, classify, timeout_detail};
 use super::limits::Limits;
 use super::output::Capture;
 use super::runtime::Runtime;
@@ -102,8 +102,9 @@ impl Plugin {
         store.limiter(|state| &mut state.limits);
         // Start code (static constructors) runs under the same time limit.
         store.set_epoch_deadline(runtime.deadline_ticks());
-        match outside_async(|| self.inner.pre.instantiate(&mut store)) {
-            Ok(bindings) => Ok(Instance::new(
+        let instantiated = runtime.block_on(self.inner.pre.instantiate_async(&mut store));
+        match instantiated {
+            Some(Ok(bindings)) => Ok(Instance::new(
                 self.clone(),
                 store,
                 bindings,
@@ -111,9 +112,13 @@ impl Plugin {
                 stdout,
                 stderr,
             )),
-            Err(e) => {
-                let refused_at = store.data().limits.refused_at();
-                let (_, detail) = classify(&e, refused_at, runtime.config());
+            failed => {
+                let detail = match failed {
+                    Some(Err(e)) => {
+                        classify(&e, store.data().limits.refused_at(), runtime.config()).1
+                    }
+                    _ => timeout_detail(runtime.config(), " (blocked in a host call)"),
+                };
                 let guest_stderr = stderr.tail(4096);
                 Err(WasmError::Instantiate {
                     path: self.inner.path.clone(),

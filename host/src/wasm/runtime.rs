@@ -1,7 +1,15 @@
-//! [`Runtime`]: the process's one wasmtime engine, the thread that drives its
-//! epoch (the clock of the per-call time limit), the WASI linker shared by
-//! every plugin, and [`Runtime::load`], which turns a `.wasm` file into a
-//! checked, compiled [`Plugin`].
+//! [`Runtime`]: the process's one wasmtime engine, the small tokio runtime
+//! that drives it (the epoch that interrupts running Wasm code, and the
+//! timers and I/O of WASI calls), the WASI linker shared by every plugin, and
+//! [`Runtime::load`], which turns a `.wasm` file into a checked, compiled
+//! [`Plugin`].
+//!
+//! Every guest call is async (`call_async` on a fiber), driven to completion
+//! on the calling thread by [`Runtime::block_on`] under a timeout, so the
+//! per-call time limit holds in both places a guest can spend its time:
+//! running Wasm code (the epoch deadline traps it) and blocked inside a WASI
+//! import such as a `poll` on a clock (the timeout drops the call, and with
+//! it the instance).
 //!
 //! Loading refuses, with a message that says what to do: a file that is not a
 //! component (a core module is told to build for `wasm32-wasip2`), a component
@@ -9,10 +17,9 @@
 //! incompatible contract version, and one whose imports or exports do not fit
 //! (anything but WASI p2 imported, a `job` of the wrong shape).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -51,9 +58,9 @@ impl Default for WasmConfig {
 }
 
 /// Period of the epoch ticker: the resolution of the call time limit.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The process's WebAssembly engine. Cheap to clone; the epoch thread stops
+/// The process's WebAssembly engine. Cheap to clone; its driver thread stops
 /// when the last clone, and the last [`Plugin`] loaded with it, is dropped.
 #[derive(Clone)]
 pub struct Runtime {
@@ -66,7 +73,7 @@ struct RuntimeInner {
     config: WasmConfig,
     /// Epoch ticks a call may run: the time limit in [`EPOCH_TICK`]s.
     deadline_ticks: u64,
-    _ticker: EpochTicker,
+    driver: Driver,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -78,7 +85,7 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// The engine (component model, epoch interruption) and its epoch thread.
+    /// The engine (component model, epoch interruption) and its driver thread.
     pub fn new(config: WasmConfig) -> Result<Runtime, WasmError> {
         let mut wasmtime_config = Config::new();
         wasmtime_config
@@ -87,10 +94,11 @@ impl Runtime {
         let engine =
             Engine::new(&wasmtime_config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(format!("cannot link WASI: {e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| WasmError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        let driver = Driver::start(engine.clone()).map_err(|e| {
+            WasmError::Engine(format!("cannot start the engine's driver thread: {e}"))
+        })?;
         // Round up, plus one: the deadline counts from the tick in progress.
         let deadline_ticks = config
             .call_timeout
@@ -103,7 +111,7 @@ impl Runtime {
                 linker,
                 config,
                 deadline_ticks,
-                _ticker: ticker,
+                driver,
             }),
         })
     }
@@ -189,6 +197,33 @@ impl Runtime {
     pub(super) fn deadline_ticks(&self) -> u64 {
         self.inner.deadline_ticks
     }
+
+    /// Runs a guest call (or an instantiation) to completion on this thread,
+    /// or until the call time limit has passed; `None` then, and `future`
+    /// is dropped, which unwinds the guest out of whatever it was blocked in.
+    ///
+    /// Wasm code that runs past the limit is stopped by its epoch deadline
+    /// (a trap that says where it was); the timeout, a little later, is for
+    /// a guest blocked in a host call, which the epoch cannot interrupt.
+    ///
+    /// It blocks the thread: call it from a worker thread (rayon,
+    /// `spawn_blocking`). From a task of a multi-threaded tokio runtime it
+    /// still works, through `block_in_place` (which stalls that worker);
+    /// from a current-thread runtime it panics.
+    pub(super) fn block_on<F: Future>(&self, future: F) -> Option<F::Output> {
+        let limit = self
+            .inner
+            .config
+            .call_timeout
+            .saturating_add(2 * EPOCH_TICK);
+        let handle = self.inner.driver.handle();
+        let timed = async move { tokio::time::timeout(limit, future).await.ok() };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::block_in_place(|| handle.block_on(timed))
+        } else {
+            handle.block_on(timed)
+        }
+    }
 }
 
 /// Says what a file is when it is not a component, from its header: the
@@ -217,35 +252,49 @@ pub(super) fn check_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// The thread that advances the engine's epoch every [`EPOCH_TICK`]. It
-/// stops as soon as this value is dropped (the channel closes).
-struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+/// The thread behind every guest call: a one-worker tokio runtime whose
+/// worker advances the engine's epoch every [`EPOCH_TICK`] and runs the
+/// timers and I/O drivers that WASI's host calls wait on. The calls
+/// themselves run on the threads that make them ([`Runtime::block_on`]).
+/// The thread stops when this value is dropped.
+struct Driver {
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl EpochTicker {
-    fn start(engine: Engine) -> std::io::Result<EpochTicker> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("sluice-wasm-epoch".to_string())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(EpochTicker {
-            stop: Some(stop),
-            thread: Some(thread),
+impl Driver {
+    fn start(engine: Engine) -> std::io::Result<Driver> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sluice-wasm")
+            .enable_all()
+            .build()?;
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(EPOCH_TICK);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                engine.increment_epoch();
+            }
+        });
+        Ok(Driver {
+            runtime: Some(runtime),
         })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
     }
 }
 
-impl Drop for EpochTicker {
+impl Drop for Driver {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // Not `drop(runtime)`: that blocks, and panics when the last
+        // `Runtime` goes away inside an async context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -316,12 +365,17 @@ mod tests {
     }
 
     #[test]
-    fn epoch_thread_stops_when_dropped() {
+    fn driver_stops_with_the_last_clone() {
         let runtime = Runtime::new(WasmConfig::default()).unwrap();
         let clone = runtime.clone();
+        let handle = runtime.inner.driver.handle().clone();
+        let runs = |handle: &tokio::runtime::Handle| {
+            futures::executor::block_on(handle.spawn(async { 7 })).ok()
+        };
+        assert_eq!(runs(&handle), Some(7));
         drop(runtime);
-        let started = std::time::Instant::now();
-        drop(clone); // the last clone: joins the thread
-        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(runs(&handle), Some(7), "a clone keeps the driver running");
+        drop(clone);
+        assert_eq!(runs(&handle), None, "the driver is shut down");
     }
 }
