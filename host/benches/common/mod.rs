@@ -2,7 +2,7 @@
 //! (Zipf words), made deterministically so runs compare.
 
 use sluice::data::Rows;
-use sluice::data::codec::write_pair;
+use sluice::data::codec::{pair_len, write_pair};
 
 /// `n` lines of about ten words drawn from a Zipf-like vocabulary.
 pub fn lines(n: usize) -> Rows {
@@ -39,7 +39,10 @@ pub fn pairs(lines: &Rows) -> Rows {
     let mut rows = Rows::new();
     for line in lines {
         for word in line.split(|&b| b == b' ') {
-            rows.push_with(|out| write_pair(word, &1i64.to_le_bytes(), out));
+            rows.try_push_with(pair_len(word, 8), |out| {
+                write_pair(word, &1i64.to_le_bytes(), out)
+            })
+            .expect("a small partition");
         }
     }
     rows

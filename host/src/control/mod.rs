@@ -12,7 +12,7 @@ use crate::batching::{BatchClock, BlockStore};
 use crate::exec::scheduler::{self, Limits, ScheduleError};
 use crate::exec::{Executor, Workers, WorkersConfig};
 use crate::monitor::{Metrics, Summary};
-use crate::plan::{self, Plan, PlanError};
+use crate::plan::{self, JobGraph, Plan, PlanError};
 use crate::sinks::Sinks;
 use crate::sources::{self, ReceiverContext, StopSignal};
 use crate::wasm::{CallError, Runtime, WasmConfig, WasmError};
@@ -78,6 +78,19 @@ pub enum JobError {
     /// The plugin's `define` failed.
     #[error("the plugin's `define` failed: {0}")]
     Define(CallError),
+    /// Two instances of the plugin defined different graphs.
+    #[error(
+        "plugin {plugin} is not deterministic: a second instance's `define` returned a \
+         different graph than the first: {difference}; `define` must build the same graph in \
+         every instance (no randomness, hash map iteration order or clock), since the host \
+         calls functions by their number"
+    )]
+    UnstableDefine {
+        /// The plugin file.
+        plugin: PathBuf,
+        /// The first difference.
+        difference: String,
+    },
     /// The graph or the timing is invalid.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -112,11 +125,20 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         .plugin
         .file_stem()
         .map_or_else(|| "job".to_string(), |s| s.to_string_lossy().into_owned());
-    let graph = {
+    let define = || -> Result<JobGraph, JobError> {
         let mut instance = plugin.instantiate(&label)?;
         instance.set_task("define");
-        instance.define(&config.args).map_err(JobError::Define)?
+        instance.define(&config.args).map_err(JobError::Define)
     };
+    let graph = define()?;
+    // Every instance must define this graph; the workers check each fresh
+    // one, and a second instance now refuses most offenders before the start.
+    if let Some(difference) = graph.first_difference(&define()?) {
+        return Err(JobError::UnstableDefine {
+            plugin: config.plugin.clone(),
+            difference,
+        });
+    }
     let codecs = plan::validate(&graph, config.batch_interval, config.block_interval)?;
     let plan = Plan::new(&graph, codecs);
     tracing::info!(
@@ -135,7 +157,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         .map_err(|e| JobError::Threads(e.to_string()))?;
     let workers = Workers::new(
         plugin,
-        graph.name.clone(),
+        graph.clone(),
         config.args.clone(),
         WorkersConfig {
             threads: config.workers,
@@ -158,8 +180,9 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
 
     let clock = BatchClock::new(config.batch_interval);
     let store = BlockStore::new(config.max_pending_bytes as u64);
+    let mut receivers = Vec::with_capacity(plan.sources.len());
     for (node, name, spec) in &plan.sources {
-        sources::spawn(
+        receivers.push(sources::spawn(
             spec.clone(),
             ReceiverContext {
                 node: *node,
@@ -171,7 +194,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
                 until_end: config.until_sources_end,
                 runtime: tokio.handle().clone(),
             },
-        );
+        ));
     }
     let executor = Arc::new(Executor::new(
         plan,
@@ -189,12 +212,27 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
             stop: stop.clone(),
         },
     );
+    // Stop and join everything the job started before returning: the
+    // receivers, the early chains and the worker threads, the I/O runtime.
     stop.stop();
-    tokio.shutdown_timeout(Duration::from_secs(2));
+    executor.shutdown();
+    let joined = tokio.block_on(async {
+        tokio::time::timeout(RECEIVER_STOP, futures::future::join_all(receivers)).await
+    });
+    if joined.is_err() {
+        tracing::warn!(
+            "a receiver did not stop within {RECEIVER_STOP:?} of the stop signal; dropping it"
+        );
+    }
+    tokio.shutdown_timeout(RECEIVER_STOP);
     drop(runtime);
     result?;
     Ok(metrics.summary())
 }
+
+/// How long a receiver has to finish once told to stop: it only has to cut
+/// and push its last block.
+const RECEIVER_STOP: Duration = Duration::from_secs(5);
 
 /// An instance whose linear memory grew past this is replaced after its call
 /// (a fresh one costs about 150 µs): linear memory never shrinks.

@@ -17,6 +17,8 @@
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
+use super::RowsError;
+
 /// A parsed codec descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Codec {
@@ -55,6 +57,14 @@ pub enum Numeric {
     F32,
     F64,
 }
+
+/// The longest codec descriptor accepted, in bytes (whitespace included).
+pub const MAX_DESCRIPTOR_LEN: usize = 16 << 10;
+
+/// The deepest nesting of `tuple`, `option` and `list` accepted. The parser,
+/// the formatter and the codec's own drop recurse once per level, so the
+/// bound keeps a hostile descriptor from overflowing the host's stack.
+pub const MAX_DEPTH: usize = 32;
 
 /// A descriptor that does not follow the grammar, or a record that does not
 /// follow its codec.
@@ -296,26 +306,49 @@ pub fn split_pair(record: &[u8]) -> Option<(&[u8], &[u8])> {
     split_prefixed(record)
 }
 
-/// Appends the `tuple<k, v>` encoding of `key` and `value` to `out`.
-pub fn write_pair(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    write_prefixed(key, out);
-    out.extend_from_slice(value);
+/// Bytes of the `tuple<k, v>` encoding of a key and a value of `value_len` bytes.
+pub fn pair_len(key: &[u8], value_len: usize) -> usize {
+    4 + key.len() + value_len
 }
 
-/// Appends `u32-le length | bytes` to `out`.
-pub fn write_prefixed(bytes: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(bytes.len()).expect("a record field is below 4 GiB");
+/// Appends the `tuple<k, v>` encoding of `key` and `value` to `out`
+/// ([`pair_len`] bytes); fails, writing nothing, for a key of 4 GiB or more.
+pub fn write_pair(key: &[u8], value: &[u8], out: &mut Vec<u8>) -> Result<(), RowsError> {
+    write_prefixed(key, out)?;
+    out.extend_from_slice(value);
+    Ok(())
+}
+
+/// Appends `u32-le length | bytes` to `out`; fails, writing nothing, for 4 GiB
+/// or more.
+pub fn write_prefixed(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), RowsError> {
+    let len = u32::try_from(bytes.len()).map_err(|_| RowsError::TooLarge)?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
-/// Appends the `list<v>` encoding of `items` to `out`.
-pub fn write_list<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>, out: &mut Vec<u8>) {
-    let count = u32::try_from(items.len()).expect("a list has fewer than 2^32 elements");
+/// Bytes of the `list<v>` encoding of `items`.
+pub fn list_len<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    items.into_iter().map(|item| 4 + item.len()).sum::<usize>() + 4
+}
+
+/// Appends the `list<v>` encoding of `items` to `out` ([`list_len`] bytes);
+/// fails, writing nothing, when the list or an element would pass the `u32`
+/// counts and lengths of the encoding.
+pub fn write_list<'a>(
+    items: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+    out: &mut Vec<u8>,
+) -> Result<(), RowsError> {
+    let count = u32::try_from(items.len()).map_err(|_| RowsError::TooLarge)?;
+    if items.clone().any(|item| u32::try_from(item.len()).is_err()) {
+        return Err(RowsError::TooLarge);
+    }
     out.extend_from_slice(&count.to_le_bytes());
     for item in items {
-        write_prefixed(item, out);
+        write_prefixed(item, out)?;
     }
+    Ok(())
 }
 
 /// Iterator over the elements of a `list<v>` encoding; yields `None` for a
@@ -385,10 +418,20 @@ impl FromStr for Codec {
     type Err = CodecError;
 
     fn from_str(descriptor: &str) -> Result<Self, CodecError> {
+        if descriptor.len() > MAX_DESCRIPTOR_LEN {
+            return Err(CodecError::Descriptor {
+                descriptor: abbreviate(descriptor),
+                reason: format!(
+                    "it is {} bytes long; a codec descriptor has at most {MAX_DESCRIPTOR_LEN}",
+                    descriptor.len()
+                ),
+            });
+        }
         let compact: String = descriptor.chars().filter(|c| !c.is_whitespace()).collect();
         let mut parser = Parser {
             input: &compact,
             pos: 0,
+            depth: 0,
         };
         let codec = parser.codec().and_then(|c| {
             if parser.pos == compact.len() {
@@ -398,15 +441,27 @@ impl FromStr for Codec {
             }
         });
         codec.map_err(|reason| CodecError::Descriptor {
-            descriptor: descriptor.to_string(),
+            descriptor: abbreviate(descriptor),
             reason,
         })
+    }
+}
+
+/// The descriptor for a message: whole when short, else its first 64
+/// characters and its length.
+fn abbreviate(descriptor: &str) -> String {
+    const SHOWN: usize = 64;
+    match descriptor.char_indices().nth(SHOWN) {
+        None => descriptor.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &descriptor[..cut], descriptor.len()),
     }
 }
 
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
+    /// Type arguments entered and not yet closed.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -460,12 +515,20 @@ impl Parser<'_> {
 
     fn arguments(&mut self) -> Result<Vec<Codec>, String> {
         self.expect('<')?;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "types nest more than {MAX_DEPTH} levels deep (at offset {})",
+                self.pos
+            ));
+        }
         let mut items = vec![self.codec()?];
         while self.peek() == Some(',') {
             self.pos += 1;
             items.push(self.codec()?);
         }
         self.expect('>')?;
+        self.depth -= 1;
         Ok(items)
     }
 
@@ -508,6 +571,50 @@ mod tests {
         );
     }
 
+    fn nested(depth: usize) -> String {
+        format!("{}i64{}", "list<".repeat(depth), ">".repeat(depth))
+    }
+
+    #[test]
+    fn fields_of_4_gib_are_errors_not_panics() {
+        // Zeroed and never touched: no memory is used for it.
+        let huge = vec![0u8; 1 << 32];
+        let mut out = Vec::new();
+        assert_eq!(write_prefixed(&huge, &mut out), Err(RowsError::TooLarge));
+        assert_eq!(write_pair(&huge, b"v", &mut out), Err(RowsError::TooLarge));
+        let items = [&b"a"[..], &huge[..]];
+        assert_eq!(
+            write_list(items.iter().copied(), &mut out),
+            Err(RowsError::TooLarge)
+        );
+        assert!(out.is_empty(), "nothing was written");
+        assert_eq!(list_len(items.iter().copied()), 4 + 5 + 4 + (1 << 32));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deepest = nested(MAX_DEPTH);
+        assert_eq!(deepest.parse::<Codec>().unwrap().to_string(), deepest);
+        let e = nested(MAX_DEPTH + 1)
+            .parse::<Codec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nest more than 32 levels deep"), "{e}");
+        // Without the bound, this overflowed the stack of the parsing thread.
+        let hostile = format!("{}i64", "option<".repeat(100_000));
+        let e = hostile.parse::<Codec>().unwrap_err().to_string();
+        assert!(
+            e.contains("bytes long; a codec descriptor has at most 16384"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "the message quotes the start only: {e}");
+        let e = format!("{}i64", "option<".repeat(2000))
+            .parse::<Codec>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nest more than 32 levels deep"), "{e}");
+    }
+
     #[test]
     fn bad_descriptors_say_why() {
         let e = "tuple<string>".parse::<Codec>().unwrap_err().to_string();
@@ -524,8 +631,8 @@ mod tests {
         let mut rec = Vec::new();
         let mut list = Vec::new();
         let items = [1.0f64.to_le_bytes(), 2.5f64.to_le_bytes()];
-        write_list(items.iter().map(|b| &b[..]), &mut list);
-        write_pair(b"k", &list, &mut rec);
+        write_list(items.iter().map(|b| &b[..]), &mut list).unwrap();
+        write_pair(b"k", &list, &mut rec).unwrap();
         assert_eq!(c.format(&rec).unwrap(), "(k,[1.0, 2.5])");
         let o: Codec = "option<i32>".parse().unwrap();
         assert_eq!(o.format(&[0]).unwrap(), "None");
@@ -546,7 +653,8 @@ mod tests {
         fn pairs_split_back(key in proptest::collection::vec(any::<u8>(), 0..40),
                             value in proptest::collection::vec(any::<u8>(), 0..40)) {
             let mut rec = Vec::new();
-            write_pair(&key, &value, &mut rec);
+            write_pair(&key, &value, &mut rec).unwrap();
+            prop_assert_eq!(rec.len(), pair_len(&key, value.len()));
             let (k, v) = split_pair(&rec).unwrap();
             prop_assert_eq!(k, &key[..]);
             prop_assert_eq!(v, &value[..]);

@@ -26,8 +26,12 @@ pub struct Rows {
 /// offsets given by a guest were not a valid layout.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RowsError {
-    /// A partition may hold at most 4 GiB of record bytes.
-    #[error("a partition may hold at most 4 GiB of record bytes")]
+    /// A partition (or a length-prefixed field of a record) would pass 4 GiB,
+    /// the most its `u32` offsets can address.
+    #[error(
+        "a partition or a record field would pass 4 GiB, the most the u32 offsets and lengths \
+         of the WIT encoding can address; use more partitions"
+    )]
     TooLarge,
     /// `ends` is not non-decreasing or points past the data.
     #[error(
@@ -113,37 +117,58 @@ impl Rows {
         &self.data[start..self.ends[i] as usize]
     }
 
-    /// Appends one record.
+    /// Appends one record to a partition of bounded size: a receiver's block
+    /// (cut at a few MiB) or a test's.
     ///
     /// # Panics
-    /// When the partition would exceed 4 GiB; receivers cut blocks far below
-    /// that, see [`Rows::try_push`] for input of unknown size.
+    /// When the partition would pass 4 GiB. Partitions built from data of
+    /// unbounded size (shuffles, unions of guest outputs) use
+    /// [`Rows::try_push`] and fail their task instead.
     pub fn push(&mut self, record: &[u8]) {
         self.try_push(record)
-            .expect("partitions are cut well below 4 GiB");
+            .expect("a bounded partition stays far below 4 GiB");
     }
 
-    /// Appends one record, or says that the partition is full.
+    /// Appends one record, or says, copying nothing, that it does not fit.
     pub fn try_push(&mut self, record: &[u8]) -> Result<(), RowsError> {
-        let end = u32::try_from(self.data.len() + record.len()).map_err(|_| RowsError::TooLarge)?;
+        let end = offset(self.data.len().saturating_add(record.len()))?;
         self.data.extend_from_slice(record);
         self.ends.push(end);
         Ok(())
     }
 
-    /// Appends one record written in place by `write`, which appends its
-    /// encoding to the buffer it is given (no intermediate allocation).
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        write(&mut self.data);
-        let end = u32::try_from(self.data.len()).expect("partitions are cut well below 4 GiB");
-        self.ends.push(end);
+    /// Appends one record of `len` bytes written in place by `write`, which
+    /// appends its encoding to the buffer it is given (no intermediate
+    /// allocation). Checks `len` first, so nothing is written when the
+    /// record cannot fit; the offset recorded is where `write` really ended.
+    pub fn try_push_with(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), RowsError>,
+    ) -> Result<(), RowsError> {
+        offset(self.data.len().saturating_add(len))?;
+        let start = self.data.len();
+        let end = write(&mut self.data).and_then(|()| offset(self.data.len()));
+        match end {
+            Ok(end) => {
+                self.ends.push(end);
+                Ok(())
+            }
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
     }
 
-    /// Appends all records of `other`.
-    pub fn extend_from(&mut self, other: &Rows) {
-        let base = u32::try_from(self.data.len()).expect("partitions are cut well below 4 GiB");
+    /// Appends all records of `other`, or says, copying nothing, that they
+    /// do not fit.
+    pub fn try_extend_from(&mut self, other: &Rows) -> Result<(), RowsError> {
+        let base = offset(self.data.len())?;
+        offset(self.data.len().saturating_add(other.data.len()))?;
         self.data.extend_from_slice(&other.data);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+        Ok(())
     }
 
     /// The records in order.
@@ -154,6 +179,11 @@ impl Rows {
             start: 0,
         }
     }
+}
+
+/// `len` as a `u32` offset.
+fn offset(len: usize) -> Result<u32, RowsError> {
+    u32::try_from(len).map_err(|_| RowsError::TooLarge)
 }
 
 impl std::fmt::Debug for Rows {
@@ -227,9 +257,52 @@ mod tests {
     fn extend_shifts_offsets() {
         let mut a: Rows = ["x", "yy"].into_iter().collect();
         let b: Rows = ["zzz"].into_iter().collect();
-        a.extend_from(&b);
+        a.try_extend_from(&b).unwrap();
         assert_eq!(a.get(2), b"zzz");
         assert_eq!(a.ends(), &[1, 3, 6]);
+    }
+
+    /// A partition holding `len` zero bytes as one record, without touching
+    /// its memory (`vec![0; n]` is a lazily mapped zeroed allocation).
+    fn huge(len: usize) -> Rows {
+        Rows::from_parts(vec![0u8; len], vec![u32::try_from(len).unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn growth_past_4_gib_is_an_error_and_copies_nothing() {
+        let mut full = huge(u32::MAX as usize);
+        assert_eq!(full.try_push(b""), Ok(()), "an empty record still fits");
+        assert_eq!(full.try_push(b"x"), Err(RowsError::TooLarge));
+        assert_eq!(
+            full.try_push_with(1, |out| {
+                out.push(1);
+                Ok(())
+            }),
+            Err(RowsError::TooLarge)
+        );
+        let mut half = huge(1 << 31);
+        assert_eq!(
+            half.try_extend_from(&huge(1 << 31)),
+            Err(RowsError::TooLarge)
+        );
+        assert_eq!(
+            (half.len(), half.byte_len()),
+            (1, 1 << 31),
+            "nothing was added"
+        );
+        assert_eq!(full.len(), 2);
+        assert_eq!(full.byte_len(), u32::MAX as usize);
+    }
+
+    #[test]
+    fn a_write_longer_than_announced_is_undone_when_it_does_not_fit() {
+        let mut rows = huge(u32::MAX as usize - 1);
+        let lied = rows.try_push_with(0, |out| {
+            out.extend_from_slice(b"ab");
+            Ok(())
+        });
+        assert_eq!(lied, Err(RowsError::TooLarge));
+        assert_eq!((rows.len(), rows.byte_len()), (1, u32::MAX as usize - 1));
     }
 
     #[test]

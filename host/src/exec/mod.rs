@@ -18,12 +18,13 @@ pub mod shuffle;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use rayon::prelude::*;
 
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
-use crate::data::{Codec, Rows};
+use crate::data::{Codec, Rows, RowsError};
 use crate::plan::{NativeCombine, NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
@@ -49,6 +50,18 @@ pub enum ExecError {
         /// What was wrong.
         reason: String,
     },
+    /// The host panicked while running a step: a bug in Sluice.
+    #[error(
+        "batch {time} failed in `{operator}`: internal error (a bug in Sluice, please report it): {message}"
+    )]
+    Panic {
+        /// The batch.
+        time: BatchTime,
+        /// The step, as the user wrote it.
+        operator: String,
+        /// The panic's message.
+        message: String,
+    },
     /// An output could not be written.
     #[error("batch {time} failed in `{operator}`: {source}")]
     Sink {
@@ -70,6 +83,8 @@ pub struct Executor {
     early_chains: HashMap<NodeId, usize>,
     early: Mutex<Early>,
     early_done: Condvar,
+    /// Set by [`Executor::shutdown`]: early chains not started yet are skipped.
+    stopping: AtomicBool,
 }
 
 /// A chain run early: its slot, its block's sequence number, its output.
@@ -104,7 +119,37 @@ impl Executor {
             early_chains,
             early: Mutex::new(Early::default()),
             early_done: Condvar::new(),
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Stops the executor: early chains not started yet are skipped, the
+    /// running ones make no further attempt and finish their current call,
+    /// then the worker threads exit (their instances
+    /// are dropped). Returns once nothing it started is left running.
+    pub fn shutdown(self: Arc<Self>) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.workers.cancel();
+        {
+            let early = self.lock_early();
+            drop(
+                self.early_done
+                    .wait_while(early, |early| !early.outstanding.is_empty())
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+        }
+        // An early chain drops its reference just after it says it is done.
+        let mut this = self;
+        let executor = loop {
+            match Arc::try_unwrap(this) {
+                Ok(executor) => break executor,
+                Err(again) => {
+                    this = again;
+                    std::thread::yield_now();
+                }
+            }
+        };
+        executor.workers.shutdown();
     }
 
     /// The sources whose blocks [`Executor::ingest`] takes as soon as they
@@ -141,13 +186,18 @@ impl Executor {
                 ..
             } = block;
             let place = format!("batch {batch}, block {sequence}");
-            let output = this
-                .workers
-                .run(&step.name, &place, |instance| {
-                    instance.run_chain(stages, &mut rows)
+            let output = if this.stopping.load(Ordering::SeqCst) {
+                Ok(Rows::new())
+            } else {
+                this.catch_panic(batch, step, || {
+                    this.workers
+                        .run(&step.name, &place, |instance| {
+                            instance.run_chain(stages, &mut rows)
+                        })
+                        .map_err(Self::task_error(batch))
+                        .and_then(|out| this.combine_natively(batch, step, *combine, out))
                 })
-                .map_err(Self::task_error(batch))
-                .and_then(|out| this.combine_natively(batch, step, *combine, out));
+            };
             drop(rows);
             // The block's bytes are free; its output's count against the
             // budget until its batch is done, so that early chains running
@@ -243,7 +293,7 @@ impl Executor {
                 inputs.push(partitions.expect("steps come after the steps they read"));
             }
             let started = std::time::Instant::now();
-            let mut output = self.run_step(time, step, inputs)?;
+            let mut output = self.catch_panic(time, step, || self.run_step(time, step, inputs))?;
             if let Some(mut ran_early) = early.remove(&step.node) {
                 ran_early.extend(output.take().unwrap_or_default());
                 output = Some(ran_early);
@@ -270,6 +320,23 @@ impl Executor {
             operator: step.name.clone(),
             reason: reason.to_string(),
         }
+    }
+
+    /// Runs `f`, turning a panic of the host (a bug) into the step's error
+    /// instead of unwinding through the worker pool or the batch loop.
+    fn catch_panic<R>(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        f: impl FnOnce() -> Result<R, ExecError>,
+    ) -> Result<R, ExecError> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+            Err(ExecError::Panic {
+                time,
+                operator: step.name.clone(),
+                message: workers::panic_message(&*payload),
+            })
+        })
     }
 
     fn task_error(time: BatchTime) -> impl Fn(Box<TaskError>) -> ExecError {
@@ -302,9 +369,10 @@ impl Executor {
                 })?)
             }
             StepKind::Union { .. } => Some(inputs.into_iter().flatten().collect()),
-            StepKind::Repartition { partitions, .. } => {
-                Some(shuffle::round_robin(&inputs[0], *partitions as usize))
-            }
+            StepKind::Repartition { partitions, .. } => Some(
+                shuffle::round_robin(&inputs[0], *partitions as usize)
+                    .map_err(|e| self.data_error(time, step, e))?,
+            ),
             StepKind::Count { .. } => {
                 let count: usize = inputs[0].iter().map(Rows::len).sum();
                 let mut rows = Rows::new();
@@ -314,7 +382,8 @@ impl Executor {
             StepKind::Reduce { function, .. } => {
                 let partials =
                     self.reduce_all(time, step, *function, inputs.pop().expect("one input"))?;
-                Some(self.reduce_all(time, step, *function, vec![concat(partials)])?)
+                let partials = concat(partials).map_err(|e| self.data_error(time, step, e))?;
+                Some(self.reduce_all(time, step, *function, vec![partials])?)
             }
             StepKind::ReduceByKey {
                 reducer,
@@ -337,7 +406,7 @@ impl Executor {
                         .into_par_iter()
                         .map(|p| {
                             shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
-                                .map(|g| g.to_lists())
+                                .and_then(|g| g.to_lists())
                                 .map_err(|e| self.data_error(time, step, e))
                         })
                         .collect::<Result<Vec<_>, _>>()
@@ -466,9 +535,10 @@ impl Executor {
                 (0..n)
                     .into_par_iter()
                     .map(|p| {
-                        let groups = shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
-                            .map_err(|e| self.data_error(time, step, e))?;
-                        let (mut singles, mut lists) = groups.split_singles();
+                        let (mut singles, mut lists) =
+                            shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
+                                .and_then(|groups| groups.split_singles())
+                                .map_err(|e| self.data_error(time, step, e))?;
                         if !lists.is_empty() {
                             let reduced = self
                                 .workers
@@ -476,7 +546,9 @@ impl Executor {
                                     instance.reduce_groups(function, &mut lists)
                                 })
                                 .map_err(Self::task_error(time))?;
-                            singles.extend_from(&reduced);
+                            singles
+                                .try_extend_from(&reduced)
+                                .map_err(|e| self.data_error(time, step, e))?;
                         }
                         Ok(singles)
                     })
@@ -570,11 +642,11 @@ impl Executor {
     }
 }
 
-fn concat(partitions: Vec<Rows>) -> Rows {
+fn concat(partitions: Vec<Rows>) -> Result<Rows, RowsError> {
     let mut iter = partitions.into_iter();
     let mut first = iter.next().unwrap_or_default();
     for p in iter {
-        first.extend_from(&p);
+        first.try_extend_from(&p)?;
     }
-    first
+    Ok(first)
 }

@@ -9,16 +9,22 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashMap;
 
-use crate::data::codec::{split_pair, write_list, write_pair};
-use crate::data::{Number, Numeric, Rows};
+use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
+use crate::data::{Number, Numeric, Rows, RowsError};
 use crate::plan::Reducer;
 
-/// A malformed pair record.
-#[derive(Debug, thiserror::Error)]
-#[error("record {index} is not an encoded (key, value) pair")]
-pub struct PairError {
-    /// Index of the record in its partition.
-    pub index: usize,
+/// Why the native part of a keyed operator failed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShuffleError {
+    /// A record is not an encoded pair (or its value not the codec's number).
+    #[error("record {index} is not an encoded (key, value) pair")]
+    NotAPair {
+        /// Index of the record in its partition.
+        index: usize,
+    },
+    /// An output partition, or a key's list of values, would pass 4 GiB.
+    #[error(transparent)]
+    TooLarge(#[from] RowsError),
 }
 
 type Hasher = foldhash::fast::FixedState;
@@ -36,7 +42,7 @@ pub fn partition_of(key: &[u8], partitions: usize) -> usize {
 }
 
 /// Splits a partition of pairs into `partitions` buckets by key.
-pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, PairError> {
+pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, ShuffleError> {
     let mut buckets: Vec<Rows> = (0..partitions)
         .map(|_| {
             Rows::with_capacity(
@@ -46,8 +52,8 @@ pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, PairError> {
         })
         .collect();
     for (index, record) in input.iter().enumerate() {
-        let (key, _) = split_pair(record).ok_or(PairError { index })?;
-        buckets[partition_of(key, partitions)].push(record);
+        let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+        buckets[partition_of(key, partitions)].try_push(record)?;
     }
     Ok(buckets)
 }
@@ -116,18 +122,19 @@ impl Builtin {
         self,
         inputs: impl IntoIterator<Item = &'a Rows>,
         partitions: usize,
-    ) -> Result<Vec<Rows>, PairError> {
+    ) -> Result<Vec<Rows>, ShuffleError> {
         let mut totals: HashMap<&[u8], Number, Hasher> = HashMap::with_hasher(hasher());
         for input in inputs {
             totals.reserve(input.len() / 4);
             for (index, record) in input.iter().enumerate() {
-                let (key, value) = split_pair(record).ok_or(PairError { index })?;
+                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
                 let value = if self.count_values {
                     Number::Int(1)
-                } else if value.len() == self.read.width() {
-                    self.read.read(value).expect("width checked")
                 } else {
-                    return Err(PairError { index });
+                    // `None` unless the value has the codec's width.
+                    self.read
+                        .read(value)
+                        .ok_or(ShuffleError::NotAPair { index })?
                 };
                 totals
                     .entry(key)
@@ -142,7 +149,10 @@ impl Builtin {
         for (key, total) in totals {
             scratch.clear();
             self.read.write(total, &mut scratch);
-            buckets[partition_of(key, partitions)].push_with(|out| write_pair(key, &scratch, out));
+            buckets[partition_of(key, partitions)]
+                .try_push_with(pair_len(key, scratch.len()), |out| {
+                    write_pair(key, &scratch, out)
+                })?;
         }
         Ok(buckets)
     }
@@ -157,14 +167,14 @@ pub struct Groups<'a> {
 
 impl<'a> Groups<'a> {
     /// Groups the pairs of `inputs`.
-    pub fn new(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Groups<'a>, PairError> {
+    pub fn new(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Groups<'a>, ShuffleError> {
         let mut groups = Groups {
             index: HashMap::with_hasher(hasher()),
             groups: Vec::new(),
         };
         for input in inputs {
             for (index, record) in input.iter().enumerate() {
-                let (key, value) = split_pair(record).ok_or(PairError { index })?;
+                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
                 match groups.index.get(key) {
                     Some(&g) => groups.groups[g].1.push(value),
                     None => {
@@ -178,50 +188,55 @@ impl<'a> Groups<'a> {
     }
 
     /// `tuple<k, list<v>>` records, one per key.
-    pub fn to_lists(&self) -> Rows {
+    pub fn to_lists(&self) -> Result<Rows, ShuffleError> {
         let mut out = Rows::with_capacity(self.groups.len(), 0);
         for (key, values) in &self.groups {
-            out.push_with(|buf| {
-                let mut list = Vec::new();
-                write_list(values.iter().copied(), &mut list);
-                write_pair(key, &list, buf);
-            });
+            push_list(&mut out, key, values)?;
         }
-        out
+        Ok(out)
     }
 
     /// Splits the groups into keys with a single value, already reduced
     /// (returned as `tuple<k, v>` records), and `tuple<k, list<v>>` records of
     /// the keys with several values, which need the reducer.
-    pub fn split_singles(&self) -> (Rows, Rows) {
+    pub fn split_singles(&self) -> Result<(Rows, Rows), ShuffleError> {
         let mut singles = Rows::new();
         let mut lists = Rows::new();
         for (key, values) in &self.groups {
             if let [value] = values.as_slice() {
-                singles.push_with(|buf| write_pair(key, value, buf));
+                singles.try_push_with(pair_len(key, value.len()), |buf| {
+                    write_pair(key, value, buf)
+                })?;
             } else {
-                lists.push_with(|buf| {
-                    let mut list = Vec::new();
-                    write_list(values.iter().copied(), &mut list);
-                    write_pair(key, &list, buf);
-                });
+                push_list(&mut lists, key, values)?;
             }
         }
-        (singles, lists)
+        Ok((singles, lists))
     }
 }
 
+/// Appends the `tuple<k, list<v>>` record of `key` and `values` to `out`,
+/// checking its size before copying anything.
+fn push_list(out: &mut Rows, key: &[u8], values: &[&[u8]]) -> Result<(), ShuffleError> {
+    let len = pair_len(key, list_len(values.iter().copied()));
+    out.try_push_with(len, |buf| {
+        write_prefixed(key, buf)?;
+        write_list(values.iter().copied(), buf)
+    })?;
+    Ok(())
+}
+
 /// Spreads the records of `inputs` round-robin over `partitions` partitions.
-pub fn round_robin(inputs: &[Rows], partitions: usize) -> Vec<Rows> {
+pub fn round_robin(inputs: &[Rows], partitions: usize) -> Result<Vec<Rows>, ShuffleError> {
     let mut out: Vec<Rows> = (0..partitions).map(|_| Rows::new()).collect();
     let mut next = 0;
     for input in inputs {
         for record in input {
-            out[next].push(record);
+            out[next].try_push(record)?;
             next = (next + 1) % partitions;
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -234,7 +249,10 @@ mod tests {
     fn pairs(items: &[(&str, i64)]) -> Rows {
         let mut rows = Rows::new();
         for (k, v) in items {
-            rows.push_with(|b| write_pair(k.as_bytes(), &v.to_le_bytes(), b));
+            rows.try_push_with(pair_len(k.as_bytes(), 8), |b| {
+                write_pair(k.as_bytes(), &v.to_le_bytes(), b)
+            })
+            .unwrap();
         }
         rows
     }
@@ -271,14 +289,17 @@ mod tests {
     fn malformed_pairs_are_errors() {
         let mut rows = Rows::new();
         rows.push(&[200, 0, 0, 0, 1]);
-        assert_eq!(bucket(&rows, 2).unwrap_err().index, 0);
+        assert_eq!(
+            bucket(&rows, 2).unwrap_err(),
+            ShuffleError::NotAPair { index: 0 }
+        );
     }
 
     #[test]
     fn groups_keep_first_appearance_order() {
         let input = pairs(&[("b", 1), ("a", 2), ("b", 3)]);
         let groups = Groups::new([&input]).unwrap();
-        let lists = groups.to_lists();
+        let lists = groups.to_lists().unwrap();
         let (k, list) = split_pair(lists.get(0)).unwrap();
         assert_eq!(k, b"b");
         let values: Vec<i64> = ListIter::new(list)
@@ -286,9 +307,32 @@ mod tests {
             .map(|v| i64::from_le_bytes(v.unwrap().try_into().unwrap()))
             .collect();
         assert_eq!(values, vec![1, 3]);
-        let (singles, multi) = groups.split_singles();
+        let (singles, multi) = groups.split_singles().unwrap();
         assert_eq!(singles.len(), 1);
         assert_eq!(multi.len(), 1);
+    }
+
+    /// A partition of `len` zero bytes as one record: a pair with the empty
+    /// key and a value of `len - 4` bytes. Zeroed and never touched, it
+    /// costs no memory.
+    fn huge_pair(len: usize) -> Rows {
+        Rows::from_parts(vec![0u8; len], vec![u32::try_from(len).unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn groups_and_partitions_past_4_gib_are_errors() {
+        let inputs = [huge_pair(3 << 30), huge_pair(3 << 30)];
+        let groups = Groups::new(&inputs).unwrap();
+        let too_large = ShuffleError::TooLarge(RowsError::TooLarge);
+        assert_eq!(groups.to_lists().unwrap_err(), too_large);
+        assert_eq!(groups.split_singles().unwrap_err(), too_large);
+        // A one-partition shuffle of the two: nothing past the first record
+        // is copied before the error.
+        let small = pairs(&[("a", 1)]);
+        let inputs = [small, huge_pair(u32::MAX as usize)];
+        assert_eq!(round_robin(&inputs, 1).unwrap_err(), too_large);
+        let groups = Groups::new(&inputs).unwrap();
+        assert_eq!(groups.to_lists().unwrap_err(), too_large);
     }
 
     proptest! {

@@ -3,9 +3,20 @@
 //! policy of a task: a trap throws the instance away and runs the task again
 //! on a fresh one, up to `retries` times; an error the guest returned is
 //! deterministic and fails the task at once.
+//!
+//! Every fresh instance runs `define` and must return the graph the job was
+//! planned from: the host calls user functions by their number, and a plugin
+//! that numbers them differently per instance (iterating a randomly seeded
+//! hash map, reading the clock) would otherwise have the wrong function
+//! called. A panic of the host inside a task (a bug) fails the task with its
+//! message instead of unwinding through the pool. [`Workers::shutdown`]
+//! stops the pool and waits for its threads to exit.
 
-use std::sync::Mutex;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
+use crate::plan::JobGraph;
 use crate::wasm::{CallError, Instance, Plugin};
 
 /// Why a task failed.
@@ -31,17 +42,69 @@ pub enum TaskCause {
     /// A fresh instance could not be made.
     #[error("could not start a plugin instance: {0}")]
     Instantiate(String),
+    /// A fresh instance's `define` returned another graph than the one the
+    /// job runs: the plugin is not deterministic.
+    #[error(
+        "a fresh instance's `define` returned a different graph than the first instance: \
+         {0}; `define` must build the same graph in every instance (no randomness, hash map \
+         iteration order or clock)"
+    )]
+    UnstableDefine(String),
+    /// The job is stopping: the task was not run (again).
+    #[error("not run: the job is stopping")]
+    Cancelled,
+    /// The host panicked while running the task: a bug in Sluice.
+    #[error("internal error (a bug in Sluice, please report it): {0}")]
+    Panic(String),
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
 }
 
 /// A pool of worker threads, each with its own instance of the job's plugin.
 pub struct Workers {
     pool: rayon::ThreadPool,
+    live: Arc<LiveThreads>,
+    /// Set by [`Workers::cancel`]: tasks make no further attempt.
+    cancelled: AtomicBool,
     instances: Vec<Mutex<Option<Instance>>>,
     plugin: Plugin,
     args: Vec<(String, String)>,
-    job: String,
+    graph: JobGraph,
     retries: u32,
     recycle_above: usize,
+}
+
+/// The number of a pool's threads that have started and not yet exited.
+#[derive(Default)]
+struct LiveThreads {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl LiveThreads {
+    fn add(&self, delta: isize) {
+        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        *count = count.saturating_add_signed(delta);
+        self.changed.notify_all();
+    }
+
+    fn wait_for_none(&self) {
+        let count = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            self.changed
+                .wait_while(count, |count| *count > 0)
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+    }
 }
 
 /// Settings of a [`Workers`] pool.
@@ -57,28 +120,55 @@ pub struct WorkersConfig {
 
 impl Workers {
     /// A pool running `plugin`'s functions; each fresh instance is given
-    /// `args` through `define` so its function table matches the plan.
+    /// `args` through `define`, and must return `graph`, the graph the job
+    /// was planned from, so that its function table matches the plan.
     pub fn new(
         plugin: Plugin,
-        job: String,
+        graph: JobGraph,
         args: Vec<(String, String)>,
         config: WorkersConfig,
     ) -> Result<Workers, rayon::ThreadPoolBuildError> {
         let threads = config.threads.max(1);
+        let live = Arc::new(LiveThreads::default());
+        let (started, exited) = (Arc::clone(&live), Arc::clone(&live));
+        let job = graph.name.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("sluice-worker-{i}"))
+            .start_handler(move |_| started.add(1))
+            .exit_handler(move |_| exited.add(-1))
+            // Tasks catch their panics; this is for anything else, which
+            // would otherwise abort the process.
+            .panic_handler(move |payload| {
+                tracing::error!(job = %job, "a worker thread panicked: {}", panic_message(&*payload));
+            })
             .build()?;
         Ok(Workers {
             pool,
+            live,
+            cancelled: AtomicBool::new(false),
             // One more slot for calls made from outside the pool.
             instances: (0..=threads).map(|_| Mutex::new(None)).collect(),
             plugin,
             args,
-            job,
+            graph,
             retries: config.retries,
             recycle_above: config.recycle_above,
         })
+    }
+
+    /// Tells tasks not to start another attempt (a call already running
+    /// goes on to its end or its time limit): the job is stopping.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops the pool and waits until its threads have exited (each finishes
+    /// the task it is running first); the instances are dropped.
+    pub fn shutdown(self) {
+        let live = Arc::clone(&self.live);
+        drop(self);
+        live.wait_for_none();
     }
 
     /// Number of worker threads: the default parallelism of shuffles.
@@ -125,48 +215,171 @@ impl Workers {
             })
         };
         let task = format!("{operator} ({place})");
+        let job = &self.graph.name;
         for attempt in 1..=attempts {
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Err(fail(attempt, TaskCause::Cancelled));
+            }
             if guard.is_none() {
                 let fresh = self
                     .fresh_instance()
-                    .map_err(|e| fail(attempt, TaskCause::Instantiate(e)))?;
+                    .map_err(|cause| fail(attempt, cause))?;
                 *guard = Some(fresh);
             }
             let instance = guard.as_mut().expect("filled above");
             instance.set_task(&task);
-            match call(instance) {
-                Ok(value) => {
+            let outcome = catch_unwind(AssertUnwindSafe(|| call(instance)));
+            match outcome {
+                Ok(Ok(value)) => {
                     if instance.memory_bytes() > self.recycle_above {
-                        tracing::debug!(job = %self.job, "recycling an instance above the memory watermark");
+                        tracing::debug!(job = %job, "recycling an instance above the memory watermark");
                         *guard = None;
                     }
                     return Ok(value);
                 }
-                Err(error @ CallError::Trap { .. }) => {
+                Ok(Err(error @ CallError::Trap { .. })) => {
                     *guard = None;
                     if attempt == attempts {
                         return Err(fail(attempt, error.into()));
                     }
                     tracing::warn!(
-                        job = %self.job,
+                        job = %job,
                         "task `{task}` failed (attempt {attempt} of {attempts}), retrying on a fresh instance: {error}"
                     );
                 }
-                Err(error) => return Err(fail(attempt, error.into())),
+                Ok(Err(error)) => return Err(fail(attempt, error.into())),
+                Err(payload) => {
+                    // The instance may be half way through a call: drop it.
+                    *guard = None;
+                    return Err(fail(attempt, TaskCause::Panic(panic_message(&*payload))));
+                }
             }
         }
         unreachable!("the last attempt returns")
     }
 
-    fn fresh_instance(&self) -> Result<Instance, String> {
+    fn fresh_instance(&self) -> Result<Instance, TaskCause> {
         let mut instance = self
             .plugin
-            .instantiate(&self.job)
-            .map_err(|e| e.to_string())?;
+            .instantiate(&self.graph.name)
+            .map_err(|e| TaskCause::Instantiate(e.to_string()))?;
         instance.set_task("define");
-        instance
-            .define(&self.args)
-            .map_err(|e| format!("`define` failed in a fresh instance: {e}"))?;
-        Ok(instance)
+        let graph = instance.define(&self.args).map_err(|e| {
+            TaskCause::Instantiate(format!("`define` failed in a fresh instance: {e}"))
+        })?;
+        match self.graph.first_difference(&graph) {
+            None => Ok(instance),
+            Some(difference) => Err(TaskCause::UnstableDefine(difference)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use sluice_test_artifacts::MISBEHAVING;
+
+    use super::*;
+    use crate::wasm::{Runtime, WasmConfig};
+
+    fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Workers over the `misbehaving` plugin whose instances get `args`,
+    /// expecting the graph that `define` gives for `planned_args`.
+    fn workers(planned_args: &[(&str, &str)], args_: &[(&str, &str)]) -> Workers {
+        let runtime = Runtime::new(WasmConfig::default()).expect("engine");
+        let plugin = runtime.load(Path::new(MISBEHAVING)).expect("load");
+        let graph = plugin
+            .instantiate("test")
+            .expect("instantiate")
+            .define(&args(planned_args))
+            .expect("define");
+        let config = WorkersConfig {
+            threads: 2,
+            retries: 1,
+            recycle_above: usize::MAX,
+        };
+        Workers::new(plugin, graph, args(args_), config).expect("a pool")
+    }
+
+    const LINES_FILE: (&str, &str) = ("input", "/nonexistent/lines.txt");
+
+    #[test]
+    fn a_host_panic_in_a_task_fails_the_task_not_the_process() {
+        let workers = workers(&[LINES_FILE], &[LINES_FILE]);
+        let err = workers
+            .install(|| {
+                workers.run(
+                    "map at a.rs:1:1",
+                    "batch 1 ms, partition 0",
+                    |_| -> Result<(), CallError> { panic!("boom") },
+                )
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&err.cause, TaskCause::Panic(m) if m == "boom"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "task `map at a.rs:1:1` (batch 1 ms, partition 0) failed: internal error"
+            ),
+            "{err}"
+        );
+        // The pool lives on, and the next task gets a fresh instance.
+        assert_eq!(
+            workers
+                .install(|| workers.run("map", "p1", |_| Ok(7)))
+                .unwrap(),
+            7
+        );
+        workers.shutdown();
+    }
+
+    #[test]
+    fn a_fresh_instance_that_defines_another_graph_is_refused() {
+        // The pool was planned from a plain `define`; its instances define
+        // ten more maps.
+        let workers = workers(&[LINES_FILE], &[LINES_FILE, ("unstable_define", "true")]);
+        let err = workers
+            .install(|| workers.run("map", "p0", |_| Ok(())))
+            .unwrap_err();
+        let TaskCause::UnstableDefine(difference) = &err.cause else {
+            panic!("{err}")
+        };
+        assert!(difference.starts_with("node 1 was `"), "{difference}");
+        assert!(
+            err.to_string()
+                .contains("a different graph than the first instance"),
+            "{err}"
+        );
+        assert_eq!(err.attempts_note, "", "not retried");
+        workers.shutdown();
+    }
+
+    #[test]
+    fn cancelled_tasks_make_no_attempt_and_shutdown_joins_the_threads() {
+        let workers = workers(&[LINES_FILE], &[LINES_FILE]);
+        let live = Arc::clone(&workers.live);
+        workers
+            .install(|| workers.run("map", "p0", |_| Ok(())))
+            .unwrap();
+        workers.cancel();
+        let err = workers
+            .install(|| workers.run("map", "p1", |_| Ok(())))
+            .unwrap_err();
+        assert!(matches!(err.cause, TaskCause::Cancelled), "{err}");
+        workers.shutdown();
+        assert_eq!(
+            *live.count.lock().unwrap(),
+            0,
+            "every worker thread has exited"
+        );
     }
 }

@@ -11,7 +11,7 @@ pub type FunctionId = u32;
 pub type NodeId = usize;
 
 /// A job: its name and its nodes, each after the nodes it reads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobGraph {
     /// The job's name, for logs.
     pub name: String,
@@ -19,8 +19,34 @@ pub struct JobGraph {
     pub nodes: Vec<Node>,
 }
 
+impl JobGraph {
+    /// The first difference between this graph and `other`, for a message
+    /// (`None` when they are equal): every instance of a plugin must define
+    /// the same graph, since the host calls functions by their number.
+    pub fn first_difference(&self, other: &JobGraph) -> Option<String> {
+        if self.name != other.name {
+            return Some(format!("job name `{}` became `{}`", self.name, other.name));
+        }
+        let mut nodes = self.nodes.iter().zip(&other.nodes).enumerate();
+        if let Some((index, (a, b))) = nodes.find(|(_, (a, b))| a != b) {
+            return Some(format!(
+                "node {index} was {} and became {}",
+                a.describe(),
+                b.describe()
+            ));
+        }
+        (self.nodes.len() != other.nodes.len()).then(|| {
+            format!(
+                "the graph had {} nodes and now has {}",
+                self.nodes.len(),
+                other.nodes.len()
+            )
+        })
+    }
+}
+
 /// One DStream (or output) of the job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     /// What the user wrote and where (`"map at src/lib.rs:12:10"`).
     pub name: String,
@@ -33,8 +59,35 @@ pub struct Node {
     pub codec: String,
 }
 
+impl Node {
+    /// `` `map at src/lib.rs:3:7` (map of function 2, reading node 1, codec `string`) ``.
+    fn describe(&self) -> String {
+        let function = match &self.kind {
+            NodeKind::Map(f)
+            | NodeKind::FlatMap(f)
+            | NodeKind::Filter(f)
+            | NodeKind::MapPartitions(f)
+            | NodeKind::Reduce(f)
+            | NodeKind::ForeachPartition(f)
+            | NodeKind::ReduceByKey {
+                reducer: Reducer::Function(f),
+                ..
+            } => format!(" of function {f}"),
+            _ => String::new(),
+        };
+        let inputs: Vec<String> = self.inputs.iter().map(ToString::to_string).collect();
+        format!(
+            "`{}` ({}{function}, reading [{}], codec `{}`)",
+            self.name,
+            self.kind.label(),
+            inputs.join(", "),
+            self.codec
+        )
+    }
+}
+
 /// Where a source's records come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// Lines from a TCP server.
     SocketText {
@@ -80,7 +133,7 @@ pub enum Reducer {
 }
 
 /// What a node does.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
     /// A source of records.
     Source(SourceSpec),
@@ -198,4 +251,51 @@ pub enum Stage {
     Apply(FunctionId),
     /// Map-side combine of a `reduce_by_key` with a user reducer.
     Combine(FunctionId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(nodes: Vec<Node>) -> JobGraph {
+        JobGraph {
+            name: "job".into(),
+            nodes,
+        }
+    }
+
+    #[test]
+    fn first_difference_names_the_node_and_the_functions() {
+        let map = |name: &str, f| test_node(name, NodeKind::Map(f), &[0], "string");
+        let first = graph(vec![
+            test_socket(),
+            map("map at a.rs:1:1", 0),
+            map("map at a.rs:2:1", 1),
+        ]);
+        assert_eq!(first.first_difference(&first.clone()), None);
+
+        let swapped = graph(vec![
+            test_socket(),
+            map("map at a.rs:2:1", 0),
+            map("map at a.rs:1:1", 1),
+        ]);
+        assert_eq!(
+            first.first_difference(&swapped).unwrap(),
+            "node 1 was `map at a.rs:1:1` (map of function 0, reading [0], codec `string`) \
+             and became `map at a.rs:2:1` (map of function 0, reading [0], codec `string`)"
+        );
+        let shorter = graph(first.nodes[..2].to_vec());
+        assert_eq!(
+            first.first_difference(&shorter).unwrap(),
+            "the graph had 3 nodes and now has 2"
+        );
+        let renamed = JobGraph {
+            name: "other".into(),
+            ..first.clone()
+        };
+        assert_eq!(
+            first.first_difference(&renamed).unwrap(),
+            "job name `job` became `other`"
+        );
+    }
 }

@@ -23,6 +23,8 @@ pub(super) async fn run(records_per_second: u64, ctx: ReceiverContext, handle: R
     let mut generator = BlockGenerator::new(handle, &ctx);
     let mut stop = ctx.stop.subscribe();
     let mut rate = Rate::new(records_per_second, now_ms());
+    // One `(timestamp, counter)` record, encoded.
+    let mut record = Vec::with_capacity(20);
     let max_per_tick = (generator.max_block_bytes() / RECORD_BYTES).max(1) as u64;
     let tick = sleep_until(generator.deadline());
     tokio::pin!(tick);
@@ -34,9 +36,10 @@ pub(super) async fn run(records_per_second: u64, ctx: ReceiverContext, handle: R
                 if !generator.over_budget() {
                     let due = generator.due();
                     rate.generate(due, max_per_tick, |timestamp, counter| {
-                        generator.rows().push_with(|out| {
-                            write_pair(&timestamp.to_le_bytes(), &counter.to_le_bytes(), out);
-                        });
+                        record.clear();
+                        write_pair(&timestamp.to_le_bytes(), &counter.to_le_bytes(), &mut record)
+                            .expect("an 8-byte key fits");
+                        generator.rows().push(&record);
                     });
                 }
                 generator.tick();
