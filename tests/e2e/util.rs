@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real `sluice` binary with
-//! a deadline, serve bytes on a loopback port, generate the corpus, read the
+//! a deadline, serve bytes on a loopback port, generate the corpus (with
+//! `sluice-corpus`, the generator of the demo and of `bench/run`), read the
 //! directories written by `save_as_text_files`, the `print` output and the
 //! `--metrics-json` file, and count words independently of Sluice.
 
@@ -31,34 +32,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `../shared` beside the repository: the corpus generator lives there.
-pub fn shared_dir() -> PathBuf {
-    repo_root()
-        .parent()
-        .expect("the repository has a parent folder")
-        .join("shared")
-}
-
-/// `lines` lines of `shared/bench/gen-corpus.py` output (deterministic).
-/// Cached per size, since several tests use the same corpus.
+/// `lines` lines of the corpus (`sluice_corpus`, default seed: the bytes
+/// `gen-corpus LINES` writes). Cached per size, since several tests use the
+/// same corpus.
 pub fn corpus(lines: usize) -> &'static [u8] {
     static CACHE: OnceLock<std::sync::Mutex<HashMap<usize, &'static [u8]>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     cache.entry(lines).or_insert_with(|| {
-        let script = shared_dir().join("bench/gen-corpus.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg(lines.to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("run python3 {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Box::leak(out.stdout.into_boxed_slice())
+        Box::leak(sluice_corpus::generate(lines, sluice_corpus::DEFAULT_SEED).into_boxed_slice())
     })
 }
 
