@@ -137,7 +137,11 @@ mod tests {
     fn lines_and_words_follow_the_vocabulary_rule() {
         let text = String::from_utf8(generate(5_000, 1)).expect("ASCII");
         assert!(text.ends_with('\n'));
-        let lines: Vec<&str> = text.strip_suffix('\n').unwrap_or(&text).split('\n').collect();
+        let lines: Vec<&str> = text
+            .strip_suffix('\n')
+            .unwrap_or(&text)
+            .split('\n')
+            .collect();
         assert_eq!(lines.len(), 5_000);
         let mut words = 0usize;
         for line in &lines {

@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: gen-corpus LINES [--seed N]  (writes LINES lines of Zipf(1.1) text to stdout)";
+const USAGE: &str =
+    "usage: gen-corpus LINES [--seed N]  (writes LINES lines of Zipf(1.1) text to stdout)";
 
 fn main() -> ExitCode {
     let (lines, seed) = match parse(std::env::args().skip(1)) {
