@@ -9,6 +9,9 @@
 mod all_operators;
 mod bad_input;
 mod file_stream;
+mod instances;
+mod sandbox;
+mod stopping;
 mod util;
 mod wordcount;
 

@@ -12,7 +12,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,7 @@ pub fn plugin(path: &str) -> PathBuf {
 /// A command line for `sluice`.
 pub struct Sluice {
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     timeout: Duration,
 }
 
@@ -198,6 +200,7 @@ impl Sluice {
     {
         Self {
             args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
             timeout: RUN_TIMEOUT,
         }
     }
@@ -228,6 +231,12 @@ impl Sluice {
         self.arg(name).arg(value)
     }
 
+    /// Sets an environment variable of the process (e.g. `SLUICE_LOG`).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -238,6 +247,7 @@ impl Sluice {
         let bin = env!("CARGO_BIN_EXE_sluice");
         let mut child = Command::new(bin)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -283,6 +293,17 @@ impl Running {
                 self.command, self.timeout
             );
         }
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) to the process, with `kill -INT`.
+    #[track_caller]
+    pub fn interrupt(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap_or_else(|e| panic!("run `kill -INT {pid}`: {e}"));
+        assert!(status.success(), "`kill -INT {pid}` failed: {status}");
     }
 
     /// Whether the process has exited.
@@ -414,6 +435,96 @@ impl Server {
     pub fn finish(self) {
         match self.handle.join() {
             Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("test server on port {}: {e:#}", self.port),
+            Err(_) => panic!("test server on port {} panicked", self.port),
+        }
+    }
+}
+
+/// A TCP server on `127.0.0.1:<port>` that streams `data` to its one client
+/// at a steady rate, `piece` bytes (cut anywhere, also inside a line) every
+/// `pause`, and keeps the connection open, also after the last byte, until
+/// the client closes it or [`StreamServer::finish`] is called: a stream that
+/// is still going when the job stops.
+pub struct StreamServer {
+    pub port: u16,
+    sent: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl StreamServer {
+    pub fn start(data: &'static [u8], piece: usize, pause: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (sent, done) = (sent.clone(), done.clone());
+            thread::spawn(move || -> Result<()> {
+                listener.set_nonblocking(true)?;
+                let deadline = Instant::now() + RUN_TIMEOUT;
+                let mut stream = loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => break stream,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if done.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            ensure!(Instant::now() < deadline, "nobody connected to port {port}");
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => return Err(e).context("accept"),
+                    }
+                };
+                stream.set_nonblocking(false)?;
+                // Short, so that `done` is seen while the client pushes back.
+                stream.set_write_timeout(Some(Duration::from_millis(100)))?;
+                let mut offset = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let end = (offset + piece.max(1)).min(data.len());
+                    while offset < end && !done.load(Ordering::Relaxed) {
+                        match stream.write(&data[offset..end]) {
+                            Ok(0) => return Ok(()),
+                            Ok(n) => {
+                                offset += n;
+                                sent.store(offset, Ordering::Relaxed);
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock
+                                        | std::io::ErrorKind::TimedOut
+                                        | std::io::ErrorKind::Interrupted
+                                ) => {}
+                            // The client went away: the stream ends here.
+                            Err(_) => return Ok(()),
+                        }
+                    }
+                    thread::sleep(pause);
+                }
+                Ok(())
+            })
+        };
+        Self {
+            port,
+            sent,
+            done,
+            handle,
+        }
+    }
+
+    /// Bytes written to the connection so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops streaming, closes the connection and returns the bytes written.
+    #[track_caller]
+    pub fn finish(self) -> usize {
+        self.done.store(true, Ordering::Relaxed);
+        match self.handle.join() {
+            Ok(Ok(())) => self.sent.load(Ordering::Relaxed),
             Ok(Err(e)) => panic!("test server on port {}: {e:#}", self.port),
             Err(_) => panic!("test server on port {} panicked", self.port),
         }
