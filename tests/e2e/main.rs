@@ -11,6 +11,7 @@ mod bad_input;
 mod file_stream;
 mod instances;
 mod sandbox;
+#[cfg(unix)]
 mod stopping;
 mod util;
 mod wordcount;

@@ -295,15 +295,25 @@ impl Running {
         }
     }
 
-    /// Sends SIGINT (what Ctrl-C sends) to the process, with `kill -INT`.
+    /// Sends SIGINT (what Ctrl-C sends) to the process, unless it has
+    /// already ended (then [`Running::wait`] tells how).
+    #[cfg(unix)]
     #[track_caller]
     pub fn interrupt(&mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap_or_else(|e| panic!("run `kill -INT {pid}`: {e}"));
-        assert!(status.success(), "`kill -INT {pid}` failed: {status}");
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a process id fits in pid_t");
+        // SAFETY: kill(2) touches no memory of ours. `try_wait` just found
+        // the child running, and only this `&mut self` can reap it, so `pid`
+        // still names our child (at worst a zombie), never another process.
+        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, SIGINT): {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Whether the process has exited.
