@@ -57,47 +57,56 @@ def log(msg: str) -> None:
 @dataclasses.dataclass
 class Corpus:
     path: Path
+    generator: str  # what made it: "gen-corpus" or the SLUICE_GEN_CORPUS path
     lines: int
     words: int
     bytes: int
     counts: dict[str, int]  # word (bytes decoded as Latin-1, so any byte round-trips) -> count
 
 
-def gen_corpus_script() -> Path:
+def corpus_generator(target: Path) -> tuple[list[str], str]:
+    """The command that writes the corpus (LINES is appended) and its name for the results:
+    `SLUICE_GEN_CORPUS` if set (an executable, or a Python script such as an older generator),
+    else the workspace's `gen-corpus` (package `sluice-corpus`)."""
     override = os.environ.get("SLUICE_GEN_CORPUS")
     if override:
-        return Path(override)
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=BENCH, capture_output=True, text=True)
-    root = Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else ROOT
-    return root.parent / "shared" / "bench" / "gen-corpus.py"
+        path = Path(override).resolve()
+        if not path.exists():
+            sys.exit(f"SLUICE_GEN_CORPUS={override}: no such file")
+        argv = [sys.executable, str(path)] if path.suffix == ".py" else [str(path)]
+        return argv, str(path)
+    return [str(target / "release" / "gen-corpus")], "gen-corpus"
 
 
-def prepare_corpus(lines: int) -> Corpus:
-    """Generates the corpus once per size and counts it exactly once (both cached in bench/.work)."""
+def prepare_corpus(lines: int, generator: list[str], name: str) -> Corpus:
+    """Generates the corpus once per size and generator, and counts it exactly once (both cached
+    in bench/.work; `corpus-N.generator` says which generator made `corpus-N.txt`)."""
     WORK.mkdir(parents=True, exist_ok=True)
     path = WORK / f"corpus-{lines}.txt"
-    if not path.exists():
-        script = gen_corpus_script()
-        if not script.exists():
-            sys.exit(f"corpus generator not found at {script} (set SLUICE_GEN_CORPUS)")
-        log(f"generating {path.name} with {script} ...")
+    made_by = WORK / f"corpus-{lines}.generator"
+    if not path.exists() or not made_by.exists() or made_by.read_text().strip() != name:
+        if not Path(generator[-1]).exists():
+            sys.exit(f"corpus generator {generator[-1]} is missing: build it with "
+                     "`cargo build --release -p sluice-corpus` or drop --no-build")
+        log(f"generating {path.name} with {shlex.join(generator)} {lines} ...")
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as out:
-            subprocess.run([sys.executable, str(script), str(lines)], stdout=out, check=True)
+            subprocess.run(generator + [str(lines)], stdout=out, check=True)
         tmp.rename(path)
+        made_by.write_text(name + "\n")
     counts_path = WORK / f"corpus-{lines}.counts.json"
     stat = path.stat()
     if counts_path.exists():
         cached = json.loads(counts_path.read_text())
         if cached["bytes"] == stat.st_size and cached["mtime_ns"] == stat.st_mtime_ns:
-            return Corpus(path, cached["lines"], cached["words"], cached["bytes"], cached["counts"])
+            return Corpus(path, name, cached["lines"], cached["words"], cached["bytes"], cached["counts"])
     log(f"counting {path.name} exactly ...")
     counts, n_lines, n_words = exact_count(path)
     counts_path.write_text(json.dumps({
         "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
         "lines": n_lines, "words": n_words, "counts": counts,
     }))
-    return Corpus(path, n_lines, n_words, stat.st_size, counts)
+    return Corpus(path, name, n_lines, n_words, stat.st_size, counts)
 
 
 def exact_count(path: Path) -> tuple[dict[str, int], int, int]:
@@ -339,7 +348,8 @@ def cargo_target_dir() -> Path:
 
 
 def build_native() -> None:
-    sh(["cargo", "build", "--release", "-p", "sluice-bench"], cwd=ROOT, check=True)
+    """The corpus server, the native baseline and the corpus generator."""
+    sh(["cargo", "build", "--release", "-p", "sluice-bench", "-p", "sluice-corpus"], cwd=ROOT, check=True)
 
 
 def build_sluice() -> str | None:
@@ -690,7 +700,7 @@ def write_results(path: Path, summaries: list[Summary], corpus: Corpus, args, to
         "",
         f"Command: `{command}`",
         "",
-        f"Input: `gen-corpus.py {corpus.lines}` ({corpus.lines:,} lines, {corpus.words:,} words, "
+        f"Input: `{Path(corpus.generator).name} {corpus.lines}` ({corpus.lines:,} lines, {corpus.words:,} words, "
         f"{corpus.bytes / 1e6:.1f} MB){f', served {args.loops} times over' if args.loops > 1 else ''}: "
         f"{words:,} words per run, over one loopback TCP connection, "
         f"{args.warmup:g} s after the system connected. "
@@ -763,11 +773,6 @@ def main() -> int:
             p.error(f"unknown configuration(s): {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
         configs = [c for c in configs if c.name in wanted]
 
-    corpus = prepare_corpus(lines)
-    if not corpus.path.read_bytes()[-1:] == b"\n":
-        sys.exit(f"{corpus.path} does not end with a newline: it cannot be served in loops")
-    timeout_s = args.timeout or (60.0 if args.smoke else 300.0 + corpus.words * args.loops / 100_000)
-
     tools = Tools(target=cargo_target_dir(), spark_heap=args.spark_heap,
                   sluice_bin=args.sluice_bin and args.sluice_bin.resolve(),
                   plugin_wasm=args.plugin and args.plugin.resolve())
@@ -781,6 +786,11 @@ def main() -> int:
     for needed in (tools.corpus_server, tools.native):
         if not needed.exists():
             sys.exit(f"{needed} is missing: build with `cargo build --release -p sluice-bench` or drop --no-build")
+
+    corpus = prepare_corpus(lines, *corpus_generator(tools.target))
+    if not corpus.path.read_bytes()[-1:] == b"\n":
+        sys.exit(f"{corpus.path} does not end with a newline: it cannot be served in loops")
+    timeout_s = args.timeout or (60.0 if args.smoke else 300.0 + corpus.words * args.loops / 100_000)
     if "sluice" in systems and "sluice" not in unavailable:
         for needed in (tools.sluice, tools.plugin):
             if not needed.exists():

@@ -2,7 +2,7 @@
 //! chain `[apply flat_map, apply map, combine reduce_by_key]`.
 //!
 //! ```text
-//! python3 bench/gen-corpus.py 100000 > /tmp/corpus.txt
+//! cargo run --release -p sluice-corpus -- 100000 > /tmp/corpus.txt
 //! cargo run --release -p sluice-guest --example bench_run_chain -- /tmp/corpus.txt [ITERATIONS] [pairs]
 //! ```
 //!

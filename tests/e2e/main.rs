@@ -9,6 +9,10 @@
 mod all_operators;
 mod bad_input;
 mod file_stream;
+mod instances;
+mod sandbox;
+#[cfg(unix)]
+mod stopping;
 mod util;
 mod wordcount;
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real `sluice` binary with
-//! a deadline, serve bytes on a loopback port, generate the corpus, read the
+//! a deadline, serve bytes on a loopback port, generate the corpus (with
+//! `sluice-corpus`, the generator of the demo and of `bench/run`), read the
 //! directories written by `save_as_text_files`, the `print` output and the
 //! `--metrics-json` file, and count words independently of Sluice.
 
@@ -11,7 +12,8 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -31,34 +33,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `../shared` beside the repository: the corpus generator lives there.
-pub fn shared_dir() -> PathBuf {
-    repo_root()
-        .parent()
-        .expect("the repository has a parent folder")
-        .join("shared")
-}
-
-/// `lines` lines of `shared/bench/gen-corpus.py` output (deterministic).
-/// Cached per size, since several tests use the same corpus.
+/// `lines` lines of the corpus (`sluice_corpus`, default seed: the bytes
+/// `gen-corpus LINES` writes). Cached per size, since several tests use the
+/// same corpus.
 pub fn corpus(lines: usize) -> &'static [u8] {
     static CACHE: OnceLock<std::sync::Mutex<HashMap<usize, &'static [u8]>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     cache.entry(lines).or_insert_with(|| {
-        let script = shared_dir().join("bench/gen-corpus.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg(lines.to_string())
-            .output()
-            .unwrap_or_else(|e| panic!("run python3 {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Box::leak(out.stdout.into_boxed_slice())
+        Box::leak(sluice_corpus::generate(lines, sluice_corpus::DEFAULT_SEED).into_boxed_slice())
     })
 }
 
@@ -137,6 +120,7 @@ pub fn plugin(path: &str) -> PathBuf {
 /// A command line for `sluice`.
 pub struct Sluice {
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     timeout: Duration,
 }
 
@@ -216,6 +200,7 @@ impl Sluice {
     {
         Self {
             args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
             timeout: RUN_TIMEOUT,
         }
     }
@@ -246,6 +231,12 @@ impl Sluice {
         self.arg(name).arg(value)
     }
 
+    /// Sets an environment variable of the process (e.g. `SLUICE_LOG`).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -256,6 +247,7 @@ impl Sluice {
         let bin = env!("CARGO_BIN_EXE_sluice");
         let mut child = Command::new(bin)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -301,6 +293,27 @@ impl Running {
                 self.command, self.timeout
             );
         }
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) to the process, unless it has
+    /// already ended (then [`Running::wait`] tells how).
+    #[cfg(unix)]
+    #[track_caller]
+    pub fn interrupt(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a process id fits in pid_t");
+        // SAFETY: kill(2) touches no memory of ours. `try_wait` just found
+        // the child running, and only this `&mut self` can reap it, so `pid`
+        // still names our child (at worst a zombie), never another process.
+        let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, SIGINT): {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Whether the process has exited.
@@ -432,6 +445,96 @@ impl Server {
     pub fn finish(self) {
         match self.handle.join() {
             Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("test server on port {}: {e:#}", self.port),
+            Err(_) => panic!("test server on port {} panicked", self.port),
+        }
+    }
+}
+
+/// A TCP server on `127.0.0.1:<port>` that streams `data` to its one client
+/// at a steady rate, `piece` bytes (cut anywhere, also inside a line) every
+/// `pause`, and keeps the connection open, also after the last byte, until
+/// the client closes it or [`StreamServer::finish`] is called: a stream that
+/// is still going when the job stops.
+pub struct StreamServer {
+    pub port: u16,
+    sent: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl StreamServer {
+    pub fn start(data: &'static [u8], piece: usize, pause: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (sent, done) = (sent.clone(), done.clone());
+            thread::spawn(move || -> Result<()> {
+                listener.set_nonblocking(true)?;
+                let deadline = Instant::now() + RUN_TIMEOUT;
+                let mut stream = loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => break stream,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            if done.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            ensure!(Instant::now() < deadline, "nobody connected to port {port}");
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => return Err(e).context("accept"),
+                    }
+                };
+                stream.set_nonblocking(false)?;
+                // Short, so that `done` is seen while the client pushes back.
+                stream.set_write_timeout(Some(Duration::from_millis(100)))?;
+                let mut offset = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let end = (offset + piece.max(1)).min(data.len());
+                    while offset < end && !done.load(Ordering::Relaxed) {
+                        match stream.write(&data[offset..end]) {
+                            Ok(0) => return Ok(()),
+                            Ok(n) => {
+                                offset += n;
+                                sent.store(offset, Ordering::Relaxed);
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock
+                                        | std::io::ErrorKind::TimedOut
+                                        | std::io::ErrorKind::Interrupted
+                                ) => {}
+                            // The client went away: the stream ends here.
+                            Err(_) => return Ok(()),
+                        }
+                    }
+                    thread::sleep(pause);
+                }
+                Ok(())
+            })
+        };
+        Self {
+            port,
+            sent,
+            done,
+            handle,
+        }
+    }
+
+    /// Bytes written to the connection so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops streaming, closes the connection and returns the bytes written.
+    #[track_caller]
+    pub fn finish(self) -> usize {
+        self.done.store(true, Ordering::Relaxed);
+        match self.handle.join() {
+            Ok(Ok(())) => self.sent.load(Ordering::Relaxed),
             Ok(Err(e)) => panic!("test server on port {}: {e:#}", self.port),
             Err(_) => panic!("test server on port {} panicked", self.port),
         }

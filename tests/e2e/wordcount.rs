@@ -1,6 +1,6 @@
-//! The guide's NetworkWordCount over a real TCP socket: 200,000 lines of
-//! `gen-corpus.py` output, checked against counts computed here, in total and
-//! batch by batch.
+//! The guide's NetworkWordCount over a real TCP socket: 200,000 lines of the
+//! corpus (`sluice-corpus`), checked against counts computed here, in total
+//! and batch by batch.
 
 use std::path::Path;
 use std::time::Duration;

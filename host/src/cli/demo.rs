@@ -1,8 +1,8 @@
 //! `sluice demo`: the guide's NetworkWordCount with no external service.
-//! A thread serves generated text on a loopback port — Zipf(1.1) words over a
-//! synthetic vocabulary, the distribution of `shared/bench/gen-corpus.py` —
-//! at a fixed rate, and the `network-word-count` plugin counts it, printing
-//! every batch.
+//! A thread serves generated text on a loopback port — the corpus of
+//! `sluice-corpus` (Zipf(1.1) words over a synthetic vocabulary, the text of
+//! the end-to-end tests and of `bench/run`) — at a fixed rate, and the
+//! `network-word-count` plugin counts it, printing every batch.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use sluice_corpus::{Corpus, DEFAULT_SEED};
 
 use super::JobArgs;
 use crate::control::run_job;
@@ -92,7 +91,7 @@ fn serve(listener: TcpListener, rate: u64, duration: Duration) {
     let Ok((mut stream, _)) = listener.accept() else {
         return;
     };
-    let mut corpus = Corpus::new(42);
+    let mut corpus = Corpus::new(DEFAULT_SEED);
     let started = Instant::now();
     let mut sent = 0u64;
     let mut buf = Vec::with_capacity(1 << 20);
@@ -110,90 +109,5 @@ fn serve(listener: TcpListener, rate: u64, duration: Duration) {
         if stream.write_all(&buf).is_err() {
             return;
         }
-    }
-}
-
-/// Lines of Zipf(1.1)-distributed words over a synthetic vocabulary, as
-/// `shared/bench/gen-corpus.py` makes them (same distribution, not the same
-/// bytes: Python's generator is not reproduced).
-struct Corpus {
-    rng: SmallRng,
-    vocab: Vec<String>,
-    cumulative: Vec<f64>,
-}
-
-impl Corpus {
-    const VOCAB: usize = 100_000;
-
-    fn new(seed: u64) -> Corpus {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let vocab = (0..Self::VOCAB)
-            .map(|i| {
-                let len = rng.random_range(2..=10);
-                let mut w: String = (0..len)
-                    .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-                    .collect();
-                w.push(char::from(b'0' + (i % 7) as u8));
-                w
-            })
-            .collect();
-        let mut total = 0.0;
-        let cumulative = (1..=Self::VOCAB)
-            .map(|r| {
-                total += 1.0 / (r as f64).powf(1.1);
-                total
-            })
-            .collect();
-        Corpus {
-            rng,
-            vocab,
-            cumulative,
-        }
-    }
-
-    fn line(&mut self, out: &mut Vec<u8>) {
-        // Words per line: normal(10, 3), at least 1 (Box–Muller).
-        let (u1, u2): (f64, f64) = (self.rng.random::<f64>().max(1e-12), self.rng.random());
-        let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        let words = ((10.0 + 3.0 * normal) as i64).max(1);
-        let total = *self.cumulative.last().expect("a vocabulary");
-        for i in 0..words {
-            if i > 0 {
-                out.push(b' ');
-            }
-            let x = self.rng.random::<f64>() * total;
-            let rank = self
-                .cumulative
-                .partition_point(|&c| c < x)
-                .min(Self::VOCAB - 1);
-            out.extend_from_slice(self.vocab[rank].as_bytes());
-        }
-        out.push(b'\n');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn corpus_is_zipf_like_and_deterministic() {
-        let mut a = Corpus::new(7);
-        let mut b = Corpus::new(7);
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        for _ in 0..2000 {
-            a.line(&mut x);
-            b.line(&mut y);
-        }
-        assert_eq!(x, y);
-        let text = String::from_utf8(x).unwrap();
-        let mut counts = std::collections::HashMap::new();
-        for w in text.split([' ', '\n']).filter(|w| !w.is_empty()) {
-            *counts.entry(w).or_insert(0u32) += 1;
-        }
-        let top = counts.get(a.vocab[0].as_str()).copied().unwrap_or(0);
-        let tenth = counts.get(a.vocab[9].as_str()).copied().unwrap_or(0);
-        // Zipf(1.1): rank 1 is about 10^1.1 ≈ 12.6 times as frequent as rank 10.
-        assert!(top > 5 * tenth.max(1), "rank 1: {top}, rank 10: {tenth}");
     }
 }

@@ -24,7 +24,8 @@ pub struct Cli {
 enum Command {
     /// Run a job plugin (a WebAssembly component) in micro-batches.
     Run(RunArgs),
-    /// Run the network word count on a text stream served on loopback.
+    /// Run the network word count on Zipf text it serves on loopback (the
+    /// generator of bench/corpus).
     Demo(demo::DemoArgs),
 }
 

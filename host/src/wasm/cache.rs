@@ -49,7 +49,11 @@ pub(super) fn compile(
         // cache directory must be writable only by the user running the host.
         match unsafe { Component::deserialize_file(engine, &entry) } {
             Ok(component) => {
-                tracing::debug!(plugin = %plugin.display(), entry = %entry.display(), "loaded precompiled plugin");
+                tracing::info!(
+                    plugin = %plugin.display(),
+                    "loaded plugin from cache entry {}",
+                    entry.display()
+                );
                 return Ok(component);
             }
             Err(e) => tracing::warn!(
@@ -63,15 +67,18 @@ pub(super) fn compile(
     let component = Component::from_binary(engine, bytes)?;
     tracing::info!(plugin = %plugin.display(), "compiled plugin in {:.1?}", started.elapsed());
     match component.serialize() {
-        Ok(serialized) => {
-            if let Err(e) = store(dir, &entry, &serialized) {
-                tracing::warn!(
-                    plugin = %plugin.display(),
-                    "cannot write the compiled plugin to the cache {}: {e}",
-                    entry.display()
-                );
-            }
-        }
+        Ok(serialized) => match store(dir, &entry, &serialized) {
+            Ok(()) => tracing::info!(
+                plugin = %plugin.display(),
+                "wrote cache entry {}",
+                entry.display()
+            ),
+            Err(e) => tracing::warn!(
+                plugin = %plugin.display(),
+                "cannot write the compiled plugin to the cache {}: {e}",
+                entry.display()
+            ),
+        },
         Err(e) => {
             tracing::warn!(plugin = %plugin.display(), "cannot serialize the compiled plugin: {e:#}")
         }
