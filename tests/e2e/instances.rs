@@ -80,9 +80,18 @@ fn second_start_loads_the_compiled_plugin_from_the_cache_without_compiling() {
     let tmp = tempfile::tempdir().unwrap();
     let lines = corpus_lines(20);
     let expected = count_words(lines.iter().map(String::as_str));
-    // Both runs share `<tmp>/data` (the cache); each writes a fresh `out`.
+    // Both runs share `<tmp>/data` (the cache); each starts with no saved
+    // batch (`save_as_text_files` writes `<tmp>/out-<batch ms>` directories).
     let run = || {
-        let _ = fs::remove_dir_all(tmp.path().join("out"));
+        for entry in fs::read_dir(tmp.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("out-"))
+            {
+                fs::remove_dir_all(&path).unwrap();
+            }
+        }
         let out = misbehaving(tmp.path(), &lines, 10, &[])
             .env("SLUICE_LOG", "info")
             .output();

@@ -299,6 +299,21 @@ mod tests {
     }
 
     #[test]
+    fn codec_nested_100000_levels_deep_is_refused_naming_the_node() {
+        let deep = format!("{}i64{}", "list<".repeat(100_000), ">".repeat(100_000));
+        let g = job(vec![
+            socket(),
+            node("map at src/lib.rs:7:5", NodeKind::Map(0), &[0], &deep),
+            node("print at d", NodeKind::Print(10), &[1], ""),
+        ]);
+        // Without a bound, parsing this overflowed the host's stack.
+        let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
+        assert!(e.contains("node 1 (`map at src/lib.rs:7:5`)"), "{e}");
+        assert!(e.contains("a codec descriptor has at most"), "{e}");
+        assert!(e.len() < 400, "the descriptor is abbreviated: {e}");
+    }
+
+    #[test]
     fn builtin_sum_needs_numbers() {
         let g = job(vec![
             node(
