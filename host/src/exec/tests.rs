@@ -1,0 +1,1 @@
+//! Executor tests: early chains and batches over a real plugin.
