@@ -10,6 +10,10 @@
 //!    [`MAX_KEY_GROUPS`], as Flink's max parallelism).
 //! 3. Partition `p` of `P` owns the key groups `g` with `g mod P = p`.
 //!
+//! Partitions default to the number of workers; a keyed operator may not ask
+//! for more than `N` (plan validation refuses it), and with more workers than
+//! key groups the partitions from `N` on own no key group and stay empty.
+//!
 //! When `P` divides `N`, a key's partition is `hash mod P`, exactly Kafka's
 //! partition for that key among `P` partitions: a Kafka topic keyed the same
 //! way is co-partitioned with Sluice's shuffle. State will be kept per key

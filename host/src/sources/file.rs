@@ -30,7 +30,7 @@
 //! the first listing: unlike Spark's default, the files already in the
 //! directory when the receiver starts are read too, whatever their age, so a
 //! run over a prepared directory gives the same batches every time. The
-//! source never ends.
+//! source never ends; on stop, the rest of a file being read is not read.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
