@@ -1,7 +1,8 @@
 //! Every bad input gets its own error, naming the cause and the place: files
 //! that are not plugins, a plugin built against another contract version,
 //! guests that trap, loop (in Wasm code or in WASI calls) or allocate without
-//! bound, invalid UTF-8 in a stream, and intervals that do not fit together.
+//! bound, invalid UTF-8 in a stream, intervals that do not fit together, and
+//! key groups out of range or fewer than a keyed operator's partitions.
 
 use std::fs;
 use std::time::Duration;
@@ -262,4 +263,43 @@ fn batch_interval_not_a_multiple_of_block_interval_is_refused() {
 fn error_returned_by_output_function_fails_the_job_with_its_message() {
     misbehave("error", &[])
         .assert_stderr_contains(&["deliberate error in batch", "foreach_partition at"]);
+}
+
+#[test]
+fn more_partitions_than_key_groups_are_refused_naming_the_node_and_both_numbers() {
+    // all-operators has `reduce_by_key_with_partitions(.., 3)`.
+    let tmp = tempfile::tempdir().unwrap();
+    Sluice::run(
+        &util::plugin(sluice_test_artifacts::ALL_OPERATORS),
+        &tmp.path().join("data"),
+    )
+    .job_arg("input", tmp.path().join("input.txt").display())
+    .job_arg("output", tmp.path().join("out").display())
+    .opt("--key-groups", "2")
+    .arg("--until-sources-end")
+    .timeout(Duration::from_secs(60))
+    .output()
+    .assert_failure()
+    .assert_stderr_contains(&[
+        "reduce_by_key",
+        "asks for 3 partitions, more than the job's 2 key groups",
+    ]);
+}
+
+#[test]
+fn key_groups_outside_one_to_32768_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for n in ["0", "32769"] {
+        Sluice::run(
+            &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+            &tmp.path().join("data"),
+        )
+        .job_arg("host", "127.0.0.1")
+        .job_arg("port", 9)
+        .opt("--key-groups", n)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&["--key-groups", "between 1 and 32768"]);
+    }
 }

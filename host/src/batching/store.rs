@@ -771,4 +771,107 @@ mod tests {
         assert!(store.all_finished());
         assert_eq!(store.receivers()[0].blocks, 1);
     }
+
+    /// A block of `n` records `"rNNN"` (4 bytes each).
+    fn numbered(n: usize) -> Rows {
+        (0..n).map(|i| format!("r{:03}", i % 1000)).collect()
+    }
+
+    proptest::proptest! {
+        /// The scheduler's accounting over any mix of blocks, with the
+        /// blocks of the next batch already pushed: raw blocks of an early
+        /// source taken with `take_early`, released by their taker and
+        /// replaced by a `charge` for their output (half their records);
+        /// other blocks taken with their batch; each batch's bytes released
+        /// when it is done. After every batch the pending bytes are exactly
+        /// those of the next batch's blocks and early outputs; after the last
+        /// one, 0.
+        #[test]
+        fn after_every_batch_the_budget_holds_only_the_next_batch(
+            blocks in proptest::collection::vec((0usize..2, 0u64..5, 0usize..20, 0u64..3), 0..40),
+        ) {
+            // (receiver: 0 early, 1 not; batch index; records; invalid records)
+            let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+            let receivers = [store.register(1, "early".into()), store.register(2, "late".into())];
+            let time = |b: u64| BatchTime(1_000 * (b + 1));
+            // Every record is 4 bytes plus a 4-byte offset.
+            let held_for = |b: u64| -> u64 {
+                blocks
+                    .iter()
+                    .filter(|x| x.1 == b)
+                    .map(|&(r, _, n, _)| if r == 0 { 8 * (n / 2) } else { 8 * n } as u64)
+                    .sum()
+            };
+            let push = |b: u64| {
+                for &(r, _, n, invalid) in blocks.iter().filter(|x| x.1 == b) {
+                    receivers[r].push(Block { batch: time(b), rows: numbered(n), invalid_records: invalid });
+                }
+            };
+            let mut charged: std::collections::BTreeMap<BatchTime, u64> = Default::default();
+            push(0);
+            for b in 0..5u64 {
+                push(b + 1);
+                receivers[0].advance(time(b).as_millis());
+                receivers[1].advance(time(b).as_millis());
+                for early in store.take_early(&[1]) {
+                    let output = numbered(early.rows.len() / 2);
+                    store.charge(rows_bytes(&output));
+                    *charged.entry(early.batch).or_default() += rows_bytes(&output);
+                    store.release(early.bytes);
+                }
+                let input = store.take_batch(time(b)).unwrap();
+                let records: usize = blocks.iter().filter(|x| x.1 == b).map(|x| x.2).sum();
+                proptest::prop_assert_eq!(input.records, records as u64);
+                let early_bytes: u64 = charged.range(..=time(b)).map(|(_, v)| v).sum();
+                charged.retain(|t, _| *t > time(b));
+                store.release(input.unreleased_bytes + early_bytes);
+                proptest::prop_assert_eq!(store.pending_bytes(), held_for(b + 1), "after batch {}", b);
+            }
+            proptest::prop_assert_eq!(store.pending_bytes(), 0);
+            for r in receivers {
+                r.finish();
+            }
+            proptest::prop_assert!(store.all_finished());
+        }
+    }
+
+    #[test]
+    fn pending_bytes_are_zero_once_early_blocks_charges_and_batches_are_released() {
+        let store = BlockStore::new(1 << 20);
+        let early = store.register(1, "early".into());
+        let late = store.register(2, "late".into());
+        early.push(Block::new(BatchTime(1_000), numbered(10)));
+        late.push(Block::new(BatchTime(1_000), numbered(3)));
+        early.push(Block::new(BatchTime(2_000), numbered(5)));
+        early.advance(1_000);
+        late.advance(1_000);
+        assert_eq!(store.pending_bytes(), (10 + 3 + 5) * 8);
+        // Both early blocks are handed out, whatever their batch.
+        let taken = store.take_early(&[1]);
+        assert_eq!(taken.iter().map(|b| b.bytes).collect::<Vec<_>>(), [80, 40]);
+        // The taker releases each input once its chain ran and charges its
+        // output (here 2 records of 4 bytes each) until the batch is done.
+        for block in &taken {
+            store.charge(16);
+            store.release(block.bytes);
+        }
+        assert_eq!(store.pending_bytes(), 24 + 16 + 16);
+        let first = store.take_batch(BatchTime(1_000)).unwrap();
+        assert_eq!(first.records, 13);
+        assert_eq!(first.unreleased_bytes, 24, "only the late block");
+        store.release(first.unreleased_bytes + 16);
+        assert_eq!(
+            store.pending_bytes(),
+            16,
+            "the output of batch 2000's early block"
+        );
+        early.finish();
+        late.finish();
+        let second = store.take_batch(BatchTime(2_000)).unwrap();
+        assert_eq!(second.records, 5);
+        assert_eq!(second.unreleased_bytes, 0);
+        store.release(second.unreleased_bytes + 16);
+        assert_eq!(store.pending_bytes(), 0);
+        assert!(store.all_finished());
+    }
 }

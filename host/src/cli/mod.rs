@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::control::{JobConfig, run_job};
+use crate::exec::partitioner::KeyGroups;
 use crate::sources::StopSignal;
 
 /// Sluice: Spark-Streaming-style jobs as WebAssembly components.
@@ -77,6 +78,10 @@ struct JobArgs {
     /// Append one JSON object per batch to this file.
     #[arg(long)]
     metrics_json: Option<PathBuf>,
+    /// Key groups of keyed operators (1 to 32768), fixed for the life of a
+    /// job: a key goes to group murmur2(key) mod N, as Kafka's partitioner.
+    #[arg(long, default_value = "128")]
+    key_groups: KeyGroups,
 }
 
 impl JobArgs {
@@ -98,6 +103,7 @@ impl JobArgs {
         config.task_retries = self.task_retries;
         config.max_pending_bytes = self.max_pending;
         config.metrics_json = self.metrics_json;
+        config.key_groups = self.key_groups;
         config
     }
 }
@@ -212,6 +218,22 @@ mod tests {
         assert_eq!(default_block_interval(ms(500)), ms(100));
         assert_eq!(default_block_interval(ms(100)), ms(100));
         assert_eq!(default_block_interval(ms(250)), ms(50));
+    }
+
+    #[test]
+    fn key_groups_default_to_128_and_refuse_zero_and_above_32768() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["sluice", "run", "job.wasm"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Run(run) => run.job.config(run.plugin).key_groups.get(),
+                Command::Demo(_) => unreachable!("parsed `run`"),
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), 128);
+        assert_eq!(parse(&["--key-groups", "32768"]).unwrap(), 32768);
+        assert!(parse(&["--key-groups", "0"]).is_err());
+        assert!(parse(&["--key-groups", "32769"]).is_err());
     }
 
     #[test]

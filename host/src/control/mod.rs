@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batching::{BatchClock, BlockStore};
+use crate::exec::partitioner::KeyGroups;
 use crate::exec::scheduler::{self, Limits, ScheduleError};
 use crate::exec::{Executor, Workers, WorkersConfig};
 use crate::monitor::{Metrics, Summary};
@@ -46,6 +47,9 @@ pub struct JobConfig {
     pub max_pending_bytes: usize,
     /// Append one JSON line per batch to this file.
     pub metrics_json: Option<PathBuf>,
+    /// Key groups N of every keyed operator, fixed for the life of the job
+    /// (see `exec::partitioner`).
+    pub key_groups: KeyGroups,
 }
 
 impl JobConfig {
@@ -65,6 +69,7 @@ impl JobConfig {
             task_retries: 4,
             max_pending_bytes: BlockStore::DEFAULT_BUDGET as usize,
             metrics_json: None,
+            key_groups: KeyGroups::default(),
         }
     }
 }
@@ -139,8 +144,13 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
             difference,
         });
     }
-    let codecs = plan::validate(&graph, config.batch_interval, config.block_interval)?;
-    let plan = Plan::new(&graph, codecs);
+    let codecs = plan::validate(
+        &graph,
+        config.batch_interval,
+        config.block_interval,
+        config.key_groups,
+    )?;
+    let plan = Plan::new(&graph, codecs, config.key_groups);
     tracing::info!(
         job = %graph.name,
         plugin = %config.plugin.display(),

@@ -13,8 +13,11 @@
 //! The batch loop around it — waiting for a batch's blocks, timing, stopping —
 //! is [`scheduler`].
 
+pub mod partitioner;
 pub mod scheduler;
 pub mod shuffle;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -437,13 +440,18 @@ impl Executor {
                 self.data_error(time, step, "a built-in reducer needs numeric values")
             })?;
         builtin
-            .combine([&output], 1)
+            .combine([&output], shuffle::Partitioner::single())
             .map(|mut one| one.remove(0))
             .map_err(|e| self.data_error(time, step, e))
     }
 
     fn shuffle_partitions(&self, partitions: Option<u32>) -> usize {
         partitions.map_or(self.workers.threads(), |n| n as usize)
+    }
+
+    /// Places keys among `n` partitions with the job's key groups.
+    fn partitioner(&self, n: usize) -> shuffle::Partitioner {
+        shuffle::Partitioner::new(self.plan.key_groups, n)
     }
 
     fn run_chain(
@@ -514,7 +522,10 @@ impl Executor {
         self.workers.install(|| {
             inputs
                 .par_iter()
-                .map(|p| shuffle::bucket(p, n).map_err(|e| self.data_error(time, step, e)))
+                .map(|p| {
+                    shuffle::bucket(p, self.partitioner(n))
+                        .map_err(|e| self.data_error(time, step, e))
+                })
                 .collect()
         })
     }
@@ -571,7 +582,7 @@ impl Executor {
                 .par_iter()
                 .map(|p| {
                     first
-                        .combine([p], n)
+                        .combine([p], self.partitioner(n))
                         .map_err(|e| self.data_error(time, step, e))
                 })
                 .collect::<Result<_, _>>()
@@ -581,7 +592,7 @@ impl Executor {
                 .into_par_iter()
                 .map(|p| {
                     reduce_side
-                        .combine(mapped.iter().map(|m| &m[p]), 1)
+                        .combine(mapped.iter().map(|m| &m[p]), shuffle::Partitioner::single())
                         .map(|mut one| one.remove(0))
                         .map_err(|e| self.data_error(time, step, e))
                 })

@@ -1,14 +1,16 @@
-//! The native half of keyed operators: the one [`partition_of`] function that
-//! decides where a key goes, bucketing a partition's pairs by it, the built-in
-//! reducers (sum, min, max, count) with their map-side combine, and grouping
-//! values by key for `group_by_key` and for guest reducers.
+//! The native half of keyed operators: bucketing a partition's pairs by the
+//! one placement function ([`Partitioner::partition_of`], in
+//! [`super::partitioner`]), the built-in reducers (sum, min, max, count) with
+//! their map-side combine, and grouping values by key for `group_by_key` and
+//! for guest reducers.
 //!
-//! Keys are compared and hashed as their encoded bytes (see `wit/sluice.wit`).
-
-use std::hash::BuildHasher;
+//! Keys are compared and placed as their encoded bytes (see `wit/sluice.wit`).
+//! The in-memory hash maps here use a fast hasher; only placement is Kafka's
+//! murmur2.
 
 use hashbrown::HashMap;
 
+pub use super::partitioner::{KeyGroups, Partitioner};
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
 use crate::data::{Number, Numeric, Rows, RowsError};
 use crate::plan::Reducer;
@@ -29,20 +31,15 @@ pub enum ShuffleError {
 
 type Hasher = foldhash::fast::FixedState;
 
+/// The hasher of in-memory maps only (placement is [`Partitioner`]'s).
 fn hasher() -> Hasher {
-    // A fixed seed: a key lands in the same partition in every run, which
-    // recovery and multi-host shuffles will rely on.
     foldhash::fast::FixedState::with_seed(0x5111_ce00)
 }
 
-/// The partition of `key` among `partitions`: every keyed operator uses this
-/// one function.
-pub fn partition_of(key: &[u8], partitions: usize) -> usize {
-    (hasher().hash_one(key) % partitions as u64) as usize
-}
-
-/// Splits a partition of pairs into `partitions` buckets by key.
-pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, ShuffleError> {
+/// Splits a partition of pairs into one bucket per partition of
+/// `partitioner`, by key.
+pub fn bucket(input: &Rows, partitioner: Partitioner) -> Result<Vec<Rows>, ShuffleError> {
+    let partitions = partitioner.partitions();
     let mut buckets: Vec<Rows> = (0..partitions)
         .map(|_| {
             Rows::with_capacity(
@@ -53,7 +50,7 @@ pub fn bucket(input: &Rows, partitions: usize) -> Result<Vec<Rows>, ShuffleError
         .collect();
     for (index, record) in input.iter().enumerate() {
         let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
-        buckets[partition_of(key, partitions)].try_push(record)?;
+        buckets[partitioner.partition_of(key)].try_push(record)?;
     }
     Ok(buckets)
 }
@@ -117,12 +114,13 @@ impl Builtin {
     }
 
     /// Combines the values of equal keys across `inputs`, writing one pair
-    /// per key into `partitions` buckets.
+    /// per key into the bucket of its partition under `partitioner`.
     pub fn combine<'a>(
         self,
         inputs: impl IntoIterator<Item = &'a Rows>,
-        partitions: usize,
+        partitioner: Partitioner,
     ) -> Result<Vec<Rows>, ShuffleError> {
+        let partitions = partitioner.partitions();
         let mut totals: HashMap<&[u8], Number, Hasher> = HashMap::with_hasher(hasher());
         for input in inputs {
             totals.reserve(input.len() / 4);
@@ -149,7 +147,7 @@ impl Builtin {
         for (key, total) in totals {
             scratch.clear();
             self.read.write(total, &mut scratch);
-            buckets[partition_of(key, partitions)]
+            buckets[partitioner.partition_of(key)]
                 .try_push_with(pair_len(key, scratch.len()), |out| {
                     write_pair(key, &scratch, out)
                 })?;
@@ -272,17 +270,32 @@ mod tests {
         out
     }
 
+    fn partitioner(partitions: usize) -> Partitioner {
+        Partitioner::new(KeyGroups::default(), partitions)
+    }
+
     #[test]
     fn every_key_lands_in_the_partition_partition_of_names() {
         let input = pairs(&[("a", 1), ("b", 2), ("a", 3), ("c", 4)]);
-        let buckets = bucket(&input, 3).unwrap();
+        let buckets = bucket(&input, partitioner(3)).unwrap();
         for (p, b) in buckets.iter().enumerate() {
             for rec in b {
                 let (k, _) = split_pair(rec).unwrap();
-                assert_eq!(partition_of(k, 3), p);
+                assert_eq!(partitioner(3).partition_of(k), p);
             }
         }
         assert_eq!(buckets.iter().map(Rows::len).sum::<usize>(), 4);
+    }
+
+    #[test]
+    fn keys_are_bucketed_by_kafka_murmur2_of_their_bytes() {
+        // From wit/vectors/partitioner.json: "foobar" has positive hash
+        // 1357151166, key group 62 of 128, partition 2 of 4 and 6 of 7.
+        let input = pairs(&[("foobar", 1)]);
+        assert_eq!(bucket(&input, partitioner(4)).unwrap()[2].len(), 1);
+        assert_eq!(bucket(&input, partitioner(7)).unwrap()[6].len(), 1);
+        let sum = Builtin::map_side(Reducer::Sum, Some(Numeric::I64)).unwrap();
+        assert_eq!(sum.combine([&input], partitioner(7)).unwrap()[6].len(), 1);
     }
 
     #[test]
@@ -290,7 +303,7 @@ mod tests {
         let mut rows = Rows::new();
         rows.push(&[200, 0, 0, 0, 1]);
         assert_eq!(
-            bucket(&rows, 2).unwrap_err(),
+            bucket(&rows, partitioner(2)).unwrap_err(),
             ShuffleError::NotAPair { index: 0 }
         );
     }
@@ -352,9 +365,9 @@ mod tests {
                 (Reducer::Max, |a: i64, b: i64| a.max(b)),
             ] {
                 let map = Builtin::map_side(reducer, Some(Numeric::I64)).unwrap();
-                let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| map.combine([i], parts).unwrap()).collect();
+                let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| map.combine([i], partitioner(parts)).unwrap()).collect();
                 let reduced: Vec<Rows> = (0..parts)
-                    .map(|p| map.reduce_side().combine(mapped.iter().map(|m| &m[p]), 1).unwrap().remove(0))
+                    .map(|p| map.reduce_side().combine(mapped.iter().map(|m| &m[p]), Partitioner::single()).unwrap().remove(0))
                     .collect();
                 let mut expected = BTreeMap::new();
                 for (k, v) in &items {
@@ -363,8 +376,8 @@ mod tests {
                 prop_assert_eq!(decode(&reduced), expected);
             }
             let count = Builtin::map_side(Reducer::Count, None).unwrap();
-            let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| count.combine([i], 1).unwrap()).collect();
-            let reduced = count.reduce_side().combine(mapped.iter().map(|m| &m[0]), 1).unwrap();
+            let mapped: Vec<Vec<Rows>> = inputs.iter().map(|i| count.combine([i], Partitioner::single()).unwrap()).collect();
+            let reduced = count.reduce_side().combine(mapped.iter().map(|m| &m[0]), Partitioner::single()).unwrap();
             let mut expected = BTreeMap::new();
             for (k, _) in &items {
                 *expected.entry(k.to_string()).or_insert(0) += 1;

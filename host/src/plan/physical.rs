@@ -6,6 +6,7 @@
 
 use super::graph::{FunctionId, JobGraph, NodeId, NodeKind, Reducer, SourceSpec, Stage};
 use crate::data::{Codec, Numeric};
+use crate::exec::partitioner::KeyGroups;
 
 /// What to run for every batch.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct Plan {
     /// How many steps read each slot; the executor drops a slot's partitions
     /// after its last reader.
     pub readers: Vec<usize>,
+    /// The job's key groups: every keyed step places keys with them.
+    pub key_groups: KeyGroups,
 }
 
 /// One step: produces the partitions of slot `node` (or, for an output,
@@ -132,8 +135,8 @@ pub enum OutputKind {
 }
 
 impl Plan {
-    /// Builds the plan of a validated graph.
-    pub fn new(graph: &JobGraph, mut codecs: Vec<Option<Codec>>) -> Plan {
+    /// Builds the plan of a graph validated for `key_groups`.
+    pub fn new(graph: &JobGraph, mut codecs: Vec<Option<Codec>>, key_groups: KeyGroups) -> Plan {
         let nodes = &graph.nodes;
         let mut consumers = vec![0usize; nodes.len()];
         for node in nodes {
@@ -304,6 +307,7 @@ impl Plan {
             sources,
             codecs,
             readers,
+            key_groups,
         }
     }
 }
@@ -341,8 +345,15 @@ mod tests {
             name: "t".into(),
             nodes,
         };
-        let codecs = validate(&g, Duration::from_secs(1), Duration::from_millis(200)).unwrap();
-        Plan::new(&g, codecs)
+        let groups = KeyGroups::default();
+        let codecs = validate(
+            &g,
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            groups,
+        )
+        .unwrap();
+        Plan::new(&g, codecs, groups)
     }
 
     use crate::plan::graph::{Node, test_socket as source};

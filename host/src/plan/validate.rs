@@ -1,14 +1,16 @@
 //! Checks a [`JobGraph`] before anything runs: shapes (inputs come first, the
 //! right number of them), codecs (parse, and agree along every edge: a keyed
 //! operator reads pairs, a built-in reducer reads numbers, a union joins one
-//! type), parameters (partition counts), timing (the batch interval is a
-//! multiple of the block interval), and that the job has an output. Every
-//! error names the node as the user wrote it.
+//! type), parameters (partition counts, no more partitions than the job's key
+//! groups), timing (the batch interval is a multiple of the block interval),
+//! and that the job has an output. Every error names the node as the user
+//! wrote it.
 
 use std::time::Duration;
 
 use super::graph::{JobGraph, NodeKind, Reducer, SourceSpec};
 use crate::data::{Codec, Numeric};
+use crate::exec::partitioner::KeyGroups;
 
 /// Why a job graph or its timing was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,12 +38,13 @@ pub enum PlanError {
     Timing(String),
 }
 
-/// Checks `graph` and returns the parsed codec of each node (`None` for
-/// outputs).
+/// Checks `graph`, for a job with `key_groups` key groups, and returns the
+/// parsed codec of each node (`None` for outputs).
 pub fn validate(
     graph: &JobGraph,
     batch_interval: Duration,
     block_interval: Duration,
+    key_groups: KeyGroups,
 ) -> Result<Vec<Option<Codec>>, PlanError> {
     check_timing(batch_interval, block_interval)?;
     let mut codecs: Vec<Option<Codec>> = Vec::with_capacity(graph.nodes.len());
@@ -152,7 +155,7 @@ pub fn validate(
                         "reduce_by_key needs (key, value) pairs, but its input has `{input}`"
                     )));
                 };
-                check_partitions(*partitions).map_err(&fail)?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
                 match reducer {
                     Reducer::Function(_) => expect(input, "reduce_by_key")?,
                     Reducer::Count => expect(
@@ -176,7 +179,7 @@ pub fn validate(
                         "group_by_key needs (key, value) pairs, but its input has `{input}`"
                     )));
                 };
-                check_partitions(*partitions).map_err(&fail)?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
                 expect(
                     &Codec::Tuple(vec![key.clone(), Codec::List(Box::new(value.clone()))]),
                     "group_by_key",
@@ -201,9 +204,14 @@ pub fn validate(
     Ok(codecs)
 }
 
-fn check_partitions(partitions: Option<u32>) -> Result<(), String> {
+/// A keyed operator's partitions each own at least one key group.
+fn check_partitions(partitions: Option<u32>, key_groups: KeyGroups) -> Result<(), String> {
     match partitions {
         Some(0) => Err("the number of partitions must be at least 1".into()),
+        Some(p) if p > key_groups.get() => Err(format!(
+            "asks for {p} partitions, more than the job's {key_groups} key groups \
+             (raise --key-groups to at least {p}, or ask for fewer partitions)"
+        )),
         _ => Ok(()),
     }
 }
@@ -270,7 +278,7 @@ mod tests {
             ),
             node("print at d", NodeKind::Print(10), &[3], ""),
         ]);
-        let codecs = validate(&g, SEC, BLOCK).unwrap();
+        let codecs = validate(&g, SEC, BLOCK, KeyGroups::default()).unwrap();
         assert_eq!(codecs.len(), 5);
         assert!(codecs[4].is_none());
     }
@@ -290,7 +298,9 @@ mod tests {
             ),
             node("print at d", NodeKind::Print(10), &[1], ""),
         ]);
-        let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("node 1 (`reduce_by_key at src/lib.rs:9:4`)"),
             "{e}"
@@ -307,7 +317,9 @@ mod tests {
             node("print at d", NodeKind::Print(10), &[1], ""),
         ]);
         // Without a bound, parsing this overflowed the host's stack.
-        let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("node 1 (`map at src/lib.rs:7:5`)"), "{e}");
         assert!(e.contains("a codec descriptor has at most"), "{e}");
         assert!(e.len() < 400, "the descriptor is abbreviated: {e}");
@@ -333,7 +345,9 @@ mod tests {
             ),
             node("print", NodeKind::Print(10), &[1], ""),
         ]);
-        let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs numeric values"), "{e}");
     }
 
@@ -344,14 +358,14 @@ mod tests {
             socket(),
         ]);
         assert!(
-            validate(&g, SEC, BLOCK)
+            validate(&g, SEC, BLOCK, KeyGroups::default())
                 .unwrap_err()
                 .to_string()
                 .contains("does not come before it")
         );
         let g = job(vec![socket()]);
         assert!(
-            validate(&g, SEC, BLOCK)
+            validate(&g, SEC, BLOCK, KeyGroups::default())
                 .unwrap_err()
                 .to_string()
                 .contains("no output operation")
@@ -373,8 +387,49 @@ mod tests {
             node("union at u", NodeKind::Union, &[0, 1], "string"),
             node("print", NodeKind::Print(10), &[2], ""),
         ]);
-        let e = validate(&g, SEC, BLOCK).unwrap_err().to_string();
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("union of different types"), "{e}");
+    }
+
+    fn group_by_key(partitions: u32) -> JobGraph {
+        job(vec![
+            node(
+                "q",
+                NodeKind::Source(SourceSpec::Queue(vec![])),
+                &[],
+                "tuple<string,i64>",
+            ),
+            node(
+                "group_by_key at src/lib.rs:7:2",
+                NodeKind::GroupByKey {
+                    partitions: Some(partitions),
+                },
+                &[0],
+                "tuple<string,list<i64>>",
+            ),
+            node("print", NodeKind::Print(10), &[1], ""),
+        ])
+    }
+
+    #[test]
+    fn more_partitions_than_key_groups_are_refused_naming_node_and_numbers() {
+        let groups = |n| KeyGroups::new(n).unwrap();
+        let e = validate(&group_by_key(9), SEC, BLOCK, groups(8))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 1 (`group_by_key at src/lib.rs:7:2`)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("asks for 9 partitions, more than the job's 8 key groups"),
+            "{e}"
+        );
+        assert!(validate(&group_by_key(8), SEC, BLOCK, groups(8)).is_ok());
+        assert!(validate(&group_by_key(128), SEC, BLOCK, KeyGroups::default()).is_ok());
+        assert!(validate(&group_by_key(129), SEC, BLOCK, KeyGroups::default()).is_err());
     }
 
     #[test]

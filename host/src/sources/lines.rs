@@ -1,6 +1,8 @@
 //! Splitting bytes into text lines: `\n` ends a line, a `\r` before it is
 //! dropped, an empty line is an empty record, and a last line without `\n`
-//! counts when the input ends. Lines that are not UTF-8 are skipped and
+//! counts when the input ends cleanly ([`LineSplitter::end`]); when it breaks
+//! off (a read error), the partial line is dropped
+//! ([`LineSplitter::abandon`]). Lines that are not UTF-8 are skipped and
 //! reported with their byte offset.
 //!
 //! [`split_lines`] works on a slice (a whole file, a chunk of it);
@@ -142,7 +144,18 @@ impl LineSplitter {
         }
     }
 
-    /// The stream has ended: a last line without `\n` counts.
+    /// The stream broke off (a read error, not a clean end): the partial
+    /// last line, which may be cut short, is dropped. Returns its offset in
+    /// the stream and its length so far (0 when there was none).
+    pub(crate) fn abandon(&mut self) -> (u64, usize) {
+        let dropped = (self.offset, self.carried);
+        self.offset += self.carried as u64;
+        self.carried = 0;
+        self.skipping = false;
+        dropped
+    }
+
+    /// The stream has ended cleanly: a last line without `\n` counts.
     pub(crate) fn end(&mut self, sink: &mut impl LineSink) {
         if !self.skipping {
             split_lines(&self.buf[..self.carried], self.offset, true, sink);
@@ -217,6 +230,20 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_abandoned_stream_drops_its_partial_last_line() {
+        let mut splitter = LineSplitter::new(64, 1 << 20);
+        let mut c = Collect::default();
+        let input = b"a b\nc d\npartial";
+        splitter.spare()[..input.len()].copy_from_slice(input);
+        splitter.filled(input.len(), &mut c);
+        assert_eq!(splitter.abandon(), (8, 7));
+        splitter.end(&mut c);
+        assert_eq!(c.lines, ["a b", "c d"]);
+        assert!(c.bad.is_empty());
+        assert_eq!(splitter.abandon(), (15, 0));
     }
 
     #[test]

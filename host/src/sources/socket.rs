@@ -5,9 +5,13 @@
 //! to 5 s) while the server is not there, reads into one reusable 128 KiB
 //! buffer, and splits it into lines with `memchr`; each line is a `string`
 //! record. When the peer closes the connection the source ends with
-//! `--until-sources-end` (a last line without `\n` counts) and reconnects
-//! otherwise (Spark's receiver restart). Over budget it stops reading, so
-//! the sender's writes block.
+//! `--until-sources-end` and reconnects otherwise (Spark's receiver restart).
+//! Only a clean close (EOF) ends a last line without `\n`, which then counts;
+//! when a read fails (a connection reset) the partial last line may be cut
+//! short, so it is dropped with a warning naming its byte offset, and not
+//! counted as an invalid record (as Spark, whose receiver loses it when
+//! `readLine` throws). Over budget it stops reading, so the sender's writes
+//! block.
 //!
 //! ```text
 //! $ nc -lk 9999          # Spark's quick example
@@ -98,7 +102,17 @@ pub(super) async fn run(host: String, port: u16, ctx: ReceiverContext, handle: R
                         generator.cut_if_full();
                     }
                     Event::Closed(error) => {
-                        splitter.end(&mut generator);
+                        match &error {
+                            None => splitter.end(&mut generator),
+                            Some(e) => {
+                                let (offset, len) = splitter.abandon();
+                                if len > 0 {
+                                    warn!(
+                                        "source {name}: {address}: partial line of {len} bytes at byte {offset} dropped: the connection failed ({e})"
+                                    );
+                                }
+                            }
+                        }
                         generator.cut_if_full();
                         let why = error.map_or_else(|| "closed by peer".to_string(), |e| format!("failed: {e}"));
                         if ctx.until_end {
@@ -228,6 +242,44 @@ mod tests {
         assert_eq!(got, expected);
         let invalid: u64 = batches.iter().map(|b| b.invalid_records).sum();
         assert_eq!(invalid, 1);
+        assert!(store.all_finished());
+        assert_eq!(store.pending_bytes(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn socket_reset_drops_the_partial_last_line() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec = socket_spec(listener.local_addr().unwrap().port());
+        let (reset, when_to_reset) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.write_all(b"a b\nc d\npartial").unwrap();
+            when_to_reset.recv().unwrap();
+            // SO_LINGER 0: closing sends RST, the receiver's next read fails
+            // with `ConnectionReset` (after the bytes already queued).
+            socket2::SockRef::from(&conn)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(conn);
+        });
+
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let (ctx, _stop) = context(&store, 20, 40, true);
+        let task = spawn(spec, ctx.clone());
+        // The complete lines have been read and pushed in a block: the
+        // partial line is in the receiver's buffer when the reset comes.
+        eventually("the first lines arrive", || store.pending_bytes() > 0).await;
+        reset.send(()).unwrap();
+        let batches = tokio::time::timeout(LIMIT, run_batches(&store, &ctx, |_| false))
+            .await
+            .expect("with until_end the source ends at the reset");
+        server.join().unwrap();
+        task.await.unwrap();
+
+        let got: Vec<String> = batches.iter().flat_map(lines).collect();
+        assert_eq!(got, ["a b", "c d"]);
+        let invalid: u64 = batches.iter().map(|b| b.invalid_records).sum();
+        assert_eq!(invalid, 0);
         assert!(store.all_finished());
         assert_eq!(store.pending_bytes(), 0);
     }

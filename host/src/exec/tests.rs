@@ -1,0 +1,214 @@
+//! Tests of the [`Executor`] over a real plugin (`network-word-count`, built
+//! by `sluice-test-artifacts`), driven as the scheduler drives it: blocks
+//! pushed into a [`BlockStore`], handed to early chains with
+//! [`Executor::ingest`], then [`Executor::run_batch`] and the release of the
+//! batch's bytes. Outputs go through `save_as_text_files` into a temporary
+//! directory, so counts and placement are checked exactly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sluice_test_artifacts::NETWORK_WORD_COUNT;
+
+use super::partitioner::{KeyGroups, Partitioner};
+use super::{Executor, Workers, WorkersConfig};
+use crate::batching::{BatchTime, Block, BlockStore};
+use crate::data::Rows;
+use crate::plan::{Plan, validate};
+use crate::sinks::Sinks;
+use crate::wasm::{Plugin, Runtime, WasmConfig};
+
+const WORKERS: usize = 2;
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(WasmConfig {
+            memory_limit: 256 << 20,
+            call_timeout: Duration::from_secs(60),
+            cache_dir: None,
+        })
+        .expect("engine")
+    })
+}
+
+fn word_count() -> &'static Plugin {
+    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+    PLUGIN.get_or_init(|| runtime().load(Path::new(NETWORK_WORD_COUNT)).expect("load"))
+}
+
+/// An executor for word count with `reducer` (`closure` or `builtin`),
+/// saving each batch's counts under `output`, and the tokio runtime its sinks
+/// write with.
+fn executor(
+    reducer: &str,
+    output: &Path,
+    key_groups: KeyGroups,
+) -> (Executor, tokio::runtime::Runtime) {
+    let args: Vec<(String, String)> = [
+        ("host", "localhost"),
+        ("port", "9"),
+        ("reducer", reducer),
+        ("output", output.to_str().expect("UTF-8 temp path")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut instance = word_count().instantiate("word count").expect("instantiate");
+    let graph = instance.define(&args).expect("define");
+    let codecs = validate(
+        &graph,
+        Duration::from_secs(1),
+        Duration::from_millis(200),
+        key_groups,
+    )
+    .expect("valid");
+    let plan = Plan::new(&graph, codecs, key_groups);
+    let workers = Workers::new(
+        word_count().clone(),
+        graph.clone(),
+        args,
+        WorkersConfig {
+            threads: WORKERS,
+            retries: 0,
+            recycle_above: 32 << 20,
+        },
+    )
+    .expect("workers");
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    (
+        Executor::new(plan, workers, Sinks::new(io.handle().clone())),
+        io,
+    )
+}
+
+/// Lines of batch `b`, block `k`: words from a small vocabulary, with
+/// repeats, a non-ASCII word and an empty word (two spaces).
+fn block_lines(b: u64, k: u64) -> Vec<String> {
+    (0..40 + 13 * k)
+        .map(|i| {
+            let n = (i * 7 + b * 3 + k) % 23;
+            match n % 5 {
+                0 => format!("w{n} é{n}  w{}", n % 4),
+                1 => format!("the w{n}"),
+                _ => format!("w{n} w{} w{n}", (n + b) % 11),
+            }
+        })
+        .collect()
+}
+
+/// Word counts of `lines`, computed here, split as Spark's `split(" ")`.
+fn count(lines: &[String], into: &mut BTreeMap<String, i64>) {
+    for line in lines {
+        for word in line.split(' ') {
+            *into.entry(word.to_string()).or_default() += 1;
+        }
+    }
+}
+
+/// The `(word,count)` lines saved for batch `time`, by part file.
+fn saved(output: &Path, time: BatchTime) -> Vec<BTreeMap<String, i64>> {
+    let dir = PathBuf::from(format!("{}-{}", output.display(), time.as_millis()));
+    assert!(
+        dir.join("_SUCCESS").exists(),
+        "{} is committed",
+        dir.display()
+    );
+    (0..WORKERS)
+        .map(|p| {
+            let text = std::fs::read_to_string(dir.join(format!("part-{p:05}"))).expect("part");
+            text.lines()
+                .map(|line| {
+                    let inner = line
+                        .strip_prefix('(')
+                        .and_then(|l| l.strip_suffix(')'))
+                        .expect("(word,count)");
+                    let (word, n) = inner.rsplit_once(',').expect("a comma");
+                    (word.to_string(), n.parse().expect("a count"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs three batches of several blocks each as the scheduler does and
+/// checks, after each, the saved counts against [`count`], every word's part
+/// file against the partitioner, and that the budget is back to 0.
+fn run_word_count(reducer: &str, key_groups: KeyGroups) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("counts");
+    let (executor, _io) = executor(reducer, &output, key_groups);
+    let executor = Arc::new(executor);
+    let sources = executor.early_sources();
+    assert_eq!(sources.len(), 1, "the socket's only reader is a chain");
+    let store = BlockStore::new(1 << 20);
+    let receiver = store.register(sources[0], "socket".into());
+    let partitioner = Partitioner::new(key_groups, WORKERS);
+
+    for b in 1..=3u64 {
+        let time = BatchTime(b * 1_000);
+        let mut expected = BTreeMap::new();
+        let mut lines_pushed = 0;
+        for k in 0..3 {
+            let lines = block_lines(b, k);
+            count(&lines, &mut expected);
+            lines_pushed += lines.len() as u64;
+            receiver.push(Block::new(time, lines.iter().collect::<Rows>()));
+            // A block with only invalid records counts, and holds no bytes.
+            receiver.push(Block {
+                batch: time,
+                rows: Rows::new(),
+                invalid_records: 1,
+            });
+            // Early chains start as blocks are cut.
+            for block in store.take_early(&sources) {
+                executor.ingest(block, &store);
+            }
+        }
+        receiver.advance(time.as_millis());
+        assert!(store.pending_bytes() > 0, "batch {b}'s input is held");
+        let input = store.take_batch(time).expect("no source fails");
+        assert_eq!(input.records, lines_pushed);
+        assert_eq!(input.invalid_records, 3);
+        let early_bytes = executor
+            .run_batch(time, input.blocks)
+            .expect("the batch runs");
+        store.release(input.unreleased_bytes + early_bytes);
+        assert_eq!(store.pending_bytes(), 0, "after batch {b}");
+
+        let parts = saved(&output, time);
+        let mut got = BTreeMap::new();
+        for (p, part) in parts.iter().enumerate() {
+            for (word, n) in part {
+                assert_eq!(
+                    partitioner.partition_of(word.as_bytes()),
+                    p,
+                    "{word:?} in part {p}"
+                );
+                assert!(
+                    got.insert(word.clone(), *n).is_none(),
+                    "{word:?} saved once"
+                );
+            }
+        }
+        assert_eq!(got, expected, "counts of batch {b}");
+    }
+    receiver.finish();
+    assert!(store.all_finished());
+}
+
+#[test]
+fn word_count_with_a_guest_reducer_releases_the_budget_after_every_batch() {
+    run_word_count("closure", KeyGroups::default());
+}
+
+#[test]
+fn word_count_with_the_builtin_sum_releases_the_budget_after_every_batch() {
+    run_word_count("builtin", KeyGroups::new(7).expect("valid"));
+}
