@@ -3,7 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::Numeric;
-use sluice::exec::shuffle::{Builtin, Groups, KeyGroups, Partitioner, bucket};
+use sluice::data::{KeyGroups, Partitioner};
+use sluice::exec::shuffle::{Builtin, Groups, bucket};
 use sluice::plan::Reducer;
 
 mod common;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::control::{JobConfig, run_job};
-use crate::exec::partitioner::KeyGroups;
+use crate::data::KeyGroups;
 use crate::sources::StopSignal;
 
 /// Sluice: Spark-Streaming-style jobs as WebAssembly components.

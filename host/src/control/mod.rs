@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batching::{BatchClock, BlockStore};
-use crate::exec::partitioner::KeyGroups;
+use crate::data::KeyGroups;
 use crate::exec::scheduler::{self, Limits, ScheduleError};
 use crate::exec::{Executor, Workers, WorkersConfig};
 use crate::monitor::{Metrics, Summary};
@@ -48,7 +48,7 @@ pub struct JobConfig {
     /// Append one JSON line per batch to this file.
     pub metrics_json: Option<PathBuf>,
     /// Key groups N of every keyed operator, fixed for the life of the job
-    /// (see `exec::partitioner`).
+    /// (see `data::partitioner`).
     pub key_groups: KeyGroups,
 }
 

@@ -13,7 +13,6 @@
 //! The batch loop around it — waiting for a batch's blocks, timing, stopping —
 //! is [`scheduler`].
 
-pub mod partitioner;
 pub mod scheduler;
 pub mod shuffle;
 #[cfg(test)]
@@ -27,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use rayon::prelude::*;
 
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
-use crate::data::{Codec, Rows, RowsError};
+use crate::data::{Codec, Partitioner, Rows, RowsError};
 use crate::plan::{NativeCombine, NodeId, OutputKind, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
@@ -440,7 +439,7 @@ impl Executor {
                 self.data_error(time, step, "a built-in reducer needs numeric values")
             })?;
         builtin
-            .combine([&output], shuffle::Partitioner::single())
+            .combine([&output], Partitioner::single())
             .map(|mut one| one.remove(0))
             .map_err(|e| self.data_error(time, step, e))
     }
@@ -450,8 +449,8 @@ impl Executor {
     }
 
     /// Places keys among `n` partitions with the job's key groups.
-    fn partitioner(&self, n: usize) -> shuffle::Partitioner {
-        shuffle::Partitioner::new(self.plan.key_groups, n)
+    fn partitioner(&self, n: usize) -> Partitioner {
+        Partitioner::new(self.plan.key_groups, n)
     }
 
     fn run_chain(
@@ -592,7 +591,7 @@ impl Executor {
                 .into_par_iter()
                 .map(|p| {
                     reduce_side
-                        .combine(mapped.iter().map(|m| &m[p]), shuffle::Partitioner::single())
+                        .combine(mapped.iter().map(|m| &m[p]), Partitioner::single())
                         .map(|mut one| one.remove(0))
                         .map_err(|e| self.data_error(time, step, e))
                 })

@@ -10,7 +10,7 @@
 
 use hashbrown::HashMap;
 
-pub use super::partitioner::{KeyGroups, Partitioner};
+use crate::data::Partitioner;
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
 use crate::data::{Number, Numeric, Rows, RowsError};
 use crate::plan::Reducer;
@@ -240,6 +240,7 @@ pub fn round_robin(inputs: &[Rows], partitions: usize) -> Result<Vec<Rows>, Shuf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::KeyGroups;
     use crate::data::codec::ListIter;
     use proptest::prelude::*;
     use std::collections::BTreeMap;

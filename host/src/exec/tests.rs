@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use sluice_test_artifacts::NETWORK_WORD_COUNT;
 
-use super::partitioner::{KeyGroups, Partitioner};
 use super::{Executor, Workers, WorkersConfig};
 use crate::batching::{BatchTime, Block, BlockStore};
 use crate::data::Rows;
+use crate::data::{KeyGroups, Partitioner};
 use crate::plan::{Plan, validate};
 use crate::sinks::Sinks;
 use crate::wasm::{Plugin, Runtime, WasmConfig};

@@ -5,8 +5,8 @@
 //! [`StepKind::Chain`], a single guest call per partition.
 
 use super::graph::{FunctionId, JobGraph, NodeId, NodeKind, Reducer, SourceSpec, Stage};
+use crate::data::KeyGroups;
 use crate::data::{Codec, Numeric};
-use crate::exec::partitioner::KeyGroups;
 
 /// What to run for every batch.
 #[derive(Debug, Clone)]

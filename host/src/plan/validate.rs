@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use super::graph::{JobGraph, NodeKind, Reducer, SourceSpec};
+use crate::data::KeyGroups;
 use crate::data::{Codec, Numeric};
-use crate::exec::partitioner::KeyGroups;
 
 /// Why a job graph or its timing was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
