@@ -184,18 +184,10 @@ fn invalid_utf8_line_is_skipped_and_reported_with_source_and_offset() {
     // In pieces cut anywhere (in lines, maybe between the two bad bytes).
     let server = Server::serve_paced(data, 7, Duration::from_millis(50));
     let port = server.port;
-    let out = Sluice::run(
-        &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
-        &tmp.path().join("data"),
-    )
-    .job_arg("host", "127.0.0.1")
-    .job_arg("port", server.port)
-    .job_arg("output", prefix.display())
-    .opt("--batch-interval", "500ms")
-    .opt("--block-interval", "100ms")
-    .arg("--until-sources-end")
-    .opt("--metrics-json", &metrics_path)
-    .output();
+    let out = Sluice::socket_word_count(&tmp.path().join("data"), server.port, &prefix)
+        .arg("--until-sources-end")
+        .opt("--metrics-json", &metrics_path)
+        .output();
     out.assert_success();
     server.finish();
 

@@ -27,17 +27,9 @@ fn sigint_mid_stream_processes_a_whole_line_prefix_once_and_exits_zero() {
     // anywhere: when the signal comes, the receiver most likely holds a
     // partial last line, which must not become a record.
     let server = StreamServer::start(corpus, 16 << 10, Duration::from_millis(20));
-    let mut running = Sluice::run(
-        &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
-        &tmp.path().join("data"),
-    )
-    .job_arg("host", "127.0.0.1")
-    .job_arg("port", server.port)
-    .job_arg("output", prefix.display())
-    .opt("--batch-interval", "500ms")
-    .opt("--block-interval", "100ms")
-    .opt("--metrics-json", &metrics_path)
-    .spawn();
+    let mut running = Sluice::socket_word_count(&tmp.path().join("data"), server.port, &prefix)
+        .opt("--metrics-json", &metrics_path)
+        .spawn();
 
     // Let a few batches with records run, then press Ctrl-C.
     let mut processed_before_stop = 0u64;

@@ -216,6 +216,17 @@ impl Sluice {
         ])
     }
 
+    /// `sluice run network_word_count.wasm` reading `127.0.0.1:port` and
+    /// saving its counts under `prefix`, in 500 ms batches of 100 ms blocks.
+    pub fn socket_word_count(data_dir: &Path, port: u16, prefix: &Path) -> Self {
+        Self::run(&plugin(sluice_test_artifacts::NETWORK_WORD_COUNT), data_dir)
+            .job_arg("host", "127.0.0.1")
+            .job_arg("port", port)
+            .job_arg("output", prefix.display())
+            .opt("--batch-interval", "500ms")
+            .opt("--block-interval", "100ms")
+    }
+
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
         self

@@ -29,17 +29,9 @@ fn run_word_count(extra_args: &[(&str, &str)]) {
     // check below means something.
     let server = Server::serve_paced(corpus, 30, Duration::from_millis(100));
 
-    let mut cmd = Sluice::run(
-        &util::plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
-        &tmp.path().join("data"),
-    )
-    .job_arg("host", "127.0.0.1")
-    .job_arg("port", server.port)
-    .job_arg("output", prefix.display())
-    .opt("--batch-interval", "500ms")
-    .opt("--block-interval", "100ms")
-    .arg("--until-sources-end")
-    .opt("--metrics-json", &metrics_path);
+    let mut cmd = Sluice::socket_word_count(&tmp.path().join("data"), server.port, &prefix)
+        .arg("--until-sources-end")
+        .opt("--metrics-json", &metrics_path);
     for (k, v) in extra_args {
         cmd = cmd.job_arg(k, v);
     }

@@ -149,8 +149,12 @@ fn panic_traps_with_the_guest_message_and_keeps_the_input() {
     assert!(err.to_string().contains("boom: deliberate failure"));
     assert_eq!(input, lines(), "the input is put back for a retry");
 
-    // The trapped instance refuses further calls; a fresh one runs the input.
-    let again = instance.run_chain(&[Stage::Apply(map)], &mut input);
+    refused_then_run_on_a_fresh_instance(instance, map, input);
+}
+
+/// A trapped instance refuses further calls; a fresh one runs the input.
+fn refused_then_run_on_a_fresh_instance(mut trapped: Instance, map: u32, mut input: Rows) {
+    let again = trapped.run_chain(&[Stage::Apply(map)], &mut input);
     assert!(matches!(again, Err(CallError::Trap { .. })), "{again:?}");
     let (mut fresh, _, map) = misbehaving_map("none");
     assert_eq!(
@@ -192,14 +196,9 @@ fn blocked_guest_hits_the_time_limit(fault: &str) -> String {
         "{detail}"
     );
     assert_eq!(input, lines(), "the input is put back for a retry");
-    let again = instance.run_chain(&[Stage::Apply(map)], &mut input);
-    assert!(matches!(again, Err(CallError::Trap { .. })), "{again:?}");
-    let (mut fresh, _, map) = misbehaving_map("none");
-    assert_eq!(
-        fresh.run_chain(&[Stage::Apply(map)], &mut input).unwrap(),
-        lines()
-    );
-    detail.clone()
+    let detail = detail.clone();
+    refused_then_run_on_a_fresh_instance(instance, map, input);
+    detail
 }
 
 #[test]
