@@ -291,10 +291,16 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        // Not `drop(runtime)`: that blocks, and panics when the last
-        // `Runtime` goes away inside an async context.
-        if let Some(runtime) = self.runtime.take() {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Blocking here panics when the last `Runtime` goes away inside
+            // an async context: let the thread end on its own.
             runtime.shutdown_background();
+        } else {
+            // Joins the thread (its one task, the ticker, stops at once).
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }
