@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -423,20 +423,9 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
         let handle = thread::spawn(move || -> Result<()> {
-            // Never block the test forever if sluice never connects.
-            listener.set_nonblocking(true)?;
-            let deadline = Instant::now() + RUN_TIMEOUT;
-            let mut stream = loop {
-                match listener.accept() {
-                    Ok((stream, _)) => break stream,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        ensure!(Instant::now() < deadline, "nobody connected to port {port}");
-                        thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => return Err(e).context("accept"),
-                }
+            let Some(mut stream) = accept_one(&listener, || false)? else {
+                return Ok(());
             };
-            stream.set_nonblocking(false)?;
             stream.set_write_timeout(Some(RUN_TIMEOUT))?;
             for (i, piece) in data.chunks(chunk).enumerate() {
                 if i > 0 {
@@ -483,22 +472,10 @@ impl StreamServer {
         let handle = {
             let (sent, done) = (sent.clone(), done.clone());
             thread::spawn(move || -> Result<()> {
-                listener.set_nonblocking(true)?;
-                let deadline = Instant::now() + RUN_TIMEOUT;
-                let mut stream = loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => break stream,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            if done.load(Ordering::Relaxed) {
-                                return Ok(());
-                            }
-                            ensure!(Instant::now() < deadline, "nobody connected to port {port}");
-                            thread::sleep(Duration::from_millis(10));
-                        }
-                        Err(e) => return Err(e).context("accept"),
-                    }
+                let Some(mut stream) = accept_one(&listener, || done.load(Ordering::Relaxed))?
+                else {
+                    return Ok(());
                 };
-                stream.set_nonblocking(false)?;
                 // Short, so that `done` is seen while the client pushes back.
                 stream.set_write_timeout(Some(Duration::from_millis(100)))?;
                 let mut offset = 0;
@@ -832,5 +809,30 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first connection to `listener` (blocking, in the caller's thread),
+/// or `None` once `give_up` says so; fails after [`RUN_TIMEOUT`], so that a
+/// test never waits forever for a client that does not come.
+fn accept_one(listener: &TcpListener, give_up: impl Fn() -> bool) -> Result<Option<TcpStream>> {
+    let port = listener.local_addr().context("local address")?.port();
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(Some(stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if give_up() {
+                    return Ok(None);
+                }
+                ensure!(Instant::now() < deadline, "nobody connected to port {port}");
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e).context("accept"),
+        }
     }
 }

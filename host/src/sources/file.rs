@@ -321,6 +321,25 @@ mod tests {
     use crate::batching::BlockStore;
     use crate::plan::SourceSpec;
 
+    /// A file source on `directory` (20 ms blocks, 40 ms batches, the
+    /// default budget), started.
+    fn watch(
+        directory: &std::path::Path,
+    ) -> (
+        Arc<BlockStore>,
+        crate::sources::ReceiverContext,
+        crate::sources::StopSignal,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let (ctx, stop) = context(&store, 20, 40, false);
+        let spec = SourceSpec::TextFile {
+            directory: directory.to_str().unwrap().to_string(),
+        };
+        let task = spawn(spec, ctx.clone());
+        (store, ctx, stop, task)
+    }
+
     fn listed(name: &str, modified_ms: i64) -> Listed {
         Listed {
             path: Path::from(name),
@@ -463,12 +482,7 @@ mod tests {
             .set_modified(hour_ago)
             .unwrap();
 
-        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
-        let (ctx, stop) = context(&store, 20, 40, false);
-        let spec = SourceSpec::TextFile {
-            directory: path.to_str().unwrap().to_string(),
-        };
-        let task = spawn(spec, ctx.clone());
+        let (store, ctx, stop, task) = watch(path);
         let dir_path = path.to_path_buf();
         let mut all = Vec::new();
         let mut after_new = 0;
@@ -514,12 +528,7 @@ mod tests {
         std::fs::write(path.join("_tmp"), "temporary\n").unwrap();
         std::fs::write(path.join(".hidden"), "hidden\n").unwrap();
 
-        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
-        let (ctx, stop) = context(&store, 20, 40, false);
-        let spec = SourceSpec::TextFile {
-            directory: path.to_str().unwrap().to_string(),
-        };
-        let task = spawn(spec, ctx.clone());
+        let (store, ctx, stop, task) = watch(path);
 
         // Once a.txt is in, b.txt is moved in atomically; then a few more
         // batches pass to show that nothing is read twice.
