@@ -212,3 +212,25 @@ fn word_count_with_a_guest_reducer_releases_the_budget_after_every_batch() {
 fn word_count_with_the_builtin_sum_releases_the_budget_after_every_batch() {
     run_word_count("builtin", KeyGroups::new(7).expect("valid"));
 }
+
+#[test]
+fn a_host_panic_in_a_step_fails_the_batch_naming_the_step() {
+    let output = tempfile::tempdir().unwrap();
+    let (executor, _io) = executor("closure", &output.path().join("out"), KeyGroups::default());
+    let step = executor.plan.steps.last().expect("an output step");
+    let time = BatchTime(1_000);
+    let err = executor
+        .catch_panic(time, step, || -> Result<(), super::ExecError> {
+            panic!("index out of bounds")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, super::ExecError::Panic { operator, message, .. }
+            if operator == &step.name && message == "index out of bounds"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("internal error"), "{err}");
+    // Nothing is left broken: the next batch runs.
+    executor.run_batch(time, Default::default()).unwrap();
+    Arc::new(executor).shutdown();
+}
