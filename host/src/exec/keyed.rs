@@ -1,0 +1,132 @@
+//! The keyed operators of a batch, natively: the map-side combine of a
+//! chain's output by a built-in reducer, bucketing every partition by the
+//! [`Partitioner`], and `reduce_by_key` (guest reducers through
+//! `reduce-groups`, built-in ones without a guest call).
+
+use rayon::prelude::*;
+
+use super::{ExecError, Executor, shuffle};
+use crate::batching::BatchTime;
+use crate::data::{Codec, Partitioner, Rows};
+use crate::plan::{NativeCombine, Reducer, Step};
+
+impl Executor {
+    /// A built-in reducer's map-side combine of a chain's output.
+    pub(super) fn combine_natively(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        combine: Option<NativeCombine>,
+        output: Rows,
+    ) -> Result<Rows, ExecError> {
+        let Some(combine) = combine else {
+            return Ok(output);
+        };
+        let builtin =
+            shuffle::Builtin::map_side(combine.reducer, combine.value).ok_or_else(|| {
+                self.data_error(time, step, "a built-in reducer needs numeric values")
+            })?;
+        builtin
+            .combine([&output], Partitioner::single())
+            .map(|mut one| one.remove(0))
+            .map_err(|e| self.data_error(time, step, e))
+    }
+
+    pub(super) fn shuffle_partitions(&self, partitions: Option<u32>) -> usize {
+        partitions.map_or(self.workers.threads(), |n| n as usize)
+    }
+
+    /// Places keys among `n` partitions with the job's key groups.
+    pub(super) fn partitioner(&self, n: usize) -> Partitioner {
+        Partitioner::new(self.plan.key_groups, n)
+    }
+
+    /// Buckets every input partition by key into `n` buckets, in parallel.
+    pub(super) fn bucket_all(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        inputs: &[Rows],
+        n: usize,
+    ) -> Result<Vec<Vec<Rows>>, ExecError> {
+        self.workers.install(|| {
+            inputs
+                .par_iter()
+                .map(|p| {
+                    shuffle::bucket(p, self.partitioner(n))
+                        .map_err(|e| self.data_error(time, step, e))
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn reduce_by_key(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        reducer: Reducer,
+        partitions: Option<u32>,
+        combined: bool,
+        inputs: &[Rows],
+    ) -> Result<Vec<Rows>, ExecError> {
+        let n = self.shuffle_partitions(partitions);
+        if let Reducer::Function(function) = reducer {
+            let buckets = self.bucket_all(time, step, inputs, n)?;
+            return self.workers.install(|| {
+                (0..n)
+                    .into_par_iter()
+                    .map(|p| {
+                        let (mut singles, mut lists) =
+                            shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
+                                .and_then(|groups| groups.split_singles())
+                                .map_err(|e| self.data_error(time, step, e))?;
+                        if !lists.is_empty() {
+                            let reduced = self
+                                .workers
+                                .run(&step.name, &Self::place(time, p), |instance| {
+                                    instance.reduce_groups(function, &mut lists)
+                                })
+                                .map_err(Self::task_error(time))?;
+                            singles
+                                .try_extend_from(&reduced)
+                                .map_err(|e| self.data_error(time, step, e))?;
+                        }
+                        Ok(singles)
+                    })
+                    .collect()
+            });
+        }
+        let input_value = match self.codec(step.kind.inputs()[0]).value() {
+            Some(Codec::Num(n)) => Some(*n),
+            _ => None,
+        };
+        let map_side = shuffle::Builtin::map_side(reducer, input_value).ok_or_else(|| {
+            self.data_error(time, step, "a built-in reducer needs numeric values")
+        })?;
+        let reduce_side = map_side.reduce_side();
+        // Inputs a chain already combined hold partial results (for `count`,
+        // counts): merging them is the reduce side's work.
+        let first = if combined { reduce_side } else { map_side };
+        let mapped: Vec<Vec<Rows>> = self.workers.install(|| {
+            inputs
+                .par_iter()
+                .map(|p| {
+                    first
+                        .combine([p], self.partitioner(n))
+                        .map_err(|e| self.data_error(time, step, e))
+                })
+                .collect::<Result<_, _>>()
+        })?;
+        self.workers.install(|| {
+            (0..n)
+                .into_par_iter()
+                .map(|p| {
+                    reduce_side
+                        .combine(mapped.iter().map(|m| &m[p]), Partitioner::single())
+                        .map(|mut one| one.remove(0))
+                        .map_err(|e| self.data_error(time, step, e))
+                })
+                .collect()
+        })
+    }
+}
