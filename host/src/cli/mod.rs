@@ -80,7 +80,7 @@ struct JobArgs {
     metrics_json: Option<PathBuf>,
     /// Key groups of keyed operators (1 to 32768), fixed for the life of a
     /// job: a key goes to group murmur2(key) mod N, as Kafka's partitioner.
-    #[arg(long, default_value = "128")]
+    #[arg(long, default_value_t = KeyGroups::default())]
     key_groups: KeyGroups,
 }
 

@@ -10,9 +10,9 @@
 //!    [`MAX_KEY_GROUPS`], as Flink's max parallelism).
 //! 3. Partition `p` of `P` owns the key groups `g` with `g mod P = p`.
 //!
-//! Partitions default to the number of workers; a keyed operator may not ask
-//! for more than `N` (plan validation refuses it), and with more workers than
-//! key groups the partitions from `N` on own no key group and stay empty.
+//! Partitions default to the number of workers, capped at `N`; a keyed
+//! operator may not ask for more than `N` (plan validation refuses it): every
+//! partition owns at least one key group.
 //!
 //! When `P` divides `N`, a key's partition is `hash mod P`, exactly Kafka's
 //! partition for that key among `P` partitions: a Kafka topic keyed the same

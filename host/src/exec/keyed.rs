@@ -32,8 +32,12 @@ impl Executor {
             .map_err(|e| self.data_error(time, step, e))
     }
 
+    /// The partitions of a keyed step: as many as it asks for (validated to
+    /// be at most the key groups), else one per worker, but never more than
+    /// the key groups, since a partition owns whole key groups.
     pub(super) fn shuffle_partitions(&self, partitions: Option<u32>) -> usize {
-        partitions.map_or(self.workers.threads(), |n| n as usize)
+        let groups = self.plan.key_groups.get() as usize;
+        partitions.map_or(self.workers.threads().min(groups), |n| n as usize)
     }
 
     /// Places keys among `n` partitions with the job's key groups.

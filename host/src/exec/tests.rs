@@ -112,15 +112,20 @@ fn count(lines: &[String], into: &mut BTreeMap<String, i64>) {
     }
 }
 
-/// The `(word,count)` lines saved for batch `time`, by part file.
-fn saved(output: &Path, time: BatchTime) -> Vec<BTreeMap<String, i64>> {
+/// The `(word,count)` lines saved for batch `time`, by part file (there are
+/// `partitions` of them).
+fn saved(output: &Path, time: BatchTime, partitions: usize) -> Vec<BTreeMap<String, i64>> {
     let dir = PathBuf::from(format!("{}-{}", output.display(), time.as_millis()));
     assert!(
         dir.join("_SUCCESS").exists(),
         "{} is committed",
         dir.display()
     );
-    (0..WORKERS)
+    assert!(
+        !dir.join(format!("part-{partitions:05}")).exists(),
+        "no more than {partitions} parts"
+    );
+    (0..partitions)
         .map(|p| {
             let text = std::fs::read_to_string(dir.join(format!("part-{p:05}"))).expect("part");
             text.lines()
@@ -149,7 +154,9 @@ fn run_word_count(reducer: &str, key_groups: KeyGroups) {
     assert_eq!(sources.len(), 1, "the socket's only reader is a chain");
     let store = BlockStore::new(1 << 20);
     let receiver = store.register(sources[0], "socket".into());
-    let partitioner = Partitioner::new(key_groups, WORKERS);
+    // One partition per worker, but no more than there are key groups.
+    let partitions = WORKERS.min(key_groups.get() as usize);
+    let partitioner = Partitioner::new(key_groups, partitions);
 
     for b in 1..=3u64 {
         let time = BatchTime(b * 1_000);
@@ -182,7 +189,7 @@ fn run_word_count(reducer: &str, key_groups: KeyGroups) {
         store.release(input.unreleased_bytes + early_bytes);
         assert_eq!(store.pending_bytes(), 0, "after batch {b}");
 
-        let parts = saved(&output, time);
+        let parts = saved(&output, time, partitions);
         let mut got = BTreeMap::new();
         for (p, part) in parts.iter().enumerate() {
             for (word, n) in part {
@@ -211,6 +218,11 @@ fn word_count_with_a_guest_reducer_releases_the_budget_after_every_batch() {
 #[test]
 fn word_count_with_the_builtin_sum_releases_the_budget_after_every_batch() {
     run_word_count("builtin", KeyGroups::new(7).expect("valid"));
+}
+
+#[test]
+fn with_fewer_key_groups_than_workers_each_partition_owns_a_key_group() {
+    run_word_count("closure", KeyGroups::new(1).expect("valid"));
 }
 
 #[test]
