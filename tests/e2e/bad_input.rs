@@ -64,12 +64,12 @@ fn core_module_is_refused_as_not_a_component() {
 #[test]
 fn plugin_built_against_another_contract_version_names_both_versions() {
     let tmp = tempfile::tempdir().unwrap();
-    let plugin = util::plugin(sluice_test_artifacts::CONTRACT_0_2);
+    let plugin = util::plugin(sluice_test_artifacts::CONTRACT_0_1);
     Sluice::run(&plugin, &tmp.path().join("data"))
         .arg("--until-sources-end")
         .output()
         .assert_failure()
-        .assert_stderr_contains(&[&plugin.display().to_string(), "0.2.0", "0.1.0"]);
+        .assert_stderr_contains(&[&plugin.display().to_string(), "0.1.0", "0.2.0"]);
 }
 
 /// Runs the `misbehaving` plugin with `fault=<fault>` over a small lines

@@ -26,7 +26,7 @@ fn every_plugin_is_tested() {
             assert!(
                 [
                     "all_operators",
-                    "contract_0_2",
+                    "contract_0_1",
                     "misbehaving",
                     "network_word_count"
                 ]

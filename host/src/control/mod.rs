@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::batching::{BatchClock, BlockStore};
 use crate::data::KeyGroups;
 use crate::exec::scheduler::{self, Limits, ScheduleError};
-use crate::exec::{Executor, Workers, WorkersConfig};
+use crate::exec::{Datasets, Executor, Workers, WorkersConfig};
 use crate::monitor::{Metrics, Summary};
 use crate::plan::{self, JobGraph, Plan, PlanError};
 use crate::sinks::Sinks;
@@ -144,13 +144,16 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
             difference,
         });
     }
-    let codecs = plan::validate(
+    let validated = plan::validate(
         &graph,
         config.batch_interval,
         config.block_interval,
         config.key_groups,
     )?;
-    let plan = Plan::new(&graph, codecs, config.key_groups);
+    for warning in &validated.warnings {
+        tracing::warn!(job = %graph.name, "{warning}");
+    }
+    let plan = Plan::new(&graph, validated, config.key_groups, config.batch_interval);
     tracing::info!(
         job = %graph.name,
         plugin = %config.plugin.display(),
@@ -210,6 +213,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         plan,
         workers,
         Sinks::new(tokio.handle().clone()),
+        Datasets::default(),
     ));
     let result = scheduler::run_batches(
         &executor,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ExecError, Executor};
+use super::{ExecError, Executor, Part, Place};
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
 use crate::data::Rows;
 use crate::plan::{NodeId, StepKind};
@@ -89,7 +89,10 @@ impl Executor {
                 bytes,
                 ..
             } = block;
-            let place = format!("batch {batch}, block {sequence}");
+            let place = Place {
+                batch,
+                part: Part::Block(sequence),
+            };
             let output = if this.stopping.load(Ordering::SeqCst) {
                 Ok(Rows::new())
             } else {

@@ -134,3 +134,32 @@ impl Executor {
         })
     }
 }
+
+impl Executor {
+    /// `reduce` with a built-in reducer: every record of the batch reduced
+    /// natively to one (none for an empty batch; `count` counts them).
+    pub(super) fn reduce_natively(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        reducer: Reducer,
+        input: crate::plan::NodeId,
+        partitions: &[Rows],
+    ) -> Result<Vec<Rows>, ExecError> {
+        let value = match self.codec(input) {
+            Codec::Num(n) => Some(*n),
+            _ => None,
+        };
+        let builtin = shuffle::Builtin::map_side(reducer, value).ok_or_else(|| {
+            self.data_error(time, step, "a built-in reducer needs numeric values")
+        })?;
+        let mut rows = Rows::new();
+        if let Some(total) = builtin
+            .reduce_values(partitions.iter().flat_map(Rows::iter))
+            .map_err(|e| self.data_error(time, step, e))?
+        {
+            rows.push(&total);
+        }
+        Ok(vec![rows])
+    }
+}

@@ -13,19 +13,29 @@
 //! The batch loop around it — waiting for a batch's blocks, timing, stopping —
 //! is [`scheduler`].
 //!
-//! Files: this one (the executor, a batch's steps in order, narrow chains),
-//! `early` (chains run early, and stopping them), `keyed` (native combine,
-//! bucketing, `reduce_by_key`), `output` (outputs), [`shuffle`] (the
-//! partition-level algorithms of keyed operators), `workers` (the pool and
-//! the retry policy), [`scheduler`] (the batch loop).
+//! A step runs at the batch times that are multiples of its `every` (the
+//! slide of the streams it reads): the steps after a window run once per
+//! slide.
+//!
+//! Files: this one (the executor, a batch's steps in order, narrow chains,
+//! `transform`), `early` (chains run early, and stopping them), `keyed`
+//! (native combine, bucketing, `reduce_by_key`), `window` (`window`,
+//! `reduce_by_key_and_window`), `state` (the state kept per operator name and
+//! key group; `update_state_by_key`, `map_with_state`), `join` (joins,
+//! `cogroup`, joins with a reference dataset), `output` (outputs),
+//! [`shuffle`] (the partition-level algorithms of keyed operators), `workers`
+//! (the pool and the retry policy), [`scheduler`] (the batch loop).
 
 mod early;
+mod join;
 mod keyed;
 mod output;
 pub mod scheduler;
 pub mod shuffle;
+pub mod state;
 #[cfg(test)]
 mod tests;
+mod window;
 mod workers;
 
 use std::collections::HashMap;
@@ -36,10 +46,14 @@ use rayon::prelude::*;
 
 use crate::batching::BatchTime;
 use crate::data::{Codec, Rows, RowsError};
-use crate::plan::{NodeId, Plan, Stage, Step, StepKind};
+use crate::monitor::Accumulators;
+use crate::plan::{NodeId, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 use early::Early;
-pub use workers::{TaskCause, TaskError, Workers, WorkersConfig};
+pub use join::Datasets;
+pub use state::StateStore;
+use window::Windows;
+pub use workers::{Part, Place, TaskCause, TaskError, Workers, WorkersConfig};
 
 /// Why a batch failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,12 +111,29 @@ pub struct Executor {
     early_done: Condvar,
     /// Set by [`Executor::shutdown`]: early chains not started yet are skipped.
     stopping: AtomicBool,
+    /// The state of stateful operators, by name and key group.
+    state: StateStore,
+    /// The batches and partials windows keep.
+    windows: Windows,
+    /// The reference datasets joined with streams, as last read.
+    datasets: Datasets,
+}
+
+/// What a batch leaves for the scheduler once it is done.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Bytes of the early chains' outputs the batch used, to be released to
+    /// the budget.
+    pub early_bytes: u64,
+    /// What the batch's tasks added to accumulators (each successful task
+    /// once).
+    pub accumulators: Accumulators,
 }
 
 impl Executor {
     /// An executor for `plan`, calling guests on `workers` and writing outputs
     /// through `sinks`.
-    pub fn new(plan: Plan, workers: Workers, sinks: Sinks) -> Executor {
+    pub fn new(plan: Plan, workers: Workers, sinks: Sinks, datasets: Datasets) -> Executor {
         let mut early_chains = HashMap::new();
         for (index, step) in plan.steps.iter().enumerate() {
             if let StepKind::Chain { input, .. } = step.kind {
@@ -120,22 +151,42 @@ impl Executor {
             early: Mutex::new(Early::default()),
             early_done: Condvar::new(),
             stopping: AtomicBool::new(false),
+            state: StateStore::default(),
+            windows: Windows::default(),
+            datasets,
         }
     }
 
-    /// Runs every step for batch `time`, whose source partitions are
+    /// The state of the job's stateful operators.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// Runs every step due at batch `time`, whose source partitions are
     /// `sources` (the blocks each source received and that were not taken
-    /// early). Returns the bytes of the early chains' outputs it used, to be
-    /// released to the budget now that the batch is done.
+    /// early).
     pub fn run_batch(
         &self,
         time: BatchTime,
         mut sources: HashMap<NodeId, Vec<Rows>>,
-    ) -> Result<u64, ExecError> {
+    ) -> Result<BatchOutcome, ExecError> {
         let (mut early, early_bytes) = self.collect_early(time)?;
         let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
-        let mut readers_left = self.plan.readers.clone();
+        let due = |step: &Step| {
+            time.as_millis()
+                .is_multiple_of(step.every.as_millis() as u64)
+        };
+        // Readers among the steps due now: a slot is dropped after its last.
+        let mut readers_left = vec![0usize; self.plan.codecs.len()];
+        for step in self.plan.steps.iter().filter(|s| due(s)) {
+            for input in step.kind.inputs() {
+                readers_left[input] += 1;
+            }
+        }
         for step in &self.plan.steps {
+            if !due(step) {
+                continue;
+            }
             if let StepKind::Source = step.kind {
                 slots[step.node] = Some(sources.remove(&step.node).unwrap_or_default());
                 continue;
@@ -148,7 +199,7 @@ impl Executor {
                 } else {
                     slots[input].clone()
                 };
-                inputs.push(partitions.expect("steps come after the steps they read"));
+                inputs.push(partitions.unwrap_or_default());
             }
             let started = std::time::Instant::now();
             let mut output = self.catch_panic(time, step, || self.run_step(time, step, inputs))?;
@@ -163,7 +214,10 @@ impl Executor {
                 slots[step.node] = Some(partitions);
             }
         }
-        Ok(early_bytes)
+        Ok(BatchOutcome {
+            early_bytes,
+            accumulators: self.workers.take_accumulators(time),
+        })
     }
 
     fn codec(&self, slot: NodeId) -> &Codec {
@@ -201,8 +255,11 @@ impl Executor {
         move |source| ExecError::Task { time, source }
     }
 
-    fn place(time: BatchTime, partition: usize) -> String {
-        format!("batch {time}, partition {partition}")
+    fn place(time: BatchTime, partition: usize) -> Place {
+        Place {
+            batch: time,
+            part: Part::Partition(partition),
+        }
     }
 
     /// Runs one step; returns its partitions (`None` for outputs).
@@ -237,11 +294,42 @@ impl Executor {
                 rows.push(&(count as i64).to_le_bytes());
                 Some(vec![rows])
             }
-            StepKind::Reduce { function, .. } => {
+            StepKind::Reduce {
+                reducer: Reducer::Function(function),
+                ..
+            } => {
                 let partials =
                     self.reduce_all(time, step, *function, inputs.pop().expect("one input"))?;
                 let partials = concat(partials).map_err(|e| self.data_error(time, step, e))?;
                 Some(self.reduce_all(time, step, *function, vec![partials])?)
+            }
+            StepKind::Reduce { reducer, input } => {
+                Some(self.reduce_natively(time, step, *reducer, *input, &inputs[0])?)
+            }
+            StepKind::Transform { function, .. } => {
+                let mut batch = concat(inputs.pop().expect("one input"))
+                    .map_err(|e| self.data_error(time, step, e))?;
+                let output = self
+                    .workers
+                    .run(
+                        &step.name,
+                        &Place {
+                            batch: time,
+                            part: Part::Whole,
+                        },
+                        |instance| instance.transform(*function, time.as_millis(), &mut batch),
+                    )
+                    .map_err(Self::task_error(time))?;
+                Some(vec![output])
+            }
+            StepKind::Window { .. } | StepKind::ReduceByKeyAndWindow { .. } => {
+                self.run_windowed(time, step, inputs)?
+            }
+            StepKind::UpdateStateByKey { .. }
+            | StepKind::MapWithState { .. }
+            | StepKind::StateSnapshots { .. } => Some(self.run_stateful(time, step, inputs)?),
+            StepKind::Join { .. } | StepKind::Cogroup { .. } | StepKind::JoinDataset { .. } => {
+                Some(self.run_join(time, step, inputs)?)
             }
             StepKind::ReduceByKey {
                 reducer,

@@ -80,9 +80,9 @@ pub fn run_batches(
         let invalid_records = input.invalid_records;
         let bytes = input.bytes;
         let result = executor.run_batch(time, input.blocks);
-        let early_bytes = *result.as_ref().unwrap_or(&0);
+        let early_bytes = result.as_ref().map_or(0, |outcome| outcome.early_bytes);
         store.release(input.unreleased_bytes + early_bytes);
-        result?;
+        let _outcome = result?;
         let processing = started.elapsed().unwrap_or_default();
         metrics.record(&BatchInfo {
             batch_time_ms: time.as_millis(),

@@ -24,6 +24,12 @@ pub enum ShuffleError {
         /// Index of the record in its partition.
         index: usize,
     },
+    /// A record is not a number of the stream's codec.
+    #[error("record {index} is not an encoded number of the stream's codec")]
+    NotANumber {
+        /// Index of the record in its partition.
+        index: usize,
+    },
     /// An output partition, or a key's list of values, would pass 4 GiB.
     #[error(transparent)]
     TooLarge(#[from] RowsError),
@@ -111,6 +117,30 @@ impl Builtin {
             (Op::Max, Float(x), Float(y)) => Float(x.max(y)),
             _ => unreachable!("one codec per stream"),
         }
+    }
+
+    /// Reduces whole records (not pairs) to one value, encoded; `None` when
+    /// there are none. (`reduce` with a built-in reducer.)
+    pub fn reduce_values<'a>(
+        self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Option<Vec<u8>>, ShuffleError> {
+        let mut total: Option<Number> = None;
+        for (index, record) in records.into_iter().enumerate() {
+            let value = if self.count_values {
+                Number::Int(1)
+            } else {
+                self.read
+                    .read(record)
+                    .ok_or(ShuffleError::NotANumber { index })?
+            };
+            total = Some(total.map_or(value, |t| self.merge(t, value)));
+        }
+        Ok(total.map(|total| {
+            let mut out = Vec::with_capacity(8);
+            self.read.write(total, &mut out);
+            out
+        }))
     }
 
     /// Combines the values of equal keys across `inputs`, writing one pair

@@ -58,14 +58,14 @@ fn executor(
     .collect();
     let mut instance = word_count().instantiate("word count").expect("instantiate");
     let graph = instance.define(&args).expect("define");
-    let codecs = validate(
+    let validated = validate(
         &graph,
         Duration::from_secs(1),
         Duration::from_millis(200),
         key_groups,
     )
     .expect("valid");
-    let plan = Plan::new(&graph, codecs, key_groups);
+    let plan = Plan::new(&graph, validated, key_groups, Duration::from_secs(1));
     let workers = Workers::new(
         word_count().clone(),
         graph.clone(),
@@ -83,7 +83,12 @@ fn executor(
         .build()
         .expect("tokio");
     (
-        Executor::new(plan, workers, Sinks::new(io.handle().clone())),
+        Executor::new(
+            plan,
+            workers,
+            Sinks::new(io.handle().clone()),
+            Default::default(),
+        ),
         io,
     )
 }
@@ -185,7 +190,8 @@ fn run_word_count(reducer: &str, key_groups: KeyGroups) {
         assert_eq!(input.invalid_records, 3);
         let early_bytes = executor
             .run_batch(time, input.blocks)
-            .expect("the batch runs");
+            .expect("the batch runs")
+            .early_bytes;
         store.release(input.unreleased_bytes + early_bytes);
         assert_eq!(store.pending_bytes(), 0, "after batch {b}");
 

@@ -16,8 +16,44 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::batching::BatchTime;
+use crate::monitor::Accumulators;
 use crate::plan::JobGraph;
 use crate::wasm::{CallError, Instance, Plugin};
+
+/// Which task of which batch: a partition, a block (an early chain), or the
+/// whole batch (`transform`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The batch the task's work (and its accumulator additions) belongs to.
+    pub batch: BatchTime,
+    /// What part of it.
+    pub part: Part,
+}
+
+/// The part of a batch a task runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// A partition of a step's input.
+    Partition(usize),
+    /// A block, run by an early chain (its sequence number).
+    Block(u64),
+    /// Every partition at once.
+    Whole,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.part {
+            Part::Partition(p) => write!(f, "batch {}, partition {p}", self.batch),
+            Part::Block(b) => write!(f, "batch {}, block {b}", self.batch),
+            Part::Whole => write!(f, "batch {}", self.batch),
+        }
+    }
+}
 
 /// Why a task failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +117,8 @@ pub struct Workers {
     graph: JobGraph,
     retries: u32,
     recycle_above: usize,
+    /// What successful tasks added to accumulators, by batch.
+    accumulators: Mutex<BTreeMap<BatchTime, Accumulators>>,
 }
 
 /// The number of a pool's threads that have started and not yet exited.
@@ -154,6 +192,7 @@ impl Workers {
             graph,
             retries: config.retries,
             recycle_above: config.recycle_above,
+            accumulators: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -187,12 +226,24 @@ impl Workers {
         self.pool.spawn(op)
     }
 
+    /// What the successful tasks of batch `batch` added to accumulators,
+    /// taken.
+    pub fn take_accumulators(&self, batch: BatchTime) -> Accumulators {
+        let mut all = self
+            .accumulators
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        all.remove(&batch).unwrap_or_default()
+    }
+
     /// Runs one task on this thread's instance, with the retry policy.
-    /// `operator` and `place` name the task in logs and errors.
+    /// `operator` and `place` name the task in logs and errors. What the
+    /// successful attempt added to accumulators counts for `place.batch`; a
+    /// failed attempt's additions are dropped.
     pub fn run<T>(
         &self,
         operator: &str,
-        place: &str,
+        place: &Place,
         mut call: impl FnMut(&mut Instance) -> Result<T, CallError>,
     ) -> Result<T, Box<TaskError>> {
         let slot = rayon::current_thread_index()
@@ -231,6 +282,20 @@ impl Workers {
             let outcome = catch_unwind(AssertUnwindSafe(|| call(instance)));
             match outcome {
                 Ok(Ok(value)) => {
+                    let added = instance.take_accumulators();
+                    if !added.is_empty() {
+                        let mut all = self
+                            .accumulators
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let batch = all.entry(place.batch).or_default();
+                        if let Err(mismatch) = batch.merge(&added) {
+                            return Err(fail(
+                                attempt,
+                                CallError::Guest(mismatch.to_string()).into(),
+                            ));
+                        }
+                    }
                     if instance.memory_bytes() > self.recycle_above {
                         tracing::debug!(job = %job, "recycling an instance above the memory watermark");
                         *guard = None;

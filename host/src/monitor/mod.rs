@@ -4,7 +4,14 @@
 //! of the run. [`Metrics`] logs each batch with `tracing`, optionally appends
 //! it as a JSON line to a file (`--metrics-json`), and keeps the totals.
 //!
+//! Each batch also carries its [`Accumulators`]: what the guests added in
+//! that batch, and the job's running totals.
+//!
 //! Later: the web UI, REST and Prometheus read the same [`BatchInfo`] events.
+
+mod accumulators;
+
+pub use accumulators::{AccumulatorValue, Accumulators, KindMismatch};
 
 use std::fmt;
 use std::io::{BufWriter, Write};

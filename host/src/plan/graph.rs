@@ -2,6 +2,8 @@
 //! data. It mirrors the WIT `job-graph` record field for field; `wasm/`
 //! converts one into the other, so nothing past `wasm/` sees a binding type.
 
+use std::time::Duration;
+
 use crate::data::Rows;
 
 /// Index of a user function in the plugin's function table.
@@ -17,6 +19,28 @@ pub struct JobGraph {
     pub name: String,
     /// Sources, operators and outputs.
     pub nodes: Vec<Node>,
+    /// Named values every user function can read, loaded at start.
+    pub broadcasts: Vec<Broadcast>,
+    /// Keep every stream's batches at least this long (Spark's `remember`).
+    pub remember: Option<Duration>,
+}
+
+/// A broadcast value the graph declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The name user functions read it by.
+    pub name: String,
+    /// Where its bytes come from.
+    pub value: BroadcastValue,
+}
+
+/// Where a broadcast value's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BroadcastValue {
+    /// Given by the plugin.
+    Bytes(Vec<u8>),
+    /// The content of a file (a path or an object store URL), read at start.
+    File(String),
 }
 
 impl JobGraph {
@@ -26,6 +50,15 @@ impl JobGraph {
     pub fn first_difference(&self, other: &JobGraph) -> Option<String> {
         if self.name != other.name {
             return Some(format!("job name `{}` became `{}`", self.name, other.name));
+        }
+        if self.broadcasts != other.broadcasts {
+            return Some("the broadcast values changed".into());
+        }
+        if self.remember != other.remember {
+            return Some(format!(
+                "remember changed from {:?} to {:?}",
+                self.remember, other.remember
+            ));
         }
         let mut nodes = self.nodes.iter().zip(&other.nodes).enumerate();
         if let Some((index, (a, b))) = nodes.find(|(_, (a, b))| a != b) {
@@ -50,6 +83,9 @@ impl JobGraph {
 pub struct Node {
     /// What the user wrote and where (`"map at src/lib.rs:12:10"`).
     pub name: String,
+    /// The user's name for the operator (`.name("running-counts")`): a
+    /// stateful operator's state is kept under it.
+    pub uid: Option<String>,
     /// What the node does.
     pub kind: NodeKind,
     /// The nodes it reads.
@@ -60,6 +96,37 @@ pub struct Node {
 }
 
 impl Node {
+    /// How messages name the node: `running-counts (update_state_by_key at
+    /// src/lib.rs:9:5)` when the user named it, else what they wrote and
+    /// where.
+    pub fn display(&self) -> String {
+        match &self.uid {
+            Some(uid) => format!("{uid} ({})", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Whether the host keeps state for this node across batches, under
+    /// its [`state_name`](Node::state_name).
+    pub fn is_stateful(&self) -> bool {
+        matches!(
+            self.kind,
+            NodeKind::UpdateStateByKey { .. }
+                | NodeKind::MapWithState { .. }
+                | NodeKind::ReduceByKeyAndWindow { .. }
+        )
+    }
+
+    /// The name the node's state is kept under: the user's name, else one
+    /// derived from its place in the graph (`update_state_by_key#4`), which
+    /// changes when nodes are added before it.
+    pub fn state_name(&self, index: NodeId) -> String {
+        match &self.uid {
+            Some(uid) => uid.clone(),
+            None => format!("{}#{index}", self.kind.label()),
+        }
+    }
+
     /// `` `map at src/lib.rs:3:7` (map of function 2, reading node 1, codec `string`) ``.
     fn describe(&self) -> String {
         let function = match &self.kind {
@@ -67,8 +134,15 @@ impl Node {
             | NodeKind::FlatMap(f)
             | NodeKind::Filter(f)
             | NodeKind::MapPartitions(f)
-            | NodeKind::Reduce(f)
+            | NodeKind::Reduce(Reducer::Function(f))
             | NodeKind::ForeachPartition(f)
+            | NodeKind::Transform(f)
+            | NodeKind::UpdateStateByKey { function: f, .. }
+            | NodeKind::MapWithState { function: f, .. }
+            | NodeKind::ReduceByKeyAndWindow {
+                reducer: Reducer::Function(f),
+                ..
+            }
             | NodeKind::ReduceByKey {
                 reducer: Reducer::Function(f),
                 ..
@@ -78,7 +152,7 @@ impl Node {
         let inputs: Vec<String> = self.inputs.iter().map(ToString::to_string).collect();
         format!(
             "`{}` ({}{function}, reading [{}], codec `{}`)",
-            self.name,
+            self.display(),
             self.kind.label(),
             inputs.join(", "),
             self.codec
@@ -132,6 +206,50 @@ pub enum Reducer {
     Count,
 }
 
+/// A window over a stream's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// How far back a window reaches: it covers the batches in
+    /// `(T - length, T]`.
+    pub length: Duration,
+    /// How often a window is produced: at the multiples of the slide.
+    pub slide: Duration,
+}
+
+/// Which keys an incremental windowed reduce keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFilter {
+    /// A user filter over `(k, v)` pairs.
+    Function(FunctionId),
+    /// Keys whose value is not zero.
+    Nonzero,
+}
+
+/// The four joins of two pair streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Keys on both sides.
+    Inner,
+    /// Every pair of the left side.
+    LeftOuter,
+    /// Every pair of the right side.
+    RightOuter,
+    /// Every pair of either side.
+    FullOuter,
+}
+
+impl JoinKind {
+    /// The operator's name, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "join",
+            JoinKind::LeftOuter => "left_outer_join",
+            JoinKind::RightOuter => "right_outer_join",
+            JoinKind::FullOuter => "full_outer_join",
+        }
+    }
+}
+
 /// What a node does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
@@ -152,7 +270,7 @@ pub enum NodeKind {
     /// The number of records of each batch.
     Count,
     /// All records of a batch reduced to one.
-    Reduce(FunctionId),
+    Reduce(Reducer),
     /// `reduce_by_key`, with an optional number of partitions.
     ReduceByKey {
         /// How values are combined.
@@ -164,6 +282,64 @@ pub enum NodeKind {
     GroupByKey {
         /// Partitions; the host default when `None`.
         partitions: Option<u32>,
+    },
+    /// `window(length, slide)`.
+    Window(Window),
+    /// `reduce_by_key_and_window`, incremental with an inverse.
+    ReduceByKeyAndWindow {
+        /// How values are combined.
+        reducer: Reducer,
+        /// The inverse of a user reducer.
+        inverse: Option<FunctionId>,
+        /// Which keys the window values keep (incremental forms).
+        filter: Option<KeyFilter>,
+        /// The window.
+        window: Window,
+        /// Partitions; the host default when `None`.
+        partitions: Option<u32>,
+    },
+    /// `update_state_by_key(f)`.
+    UpdateStateByKey {
+        /// Called through `update-state`.
+        function: FunctionId,
+        /// Codec descriptor of the state.
+        state_codec: String,
+        /// Partitions; the host default when `None`.
+        partitions: Option<u32>,
+    },
+    /// `map_with_state(spec)`.
+    MapWithState {
+        /// Called through `map-with-state`.
+        function: FunctionId,
+        /// Codec descriptor of the state.
+        state_codec: String,
+        /// Idle keys time out after this long.
+        timeout: Option<Duration>,
+        /// Partitions; the host default when `None`.
+        partitions: Option<u32>,
+    },
+    /// The whole state of the `map_with_state` node it reads.
+    StateSnapshots,
+    /// A join of two pair streams.
+    Join {
+        /// Which join.
+        kind: JoinKind,
+        /// Partitions; the host default when `None`.
+        partitions: Option<u32>,
+    },
+    /// `cogroup` of two pair streams.
+    Cogroup {
+        /// Partitions; the host default when `None`.
+        partitions: Option<u32>,
+    },
+    /// A user function over a whole batch.
+    Transform(FunctionId),
+    /// A join of a pair stream with a reference dataset.
+    JoinDataset {
+        /// Path or object store URL of the dataset.
+        location: String,
+        /// `Inner` or `LeftOuter`.
+        kind: JoinKind,
     },
     /// Output: print the first `n` records of each batch.
     Print(u32),
@@ -212,6 +388,19 @@ impl NodeKind {
             NodeKind::Reduce(_) => "reduce",
             NodeKind::ReduceByKey { .. } => "reduce_by_key",
             NodeKind::GroupByKey { .. } => "group_by_key",
+            NodeKind::Window(_) => "window",
+            NodeKind::ReduceByKeyAndWindow { .. } => "reduce_by_key_and_window",
+            NodeKind::UpdateStateByKey { .. } => "update_state_by_key",
+            NodeKind::MapWithState { .. } => "map_with_state",
+            NodeKind::StateSnapshots => "state_snapshots",
+            NodeKind::Join { kind, .. } => kind.label(),
+            NodeKind::Cogroup { .. } => "cogroup",
+            NodeKind::Transform(_) => "transform",
+            NodeKind::JoinDataset {
+                kind: JoinKind::LeftOuter,
+                ..
+            } => "left_outer_join_dataset",
+            NodeKind::JoinDataset { .. } => "join_dataset",
             NodeKind::Print(_) => "print",
             NodeKind::SaveAsTextFiles { .. } => "save_as_text_files",
             NodeKind::ForeachPartition(_) => "foreach_partition",
@@ -224,6 +413,7 @@ impl NodeKind {
 pub(crate) fn test_node(name: &str, kind: NodeKind, inputs: &[usize], codec: &str) -> Node {
     Node {
         name: name.into(),
+        uid: None,
         kind,
         inputs: inputs.to_vec(),
         codec: codec.into(),
@@ -261,6 +451,8 @@ mod tests {
         JobGraph {
             name: "job".into(),
             nodes,
+            broadcasts: Vec::new(),
+            remember: None,
         }
     }
 

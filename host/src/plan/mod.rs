@@ -13,6 +13,9 @@ pub mod graph;
 mod physical;
 mod validate;
 
-pub use graph::{FunctionId, JobGraph, Node, NodeId, NodeKind, Reducer, SourceSpec, Stage};
+pub use graph::{
+    Broadcast, BroadcastValue, FunctionId, JobGraph, JoinKind, KeyFilter, Node, NodeId, NodeKind,
+    Reducer, SourceSpec, Stage, Window,
+};
 pub use physical::{NativeCombine, OutputKind, Plan, Step, StepKind};
-pub use validate::{PlanError, check_timing, validate};
+pub use validate::{PlanError, Validated, check_timing, validate};

@@ -4,7 +4,12 @@
 //! node; a run of narrow operators with single readers becomes one
 //! [`StepKind::Chain`], a single guest call per partition.
 
-use super::graph::{FunctionId, JobGraph, NodeId, NodeKind, Reducer, SourceSpec, Stage};
+use std::time::Duration;
+
+use super::graph::{
+    FunctionId, JobGraph, JoinKind, KeyFilter, NodeId, NodeKind, Reducer, SourceSpec, Stage, Window,
+};
+use super::validate::Validated;
 use crate::data::KeyGroups;
 use crate::data::{Codec, Numeric};
 
@@ -26,6 +31,10 @@ pub struct Plan {
     pub readers: Vec<usize>,
     /// The job's key groups: every keyed step places keys with them.
     pub key_groups: KeyGroups,
+    /// The batch interval.
+    pub batch_interval: Duration,
+    /// Keep every stream's batches at least this long (Spark's `remember`).
+    pub remember: Option<Duration>,
 }
 
 /// One step: produces the partitions of slot `node` (or, for an output,
@@ -37,6 +46,10 @@ pub struct Step {
     pub node: NodeId,
     /// For messages: the names of the nodes this step runs, joined by ` → `.
     pub name: String,
+    /// The step runs at the batch times that are multiples of this: the
+    /// slide of the streams it reads (the batch interval unless a window
+    /// comes before it).
+    pub every: Duration,
     /// What it does.
     pub kind: StepKind,
 }
@@ -74,12 +87,12 @@ pub enum StepKind {
         /// The node read.
         input: NodeId,
     },
-    /// At most one record: all records reduced with a guest function.
+    /// At most one record: all records reduced.
     Reduce {
         /// The node read.
         input: NodeId,
-        /// The reduce function.
-        function: FunctionId,
+        /// A guest function or a built-in reducer.
+        reducer: Reducer,
     },
     /// Hash shuffle of pairs by key, then reduce the values of each key.
     ReduceByKey {
@@ -99,6 +112,111 @@ pub enum StepKind {
         input: NodeId,
         /// Output partitions; `None` = the executor's default parallelism.
         partitions: Option<u32>,
+    },
+    /// Keeps the input's batches for the window's length; at the multiples
+    /// of its slide, all the records of the batches in `(T - length, T]`.
+    Window {
+        /// The node read.
+        input: NodeId,
+        /// Length and slide.
+        window: Window,
+    },
+    /// Reduces each batch by key (as `ReduceByKey`) into a kept partial; at
+    /// the multiples of its slide, the values of each key over the window:
+    /// incrementally (previous window, plus what entered, minus what left)
+    /// with an inverse or the built-in `sum` and `count`, from the partials
+    /// otherwise.
+    ReduceByKeyAndWindow {
+        /// The node read.
+        input: NodeId,
+        /// How values combine.
+        reducer: Reducer,
+        /// The inverse of a user reducer.
+        inverse: Option<FunctionId>,
+        /// Which keys the window values keep (incremental forms).
+        filter: Option<KeyFilter>,
+        /// Length and slide.
+        window: Window,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+        /// True when the input step already combined values per key.
+        combined: bool,
+        /// The name its window values are kept under.
+        state: String,
+    },
+    /// Every key with state or new values through the guest's
+    /// `update-state`; the state kept per key group under `state`.
+    UpdateStateByKey {
+        /// The node read.
+        input: NodeId,
+        /// The update function.
+        function: FunctionId,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+        /// The name the state is kept under.
+        state: String,
+    },
+    /// The keys with new values (and those timing out) through the guest's
+    /// `map-with-state`; the state kept per key group under `state`.
+    MapWithState {
+        /// The node read.
+        input: NodeId,
+        /// The mapping function.
+        function: FunctionId,
+        /// Idle keys time out after this long.
+        timeout: Option<Duration>,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+        /// The name the state is kept under.
+        state: String,
+    },
+    /// The whole state kept under `state`, as `(k, s)` pairs.
+    StateSnapshots {
+        /// The `MapWithState` step's node (read for ordering only).
+        input: NodeId,
+        /// The state's name.
+        state: String,
+    },
+    /// Both sides shuffled by the same partitioner, then joined per key.
+    Join {
+        /// The left side.
+        left: NodeId,
+        /// The right side.
+        right: NodeId,
+        /// Which join.
+        kind: JoinKind,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+    },
+    /// Both sides shuffled by the same partitioner, then the values of each
+    /// key gathered per side.
+    Cogroup {
+        /// The left side.
+        left: NodeId,
+        /// The right side.
+        right: NodeId,
+        /// Output partitions; `None` = the executor's default parallelism.
+        partitions: Option<u32>,
+    },
+    /// All partitions of a batch in one guest call.
+    Transform {
+        /// The node read.
+        input: NodeId,
+        /// The function.
+        function: FunctionId,
+    },
+    /// Each pair joined with the reference dataset's value of its key.
+    JoinDataset {
+        /// The node read.
+        input: NodeId,
+        /// The dataset's path or URL.
+        location: String,
+        /// `Inner` or `LeftOuter`.
+        kind: JoinKind,
+        /// The codec of the dataset's keys.
+        key: Codec,
+        /// The codec of the dataset's values.
+        value: Codec,
     },
     /// An output operation.
     Output {
@@ -135,9 +253,28 @@ pub enum OutputKind {
 }
 
 impl Plan {
-    /// Builds the plan of a graph validated for `key_groups`.
-    pub fn new(graph: &JobGraph, mut codecs: Vec<Option<Codec>>, key_groups: KeyGroups) -> Plan {
+    /// Builds the plan of a graph validated for `key_groups` and
+    /// `batch_interval`.
+    pub fn new(
+        graph: &JobGraph,
+        validated: Validated,
+        key_groups: KeyGroups,
+        batch_interval: Duration,
+    ) -> Plan {
+        let Validated {
+            mut codecs,
+            slides,
+            state_names,
+            ..
+        } = validated;
         let nodes = &graph.nodes;
+        // A step runs as often as the streams it reads produce batches.
+        let every = |id: NodeId| {
+            nodes[id]
+                .inputs
+                .first()
+                .map_or(batch_interval, |&input| slides[input])
+        };
         let mut consumers = vec![0usize; nodes.len()];
         for node in nodes {
             for &i in &node.inputs {
@@ -147,7 +284,11 @@ impl Plan {
         // A narrow node whose single reader is a narrow node, or a keyed
         // reduce (which appends its map-side combine), is fused into its reader.
         let fusable_reader = |reader: &NodeKind| {
-            reader.narrow_function().is_some() || matches!(reader, NodeKind::ReduceByKey { .. })
+            reader.narrow_function().is_some()
+                || matches!(
+                    reader,
+                    NodeKind::ReduceByKey { .. } | NodeKind::ReduceByKeyAndWindow { .. }
+                )
         };
         let mut fused_into_reader = vec![false; nodes.len()];
         for node in nodes {
@@ -159,6 +300,11 @@ impl Plan {
             }
         }
 
+        let state_name = |id: NodeId| {
+            state_names[id]
+                .clone()
+                .unwrap_or_else(|| nodes[id].state_name(id))
+        };
         let mut steps = Vec::new();
         let mut sources = Vec::new();
         // For a fused narrow node: the chain it belongs to so far (first input, stages, names).
@@ -188,6 +334,7 @@ impl Plan {
                     steps.push(Step {
                         node: id,
                         name: names.join(" → "),
+                        every: every(id),
                         kind: StepKind::Chain {
                             input: chain_input,
                             stages,
@@ -196,10 +343,8 @@ impl Plan {
                     });
                     continue;
                 }
-                NodeKind::ReduceByKey {
-                    reducer,
-                    partitions,
-                } => {
+                NodeKind::ReduceByKey { reducer, .. }
+                | NodeKind::ReduceByKeyAndWindow { reducer, .. } => {
                     let input = input.expect("validated: one input");
                     let mut shuffle_input = input;
                     let mut combined = false;
@@ -236,6 +381,7 @@ impl Plan {
                         steps.push(Step {
                             node: slot,
                             name: names.join(" → "),
+                            every: every(id),
                             kind: StepKind::Chain {
                                 input: chain_input,
                                 stages,
@@ -245,11 +391,96 @@ impl Plan {
                         shuffle_input = slot;
                         combined = true;
                     }
-                    Some(StepKind::ReduceByKey {
-                        input: shuffle_input,
-                        reducer: *reducer,
-                        partitions: *partitions,
-                        combined,
+                    Some(match &node.kind {
+                        NodeKind::ReduceByKey { partitions, .. } => StepKind::ReduceByKey {
+                            input: shuffle_input,
+                            reducer: *reducer,
+                            partitions: *partitions,
+                            combined,
+                        },
+                        NodeKind::ReduceByKeyAndWindow {
+                            inverse,
+                            filter,
+                            window,
+                            partitions,
+                            ..
+                        } => StepKind::ReduceByKeyAndWindow {
+                            input: shuffle_input,
+                            reducer: *reducer,
+                            inverse: *inverse,
+                            filter: *filter,
+                            window: *window,
+                            partitions: *partitions,
+                            combined,
+                            state: state_name(id),
+                        },
+                        _ => unreachable!("matched above"),
+                    })
+                }
+                NodeKind::Window(window) => Some(StepKind::Window {
+                    input: input.expect("validated: one input"),
+                    window: *window,
+                }),
+                NodeKind::UpdateStateByKey {
+                    function,
+                    partitions,
+                    ..
+                } => Some(StepKind::UpdateStateByKey {
+                    input: input.expect("validated: one input"),
+                    function: *function,
+                    partitions: *partitions,
+                    state: state_name(id),
+                }),
+                NodeKind::MapWithState {
+                    function,
+                    timeout,
+                    partitions,
+                    ..
+                } => Some(StepKind::MapWithState {
+                    input: input.expect("validated: one input"),
+                    function: *function,
+                    timeout: *timeout,
+                    partitions: *partitions,
+                    state: state_name(id),
+                }),
+                NodeKind::StateSnapshots => {
+                    let input = input.expect("validated: one input");
+                    Some(StepKind::StateSnapshots {
+                        input,
+                        state: state_name(input),
+                    })
+                }
+                NodeKind::Join { kind, partitions } => Some(StepKind::Join {
+                    left: node.inputs[0],
+                    right: node.inputs[1],
+                    kind: *kind,
+                    partitions: *partitions,
+                }),
+                NodeKind::Cogroup { partitions } => Some(StepKind::Cogroup {
+                    left: node.inputs[0],
+                    right: node.inputs[1],
+                    partitions: *partitions,
+                }),
+                NodeKind::Transform(function) => Some(StepKind::Transform {
+                    input: input.expect("validated: one input"),
+                    function: *function,
+                }),
+                NodeKind::JoinDataset { location, kind } => {
+                    let output = codecs[id].as_ref().expect("validated: not an output");
+                    let key = output.key().expect("validated: pairs").clone();
+                    let value = match output.value() {
+                        Some(Codec::Tuple(items)) => match (kind, &items[1]) {
+                            (JoinKind::LeftOuter, Codec::Option(w)) => (**w).clone(),
+                            (_, w) => w.clone(),
+                        },
+                        _ => unreachable!("validated: (k, (v, w)) pairs"),
+                    };
+                    Some(StepKind::JoinDataset {
+                        input: input.expect("validated: one input"),
+                        location: location.clone(),
+                        kind: *kind,
+                        key,
+                        value,
                     })
                 }
                 NodeKind::Repartition(n) => Some(StepKind::Repartition {
@@ -262,9 +493,9 @@ impl Plan {
                 NodeKind::Count => Some(StepKind::Count {
                     input: input.expect("validated: one input"),
                 }),
-                NodeKind::Reduce(f) => Some(StepKind::Reduce {
+                NodeKind::Reduce(reducer) => Some(StepKind::Reduce {
                     input: input.expect("validated: one input"),
-                    function: *f,
+                    reducer: *reducer,
                 }),
                 NodeKind::GroupByKey { partitions } => Some(StepKind::GroupByKey {
                     input: input.expect("validated: one input"),
@@ -289,7 +520,8 @@ impl Plan {
             if let Some(kind) = kind {
                 steps.push(Step {
                     node: id,
-                    name: node.name.clone(),
+                    name: node.display(),
+                    every: every(id),
                     kind,
                 });
             }
@@ -308,6 +540,8 @@ impl Plan {
             codecs,
             readers,
             key_groups,
+            batch_interval,
+            remember: graph.remember,
         }
     }
 }
@@ -321,12 +555,22 @@ impl StepKind {
         match self {
             StepKind::Source => vec![],
             StepKind::Union { inputs } => inputs.clone(),
+            StepKind::Join { left, right, .. } | StepKind::Cogroup { left, right, .. } => {
+                vec![*left, *right]
+            }
             StepKind::Chain { input, .. }
             | StepKind::Repartition { input, .. }
             | StepKind::Count { input }
             | StepKind::Reduce { input, .. }
             | StepKind::ReduceByKey { input, .. }
             | StepKind::GroupByKey { input, .. }
+            | StepKind::Window { input, .. }
+            | StepKind::ReduceByKeyAndWindow { input, .. }
+            | StepKind::UpdateStateByKey { input, .. }
+            | StepKind::MapWithState { input, .. }
+            | StepKind::StateSnapshots { input, .. }
+            | StepKind::Transform { input, .. }
+            | StepKind::JoinDataset { input, .. }
             | StepKind::Output { input, .. } => vec![*input],
         }
     }
@@ -344,16 +588,18 @@ mod tests {
         let g = JobGraph {
             name: "t".into(),
             nodes,
+            broadcasts: Vec::new(),
+            remember: None,
         };
         let groups = KeyGroups::default();
-        let codecs = validate(
+        let validated = validate(
             &g,
             Duration::from_secs(1),
             Duration::from_millis(200),
             groups,
         )
         .unwrap();
-        Plan::new(&g, codecs, groups)
+        Plan::new(&g, validated, groups, Duration::from_secs(1))
     }
 
     use crate::plan::graph::{Node, test_socket as source};

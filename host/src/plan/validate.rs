@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::graph::{JobGraph, NodeKind, Reducer, SourceSpec};
+use super::graph::{JobGraph, JoinKind, KeyFilter, NodeKind, Reducer, SourceSpec, Window};
 use crate::data::KeyGroups;
 use crate::data::{Codec, Numeric};
 
@@ -38,21 +38,40 @@ pub enum PlanError {
     Timing(String),
 }
 
-/// Checks `graph`, for a job with `key_groups` key groups, and returns the
-/// parsed codec of each node (`None` for outputs).
+/// What [`validate()`] learned about a graph, for [`Plan::new`](super::Plan::new).
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The parsed codec of each node (`None` for outputs).
+    pub codecs: Vec<Option<Codec>>,
+    /// Each node's slide: how often it produces a batch (the batch interval,
+    /// or the slide of the last window before it). An output's is its input's.
+    pub slides: Vec<Duration>,
+    /// Each stateful node's state name (`None` for the others).
+    pub state_names: Vec<Option<String>>,
+    /// What the user should hear about a graph that is valid: stateful
+    /// operators without a name.
+    pub warnings: Vec<String>,
+}
+
+/// Checks `graph`, for a job with `key_groups` key groups, and returns what
+/// the plan needs to know about each node.
 pub fn validate(
     graph: &JobGraph,
     batch_interval: Duration,
     block_interval: Duration,
     key_groups: KeyGroups,
-) -> Result<Vec<Option<Codec>>, PlanError> {
+) -> Result<Validated, PlanError> {
     check_timing(batch_interval, block_interval)?;
     let mut codecs: Vec<Option<Codec>> = Vec::with_capacity(graph.nodes.len());
+    let mut slides: Vec<Duration> = Vec::with_capacity(graph.nodes.len());
+    let mut state_names = Vec::with_capacity(graph.nodes.len());
+    let mut warnings = Vec::new();
+    let mut uids = std::collections::HashMap::new();
     let mut has_output = false;
     for (index, node) in graph.nodes.iter().enumerate() {
         let fail = |reason: String| PlanError::Node {
             node: index,
-            name: node.name.clone(),
+            name: node.display(),
             reason,
         };
         for &input in &node.inputs {
@@ -64,20 +83,35 @@ pub fn validate(
             if codecs[input].is_none() {
                 return Err(fail(format!(
                     "reads node {input} (`{}`), which is an output",
-                    graph.nodes[input].name
+                    graph.nodes[input].display()
+                )));
+            }
+        }
+        if let Some(uid) = &node.uid {
+            if uid.trim().is_empty() || uid.len() > 256 || uid.chars().any(char::is_control) {
+                return Err(fail(format!(
+                    "the operator name {uid:?} must be 1 to 256 printable characters"
+                )));
+            }
+            if let Some(other) = uids.insert(uid.clone(), index) {
+                return Err(fail(format!(
+                    "the operator name `{uid}` is already the name of node {other} (`{}`); \
+                     names must be unique, since state is kept under them",
+                    graph.nodes[other].name
                 )));
             }
         }
         let expected_inputs = match node.kind {
             NodeKind::Source(_) => 0..=0,
             NodeKind::Union => 1..=usize::MAX,
+            NodeKind::Join { .. } | NodeKind::Cogroup { .. } => 2..=2,
             _ => 1..=1,
         };
         if !expected_inputs.contains(&node.inputs.len()) {
             return Err(fail(format!(
                 "a {} takes {} input(s), not {}",
                 node.kind.label(),
-                if node.inputs.is_empty() && expected_inputs.start() == &1 {
+                if expected_inputs.end() == &usize::MAX {
                     "one or more".to_string()
                 } else {
                     expected_inputs.start().to_string()
@@ -86,6 +120,30 @@ pub fn validate(
             )));
         }
         let input_codec = node.inputs.first().and_then(|&i| codecs[i].clone());
+        let input_slide = node.inputs.first().map_or(batch_interval, |&i| slides[i]);
+        for &i in &node.inputs {
+            if slides[i] != input_slide {
+                return Err(fail(format!(
+                    "its inputs produce batches at different slides: node {} (`{}`) every {}, \
+                     node {i} (`{}`) every {}; window them with the same slide",
+                    node.inputs[0],
+                    graph.nodes[node.inputs[0]].display(),
+                    show(input_slide),
+                    graph.nodes[i].display(),
+                    show(slides[i]),
+                )));
+            }
+        }
+        state_names.push(node.is_stateful().then(|| node.state_name(index)));
+        if node.is_stateful() && node.uid.is_none() {
+            warnings.push(format!(
+                "node {index} (`{}`) keeps state but has no name: its state is kept under \
+                 `{}`, which changes when the code around it changes; name it with \
+                 `.name(\"...\")` so that its state survives",
+                node.name,
+                node.state_name(index)
+            ));
+        }
 
         if node.kind.is_output() {
             has_output = true;
@@ -96,6 +154,7 @@ pub fn validate(
                 )));
             }
             codecs.push(None);
+            slides.push(input_slide);
             continue;
         }
         let codec: Codec = node.codec.parse().map_err(|e| fail(format!("{e}")))?;
@@ -108,6 +167,18 @@ pub fn validate(
                 )))
             }
         };
+        let pair = |codec: Option<&Codec>, what: &str| -> Result<(Codec, Codec), PlanError> {
+            let codec = codec.expect("inputs checked");
+            match (codec.key(), codec.value()) {
+                (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
+                _ => Err(fail(format!(
+                    "{what} needs (key, value) pairs, but its input has `{codec}`"
+                ))),
+            }
+        };
+        let tuple = |items: Vec<Codec>| Codec::Tuple(items);
+        let list = |c: Codec| Codec::List(Box::new(c));
+        let mut slide = input_slide;
         match &node.kind {
             NodeKind::Source(spec) => match spec {
                 SourceSpec::SocketText { .. }
@@ -124,7 +195,10 @@ pub fn validate(
                 }
                 SourceSpec::Queue(_) => {}
             },
-            NodeKind::Map(_) | NodeKind::FlatMap(_) | NodeKind::MapPartitions(_) => {}
+            NodeKind::Map(_)
+            | NodeKind::FlatMap(_)
+            | NodeKind::MapPartitions(_)
+            | NodeKind::Transform(_) => {}
             NodeKind::Filter(_) => expect(input_codec.as_ref().expect("one input"), "filter")?,
             NodeKind::Repartition(n) => {
                 if *n == 0 {
@@ -138,52 +212,193 @@ pub fn validate(
                     if c != &codec {
                         return Err(fail(format!(
                             "union of different types: node {i} (`{}`) has `{c}`, the union `{codec}`",
-                            graph.nodes[i].name
+                            graph.nodes[i].display()
                         )));
                     }
                 }
             }
             NodeKind::Count => expect(&Codec::Num(Numeric::I64), "count")?,
-            NodeKind::Reduce(_) => expect(input_codec.as_ref().expect("one input"), "reduce")?,
+            NodeKind::Reduce(reducer) => {
+                let input = input_codec.as_ref().expect("one input");
+                check_reducer(*reducer, input, "reduce").map_err(&fail)?;
+                let out = match reducer {
+                    Reducer::Count => Codec::Num(Numeric::I64),
+                    _ => input.clone(),
+                };
+                expect(&out, "reduce")?
+            }
             NodeKind::ReduceByKey {
                 reducer,
                 partitions,
             } => {
-                let input = input_codec.as_ref().expect("one input");
-                let (Some(key), Some(value)) = (input.key(), input.value()) else {
-                    return Err(fail(format!(
-                        "reduce_by_key needs (key, value) pairs, but its input has `{input}`"
-                    )));
-                };
+                let (key, value) = pair(input_codec.as_ref(), "reduce_by_key")?;
                 check_partitions(*partitions, key_groups).map_err(&fail)?;
-                match reducer {
-                    Reducer::Function(_) => expect(input, "reduce_by_key")?,
-                    Reducer::Count => expect(
-                        &Codec::Tuple(vec![key.clone(), Codec::Num(Numeric::I64)]),
-                        "count_by_key",
-                    )?,
-                    Reducer::Sum | Reducer::Min | Reducer::Max => {
-                        if !matches!(value, Codec::Num(_)) {
-                            return Err(fail(format!(
-                                "the built-in {reducer:?} reducer needs numeric values, not `{value}`"
-                            )));
-                        }
-                        expect(input, "reduce_by_key")?
-                    }
-                }
+                check_reducer(*reducer, &value, "reduce_by_key").map_err(&fail)?;
+                expect(&tuple(vec![key, reduced(*reducer, value)]), "reduce_by_key")?
             }
             NodeKind::GroupByKey { partitions } => {
-                let input = input_codec.as_ref().expect("one input");
-                let (Some(key), Some(value)) = (input.key(), input.value()) else {
+                let (key, value) = pair(input_codec.as_ref(), "group_by_key")?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
+                expect(&tuple(vec![key, list(value)]), "group_by_key")?
+            }
+            NodeKind::Window(window) => {
+                check_window(window, input_slide).map_err(&fail)?;
+                slide = window.slide;
+                expect(input_codec.as_ref().expect("one input"), "window")?
+            }
+            NodeKind::ReduceByKeyAndWindow {
+                reducer,
+                inverse,
+                filter,
+                window,
+                partitions,
+            } => {
+                let what = "reduce_by_key_and_window";
+                let (key, value) = pair(input_codec.as_ref(), what)?;
+                check_window(window, input_slide).map_err(&fail)?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
+                check_reducer(*reducer, &value, what).map_err(&fail)?;
+                let incremental = match reducer {
+                    Reducer::Function(_) => inverse.is_some(),
+                    Reducer::Sum | Reducer::Count => {
+                        if inverse.is_some() {
+                            return Err(fail(format!(
+                                "the built-in {reducer:?} reducer is incremental by itself: \
+                                 it takes no inverse function"
+                            )));
+                        }
+                        true
+                    }
+                    Reducer::Min | Reducer::Max => {
+                        if inverse.is_some() {
+                            return Err(fail(format!(
+                                "the built-in {reducer:?} reducer has no inverse"
+                            )));
+                        }
+                        false
+                    }
+                };
+                if filter.is_some() && !incremental {
+                    return Err(fail(
+                        "a filter applies to an incremental window (an inverse function, \
+                         or the built-in sum or count) only"
+                            .into(),
+                    ));
+                }
+                if *filter == Some(KeyFilter::Nonzero) && matches!(reducer, Reducer::Function(_)) {
+                    return Err(fail(
+                        "the nonzero filter is for the built-in sum and count; give a user \
+                         reducer a filter function"
+                            .into(),
+                    ));
+                }
+                slide = window.slide;
+                expect(&tuple(vec![key, reduced(*reducer, value)]), what)?
+            }
+            NodeKind::UpdateStateByKey {
+                state_codec,
+                partitions,
+                ..
+            } => {
+                let (key, _) = pair(input_codec.as_ref(), "update_state_by_key")?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
+                let state: Codec = state_codec
+                    .parse()
+                    .map_err(|e| fail(format!("its state codec: {e}")))?;
+                expect(&tuple(vec![key, state]), "update_state_by_key")?
+            }
+            NodeKind::MapWithState {
+                state_codec,
+                timeout,
+                partitions,
+                ..
+            } => {
+                pair(input_codec.as_ref(), "map_with_state")?;
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
+                state_codec
+                    .parse::<Codec>()
+                    .map_err(|e| fail(format!("its state codec: {e}")))?;
+                if timeout.is_some_and(|t| t.is_zero()) {
+                    return Err(fail("a state timeout must be positive".into()));
+                }
+            }
+            NodeKind::StateSnapshots => {
+                let input = node.inputs[0];
+                let NodeKind::MapWithState { state_codec, .. } = &graph.nodes[input].kind else {
                     return Err(fail(format!(
-                        "group_by_key needs (key, value) pairs, but its input has `{input}`"
+                        "state_snapshots reads a map_with_state node, not node {input} (`{}`)",
+                        graph.nodes[input].display()
                     )));
                 };
+                let (key, _) = pair(
+                    graph.nodes[input]
+                        .inputs
+                        .first()
+                        .and_then(|&i| codecs[i].as_ref()),
+                    "map_with_state",
+                )?;
+                let state: Codec = state_codec.parse().map_err(|e| fail(format!("{e}")))?;
+                expect(&tuple(vec![key, state]), "state_snapshots")?
+            }
+            NodeKind::Join { kind, partitions } => {
+                let (key, left) = pair(input_codec.as_ref(), kind.label())?;
+                let (right_key, right) = pair(codecs[node.inputs[1]].as_ref(), kind.label())?;
+                if key != right_key {
+                    return Err(fail(format!(
+                        "{} of keys of different types: `{key}` and `{right_key}`",
+                        kind.label()
+                    )));
+                }
+                check_partitions(*partitions, key_groups).map_err(&fail)?;
+                expect(&tuple(vec![key, joined(*kind, left, right)]), kind.label())?
+            }
+            NodeKind::Cogroup { partitions } => {
+                let (key, left) = pair(input_codec.as_ref(), "cogroup")?;
+                let (right_key, right) = pair(codecs[node.inputs[1]].as_ref(), "cogroup")?;
+                if key != right_key {
+                    return Err(fail(format!(
+                        "cogroup of keys of different types: `{key}` and `{right_key}`"
+                    )));
+                }
                 check_partitions(*partitions, key_groups).map_err(&fail)?;
                 expect(
-                    &Codec::Tuple(vec![key.clone(), Codec::List(Box::new(value.clone()))]),
-                    "group_by_key",
+                    &tuple(vec![key, tuple(vec![list(left), list(right)])]),
+                    "cogroup",
                 )?
+            }
+            NodeKind::JoinDataset { location, kind } => {
+                let what = node.kind.label();
+                let (key, left) = pair(input_codec.as_ref(), what)?;
+                if !matches!(kind, JoinKind::Inner | JoinKind::LeftOuter) {
+                    return Err(fail(format!(
+                        "a dataset join is inner or left outer, not {}",
+                        kind.label()
+                    )));
+                }
+                if location.is_empty() {
+                    return Err(fail("the dataset's location is empty".into()));
+                }
+                let right = codec
+                    .value()
+                    .and_then(Codec::value)
+                    .map(|w| match (kind, w) {
+                        (JoinKind::LeftOuter, Codec::Option(w)) => (**w).clone(),
+                        _ => w.clone(),
+                    })
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{what} produces (key, (value, dataset value)) pairs, not `{codec}`"
+                        ))
+                    })?;
+                for c in [&key, &right] {
+                    if !text_parsable(c) {
+                        return Err(fail(format!(
+                            "a dataset's keys and values are read from text, so they must be \
+                             strings, numbers or booleans, not `{c}`"
+                        )));
+                    }
+                }
+                expect(&tuple(vec![key, joined(*kind, left, right)]), what)?
             }
             NodeKind::Print(_)
             | NodeKind::SaveAsTextFiles { .. }
@@ -192,6 +407,7 @@ pub fn validate(
             }
         }
         codecs.push(Some(codec));
+        slides.push(slide);
     }
     if !has_output {
         return Err(PlanError::Job {
@@ -201,7 +417,99 @@ pub fn validate(
                 .into(),
         });
     }
-    Ok(codecs)
+    if let Some(remember) = graph.remember
+        && (remember.is_zero()
+            || !remember
+                .as_millis()
+                .is_multiple_of(batch_interval.as_millis()))
+    {
+        return Err(PlanError::Job {
+            job: graph.name.clone(),
+            reason: format!(
+                "remember ({}) must be a positive multiple of the batch interval ({})",
+                show(remember),
+                show(batch_interval)
+            ),
+        });
+    }
+    let mut names = std::collections::HashSet::new();
+    for b in &graph.broadcasts {
+        if !names.insert(&b.name) {
+            return Err(PlanError::Job {
+                job: graph.name.clone(),
+                reason: format!("two broadcast values are named `{}`", b.name),
+            });
+        }
+    }
+    Ok(Validated {
+        codecs,
+        slides,
+        state_names,
+        warnings,
+    })
+}
+
+/// `1s`, `250ms`, for messages.
+fn show(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(d)
+}
+
+/// A window's length and slide are positive multiples of the slide of the
+/// stream it reads (the batch interval, unless a window comes before).
+fn check_window(window: &Window, input_slide: Duration) -> Result<(), String> {
+    let ms = |d: Duration| d.as_millis();
+    let fits = |d: Duration| {
+        !d.is_zero()
+            && d.subsec_nanos().is_multiple_of(1_000_000)
+            && ms(d).is_multiple_of(ms(input_slide))
+    };
+    if fits(window.length) && fits(window.slide) {
+        return Ok(());
+    }
+    Err(format!(
+        "the window length ({}) and slide ({}) must be positive multiples of the batch interval \
+         of the stream it reads ({})",
+        show(window.length),
+        show(window.slide),
+        show(input_slide)
+    ))
+}
+
+/// A built-in reducer needs numbers, except `count`.
+fn check_reducer(reducer: Reducer, value: &Codec, what: &str) -> Result<(), String> {
+    match reducer {
+        Reducer::Sum | Reducer::Min | Reducer::Max if !matches!(value, Codec::Num(_)) => {
+            Err(format!(
+                "the built-in {reducer:?} reducer of {what} needs numeric values, not `{value}`"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The value a reducer yields for values of `value`.
+fn reduced(reducer: Reducer, value: Codec) -> Codec {
+    match reducer {
+        Reducer::Count => Codec::Num(Numeric::I64),
+        _ => value,
+    }
+}
+
+/// The value of a join's output pairs.
+fn joined(kind: JoinKind, left: Codec, right: Codec) -> Codec {
+    let option = |c: Codec| Codec::Option(Box::new(c));
+    let (left, right) = match kind {
+        JoinKind::Inner => (left, right),
+        JoinKind::LeftOuter => (left, option(right)),
+        JoinKind::RightOuter => (option(left), right),
+        JoinKind::FullOuter => (option(left), option(right)),
+    };
+    Codec::Tuple(vec![left, right])
+}
+
+/// Codecs a reference dataset's text can hold.
+fn text_parsable(codec: &Codec) -> bool {
+    matches!(codec, Codec::String | Codec::Bool | Codec::Num(_))
 }
 
 /// A keyed operator's partitions each own at least one key group.
@@ -255,6 +563,8 @@ mod tests {
         JobGraph {
             name: "test".into(),
             nodes,
+            broadcasts: Vec::new(),
+            remember: None,
         }
     }
 
@@ -278,7 +588,9 @@ mod tests {
             ),
             node("print at d", NodeKind::Print(10), &[3], ""),
         ]);
-        let codecs = validate(&g, SEC, BLOCK, KeyGroups::default()).unwrap();
+        let codecs = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap()
+            .codecs;
         assert_eq!(codecs.len(), 5);
         assert!(codecs[4].is_none());
     }

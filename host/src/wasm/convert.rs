@@ -7,7 +7,12 @@
 use super::bindings::wit;
 use super::error::CallError;
 use crate::data::Rows;
-use crate::plan::graph::{JobGraph, Node, NodeKind, Reducer, SourceSpec, Stage};
+use std::time::Duration;
+
+use crate::plan::graph::{
+    Broadcast, BroadcastValue, JobGraph, JoinKind, KeyFilter, Node, NodeKind, Reducer, SourceSpec,
+    Stage, Window,
+};
 
 /// Moves the buffers of `rows` into a WIT record, leaving `rows` empty until
 /// [`restore_rows`] puts them back.
@@ -61,15 +66,45 @@ pub(super) fn job_graph(graph: wit::JobGraph) -> Result<JobGraph, CallError> {
         let kind = node_kind(node.kind).map_err(bad)?;
         nodes.push(Node {
             name: node.name,
+            uid: node.uid,
             kind,
             inputs,
             codec: node.codec,
         });
     }
+    let broadcasts = graph
+        .broadcasts
+        .into_iter()
+        .map(|b| Broadcast {
+            name: b.name,
+            value: match b.value {
+                wit::BroadcastValue::Bytes(bytes) => BroadcastValue::Bytes(bytes),
+                wit::BroadcastValue::File(path) => BroadcastValue::File(path),
+            },
+        })
+        .collect();
     Ok(JobGraph {
         name: graph.name,
         nodes,
+        broadcasts,
+        remember: graph.remember_ms.map(Duration::from_millis),
     })
+}
+
+fn window(w: wit::Window) -> Window {
+    Window {
+        length: Duration::from_millis(w.length_ms),
+        slide: Duration::from_millis(w.slide_ms),
+    }
+}
+
+fn join_kind(kind: wit::JoinKind) -> JoinKind {
+    match kind {
+        wit::JoinKind::Inner => JoinKind::Inner,
+        wit::JoinKind::LeftOuter => JoinKind::LeftOuter,
+        wit::JoinKind::RightOuter => JoinKind::RightOuter,
+        wit::JoinKind::FullOuter => JoinKind::FullOuter,
+    }
 }
 
 fn node_kind(kind: wit::NodeKind) -> Result<NodeKind, String> {
@@ -83,12 +118,45 @@ fn node_kind(kind: wit::NodeKind) -> Result<NodeKind, String> {
         W::Repartition(n) => NodeKind::Repartition(n),
         W::Union => NodeKind::Union,
         W::Count => NodeKind::Count,
-        W::Reduce(f) => NodeKind::Reduce(f),
+        W::Reduce(r) => NodeKind::Reduce(reducer(r)),
         W::ReduceByKey(r) => NodeKind::ReduceByKey {
             reducer: reducer(r.reducer),
             partitions: r.partitions,
         },
         W::GroupByKey(partitions) => NodeKind::GroupByKey { partitions },
+        W::Window(w) => NodeKind::Window(window(w)),
+        W::ReduceByKeyAndWindow(r) => NodeKind::ReduceByKeyAndWindow {
+            reducer: reducer(r.reducer),
+            inverse: r.inverse,
+            filter: r.filter.map(|f| match f {
+                wit::KeyFilter::Function(f) => KeyFilter::Function(f),
+                wit::KeyFilter::Nonzero => KeyFilter::Nonzero,
+            }),
+            window: window(r.window),
+            partitions: r.partitions,
+        },
+        W::UpdateStateByKey(u) => NodeKind::UpdateStateByKey {
+            function: u.function,
+            state_codec: u.state_codec,
+            partitions: u.partitions,
+        },
+        W::MapWithState(m) => NodeKind::MapWithState {
+            function: m.function,
+            state_codec: m.state_codec,
+            timeout: m.timeout_ms.map(Duration::from_millis),
+            partitions: m.partitions,
+        },
+        W::StateSnapshots => NodeKind::StateSnapshots,
+        W::Join(j) => NodeKind::Join {
+            kind: join_kind(j.kind),
+            partitions: j.partitions,
+        },
+        W::Cogroup(partitions) => NodeKind::Cogroup { partitions },
+        W::Transform(f) => NodeKind::Transform(f),
+        W::JoinDataset(d) => NodeKind::JoinDataset {
+            location: d.location,
+            kind: join_kind(d.kind),
+        },
         W::Print(n) => NodeKind::Print(n),
         W::SaveAsTextFiles(s) => NodeKind::SaveAsTextFiles {
             prefix: s.prefix,
@@ -144,6 +212,7 @@ mod tests {
     fn node(name: &str, kind: wit::NodeKind, inputs: Vec<u32>) -> wit::Node {
         wit::Node {
             name: name.to_string(),
+            uid: None,
             kind,
             inputs,
             codec: "string".to_string(),
@@ -161,6 +230,8 @@ mod tests {
     fn graph_converts_field_for_field() {
         let graph = job_graph(wit::JobGraph {
             name: "wc".to_string(),
+            broadcasts: vec![],
+            remember_ms: None,
             nodes: vec![
                 node("socket", source(), vec![]),
                 node(
@@ -198,6 +269,8 @@ mod tests {
         for inputs in [vec![1], vec![7]] {
             let err = job_graph(wit::JobGraph {
                 name: "wc".to_string(),
+                broadcasts: vec![],
+                remember_ms: None,
                 nodes: vec![
                     node("socket", source(), vec![]),
                     node("map at src/lib.rs:4:9", wit::NodeKind::Map(0), inputs),
@@ -216,6 +289,8 @@ mod tests {
     fn malformed_queue_batch_is_refused() {
         let err = job_graph(wit::JobGraph {
             name: "q".to_string(),
+            broadcasts: vec![],
+            remember_ms: None,
             nodes: vec![node(
                 "queue",
                 wit::NodeKind::Source(wit::Source::Queue(wit::QueueSource::Batches(vec![

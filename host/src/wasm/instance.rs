@@ -22,11 +22,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings;
 use super::convert::{job_graph, lend_rows, restore_rows, rows_from_guest, stage_to_wit};
 use super::error::{CallError, TrapReason};
+use super::host_api::HostState;
 use super::limits::{Limits, format_bytes, format_duration};
 use super::output::{Capture, Stream};
 use super::plugin::Plugin;
 use super::runtime::WasmConfig;
 use crate::data::Rows;
+use crate::monitor::Accumulators;
 use crate::plan::graph::{FunctionId, JobGraph, Stage};
 
 /// Bytes of the guest's stderr returned with a trap.
@@ -40,6 +42,7 @@ pub(super) struct StoreState {
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
     pub(super) limits: Limits,
+    pub(super) host: HostState,
 }
 
 impl WasiView for StoreState {
@@ -164,6 +167,62 @@ impl Instance {
         result
     }
 
+    /// Calls `update-state-by-key`'s function over one partition's keys
+    /// (`tuple<k, list<v>, option<s>>` records; one `option<s>` back per
+    /// record). `input` is left as it was.
+    pub fn update_state(
+        &mut self,
+        f: FunctionId,
+        batch_time_ms: u64,
+        input: &mut Rows,
+    ) -> Result<Rows, CallError> {
+        let lent = lend_rows(input);
+        let result = self
+            .call(async |job, store| job.call_update_state(store, f, batch_time_ms, &lent).await);
+        restore_rows(input, lent);
+        rows_from_guest(result?, "update-state")
+    }
+
+    /// Calls `map-with-state`'s function over one partition's keys
+    /// (`tuple<k, option<s>, option<list<v>>>` records; one
+    /// `tuple<option<s>, list<m>>` back per record). `input` is left as it
+    /// was.
+    pub fn map_with_state(
+        &mut self,
+        f: FunctionId,
+        batch_time_ms: u64,
+        input: &mut Rows,
+    ) -> Result<Rows, CallError> {
+        let lent = lend_rows(input);
+        let result = self.call(async |job, store| {
+            job.call_map_with_state(store, f, batch_time_ms, &lent)
+                .await
+        });
+        restore_rows(input, lent);
+        rows_from_guest(result?, "map-with-state")
+    }
+
+    /// Calls a `transform` function on a whole batch. `input` is left as it
+    /// was.
+    pub fn transform(
+        &mut self,
+        f: FunctionId,
+        batch_time_ms: u64,
+        input: &mut Rows,
+    ) -> Result<Rows, CallError> {
+        let lent = lend_rows(input);
+        let result =
+            self.call(async |job, store| job.call_transform(store, f, batch_time_ms, &lent).await);
+        restore_rows(input, lent);
+        rows_from_guest(result?, "transform")
+    }
+
+    /// What the last call added to accumulators (empty after a failed call),
+    /// taken: a second call returns nothing.
+    pub fn take_accumulators(&mut self) -> Accumulators {
+        std::mem::take(&mut self.store.data_mut().host.accumulators)
+    }
+
     /// Bytes of linear memory the instance holds now. Linear memory never
     /// shrinks, so an instance above a watermark is best replaced.
     pub fn memory_bytes(&self) -> usize {
@@ -187,6 +246,7 @@ impl Instance {
             });
         }
         self.store.data_mut().limits.reset();
+        self.store.data_mut().host.reset();
         self.store
             .set_epoch_deadline(self.plugin.runtime().deadline_ticks());
         let (job, store) = (self.bindings.sluice_plugin_job(), &mut self.store);
@@ -205,14 +265,22 @@ impl Instance {
         match outcome {
             Ok(Ok(value)) => {
                 self.drain_output(false);
-                Ok(value)
+                match self.store.data_mut().host.mismatch.take() {
+                    Some(mismatch) => {
+                        self.store.data_mut().host.reset();
+                        Err(CallError::Guest(mismatch.to_string()))
+                    }
+                    None => Ok(value),
+                }
             }
             Ok(Err(message)) => {
                 self.drain_output(false);
+                self.store.data_mut().host.reset();
                 Err(CallError::Guest(message))
             }
             Err(error) => {
                 self.trapped = true;
+                self.store.data_mut().host.reset();
                 let guest_stderr = self.stderr.tail(STDERR_TAIL);
                 self.drain_output(true);
                 let refused_at = self.store.data().limits.refused_at();

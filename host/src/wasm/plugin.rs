@@ -13,6 +13,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::PluginPre;
 use super::error::WasmError;
+use super::host_api::{Broadcasts, HostState};
 use super::instance::{Instance, StoreState, classify, timeout_detail};
 use super::limits::Limits;
 use super::output::Capture;
@@ -22,6 +23,8 @@ use super::runtime::Runtime;
 #[derive(Clone)]
 pub struct Plugin {
     inner: Arc<PluginInner>,
+    /// What the `broadcast-value` import of its instances returns.
+    broadcasts: Broadcasts,
 }
 
 struct PluginInner {
@@ -58,6 +61,16 @@ impl Plugin {
                 contract_version,
                 pre,
             }),
+            broadcasts: Broadcasts::default(),
+        }
+    }
+
+    /// This plugin, with instances that read `broadcasts` (the job's
+    /// broadcast values, loaded after `define`).
+    pub fn with_broadcasts(&self, broadcasts: Broadcasts) -> Plugin {
+        Plugin {
+            inner: Arc::clone(&self.inner),
+            broadcasts,
         }
     }
 
@@ -97,6 +110,10 @@ impl Plugin {
                 wasi,
                 table: ResourceTable::new(),
                 limits: Limits::new(runtime.config().memory_limit),
+                host: HostState {
+                    broadcasts: Arc::clone(&self.broadcasts),
+                    ..HostState::default()
+                },
             },
         );
         store.limiter(|state| &mut state.limits);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::bindings::PluginPre;
@@ -96,6 +96,11 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(format!("cannot link WASI: {e:#}")))?;
+        super::bindings::sluice::plugin::host::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| WasmError::Engine(format!("cannot link the host interface: {e:#}")))?;
         let driver = Driver::start(engine.clone()).map_err(|e| {
             WasmError::Engine(format!("cannot start the engine's driver thread: {e}"))
         })?;

@@ -1,13 +1,13 @@
 //! Tests of `wasm/` against real components: the plugins that
 //! `sluice-test-artifacts` builds from `plugins/` and `tests/plugins/`.
 //! `misbehaving` panics, loops, allocates without bound or returns an error
-//! on request; `contract-0-2` exports the wrong contract version.
+//! on request; `contract-0-1` exports the previous contract version.
 
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sluice_test_artifacts::{CONTRACT_0_2, MISBEHAVING, NETWORK_WORD_COUNT};
+use sluice_test_artifacts::{CONTRACT_0_1, MISBEHAVING, NETWORK_WORD_COUNT};
 
 use super::*;
 use crate::data::Rows;
@@ -270,18 +270,18 @@ fn define_error_is_a_guest_error() {
 
 #[test]
 fn other_contract_version_is_refused_naming_both() {
-    let err = runtime().load(Path::new(CONTRACT_0_2)).unwrap_err();
+    let err = runtime().load(Path::new(CONTRACT_0_1)).unwrap_err();
     let WasmError::Version {
         found, expected, ..
     } = &err
     else {
         panic!("{err:?}")
     };
-    assert_eq!(found, "0.2.0");
+    assert_eq!(found, "0.1.0");
     assert_eq!(expected, CONTRACT_VERSION);
     assert!(
         err.to_string()
-            .ends_with("was built against sluice:plugin@0.2.0 but this host speaks sluice:plugin@0.1.0; rebuild it against sluice-guest 0.1"),
+            .ends_with("was built against sluice:plugin@0.1.0 but this host speaks sluice:plugin@0.2.0; rebuild it against sluice-guest 0.2"),
         "{err}"
     );
 }
