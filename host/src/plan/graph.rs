@@ -213,7 +213,15 @@ pub struct Window {
     /// `(T - length, T]`.
     pub length: Duration,
     /// How often a window is produced: at the multiples of the slide.
-    pub slide: Duration,
+    /// `None`: the slide of the stream it reads.
+    pub slide: Option<Duration>,
+}
+
+impl Window {
+    /// The slide, given that of the stream the window reads.
+    pub fn slide_over(&self, input_slide: Duration) -> Duration {
+        self.slide.unwrap_or(input_slide)
+    }
 }
 
 /// Which keys an incremental windowed reduce keeps.

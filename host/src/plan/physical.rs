@@ -114,7 +114,7 @@ pub enum StepKind {
         partitions: Option<u32>,
     },
     /// Keeps the input's batches for the window's length; at the multiples
-    /// of its slide, all the records of the batches in `(T - length, T]`.
+    /// of its slide (always set in a plan), all the records of the batches in `(T - length, T]`.
     Window {
         /// The node read.
         input: NodeId,
@@ -409,7 +409,7 @@ impl Plan {
                             reducer: *reducer,
                             inverse: *inverse,
                             filter: *filter,
-                            window: *window,
+                            window: resolved(window, every(id)),
                             partitions: *partitions,
                             combined,
                             state: state_name(id),
@@ -419,7 +419,7 @@ impl Plan {
                 }
                 NodeKind::Window(window) => Some(StepKind::Window {
                     input: input.expect("validated: one input"),
-                    window: *window,
+                    window: resolved(window, every(id)),
                 }),
                 NodeKind::UpdateStateByKey {
                     function,
@@ -543,6 +543,15 @@ impl Plan {
             batch_interval,
             remember: graph.remember,
         }
+    }
+}
+
+/// A window whose slide is set (`None` in the graph means the slide of the
+/// stream it reads).
+fn resolved(window: &Window, input_slide: Duration) -> Window {
+    Window {
+        length: window.length,
+        slide: Some(window.slide_over(input_slide)),
     }
 }
 

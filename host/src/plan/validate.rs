@@ -243,7 +243,7 @@ pub fn validate(
             }
             NodeKind::Window(window) => {
                 check_window(window, input_slide).map_err(&fail)?;
-                slide = window.slide;
+                slide = window.slide_over(input_slide);
                 expect(input_codec.as_ref().expect("one input"), "window")?
             }
             NodeKind::ReduceByKeyAndWindow {
@@ -292,7 +292,7 @@ pub fn validate(
                             .into(),
                     ));
                 }
-                slide = window.slide;
+                slide = window.slide_over(input_slide);
                 expect(&tuple(vec![key, reduced(*reducer, value)]), what)?
             }
             NodeKind::UpdateStateByKey {
@@ -463,14 +463,15 @@ fn check_window(window: &Window, input_slide: Duration) -> Result<(), String> {
             && d.subsec_nanos().is_multiple_of(1_000_000)
             && ms(d).is_multiple_of(ms(input_slide))
     };
-    if fits(window.length) && fits(window.slide) {
+    let slide = window.slide_over(input_slide);
+    if fits(window.length) && fits(slide) {
         return Ok(());
     }
     Err(format!(
         "the window length ({}) and slide ({}) must be positive multiples of the batch interval \
          of the stream it reads ({})",
         show(window.length),
-        show(window.slide),
+        show(slide),
         show(input_slide)
     ))
 }

@@ -94,7 +94,7 @@ pub(super) fn job_graph(graph: wit::JobGraph) -> Result<JobGraph, CallError> {
 fn window(w: wit::Window) -> Window {
     Window {
         length: Duration::from_millis(w.length_ms),
-        slide: Duration::from_millis(w.slide_ms),
+        slide: w.slide_ms.map(Duration::from_millis),
     }
 }
 
