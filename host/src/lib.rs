@@ -7,7 +7,8 @@
 //! narrow stages, shuffle) → [`sinks`] (outputs). Beside them: [`wasm`]
 //! (engine, component cache, instances, limits — the only module that touches
 //! wasmtime), [`data`] (the partition format and codecs), [`monitor`] (batch
-//! metrics), [`control`] (starting and stopping a job) and [`cli`] (the
+//! metrics), [`storage`] (paths and object store URLs for outputs and
+//! reference data), [`control`] (starting and stopping a job) and [`cli`] (the
 //! `sluice` command).
 
 pub mod batching;
@@ -19,4 +20,5 @@ pub mod monitor;
 pub mod plan;
 pub mod sinks;
 pub mod sources;
+pub mod storage;
 pub mod wasm;

@@ -13,10 +13,10 @@ use crate::data::KeyGroups;
 use crate::exec::scheduler::{self, Limits, ScheduleError};
 use crate::exec::{Datasets, Executor, Workers, WorkersConfig};
 use crate::monitor::{Metrics, Summary};
-use crate::plan::{self, JobGraph, Plan, PlanError};
+use crate::plan::{self, BroadcastValue, JobGraph, Plan, PlanError};
 use crate::sinks::Sinks;
 use crate::sources::{self, ReceiverContext, StopSignal};
-use crate::wasm::{CallError, Runtime, WasmConfig, WasmError};
+use crate::wasm::{Broadcasts, CallError, Runtime, WasmConfig, WasmError};
 
 /// Everything `sluice run` is told.
 #[derive(Debug, Clone)]
@@ -113,6 +113,14 @@ pub enum JobError {
     /// Threads could not be started.
     #[error("cannot start threads: {0}")]
     Threads(String),
+    /// A broadcast value's file could not be read.
+    #[error("cannot load the broadcast value `{name}`: {source}")]
+    Broadcast {
+        /// The broadcast's name.
+        name: String,
+        /// Why.
+        source: crate::storage::StorageError,
+    },
 }
 
 /// Runs a job until it ends (see [`JobConfig`]) or `stop` is signalled, then
@@ -168,8 +176,9 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         .enable_all()
         .build()
         .map_err(|e| JobError::Threads(e.to_string()))?;
+    let broadcasts = load_broadcasts(&graph, tokio.handle())?;
     let workers = Workers::new(
-        plugin,
+        plugin.with_broadcasts(broadcasts),
         graph.clone(),
         config.args.clone(),
         WorkersConfig {
@@ -213,7 +222,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         plan,
         workers,
         Sinks::new(tokio.handle().clone()),
-        Datasets::default(),
+        Datasets::new(tokio.handle().clone()),
     ));
     let result = scheduler::run_batches(
         &executor,
@@ -242,6 +251,36 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     drop(runtime);
     result?;
     Ok(metrics.summary())
+}
+
+/// The job's broadcast values: the bytes the plugin gave, and the files it
+/// named, read now (through `object_store`: a path or a URL).
+fn load_broadcasts(
+    graph: &JobGraph,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Broadcasts, JobError> {
+    let mut values = std::collections::HashMap::new();
+    for broadcast in &graph.broadcasts {
+        let bytes: Arc<[u8]> = match &broadcast.value {
+            BroadcastValue::Bytes(bytes) => bytes.as_slice().into(),
+            BroadcastValue::File(location) => crate::storage::read(runtime, location)
+                .map_err(|source| JobError::Broadcast {
+                    name: broadcast.name.clone(),
+                    source,
+                })?
+                .0
+                .as_ref()
+                .into(),
+        };
+        tracing::info!(
+            job = %graph.name,
+            "broadcast value `{}` loaded ({} bytes)",
+            broadcast.name,
+            bytes.len()
+        );
+        values.insert(broadcast.name.clone(), bytes);
+    }
+    Ok(Arc::new(values))
 }
 
 /// How long a receiver has to finish once told to stop: it only has to cut

@@ -82,7 +82,7 @@ pub fn run_batches(
         let result = executor.run_batch(time, input.blocks);
         let early_bytes = result.as_ref().map_or(0, |outcome| outcome.early_bytes);
         store.release(input.unreleased_bytes + early_bytes);
-        let _outcome = result?;
+        let outcome = result?;
         let processing = started.elapsed().unwrap_or_default();
         metrics.record(&BatchInfo {
             batch_time_ms: time.as_millis(),
@@ -92,6 +92,7 @@ pub fn run_batches(
             processing,
             scheduling_delay,
             total_delay: scheduling_delay + processing,
+            accumulators: outcome.accumulators,
         })?;
         batches += 1;
         let ended = (limits.until_sources_end || limits.stop.is_stopped()) && store.all_finished();

@@ -39,6 +39,18 @@ pub struct BatchInfo {
     /// Scheduling delay plus processing time.
     #[serde(rename = "total_delay_ms", serialize_with = "millis")]
     pub total_delay: Duration,
+    /// What the batch's tasks added to accumulators (each successful task
+    /// once, however often it was tried).
+    pub accumulators: Accumulators,
+}
+
+/// A line of `--metrics-json`: the batch and the accumulators' totals after
+/// it.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    #[serde(flatten)]
+    batch: &'a BatchInfo,
+    accumulator_totals: &'a Accumulators,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -56,6 +68,7 @@ pub struct Metrics {
     processing: Duration,
     max_processing: Duration,
     max_scheduling_delay: Duration,
+    accumulators: Accumulators,
 }
 
 impl Metrics {
@@ -72,11 +85,25 @@ impl Metrics {
             processing: Duration::ZERO,
             max_processing: Duration::ZERO,
             max_scheduling_delay: Duration::ZERO,
+            accumulators: Accumulators::default(),
         }
     }
 
-    /// Records one batch.
+    /// Records one batch. Accumulators of a kind other than the totals' so
+    /// far (a guest adding a float to an integer sum across batches) are
+    /// logged and left out of the totals.
     pub fn record(&mut self, info: &BatchInfo) -> std::io::Result<()> {
+        if let Err(e) = self.accumulators.merge(&info.accumulators) {
+            tracing::error!(batch = info.batch_time_ms, "{e}");
+        }
+        if !self.accumulators.is_empty() {
+            tracing::info!(
+                batch = info.batch_time_ms,
+                added = %info.accumulators,
+                totals = %self.accumulators,
+                "accumulators"
+            );
+        }
         tracing::info!(
             batch = info.batch_time_ms,
             records = info.records,
@@ -94,7 +121,11 @@ impl Metrics {
         self.max_processing = self.max_processing.max(info.processing);
         self.max_scheduling_delay = self.max_scheduling_delay.max(info.scheduling_delay);
         if let Some(json) = &mut self.json {
-            serde_json::to_writer(&mut *json, info)?;
+            let line = JsonLine {
+                batch: info,
+                accumulator_totals: &self.accumulators,
+            };
+            serde_json::to_writer(&mut *json, &line)?;
             json.write_all(b"\n")?;
             json.flush()?;
         }
@@ -112,6 +143,7 @@ impl Metrics {
             processing: self.processing,
             max_processing: self.max_processing,
             max_scheduling_delay: self.max_scheduling_delay,
+            accumulators: self.accumulators.clone(),
         }
     }
 }
@@ -135,6 +167,8 @@ pub struct Summary {
     pub max_processing: Duration,
     /// Longest scheduling delay.
     pub max_scheduling_delay: Duration,
+    /// The accumulators' totals.
+    pub accumulators: Accumulators,
 }
 
 impl fmt::Display for Summary {
@@ -155,6 +189,10 @@ impl fmt::Display for Summary {
             mean,
             self.max_processing,
             self.max_scheduling_delay
-        )
+        )?;
+        if !self.accumulators.is_empty() {
+            write!(f, "; accumulators: {}", self.accumulators)?;
+        }
+        Ok(())
     }
 }

@@ -147,22 +147,17 @@ pub fn format_lines(codec: &Codec, rows: &Rows) -> Result<Vec<u8>, SinkError> {
     Ok(text.into_bytes())
 }
 
-/// An object store and the path in it of a location given by the user: a URL
-/// (`file:///data/out`, later `s3://bucket/out`) or a local path, relative to
-/// the working directory.
+/// The store and path of an output location (see [`crate::storage::open`]).
 pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), SinkError> {
-    let bad = |reason: String| SinkError::Location {
-        location: location.to_string(),
-        reason,
-    };
-    if location.contains("://") {
-        let url = url::Url::parse(location).map_err(|e| bad(e.to_string()))?;
-        let (store, path) = object_store::parse_url(&url).map_err(|e| bad(e.to_string()))?;
-        return Ok((Arc::from(store), path));
-    }
-    let absolute = std::path::absolute(location).map_err(|e| bad(e.to_string()))?;
-    let path = StorePath::from_absolute_path(&absolute).map_err(|e| bad(e.to_string()))?;
-    Ok((Arc::new(object_store::local::LocalFileSystem::new()), path))
+    crate::storage::open(location).map_err(|e| match e {
+        crate::storage::StorageError::Location { location, reason } => {
+            SinkError::Location { location, reason }
+        }
+        other => SinkError::Location {
+            location: location.to_string(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
