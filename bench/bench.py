@@ -166,6 +166,22 @@ def read_batch_outputs(prefix: Path) -> tuple[collections.Counter, int, list[str
     return total, batches, problems
 
 
+def read_last_batch(prefix: Path) -> tuple[collections.Counter, int, list[str]]:
+    """The counts in the last batch directory `PREFIX-<time>/part-*` (a windowed or running count's
+    last output holds every word when the run is shorter than the window); returns counts,
+    batches, problems."""
+    dirs = [d for d in prefix.parent.glob(prefix.name + "-*")
+            if d.is_dir() and d.name[len(prefix.name) + 1:].isdigit()]
+    total: collections.Counter = collections.Counter()
+    if not dirs:
+        return total, 0, []
+    last = max(dirs, key=lambda d: int(d.name[len(prefix.name) + 1:]))
+    problems = [] if (last / "_SUCCESS").exists() else [f"{last.name} has no _SUCCESS"]
+    for part in sorted(last.glob("part-*")):
+        read_pairs(part, total)
+    return total, len(dirs), problems
+
+
 def check_counts(expected: dict[str, int], scale: int, got: collections.Counter) -> str | None:
     """None if every word's total matches, else what differs."""
     diffs = []
@@ -279,14 +295,20 @@ class Config:
     label: str
     batch_ms: int
     command: Callable[[Tools, Run], list[str]]
-    output: str  # "batches" (PREFIX-<time>/part-*) or "totals" (one file)
+    output: str  # "batches" (PREFIX-<time>/part-*), "last-batch" (the last batch holds the totals) or "totals" (one file)
     paced_words_per_s: int | None = None  # pace the server instead of "as fast as read"
     in_ratios: bool = True
+    job: str = "count"  # count | window | state: which word count (compared with Spark's same job)
 
 
-def sluice_command(batch: str, block: str, *extra: str) -> Callable[[Tools, Run], list[str]]:
+# The plugin of each job: the guide's three word counts.
+PLUGINS = {"count": "network_word_count", "window": "windowed_word_count", "state": "stateful_word_count"}
+
+
+def sluice_command(batch: str, block: str, *extra: str, job: str = "count") -> Callable[[Tools, Run], list[str]]:
     def command(tools: Tools, run: Run) -> list[str]:
-        argv = [str(tools.sluice), "run", str(tools.plugin),
+        plugin = tools.plugin if job == "count" else tools.target / "wasm32-wasip2" / "release" / f"{PLUGINS[job]}.wasm"
+        argv = [str(tools.sluice), "run", str(plugin),
                 "--arg", "host=127.0.0.1", "--arg", f"port={run.port}",
                 "--arg", f"output={run.output_prefix}"]
         for e in extra:
@@ -304,10 +326,12 @@ def native_command(threads: int) -> Callable[[Tools, Run], list[str]]:
     return command
 
 
-def spark_command(tools: Tools, run: Run) -> list[str]:
-    return (["java", f"-Xmx{tools.spark_heap}"] + tools.java_opts
-            + ["-cp", tools.spark_cp, "NetworkWordCount", "127.0.0.1", str(run.port),
-               str(run.output_prefix), str(run.metrics), "1000", "local[2]", str(run.timing)])
+def spark_command(job: str = "count") -> Callable[[Tools, Run], list[str]]:
+    def command(tools: Tools, run: Run) -> list[str]:
+        return (["java", f"-Xmx{tools.spark_heap}"] + tools.java_opts
+                + ["-cp", tools.spark_cp, "NetworkWordCount", "127.0.0.1", str(run.port),
+                   str(run.output_prefix), str(run.metrics), "1000", "local[2]", str(run.timing), job])
+    return command
 
 
 def all_configs() -> list[Config]:
@@ -324,7 +348,17 @@ def all_configs() -> list[Config]:
                sluice_command("100ms", "50ms"), "batches",
                paced_words_per_s=PACED_WORDS_PER_S, in_ratios=False),
         Config("spark", "spark", f"Spark Streaming {SPARK_VERSION}, Java DStream API, 1 s batches, local[2]", 1000,
-               spark_command, "batches"),
+               spark_command(), "batches"),
+        Config("sluice-window", "sluice",
+               "Sluice, windowed word count: reduce_by_key_and_window_inv, 30 s window, 1 s slide", 1000,
+               sluice_command("1s", "200ms", "window=30s", "slide=1s", job="window"), "last-batch", job="window"),
+        Config("spark-window", "spark",
+               f"Spark Streaming {SPARK_VERSION}, reduceByKeyAndWindow(+, -, 30 s, 1 s), local[2]", 1000,
+               spark_command("window"), "last-batch", job="window"),
+        Config("sluice-state", "sluice", "Sluice, stateful word count: update_state_by_key, 1 s batches", 1000,
+               sluice_command("1s", "200ms", job="state"), "last-batch", job="state"),
+        Config("spark-state", "spark", f"Spark Streaming {SPARK_VERSION}, updateStateByKey, 1 s batches, local[2]",
+               1000, spark_command("state"), "last-batch", job="state"),
         Config("native-1thread", "native", "native Rust, 1 s batches, 1 thread", 1000,
                native_command(1), "totals"),
         Config("native-percore", "native", f"native Rust, 1 s batches, reader + {cores} counting threads", 1000,
@@ -354,8 +388,9 @@ def build_native() -> None:
 
 def build_sluice() -> str | None:
     """Builds the sluice binary and the plugin; returns why not, if not."""
+    plugins = [arg for name in PLUGINS.values() for arg in ("-p", name.replace("_", "-"))]
     for argv in (["cargo", "build", "--release", "-p", "sluice"],
-                 ["cargo", "build", "--release", "--target", "wasm32-wasip2", "-p", "network-word-count"]):
+                 ["cargo", "build", "--release", "--target", "wasm32-wasip2"] + plugins):
         if sh(argv, cwd=ROOT).returncode != 0:
             return f"build failed: {shlex.join(argv)}"
     return None
@@ -555,7 +590,8 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
             read_pairs(run.totals, got)
             problems = []
         else:
-            got, n_out, problems = read_batch_outputs(run.output_prefix)
+            read = read_last_batch if cfg.output == "last-batch" else read_batch_outputs
+            got, n_out, problems = read(run.output_prefix)
             if n_out == 0:
                 problems.append("no batch output directories")
     except (OSError, ValueError) as e:
@@ -636,7 +672,8 @@ def ratios(summaries: list[Summary]) -> list[str]:
     for s in summaries:
         if s.cfg.system != "sluice" or not s.cfg.in_ratios:
             continue
-        for other in ("spark", "native-1thread", "native-percore"):
+        others = ("spark", "native-1thread", "native-percore") if s.cfg.job == "count" else (f"spark-{s.cfg.job}",)
+        for other in others:
             o = by_name.get(other)
             if o is None:
                 continue

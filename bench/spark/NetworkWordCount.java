@@ -4,6 +4,12 @@
 //
 //   socketTextStream -> flatMap(split " ") -> mapToPair((w, 1)) -> reduceByKey(+)
 //
+// and, with MODE, the guide's two stateful forms of it (both checkpoint to OUTPUT-checkpoint,
+// as Spark requires for them):
+//
+//   window: reduceByKeyAndWindow(+, -, 30 s, 1 s, filter count != 0), the incremental form
+//   state:  updateStateByKey(running count)
+//
 // Each batch's counts are saved with saveAsTextFiles(OUTPUT) as OUTPUT-<batch time>/part-*
 // ("(word,count)" lines), so the runner can check the totals. A StreamingListener writes
 // one JSON line per finished batch to METRICS (the format of `sluice run --metrics-json`)
@@ -11,7 +17,7 @@
 //
 // Usage:
 //   java <jvm options> -cp 'pyspark/jars/*:classes' NetworkWordCount \
-//       HOST PORT OUTPUT METRICS [BATCH_MS] [MASTER] [SOURCE_DONE_FILE]
+//       HOST PORT OUTPUT METRICS [BATCH_MS] [MASTER] [SOURCE_DONE_FILE] [MODE]
 //   java -cp 'pyspark/jars/*:classes' NetworkWordCount --print-jvm-options
 //
 // --print-jvm-options prints the JVM options Spark's own launcher adds (module opens for
@@ -28,6 +34,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.Optional;
 import org.apache.spark.launcher.JavaModuleOptions;
 import org.apache.spark.storage.StorageLevel;
 import org.apache.spark.streaming.Durations;
@@ -54,7 +61,7 @@ public final class NetworkWordCount {
             return;
         }
         if (args.length < 4) {
-            System.err.println("usage: NetworkWordCount HOST PORT OUTPUT METRICS [BATCH_MS] [MASTER] [SOURCE_DONE_FILE]");
+            System.err.println("usage: NetworkWordCount HOST PORT OUTPUT METRICS [BATCH_MS] [MASTER] [SOURCE_DONE_FILE] [count|window|state]");
             System.exit(2);
         }
         String host = args[0];
@@ -64,6 +71,7 @@ public final class NetworkWordCount {
         long batchMs = args.length > 4 ? Long.parseLong(args[4]) : 1000;
         String master = args.length > 5 ? args[5] : "local[2]";
         Path sourceDone = args.length > 6 ? Paths.get(args[6]) : null;
+        String mode = args.length > 7 ? args[7] : "count";
 
         SparkConf conf = new SparkConf()
                 .setAppName("NetworkWordCount")
@@ -80,7 +88,30 @@ public final class NetworkWordCount {
         // MEMORY_AND_DISK_SER_2, would serialize every block and ask for a second copy).
         JavaReceiverInputDStream<String> lines = ssc.socketTextStream(host, port, StorageLevel.MEMORY_ONLY());
         JavaDStream<String> words = lines.flatMap(line -> Arrays.asList(line.split(" ")).iterator());
-        JavaPairDStream<String, Integer> counts = words.mapToPair(w -> new Tuple2<>(w, 1)).reduceByKey(Integer::sum);
+        JavaPairDStream<String, Integer> pairs = words.mapToPair(w -> new Tuple2<>(w, 1));
+        JavaPairDStream<String, Integer> counts;
+        switch (mode) {
+            case "count":
+                counts = pairs.reduceByKey(Integer::sum);
+                break;
+            case "window":
+                ssc.checkpoint(output + "-checkpoint");
+                counts = pairs.reduceByKeyAndWindow(Integer::sum, (a, b) -> a - b,
+                        Durations.seconds(30), Durations.seconds(1), 2, kv -> kv._2() != 0);
+                break;
+            case "state":
+                ssc.checkpoint(output + "-checkpoint");
+                counts = pairs.updateStateByKey((values, state) -> {
+                    int sum = state.orElse(0);
+                    for (int v : values) {
+                        sum += v;
+                    }
+                    return Optional.of(sum);
+                });
+                break;
+            default:
+                throw new IllegalArgumentException("unknown mode " + mode + " (count, window or state)");
+        }
         counts.dstream().saveAsTextFiles(output, "");
 
         BatchListener listener = new BatchListener(metrics, batchMs, sourceDone);
