@@ -81,7 +81,7 @@ impl Plugin {
     }
 
     /// The `sluice:plugin` version the plugin was built against (e.g.
-    /// `"0.1.0"`), compatible with [`crate::wasm::CONTRACT_VERSION`].
+    /// `"0.2.0"`), compatible with [`crate::wasm::CONTRACT_VERSION`].
     pub fn contract_version(&self) -> &str {
         &self.inner.contract_version
     }
