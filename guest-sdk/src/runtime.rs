@@ -709,7 +709,7 @@ mod tests {
         assert!(matches!(kind_of(&graph, "count")[..], [NodeKind::Count]));
         assert!(matches!(
             kind_of(&graph, "reduce")[..],
-            [NodeKind::Reduce(0)]
+            [NodeKind::Reduce(Reducer::Function(0))]
         ));
         assert!(matches!(
             kind_of(&graph, "count_by_value")[..],
@@ -794,7 +794,7 @@ mod tests {
                     | NodeKind::FlatMap(f)
                     | NodeKind::Filter(f)
                     | NodeKind::MapPartitions(f)
-                    | NodeKind::Reduce(f)
+                    | NodeKind::Reduce(Reducer::Function(f))
                     | NodeKind::ForeachPartition(f),
                 ) => *f,
                 Some(NodeKind::ReduceByKey(ReduceByKey {
