@@ -10,6 +10,7 @@ mod all_operators;
 mod bad_input;
 mod file_stream;
 mod instances;
+mod keyed;
 mod sandbox;
 #[cfg(unix)]
 mod stopping;
@@ -27,6 +28,7 @@ fn every_plugin_is_tested() {
                 [
                     "all_operators",
                     "contract_0_1",
+                    "keyed_ops",
                     "misbehaving",
                     "network_word_count"
                 ]

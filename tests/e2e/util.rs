@@ -4,7 +4,7 @@
 //! directories written by `save_as_text_files`, the `print` output and the
 //! `--metrics-json` file, and count words independently of Sluice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs;
@@ -670,6 +670,8 @@ pub struct BatchMetrics {
     pub processing_ms: f64,
     pub scheduling_delay_ms: f64,
     pub total_delay_ms: f64,
+    /// The accumulators' totals after the batch.
+    pub accumulator_totals: BTreeMap<String, f64>,
 }
 
 /// Reads a `--metrics-json` file: one JSON object per line per batch.
@@ -703,6 +705,18 @@ pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
             processing_ms: num("processing_ms")?,
             scheduling_delay_ms: num("scheduling_delay_ms")?,
             total_delay_ms: num("total_delay_ms")?,
+            accumulator_totals: v
+                .get("accumulator_totals")
+                .and_then(serde_json::Value::as_object)
+                .with_context(|| format!("metrics line {line:?} has no accumulator_totals"))?
+                .iter()
+                .map(|(name, total)| {
+                    total
+                        .as_f64()
+                        .map(|t| (name.clone(), t))
+                        .with_context(|| format!("accumulator {name} is not a number in {line:?}"))
+                })
+                .collect::<Result<_>>()?,
         });
     }
     Ok(metrics)

@@ -1,9 +1,17 @@
 //! Test fixture: one keyed operator over `(String, i64)` streams, chosen by
 //! the arguments, for the host's property tests. The sources are empty
-//! queue streams: the tests hand partitions to the executor directly.
+//! queue streams: the tests hand partitions to the executor directly. With
+//! `input`, they are lines files instead, so that the real binary runs the
+//! operator over a deterministic input (end-to-end tests).
 //!
 //! # Arguments (`--arg KEY=VALUE`)
 //!
+//! - `input`, `other-input` (optional): UTF-8 files of `<key> <value>` lines
+//!   (lines that do not parse are skipped) read as source 0 and source 1,
+//!   `lines_per_batch` lines per batch (default 1): batch `i` (0-based) holds
+//!   lines `i*n .. (i+1)*n`, later batches are empty.
+//! - `dataset`: for `join-dataset` and `left-outer-join-dataset`, the
+//!   reference dataset (`<key><TAB><i64 value>` lines) joined with source 0.
 //! - `output` (required): the operator's result is saved with
 //!   `save_as_text_files(output, None)`.
 //! - `length`, `slide` (durations like `3s`, `500ms`; `slide` optional: the
@@ -37,6 +45,8 @@
 //!     `cogroup`: source 0 with source 1 (a second empty queue stream).
 //!   - `transform`: the whole batch sorted and numbered, `(i, key, value)`:
 //!     `(i64, String, i64)`.
+//!   - `join-dataset`, `left-outer-join-dataset`: source 0 joined with the
+//!     dataset: `(String, (i64, i64))`, `(String, (i64, Option<i64>))`.
 
 use std::time::Duration;
 
@@ -48,6 +58,12 @@ struct KeyedOps;
 fn next_sum(state: Option<i64>, values: &[i64]) -> Option<i64> {
     let s = state.unwrap_or(0) + values.iter().sum::<i64>();
     if s == 0 { None } else { Some(s) }
+}
+
+/// `<key> <value>` as a pair; `None` for a line that does not parse.
+fn parse_pair(line: &str) -> Option<(String, i64)> {
+    let (key, value) = line.split_once(' ')?;
+    Some((key.to_string(), value.trim().parse().ok()?))
 }
 
 impl Job for KeyedOps {
@@ -63,7 +79,19 @@ impl Job for KeyedOps {
                 ));
             }
         };
-        let source: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+        let lines_per_batch = match args.get("lines_per_batch") {
+            Some(_) => args.parse::<u32>("lines_per_batch")?,
+            None => 1,
+        };
+        let pairs = |input: Option<&str>| -> DStream<(String, i64)> {
+            match input {
+                Some(path) => ctx
+                    .queue_stream_from_lines_file(path, lines_per_batch)
+                    .flat_map(|line: String| parse_pair(&line)),
+                None => ctx.queue_stream(vec![]),
+            }
+        };
+        let source = pairs(args.get("input"));
         let length = || args.duration("length");
         let slide = || -> Result<Option<Duration>, String> { args.duration_optional("slide") };
         let save_pairs = |s: DStream<(String, i64)>| s.save_as_text_files(output.clone(), None);
@@ -152,7 +180,7 @@ impl Job for KeyedOps {
                 .reduce_by_window(|a, b| a + b, length()?, slide()?)
                 .save_as_text_files(output, None),
             "join" | "left-outer-join" | "right-outer-join" | "full-outer-join" | "cogroup" => {
-                let other: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+                let other = pairs(args.get("other-input"));
                 match op {
                     "join" => source.join(&other).save_as_text_files(output, None),
                     "left-outer-join" => source
@@ -176,6 +204,12 @@ impl Job for KeyedOps {
                         .map(|(i, (k, v))| (i as i64, k, v))
                         .collect::<Vec<_>>()
                 })
+                .save_as_text_files(output, None),
+            "join-dataset" => source
+                .join_dataset::<i64>(args.require("dataset")?)
+                .save_as_text_files(output, None),
+            "left-outer-join-dataset" => source
+                .left_outer_join_dataset::<i64>(args.require("dataset")?)
                 .save_as_text_files(output, None),
             other => return Err(format!("argument `op`: unknown operator {other:?}")),
         }
