@@ -8,6 +8,7 @@
 
 mod all_operators;
 mod bad_input;
+mod examples;
 mod file_stream;
 mod instances;
 mod keyed;
@@ -27,10 +28,14 @@ fn every_plugin_is_tested() {
             assert!(
                 [
                     "all_operators",
+                    "blacklist_filter",
                     "contract_0_1",
                     "keyed_ops",
                     "misbehaving",
-                    "network_word_count"
+                    "network_word_count",
+                    "stateful_word_count",
+                    "stream_join",
+                    "windowed_word_count"
                 ]
                 .contains(&stringify!($name)),
                 "plugin `{}` ({}) has no end-to-end test: add one in tests/e2e/ and list it here",
