@@ -417,12 +417,12 @@ def setup_spark(tools: Tools, version: str) -> str | None:
         return (f"pyspark {version} has no spark-streaming jar (the DStream API): "
                 "use --spark-version with an older release")
     classes = WORK / f"spark-classes-{version}"
-    source = BENCH / "spark" / "NetworkWordCount.java"
-    compiled = classes / "NetworkWordCount.class"
-    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
-        classes.mkdir(parents=True, exist_ok=True)
-        if sh(["javac", "-nowarn", "-d", str(classes), "-cp", f"{jars}/*", str(source)]).returncode != 0:
-            return "javac failed on bench/spark/NetworkWordCount.java"
+    for source in sorted((BENCH / "spark").glob("*.java")):
+        compiled = classes / f"{source.stem}.class"
+        if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+            classes.mkdir(parents=True, exist_ok=True)
+            if sh(["javac", "-nowarn", "-d", str(classes), "-cp", f"{jars}/*", str(source)]).returncode != 0:
+                return f"javac failed on {source.relative_to(ROOT)}"
     tools.spark_cp = f"{jars}/*:{classes}"
     opts = subprocess.run(["java", "-cp", tools.spark_cp, "NetworkWordCount", "--print-jvm-options"],
                           capture_output=True, text=True)

@@ -45,6 +45,9 @@
 //!     `cogroup`: source 0 with source 1 (a second empty queue stream).
 //!   - `transform`: the whole batch sorted and numbered, `(i, key, value)`:
 //!     `(i64, String, i64)`.
+//!   - `window-join`: `window_length(length)` of source 0 joined with
+//!     `window_length(other-length)` of source 1 (the guide's windowed
+//!     stream-stream join): `(String, (i64, i64))`.
 //!   - `join-dataset`, `left-outer-join-dataset`: source 0 joined with the
 //!     dataset: `(String, (i64, i64))`, `(String, (i64, Option<i64>))`.
 
@@ -205,6 +208,13 @@ impl Job for KeyedOps {
                         .collect::<Vec<_>>()
                 })
                 .save_as_text_files(output, None),
+            "window-join" => {
+                let other = pairs(args.get("other-input"));
+                source
+                    .window_length(length()?)
+                    .join(&other.window_length(args.duration("other-length")?))
+                    .save_as_text_files(output, None)
+            }
             "join-dataset" => source
                 .join_dataset::<i64>(args.require("dataset")?)
                 .save_as_text_files(output, None),
