@@ -79,15 +79,15 @@ impl Graph {
             return;
         }
         if let Some(node) = self.nodes.get_mut(id as usize) {
-            if let Some(old) = &node.uid {
-                if old != uid {
-                    let message = format!(
-                        "{}: named {uid:?}, but it is already named {old:?}",
-                        node.name
-                    );
-                    self.error(message);
-                    return;
-                }
+            if let Some(old) = &node.uid
+                && old != uid
+            {
+                let message = format!(
+                    "{}: named {uid:?}, but it is already named {old:?}",
+                    node.name
+                );
+                self.error(message);
+                return;
             }
             node.uid = Some(uid.to_string());
         }

@@ -42,6 +42,13 @@
 //!   chain of fused narrow operators, for the reducer of a keyed reduce, for
 //!   an output function. A partition crosses the boundary as one buffer and
 //!   one offset list, encoded with the stream's [`codec`].
+//! - Windows, state and joins are nodes the host runs: the host keeps
+//!   window values and per-key state (as codec bytes, under the operator's
+//!   [`name`](DStream::name)) and calls the plugin's `update-state`,
+//!   `map-with-state` and `transform` exports with the record formats of
+//!   "State calls" in `wit/sluice.wit`; an instance holds no state between
+//!   calls. Accumulators and broadcast values go through the `host` import
+//!   ([`shared`]).
 //! - A decode error, or an `Err` from a `foreach_partition` function, fails
 //!   the call with a message naming the operator. A panic aborts the
 //!   instance (there is no unwinding on wasm32-wasip2); the SDK's panic hook

@@ -1011,4 +1011,254 @@ mod tests {
             Ok(())
         }
     }
+
+    /// Every stateful, windowed and joining operator, once.
+    struct Stateful;
+
+    impl Job for Stateful {
+        fn define(ctx: &mut StreamingContext, _args: &Args) -> Result<(), String> {
+            let secs = std::time::Duration::from_secs;
+            ctx.remember(secs(90));
+            let pairs: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+            let other: DStream<(String, bool)> = ctx.queue_stream(vec![]);
+            let blacklist = ctx.broadcast("blacklist", vec!["x".to_string()]);
+            ctx.broadcast_file("words", "/data/words.txt");
+            pairs
+                .update_state_by_key(|vs: Vec<i64>, s: Option<i64>| {
+                    Some(s.unwrap_or(0) + vs.len() as i64)
+                })
+                .name("running")
+                .print();
+            let mapped = pairs
+                .map_with_state(
+                    StateSpec::function(|k: &String, v: Option<i64>, s: &mut State<i64>| {
+                        if let Some(v) = v {
+                            s.update(v);
+                        }
+                        k.len() as i64
+                    })
+                    .timeout(secs(5)),
+                )
+                .name("mapped");
+            mapped.print();
+            mapped.state_snapshots().print();
+            pairs
+                .reduce_by_key_and_window_inv_filtered(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    |(_, v)| *v != 0,
+                    secs(30),
+                    secs(10),
+                )
+                .print();
+            pairs.sum_by_key_and_window_nonzero(secs(4), None).print();
+            pairs
+                .window(secs(2), secs(2))
+                .join(&other.window_length(secs(2)))
+                .print();
+            pairs.cogroup(&other).print();
+            pairs
+                .transform(move |b: Vec<(String, i64)>| {
+                    b.into_iter()
+                        .filter(|(k, _)| !blacklist.value().contains(k))
+                        .collect::<Vec<_>>()
+                })
+                .print();
+            pairs.count_by_window(secs(3), secs(1)).print();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stateful_operators_become_the_documented_nodes() {
+        use crate::bindings::sluice::plugin::types::{
+            BroadcastValue, Join, JoinKind, KeyFilter, ReduceByKeyAndWindow, UpdateStateByKey,
+            Window,
+        };
+        let graph = define::<Stateful>(vec![]).unwrap();
+        assert_eq!(graph.remember_ms, Some(90_000));
+        assert_eq!(graph.broadcasts.len(), 2);
+        assert_eq!(graph.broadcasts[0].name, "blacklist");
+        let mut blacklist = Vec::new();
+        vec!["x".to_string()].encode(&mut blacklist);
+        assert!(matches!(&graph.broadcasts[0].value, BroadcastValue::Bytes(b) if *b == blacklist));
+        assert!(
+            matches!(&graph.broadcasts[1].value, BroadcastValue::File(p) if p == "/data/words.txt")
+        );
+        let node = |op: &str| {
+            graph
+                .nodes
+                .iter()
+                .find(|n| n.name.starts_with(&format!("{op} at ")))
+                .unwrap_or_else(|| panic!("no {op}"))
+        };
+        let update = node("update_state_by_key");
+        assert_eq!(update.uid.as_deref(), Some("running"));
+        assert_eq!(update.codec, "tuple<string,i64>");
+        assert!(matches!(
+            &update.kind,
+            NodeKind::UpdateStateByKey(UpdateStateByKey { function: 0, state_codec, partitions: None })
+                if state_codec == "i64"
+        ));
+        let mapped = node("map_with_state");
+        assert_eq!(mapped.uid.as_deref(), Some("mapped"));
+        assert_eq!(mapped.codec, "i64");
+        assert!(matches!(
+            &mapped.kind,
+            NodeKind::MapWithState(m) if m.function == 1 && m.state_codec == "i64" && m.timeout_ms == Some(5_000)
+        ));
+        let snapshots = node("state_snapshots");
+        assert!(matches!(snapshots.kind, NodeKind::StateSnapshots));
+        assert_eq!(snapshots.codec, "tuple<string,i64>");
+        let mapped_id = graph
+            .nodes
+            .iter()
+            .position(|n| std::ptr::eq(n, mapped))
+            .unwrap() as u32;
+        assert_eq!(snapshots.inputs, [mapped_id]);
+        assert!(matches!(
+            node("reduce_by_key_and_window_inv_filtered").kind,
+            NodeKind::ReduceByKeyAndWindow(ReduceByKeyAndWindow {
+                reducer: Reducer::Function(2),
+                inverse: Some(3),
+                filter: Some(KeyFilter::Function(4)),
+                window: Window {
+                    length_ms: 30_000,
+                    slide_ms: Some(10_000)
+                },
+                partitions: None,
+            })
+        ));
+        assert!(matches!(
+            node("sum_by_key_and_window_nonzero").kind,
+            NodeKind::ReduceByKeyAndWindow(ReduceByKeyAndWindow {
+                reducer: Reducer::Sum,
+                inverse: None,
+                filter: Some(KeyFilter::Nonzero),
+                window: Window {
+                    length_ms: 4_000,
+                    slide_ms: None
+                },
+                partitions: None,
+            })
+        ));
+        let join = node("join");
+        assert!(matches!(
+            join.kind,
+            NodeKind::Join(Join {
+                kind: JoinKind::Inner,
+                partitions: None
+            })
+        ));
+        assert_eq!(join.codec, "tuple<string,tuple<i64,bool>>");
+        let [left, right] = join.inputs[..] else {
+            panic!("{join:?}")
+        };
+        assert!(matches!(
+            graph.nodes[left as usize].kind,
+            NodeKind::Window(Window {
+                length_ms: 2_000,
+                slide_ms: Some(2_000)
+            })
+        ));
+        assert!(matches!(
+            graph.nodes[right as usize].kind,
+            NodeKind::Window(Window {
+                length_ms: 2_000,
+                slide_ms: None
+            })
+        ));
+        assert_eq!(
+            node("cogroup").codec,
+            "tuple<string,tuple<list<i64>,list<bool>>>"
+        );
+        assert!(matches!(node("transform").kind, NodeKind::Transform(5)));
+        // count_by_window: count, window, native sum, all under one name.
+        let kinds = kind_of(&graph, "count_by_window");
+        assert!(
+            matches!(
+                kinds[..],
+                [
+                    NodeKind::Count,
+                    NodeKind::Window(Window {
+                        length_ms: 3_000,
+                        slide_ms: Some(1_000)
+                    }),
+                    NodeKind::Reduce(Reducer::Sum)
+                ]
+            ),
+            "{kinds:?}"
+        );
+    }
+
+    #[test]
+    fn the_state_calls_and_transform_dispatch_by_function_id() {
+        define::<Stateful>(vec![]).unwrap();
+        let input = encode_all(&[("ab".to_string(), vec![1i64, 1], Some(5i64))]);
+        let out = update_state(0, 1_000, input.clone()).unwrap();
+        assert_eq!(decode_all::<Option<i64>>(&out, "t").unwrap(), [Some(7)]);
+        let err = map_with_state(0, 1_000, input).unwrap_err();
+        assert!(
+            err.starts_with("function 0 (update_state_by_key at ")
+                && err.contains("src/runtime.rs:"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(
+                "is an update_state_by_key function, not a map_with_state function (map-with-state)"
+            ),
+            "{err}"
+        );
+        let input = encode_all(&[("ab".to_string(), None::<i64>, Some(vec![4i64]))]);
+        let out = map_with_state(1, 1_000, input).unwrap();
+        assert_eq!(
+            decode_all::<(Option<i64>, Vec<i64>)>(&out, "t").unwrap(),
+            [(Some(4), vec![2])]
+        );
+        let input = encode_all(&[("x".to_string(), 1i64), ("y".to_string(), 2)]);
+        let out = transform(5, 3_000, input).unwrap();
+        assert_eq!(
+            decode_all::<(String, i64)>(&out, "t").unwrap(),
+            [("y".to_string(), 2)]
+        );
+    }
+
+    struct BadDefinitions;
+
+    impl Job for BadDefinitions {
+        fn define(ctx: &mut StreamingContext, _args: &Args) -> Result<(), String> {
+            let pairs: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+            pairs.count_by_key().name("twice").print();
+            pairs.sum_by_key().name("twice").print();
+            Ok(())
+        }
+    }
+
+    struct BadWindow;
+
+    impl Job for BadWindow {
+        fn define(ctx: &mut StreamingContext, _args: &Args) -> Result<(), String> {
+            let pairs: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+            pairs
+                .window(std::time::Duration::from_micros(1_500), None)
+                .print();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_name_used_twice_or_a_window_of_a_fraction_of_a_millisecond_fails_define() {
+        let err = define::<BadDefinitions>(vec![]).unwrap_err();
+        assert!(err.starts_with("sum_by_key at "), "{err}");
+        assert!(
+            err.contains(": the name \"twice\" is already the name of count_by_key at "),
+            "{err}"
+        );
+        let err = define::<BadWindow>(vec![]).unwrap_err();
+        assert!(err.starts_with("window at "), "{err}");
+        assert!(
+            err.ends_with(": the window's length: 1.5ms is not a whole number of milliseconds"),
+            "{err}"
+        );
+    }
 }

@@ -75,6 +75,12 @@ impl LongAccumulator {
     }
 
     /// The accumulator's name.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// assert_eq!(ctx.long_accumulator("dropped").name(), "dropped");
+    /// ```
     pub fn name(&self) -> &str {
         self.name
     }
@@ -102,6 +108,12 @@ impl DoubleAccumulator {
     }
 
     /// The accumulator's name.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// assert_eq!(ctx.double_accumulator("seconds").name(), "seconds");
+    /// ```
     pub fn name(&self) -> &str {
         self.name
     }
@@ -169,6 +181,12 @@ impl<T: Data> Broadcast<T> {
     }
 
     /// The broadcast's name.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// assert_eq!(ctx.broadcast("limit", 3u32).name(), "limit");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }

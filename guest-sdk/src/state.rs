@@ -217,10 +217,13 @@ fn call_decode_error<T: Data>(
     )
 }
 
+/// The types an [`UpdateState`] works on.
+type UpdateTypes<K, V, S> = fn(K, Vec<V>, Option<S>) -> Option<S>;
+
 /// The function of `update_state_by_key`, behind `update-state`.
 pub(crate) struct UpdateState<K, V, S, F> {
     f: F,
-    types: PhantomData<fn(K, Vec<V>, Option<S>) -> Option<S>>,
+    types: PhantomData<UpdateTypes<K, V, S>>,
 }
 
 impl<K, V, S, F> UpdateState<K, V, S, F>
@@ -325,8 +328,11 @@ where
 /// The function of `transform`, behind `transform`.
 pub(crate) struct Transform<T, U, F> {
     f: F,
-    types: PhantomData<fn(u64, Vec<T>) -> Vec<U>>,
+    types: PhantomData<TransformTypes<T, U>>,
 }
+
+/// The types a [`Transform`] works on.
+type TransformTypes<T, U> = fn(u64, Vec<T>) -> Vec<U>;
 
 impl<T, U, F> Transform<T, U, F>
 where
@@ -351,5 +357,268 @@ where
     fn call(&self, batch_time_ms: u64, input: &Rows, node: &str) -> Result<Rows, String> {
         let records = decode_all::<T>(input, node)?;
         Ok(encode_all(&(self.f)(batch_time_ms, records)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    const NODE: &str = "op at src/lib.rs:1:1";
+
+    /// `u32` little-endian.
+    fn le(n: u32) -> [u8; 4] {
+        n.to_le_bytes()
+    }
+
+    fn rows(records: &[Vec<u8>]) -> Rows {
+        let mut rows = Rows {
+            data: Vec::new(),
+            ends: Vec::new(),
+        };
+        for r in records {
+            rows.data.extend_from_slice(r);
+            rows.ends.push(rows.data.len() as u32);
+        }
+        rows
+    }
+
+    fn split(rows: &Rows) -> Vec<Vec<u8>> {
+        records(rows).map(|r| r.unwrap().to_vec()).collect()
+    }
+
+    type Update = fn(Vec<i64>, Option<i64>) -> Option<i64>;
+
+    fn running_sum() -> UpdateState<String, i64, i64, Update> {
+        UpdateState::new(|values, state| {
+            let s = state.unwrap_or(0) + values.iter().sum::<i64>();
+            (s != 0).then_some(s)
+        })
+    }
+
+    #[test]
+    fn update_state_reads_key_values_state_and_writes_one_option_per_record() {
+        // tuple<string, list<i64>, option<i64>>, written out by hand.
+        let mut with_state = Vec::new();
+        with_state.extend(le(1));
+        with_state.extend(b"a");
+        with_state.extend(le(4 + 2 * (4 + 8)));
+        with_state.extend(le(2));
+        with_state.extend(le(8));
+        with_state.extend(5i64.to_le_bytes());
+        with_state.extend(le(8));
+        with_state.extend(7i64.to_le_bytes());
+        with_state.push(1);
+        with_state.extend(10i64.to_le_bytes());
+        // A key with no new values: its state stays.
+        let mut no_values = Vec::new();
+        no_values.extend(le(2));
+        no_values.extend(b"bc");
+        no_values.extend(le(4));
+        no_values.extend(le(0));
+        no_values.push(1);
+        no_values.extend(3i64.to_le_bytes());
+        // A new key whose values sum to 0: removed.
+        let mut to_zero = Vec::new();
+        to_zero.extend(le(0));
+        to_zero.extend(le(4 + 2 * 12));
+        to_zero.extend(le(2));
+        to_zero.extend(le(8));
+        to_zero.extend(4i64.to_le_bytes());
+        to_zero.extend(le(8));
+        to_zero.extend((-4i64).to_le_bytes());
+        to_zero.push(0);
+        let out = running_sum()
+            .call(7, &rows(&[with_state, no_values, to_zero]), NODE)
+            .unwrap();
+        let mut some_22 = vec![1];
+        some_22.extend(22i64.to_le_bytes());
+        let mut some_3 = vec![1];
+        some_3.extend(3i64.to_le_bytes());
+        assert_eq!(split(&out), [some_22, some_3, vec![0]]);
+    }
+
+    #[test]
+    fn a_state_that_does_not_decode_names_the_operator_batch_and_record() {
+        let good = ("k".to_string(), vec![1i64], None::<i64>);
+        // A state of 3 bytes, not 8.
+        let mut truncated = Vec::new();
+        encode_prefixed_for_test("k", &mut truncated);
+        encode_prefixed_list(&[1], &mut truncated);
+        truncated.extend([1, 0, 0]);
+        let input = rows(&[encode(&good), truncated]);
+        let err = running_sum().call(1_000, &input, NODE).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "{NODE}: batch 1000 ms: cannot decode input record 1 as \
+                 tuple<string,list<i64>,option<i64>>: tuple element 2: "
+            )),
+            "{err}"
+        );
+    }
+
+    fn encode<T: Data>(value: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        value.encode(&mut out);
+        out
+    }
+
+    fn encode_prefixed_for_test(key: &str, out: &mut Vec<u8>) {
+        out.extend(le(key.len() as u32));
+        out.extend(key.as_bytes());
+    }
+
+    fn encode_prefixed_list(values: &[i64], out: &mut Vec<u8>) {
+        let list = encode(&values.to_vec());
+        out.extend(le(list.len() as u32));
+        out.extend(list);
+    }
+
+    /// The fixture's map_with_state function: a running sum, removed at 0.
+    fn mapped_sums() -> MapWithState<String, i64, i64, (String, Option<i64>)> {
+        MapWithState::new(StateSpec::function(
+            |key: &String, value: Option<i64>, state: &mut State<i64>| match value {
+                Some(v) => {
+                    let s = state.get().copied().unwrap_or(0) + v;
+                    if s == 0 {
+                        state.remove();
+                    } else {
+                        state.update(s);
+                    }
+                    (key.clone(), Some(s))
+                }
+                None => (key.clone(), None),
+            },
+        ))
+    }
+
+    type MapIn = (String, Option<i64>, Option<Vec<i64>>);
+    type MapOut = (Option<i64>, Vec<(String, Option<i64>)>);
+
+    fn call_map(records: &[MapIn]) -> Result<Vec<MapOut>, String> {
+        let input = rows(&records.iter().map(encode).collect::<Vec<_>>());
+        let out = mapped_sums().call(5, &input, NODE)?;
+        Ok(split(&out)
+            .iter()
+            .map(|r| MapOut::decode(r).unwrap())
+            .collect())
+    }
+
+    #[test]
+    fn map_with_state_writes_the_state_then_the_mapped_records_by_hand() {
+        let input = [("k".to_string(), Some(1i64), Some(vec![2i64]))];
+        let out = mapped_sums()
+            .call(5, &rows(&[encode(&input[0])]), NODE)
+            .unwrap();
+        // tuple<option<i64>, list<tuple<string, option<i64>>>>
+        let mut expected = Vec::new();
+        expected.extend(le(9));
+        expected.push(1);
+        expected.extend(3i64.to_le_bytes());
+        expected.extend(le(1));
+        expected.extend(le(4 + 1 + 9));
+        expected.extend(le(1));
+        expected.extend(b"k");
+        expected.push(1);
+        expected.extend(3i64.to_le_bytes());
+        assert_eq!(split(&out), [expected]);
+    }
+
+    #[test]
+    fn map_with_state_maps_every_value_in_order_and_a_timing_out_key_once() {
+        let out = call_map(&[
+            ("a".into(), None, Some(vec![1, 2, -3])),
+            ("b".into(), Some(5), Some(vec![])),
+            ("c".into(), Some(9), None),
+        ])
+        .unwrap();
+        assert_eq!(
+            out,
+            [
+                (
+                    None,
+                    vec![
+                        ("a".into(), Some(1)),
+                        ("a".into(), Some(3)),
+                        ("a".into(), Some(0))
+                    ]
+                ),
+                (Some(5), vec![]),
+                (Some(9), vec![("c".into(), None)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn updating_a_key_that_is_timing_out_is_an_error_naming_the_operator() {
+        let f = MapWithState::new(StateSpec::function(
+            |_: &String, _: Option<i64>, state: &mut State<i64>| {
+                state.update(1);
+            },
+        ));
+        let input = rows(&[encode(&("k".to_string(), Some(3i64), None::<Vec<i64>>))]);
+        assert_eq!(
+            f.call(2_000, &input, NODE).unwrap_err(),
+            format!(
+                "{NODE}: batch 2000 ms, input record 0: \
+                 cannot update the state of a key that is timing out"
+            )
+        );
+    }
+
+    #[test]
+    fn transform_gets_the_whole_batch_and_its_time() {
+        let f = Transform::new(|time: u64, mut batch: Vec<i64>| {
+            batch.sort();
+            batch.into_iter().map(|x| (time, x)).collect::<Vec<_>>()
+        });
+        let out = f.call(9, &encode_all(&[3i64, 1, 2]), NODE).unwrap();
+        let out: Vec<(u64, i64)> = decode_all(&out, NODE).unwrap();
+        assert_eq!(out, [(9, 1), (9, 2), (9, 3)]);
+    }
+
+    proptest! {
+        #[test]
+        fn update_state_matches_a_reference_fold(
+            keys in vec(("[a-c]{0,3}", vec(-3i64..3, 0..4), proptest::option::of(-5i64..5)), 0..20)
+        ) {
+            let input = rows(&keys.iter().map(encode).collect::<Vec<_>>());
+            let out = running_sum().call(1, &input, NODE).unwrap();
+            let out: Vec<Option<i64>> = split(&out).iter().map(|r| Option::decode(r).unwrap()).collect();
+            let expected: Vec<Option<i64>> = keys
+                .iter()
+                .map(|(_, vs, s)| {
+                    let sum = s.unwrap_or(0) + vs.iter().sum::<i64>();
+                    if sum == 0 { None } else { Some(sum) }
+                })
+                .collect();
+            prop_assert_eq!(out, expected);
+        }
+
+        #[test]
+        fn map_with_state_matches_a_reference(
+            keys in vec(("[a-c]{0,3}", proptest::option::of(-5i64..5), proptest::option::of(vec(-3i64..3, 1..4))), 0..20)
+        ) {
+            let out = call_map(&keys).unwrap();
+            let expected: Vec<MapOut> = keys
+                .iter()
+                .map(|(k, s, vs)| match vs {
+                    None => (*s, vec![(k.clone(), None)]),
+                    Some(vs) => {
+                        let mut state = *s;
+                        let mut mapped = Vec::new();
+                        for v in vs {
+                            let next = state.unwrap_or(0) + v;
+                            state = (next != 0).then_some(next);
+                            mapped.push((k.clone(), Some(next)));
+                        }
+                        (state, mapped)
+                    }
+                })
+                .collect();
+            prop_assert_eq!(out, expected);
+        }
     }
 }

@@ -9,7 +9,7 @@ pub(crate) fn duration_ms(duration: Duration) -> Result<u64, String> {
     if duration.is_zero() {
         return Err("a duration of zero".to_string());
     }
-    if duration.subsec_nanos() % 1_000_000 != 0 {
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(
             "{duration:?} is not a whole number of milliseconds"
         ));

@@ -36,7 +36,9 @@ use crate::codec::Data;
 use crate::dstream::DStream;
 use crate::graph::node_name;
 
-/// Joins of pair streams.
+/// Joins of pair streams. (The result types are spelled out: they are what
+/// the user gets.)
+#[allow(clippy::type_complexity)]
 impl<K, V> DStream<(K, V)>
 where
     K: Data + Hash + Eq,

@@ -101,6 +101,15 @@ impl<K: Data, S: Data, M: Data> MapWithStateDStream<K, S, M> {
     }
 
     /// The mapped records as a plain stream.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// # let pairs: DStream<(String, i64)> = ctx.queue_stream(vec![]);
+    /// let keys: DStream<String> = pairs
+    ///     .map_with_state(StateSpec::function(|k: &String, _v: Option<i64>, _s: &mut State<()>| k.clone()))
+    ///     .stream();
+    /// ```
     pub fn stream(&self) -> DStream<M> {
         self.mapped.clone()
     }

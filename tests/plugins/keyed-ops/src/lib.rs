@@ -228,3 +228,61 @@ impl Job for KeyedOps {
 }
 
 sluice_guest::export_job!(KeyedOps);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn define(pairs: &[(&str, &str)]) -> Result<(), String> {
+        let mut ctx = StreamingContext::new("KeyedOps");
+        KeyedOps::define(&mut ctx, &Args::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn every_op_defines_and_an_unknown_one_is_refused() {
+        for op in [
+            "update-state",
+            "map-with-state",
+            "window",
+            "reduce-window",
+            "reduce-window-inv",
+            "sum-window",
+            "min-window",
+            "max-window",
+            "count-by-value-window",
+            "count-by-window",
+            "reduce-by-window",
+            "join",
+            "left-outer-join",
+            "right-outer-join",
+            "full-outer-join",
+            "cogroup",
+            "transform",
+        ] {
+            for filter in [None, Some("nonzero")] {
+                let mut args = vec![("op", op), ("output", "out"), ("length", "3s")];
+                args.extend(filter.map(|f| ("filter", f)));
+                define(&args).unwrap_or_else(|e| panic!("{op}: {e}"));
+                args.extend([("slide", "1s"), ("timeout", "500ms")]);
+                define(&args).unwrap_or_else(|e| panic!("{op}: {e}"));
+            }
+        }
+        assert_eq!(
+            define(&[("op", "nope"), ("output", "o")]),
+            Err("argument `op`: unknown operator \"nope\"".to_string())
+        );
+        assert!(
+            define(&[("op", "window"), ("output", "o")]).is_err(),
+            "length"
+        );
+        assert!(
+            define(&[
+                ("op", "sum-window"),
+                ("output", "o"),
+                ("length", "3s"),
+                ("filter", "x")
+            ])
+            .is_err()
+        );
+    }
+}
