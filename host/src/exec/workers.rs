@@ -457,4 +457,78 @@ mod tests {
             "every worker thread has exited"
         );
     }
+
+    /// A task that trapped after adding to an accumulator, then succeeded on
+    /// a fresh instance, counts its additions once: the failed attempt's
+    /// went with its instance.
+    #[test]
+    fn a_retried_task_adds_to_accumulators_once() {
+        use crate::monitor::AccumulatorValue;
+        use crate::plan::{BroadcastValue, Stage};
+        use crate::wasm::{Broadcasts, TrapReason};
+
+        let runtime = Runtime::new(WasmConfig::default()).expect("engine");
+        let plugin = runtime
+            .load(Path::new(sluice_test_artifacts::BLACKLIST_FILTER))
+            .expect("load");
+        let job_args = args(&[("host", "localhost"), ("port", "9"), ("blacklist", "a,c")]);
+        let graph = plugin
+            .instantiate("test")
+            .expect("instantiate")
+            .define(&job_args)
+            .expect("define");
+        let broadcasts: Broadcasts = std::sync::Arc::new(
+            graph
+                .broadcasts
+                .iter()
+                .map(|b| match &b.value {
+                    BroadcastValue::Bytes(bytes) => (b.name.clone(), bytes.as_slice().into()),
+                    BroadcastValue::File(_) => unreachable!("an inline blacklist"),
+                })
+                .collect(),
+        );
+        // flat_map then filter: the filter adds 1 to `dropped-words` per word
+        // on the blacklist.
+        let stages: Vec<Stage> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| n.kind.narrow_function())
+            .take(2)
+            .map(Stage::Apply)
+            .collect();
+        let config = WorkersConfig {
+            threads: 1,
+            retries: 2,
+            recycle_above: usize::MAX,
+        };
+        let workers = Workers::new(plugin.with_broadcasts(broadcasts), graph, job_args, config)
+            .expect("pool");
+        let mut attempts = 0;
+        let out = workers
+            .install(|| {
+                workers.run("filter", &place(0), |instance| {
+                    attempts += 1;
+                    let mut input: crate::data::Rows = ["a b c", "c d a a"].into_iter().collect();
+                    let out = instance.run_chain(&stages, &mut input)?;
+                    if attempts == 1 {
+                        // As if the call had trapped at its very end.
+                        return Err(CallError::Trap {
+                            reason: TrapReason::Trap,
+                            detail: "injected".into(),
+                            guest_stderr: String::new(),
+                        });
+                    }
+                    Ok(out)
+                })
+            })
+            .expect("the second attempt succeeds");
+        assert_eq!(attempts, 2);
+        assert_eq!(out.iter().collect::<Vec<_>>(), [b"b".as_slice(), b"d"]);
+        let added = workers.take_accumulators(BatchTime(1000));
+        assert_eq!(added.get("dropped-words"), Some(AccumulatorValue::Int(5)));
+        assert!(
+            workers.take_accumulators(BatchTime(1000)).is_empty(),
+            "taken once"
+        );
+    }
 }
