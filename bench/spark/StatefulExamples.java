@@ -31,6 +31,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.spark.SparkConf;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.Optional;
+import org.apache.spark.api.java.function.Function2;
 import org.apache.spark.streaming.Durations;
 import org.apache.spark.streaming.api.java.JavaPairDStream;
 import org.apache.spark.streaming.api.java.JavaStreamingContext;
@@ -65,13 +66,14 @@ public final class StatefulExamples {
         JavaPairDStream<String, ?> result;
         switch (mode) {
             case "update-state":
-                result = pairs.updateStateByKey((values, state) -> {
+                Function2<List<Long>, Optional<Long>, Optional<Long>> update = (values, state) -> {
                     long sum = state.orElse(0L);
                     for (long v : values) {
                         sum += v;
                     }
                     return sum == 0 ? Optional.empty() : Optional.of(sum);
-                });
+                };
+                result = pairs.updateStateByKey(update);
                 break;
             case "reduce-window-inv":
                 result = pairs.reduceByKeyAndWindow(Long::sum, (x, y) -> x - y,
