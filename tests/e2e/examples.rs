@@ -300,3 +300,16 @@ fn stream_join_counts_the_clicks_of_each_ad_over_both_windows() {
     let last = parse_counts(batches.last().unwrap().lines()).unwrap();
     assert_counts_eq(&expected, &last, "clicks per ad in the last batch");
 }
+
+#[test]
+fn a_window_that_is_not_a_multiple_of_the_batch_interval_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run(sluice_test_artifacts::WINDOWED_WORD_COUNT, dir.path())
+        .job_arg("host", "127.0.0.1")
+        .job_arg("port", 9)
+        .job_arg("window", "1250ms")
+        .job_arg("slide", "1s")
+        .output()
+        .assert_failure()
+        .assert_stderr_contains(&["window-counts", "1s 250ms", "500ms"]);
+}
