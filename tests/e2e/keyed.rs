@@ -466,3 +466,20 @@ fn map_with_state_maps_new_values_and_times_idle_keys_out_once() {
     assert_batches_eq("map-with-state", mapped, by_time(&run.outputs));
     assert_batches_eq("state snapshots", snapshots, by_time(&run.snapshots));
 }
+
+#[test]
+fn a_stream_read_by_two_outputs_is_computed_once_per_batch() {
+    let input = ["a 1;b 2;c 3", "", "d 4;e 5"];
+    let run = run("persist", &input, &[], &[]);
+    let pairs: usize = run.batches.iter().map(|(_, p, _)| p.len()).sum();
+    // Both outputs got every record...
+    let saved: usize = run.outputs.iter().map(|b| b.lines().count()).sum();
+    assert_eq!(saved, pairs);
+    // ...from one run of the map: the accumulator counts each record once.
+    let totals = &run.metrics.last().unwrap().accumulator_totals;
+    assert_eq!(
+        totals.get("map-calls").copied(),
+        Some(pairs as f64),
+        "{totals:?}"
+    );
+}

@@ -45,6 +45,11 @@
 //!     `cogroup`: source 0 with source 1 (a second empty queue stream).
 //!   - `transform`: the whole batch sorted and numbered, `(i, key, value)`:
 //!     `(i64, String, i64)`.
+//!   - `persist`: source 0 through a `map` that adds 1 to the long
+//!     accumulator `map-calls` per record, read by two outputs: the pairs
+//!     (saved to `output`) and their `count()` (saved to `<output>-count`).
+//!     The map runs once per record, however many read it (Spark's
+//!     `persist`).
 //!   - `window-join`: `window_length(length)` of source 0 joined with
 //!     `window_length(other-length)` of source 1 (the guide's windowed
 //!     stream-stream join): `(String, (i64, i64))`.
@@ -208,6 +213,17 @@ impl Job for KeyedOps {
                         .collect::<Vec<_>>()
                 })
                 .save_as_text_files(output, None),
+            "persist" => {
+                let calls = ctx.long_accumulator("map-calls");
+                let mapped = source.map(move |pair| {
+                    calls.add(1);
+                    pair
+                });
+                mapped
+                    .count()
+                    .save_as_text_files(format!("{output}-count"), None);
+                save_pairs(mapped);
+            }
             "window-join" => {
                 let other = pairs(args.get("other-input"));
                 source
@@ -258,9 +274,19 @@ mod tests {
             "full-outer-join",
             "cogroup",
             "transform",
+            "persist",
+            "window-join",
+            "join-dataset",
+            "left-outer-join-dataset",
         ] {
             for filter in [None, Some("nonzero")] {
-                let mut args = vec![("op", op), ("output", "out"), ("length", "3s")];
+                let mut args = vec![
+                    ("op", op),
+                    ("output", "out"),
+                    ("length", "3s"),
+                    ("other-length", "2s"),
+                    ("dataset", "ref.tsv"),
+                ];
                 args.extend(filter.map(|f| ("filter", f)));
                 define(&args).unwrap_or_else(|e| panic!("{op}: {e}"));
                 args.extend([("slide", "1s"), ("timeout", "500ms")]);
