@@ -16,9 +16,9 @@
 //! `u64` (the batch time, in ms, at which the key last had new values) and
 //! then the state's codec bytes.
 //!
-//! One key group is a `hashbrown::HashTable` of single allocations
-//! `[u32 key length][key][value]` (16 bytes a slot, one heap block per key),
-//! behind its own `Mutex`: the partitions of a step own disjoint key groups
+//! One key group is an arena of entries `[u32 key length][u32 value
+//! length][key][value]` and a `hashbrown::HashTable` of their offsets, behind
+//! its own `Mutex`: the partitions of a step own disjoint key groups
 //! (partition `p` of `P` owns the groups `g mod P = p`), so their tasks never
 //! wait for each other.
 
@@ -35,31 +35,44 @@ fn hash(key: &[u8]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x5_7a7e).hash_one(key)
 }
 
-/// One entry: `[u32 le key length][key][value]`.
-fn split_entry(entry: &[u8]) -> (&[u8], &[u8]) {
-    let len = u32::from_le_bytes(entry[..4].try_into().expect("4 bytes")) as usize;
-    (&entry[4..4 + len], &entry[4 + len..])
+/// Bytes before an entry's key in the arena: its key length and its value
+/// length, `u32` little-endian each.
+const HEADER: usize = 8;
+
+/// Garbage below this many bytes is never compacted away.
+const MIN_COMPACTION: usize = 4096;
+
+fn u32_at(data: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize
 }
 
-fn entry_key(entry: &[u8]) -> &[u8] {
-    split_entry(entry).0
+/// The key and value of the entry at `at`.
+fn entry(data: &[u8], at: usize) -> (&[u8], &[u8]) {
+    let (key_len, value_len) = (u32_at(data, at), u32_at(data, at + 4));
+    let key = at + HEADER;
+    (
+        &data[key..key + key_len],
+        &data[key + key_len..key + key_len + value_len],
+    )
 }
 
-fn new_entry(key: &[u8], value: &[u8]) -> Box<[u8]> {
-    let len = u32::try_from(key.len()).expect("keys are below 4 GiB (their u32 length prefix)");
-    let mut entry = Vec::with_capacity(4 + key.len() + value.len());
-    entry.extend_from_slice(&len.to_le_bytes());
-    entry.extend_from_slice(key);
-    entry.extend_from_slice(value);
-    entry.into_boxed_slice()
+fn entry_len(data: &[u8], at: usize) -> usize {
+    HEADER + u32_at(data, at) + u32_at(data, at + 4)
 }
 
-/// The keys and values of one operator in one key group.
+/// The keys and values of one operator in one key group: entries
+/// `[u32 key length][u32 value length][key][value]` back to back in an
+/// arena, and a table of their offsets. A value rewritten at its width is
+/// overwritten in place; otherwise (or when a key is removed) the old entry
+/// becomes garbage, compacted away once it is half the arena.
 #[derive(Default)]
 pub struct KeyGroupState {
-    table: HashTable<Box<[u8]>>,
-    /// Bytes of keys and values (without the table's own overhead).
+    table: HashTable<usize>,
+    arena: Vec<u8>,
+    /// Bytes of the live keys and values.
     bytes: usize,
+    /// Bytes of dead entries in the arena.
+    garbage: usize,
     changed: bool,
 }
 
@@ -67,27 +80,53 @@ impl KeyGroupState {
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.table
-            .find(hash(key), |e| entry_key(e) == key)
-            .map(|e| split_entry(e).1)
+            .find(hash(key), |&at| entry(&self.arena, at).0 == key)
+            .map(|&at| entry(&self.arena, at).1)
+    }
+
+    /// Appends an entry; returns its offset.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> usize {
+        let at = self.arena.len();
+        let len = |bytes: &[u8]| {
+            u32::try_from(bytes.len())
+                .expect("keys and states are below 4 GiB (their u32 length prefixes)")
+        };
+        self.arena.extend_from_slice(&len(key).to_le_bytes());
+        self.arena.extend_from_slice(&len(value).to_le_bytes());
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(value);
+        at
     }
 
     /// Sets the value of `key`.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         self.changed = true;
         let h = hash(key);
-        match self.table.find_mut(h, |e| entry_key(e) == key) {
-            Some(entry) => {
-                let old = entry.len() - 4 - key.len();
+        let arena = &self.arena;
+        match self.table.find(h, |&at| entry(arena, at).0 == key).copied() {
+            Some(at) => {
+                let old = u32_at(&self.arena, at + 4);
                 if old == value.len() {
-                    entry[4 + key.len()..].copy_from_slice(value);
-                } else {
-                    *entry = new_entry(key, value);
-                    self.bytes = self.bytes - old + value.len();
+                    let start = at + HEADER + key.len();
+                    self.arena[start..start + old].copy_from_slice(value);
+                    return;
                 }
+                self.garbage += HEADER + key.len() + old;
+                self.bytes = self.bytes - old + value.len();
+                let new = self.append(key, value);
+                let arena = &self.arena;
+                let slot = self
+                    .table
+                    .find_mut(h, |&at| entry(arena, at).0 == key)
+                    .expect("found above");
+                *slot = new;
+                self.compact_if_wasteful();
             }
             None => {
+                let at = self.append(key, value);
+                let arena = &self.arena;
                 self.table
-                    .insert_unique(h, new_entry(key, value), |e| hash(entry_key(e)));
+                    .insert_unique(h, at, |&at| hash(entry(arena, at).0));
                 self.bytes += key.len() + value.len();
             }
         }
@@ -95,20 +134,43 @@ impl KeyGroupState {
 
     /// Removes `key`; true when it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.table.find_entry(hash(key), |e| entry_key(e) == key) {
-            Ok(entry) => {
-                let (entry, _) = entry.remove();
-                self.bytes -= entry.len() - 4;
+        let arena = &self.arena;
+        match self
+            .table
+            .find_entry(hash(key), |&at| entry(arena, at).0 == key)
+        {
+            Ok(found) => {
+                let (at, _) = found.remove();
+                let len = entry_len(&self.arena, at);
+                self.garbage += len;
+                self.bytes -= len - HEADER;
                 self.changed = true;
+                self.compact_if_wasteful();
                 true
             }
             Err(_) => false,
         }
     }
 
+    /// Rewrites the arena without its dead entries once they are half of it.
+    fn compact_if_wasteful(&mut self) {
+        if self.garbage < MIN_COMPACTION || self.garbage * 2 < self.arena.len() {
+            return;
+        }
+        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        for at in self.table.iter_mut() {
+            let len = entry_len(&self.arena, *at);
+            let new = arena.len();
+            arena.extend_from_slice(&self.arena[*at..*at + len]);
+            *at = new;
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+
     /// Every key and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.table.iter().map(|e| split_entry(e))
+        self.table.iter().map(|&at| entry(&self.arena, at))
     }
 
     /// Number of keys.
@@ -345,6 +407,44 @@ mod tests {
         );
         assert!(op.group(0).remove(b"k"));
         assert!(op.group(0).is_changed());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_key_group_holds_what_a_btreemap_holds_through_rewrites_and_compactions(
+            ops in proptest::collection::vec(
+                (0u16..300, proptest::option::of(proptest::collection::vec(0u8..=255, 0..40))),
+                0..3000,
+            ),
+        ) {
+            let mut group = KeyGroupState::default();
+            let mut reference = BTreeMap::new();
+            for (key, value) in ops {
+                let key = format!("key{key}").into_bytes();
+                match value {
+                    Some(value) => {
+                        group.insert(&key, &value);
+                        reference.insert(key, value);
+                    }
+                    None => {
+                        proptest::prop_assert_eq!(group.remove(&key), reference.remove(&key).is_some());
+                    }
+                }
+            }
+            let held: BTreeMap<Vec<u8>, Vec<u8>> =
+                group.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            proptest::prop_assert_eq!(&held, &reference);
+            for (k, v) in &reference {
+                proptest::prop_assert_eq!(group.get(k), Some(&v[..]));
+            }
+            let live: usize = reference.iter().map(|(k, v)| k.len() + v.len()).sum();
+            proptest::prop_assert_eq!(group.bytes(), live);
+            // Dead entries never outweigh the live ones for long.
+            proptest::prop_assert!(
+                group.arena.len() <= 2 * (live + HEADER * reference.len()) + MIN_COMPACTION + 8 + 40 + 8,
+                "arena {} for {} live bytes", group.arena.len(), live
+            );
+        }
     }
 
     #[test]
