@@ -172,6 +172,11 @@ impl Executor {
                     prepare(&op, self.owned(p, n), mine, Self::place(time, p)).map_err(
                         |e| match e {
                             PrepareError::Call(source) => ExecError::Task { time, source },
+                            // A named operator's step name starts with its
+                            // name; a derived name is said here.
+                            PrepareError::Data(reason) if step.name.starts_with(state) => {
+                                self.data_error(time, step, format!("partition {p}: {reason}"))
+                            }
                             PrepareError::Data(reason) => self.data_error(
                                 time,
                                 step,

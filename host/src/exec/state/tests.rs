@@ -399,6 +399,14 @@ fn keyed_ops() -> &'static Plugin {
 /// An executor for `keyed-ops` with `args`, the tokio runtime its sinks
 /// write with, and the node id of its source.
 fn executor(args: &[(&str, &str)]) -> (Executor, tokio::runtime::Runtime, usize) {
+    executor_with(args, |_| {})
+}
+
+/// [`executor`] with its plan changed by `tweak` first.
+fn executor_with(
+    args: &[(&str, &str)],
+    tweak: impl FnOnce(&mut Plan),
+) -> (Executor, tokio::runtime::Runtime, usize) {
     let args: Vec<(String, String)> = args
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -413,7 +421,8 @@ fn executor(args: &[(&str, &str)]) -> (Executor, tokio::runtime::Runtime, usize)
         key_groups,
     )
     .expect("valid");
-    let plan = Plan::new(&graph, validated, key_groups, Duration::from_secs(1));
+    let mut plan = Plan::new(&graph, validated, key_groups, Duration::from_secs(1));
+    tweak(&mut plan);
     let source = plan.sources[0].0;
     let workers = Workers::new(
         keyed_ops().clone(),
@@ -561,4 +570,45 @@ proptest! {
         }
         std::sync::Arc::new(executor).shutdown();
     }
+}
+
+#[test]
+fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key() {
+    // The host is told the state is an `i32`; the guest returns `i64`s: as a
+    // guest whose states do not match the codec it declared.
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("sums");
+    let (executor, _io, source) = executor_with(
+        &[("op", "update-state"), ("output", output.to_str().unwrap())],
+        |plan| {
+            let node = plan
+                .steps
+                .iter()
+                .find(|s| matches!(s.kind, crate::plan::StepKind::UpdateStateByKey { .. }))
+                .expect("an update_state_by_key step")
+                .node;
+            plan.codecs[node] = Some("tuple<string,i32>".parse().unwrap());
+        },
+    );
+    let batch: Batch = vec![vec![("word".to_string(), 3)]];
+    let err = executor
+        .run_batch(BatchTime(1000), source_partitions(source, &batch))
+        .unwrap_err()
+        .to_string();
+    let p = Partitioner::new(KeyGroups::default(), WORKERS).partition_of(b"word");
+    assert!(
+        err.starts_with(
+            "batch 1000 ms failed in `running-sums (update_state_by_key at tests/plugins/keyed-ops/"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "`: partition {p}: the state returned for key word is malformed: \
+             record does not match codec `i32`: 8 bytes where 4 are expected"
+        )),
+        "{err}"
+    );
+    assert_eq!(executor.state().operator("running-sums").stats().keys, 0);
+    std::sync::Arc::new(executor).shutdown();
 }
