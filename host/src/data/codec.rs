@@ -285,6 +285,81 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Checks that `record` is exactly an encoding of this codec: every
+    /// length, count and tag within bounds, numbers at their width, strings
+    /// and JSON texts valid UTF-8, and no byte left over. (What the host
+    /// checks of a state a guest returns before keeping it.)
+    pub fn check(&self, record: &[u8]) -> Result<(), CodecError> {
+        match self {
+            Codec::String | Codec::Json => {
+                std::str::from_utf8(record)
+                    .map_err(|e| self.record_error(format!("invalid UTF-8: {e}")))?;
+            }
+            Codec::Bytes => {}
+            Codec::Bool => {
+                if !matches!(record, [0] | [1]) {
+                    return Err(self.record_error("a bool is one byte, 0 or 1"));
+                }
+            }
+            Codec::Unit => {
+                if !record.is_empty() {
+                    return Err(self.record_error("unit has no bytes"));
+                }
+            }
+            Codec::Num(n) => {
+                if record.len() != n.width() {
+                    return Err(self.record_error(format!(
+                        "{} bytes where {} are expected",
+                        record.len(),
+                        n.width()
+                    )));
+                }
+            }
+            Codec::Tuple(items) => {
+                let mut rest = record;
+                for (i, item) in items.iter().enumerate() {
+                    if i + 1 == items.len() {
+                        item.check(rest)?;
+                    } else {
+                        let (field, tail) = split_prefixed(rest).ok_or_else(|| {
+                            self.record_error(format!("element {i} is truncated"))
+                        })?;
+                        item.check(field)?;
+                        rest = tail;
+                    }
+                }
+            }
+            Codec::Option(inner) => match record.split_first() {
+                Some((0, [])) => {}
+                Some((0, _)) => return Err(self.record_error("bytes after a none")),
+                Some((1, value)) => inner.check(value)?,
+                _ => return Err(self.record_error("bad option tag")),
+            },
+            Codec::List(inner) => {
+                let mut rest = record
+                    .get(4..)
+                    .ok_or_else(|| self.record_error("truncated list"))?;
+                let count = u32::from_le_bytes(record[..4].try_into().expect("4 bytes"));
+                for i in 0..count {
+                    let (item, tail) = split_prefixed(rest).ok_or_else(|| {
+                        self.record_error(format!("list element {i} of {count} is truncated"))
+                    })?;
+                    inner.check(item)?;
+                    rest = tail;
+                }
+                if !rest.is_empty() {
+                    return Err(self.record_error(format!(
+                        "{} bytes after the list's {count} elements",
+                        rest.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn format_float(f: f64, n: Numeric, out: &mut String) {
     let s = if n == Numeric::F32 {
         format!("{:?}", f as f32)
@@ -648,6 +723,41 @@ mod tests {
         assert!(c.format(&[1, 0, 0, 0, b'a', 1, 2]).is_err());
     }
 
+    #[test]
+    fn check_accepts_exact_encodings_and_names_what_is_wrong() {
+        let i: Codec = "i64".parse().unwrap();
+        assert_eq!(i.check(&7i64.to_le_bytes()), Ok(()));
+        let e = i.check(&7i32.to_le_bytes()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "record does not match codec `i64`: 4 bytes where 8 are expected"
+        );
+        let c: Codec = "tuple<string,list<i32>>".parse().unwrap();
+        let mut list = Vec::new();
+        let items = [1i32.to_le_bytes(), 2i32.to_le_bytes()];
+        write_list(items.iter().map(|b| &b[..]), &mut list).unwrap();
+        let mut rec = Vec::new();
+        write_pair(b"k", &list, &mut rec).unwrap();
+        assert_eq!(c.check(&rec), Ok(()));
+        rec.push(0);
+        assert!(
+            c.check(&rec)
+                .unwrap_err()
+                .to_string()
+                .contains("1 bytes after the list")
+        );
+        rec.truncate(rec.len() - 3);
+        assert!(c.check(&rec).is_err(), "a truncated element");
+        assert!(c.check(&[1, 0, 0, 0, 0xff]).is_err(), "invalid UTF-8 key");
+        let o: Codec = "option<bool>".parse().unwrap();
+        assert_eq!(o.check(&[0]), Ok(()));
+        assert_eq!(o.check(&[1, 1]), Ok(()));
+        assert!(o.check(&[0, 1]).is_err());
+        assert!(o.check(&[1, 2]).is_err());
+        assert!(o.check(&[2]).is_err());
+        assert!(o.check(&[]).is_err());
+    }
+
     proptest! {
         #[test]
         fn pairs_split_back(key in proptest::collection::vec(any::<u8>(), 0..40),
@@ -658,6 +768,25 @@ mod tests {
             let (k, v) = split_pair(&rec).unwrap();
             prop_assert_eq!(k, &key[..]);
             prop_assert_eq!(v, &value[..]);
+        }
+
+        #[test]
+        fn check_agrees_with_the_formatter_on_well_formed_records(
+            key in "[a-z]{0,8}",
+            values in proptest::collection::vec(any::<i64>(), 0..5),
+        ) {
+            let c: Codec = "tuple<string,list<i64>>".parse().unwrap();
+            let items: Vec<[u8; 8]> = values.iter().map(|v| v.to_le_bytes()).collect();
+            let mut list = Vec::new();
+            write_list(items.iter().map(|b| &b[..]), &mut list).unwrap();
+            let mut rec = Vec::new();
+            write_pair(key.as_bytes(), &list, &mut rec).unwrap();
+            prop_assert_eq!(c.check(&rec), Ok(()));
+            prop_assert!(c.format(&rec).is_ok());
+            // Every strict prefix is refused.
+            for cut in 0..rec.len() {
+                prop_assert!(c.check(&rec[..cut]).is_err(), "prefix of {} bytes", cut);
+            }
         }
 
         #[test]

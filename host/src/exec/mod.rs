@@ -143,6 +143,7 @@ impl Executor {
                 }
             }
         }
+        let state = StateStore::new(plan.key_groups);
         Executor {
             plan,
             workers,
@@ -151,7 +152,7 @@ impl Executor {
             early: Mutex::new(Early::default()),
             early_done: Condvar::new(),
             stopping: AtomicBool::new(false),
-            state: StateStore::default(),
+            state,
             windows: Windows::default(),
             datasets,
         }

@@ -348,13 +348,6 @@ mod tests {
     use super::*;
     use crate::wasm::{Runtime, WasmConfig};
 
-    fn place(partition: usize) -> Place {
-        Place {
-            batch: BatchTime(1000),
-            part: Part::Partition(partition),
-        }
-    }
-
     fn args(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -380,6 +373,14 @@ mod tests {
         Workers::new(plugin, graph, args(args_), config).expect("a pool")
     }
 
+    /// Partition `p` of batch 1 ms.
+    fn partition(p: usize) -> Place {
+        Place {
+            batch: BatchTime(1),
+            part: Part::Partition(p),
+        }
+    }
+
     const LINES_FILE: (&str, &str) = ("input", "/nonexistent/lines.txt");
 
     #[test]
@@ -389,10 +390,7 @@ mod tests {
             .install(|| {
                 workers.run(
                     "map at a.rs:1:1",
-                    &Place {
-                        batch: BatchTime(1),
-                        part: Part::Partition(0),
-                    },
+                    &partition(0),
                     |_| -> Result<(), CallError> { panic!("boom") },
                 )
             })
@@ -410,7 +408,7 @@ mod tests {
         // The pool lives on, and the next task gets a fresh instance.
         assert_eq!(
             workers
-                .install(|| workers.run("map", &place(1), |_| Ok(7)))
+                .install(|| workers.run("map", &partition(1), |_| Ok(7)))
                 .unwrap(),
             7
         );
@@ -423,7 +421,7 @@ mod tests {
         // ten more maps.
         let workers = workers(&[LINES_FILE], &[LINES_FILE, ("unstable_define", "true")]);
         let err = workers
-            .install(|| workers.run("map", &place(0), |_| Ok(())))
+            .install(|| workers.run("map", &partition(0), |_| Ok(())))
             .unwrap_err();
         let TaskCause::UnstableDefine(difference) = &err.cause else {
             panic!("{err}")
@@ -443,11 +441,11 @@ mod tests {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
         let live = Arc::clone(&workers.live);
         workers
-            .install(|| workers.run("map", &place(0), |_| Ok(())))
+            .install(|| workers.run("map", &partition(0), |_| Ok(())))
             .unwrap();
         workers.cancel();
         let err = workers
-            .install(|| workers.run("map", &place(1), |_| Ok(())))
+            .install(|| workers.run("map", &partition(1), |_| Ok(())))
             .unwrap_err();
         assert!(matches!(err.cause, TaskCause::Cancelled), "{err}");
         workers.shutdown();
@@ -506,7 +504,7 @@ mod tests {
         let mut attempts = 0;
         let out = workers
             .install(|| {
-                workers.run("filter", &place(0), |instance| {
+                workers.run("filter", &partition(0), |instance| {
                     attempts += 1;
                     let mut input: crate::data::Rows = ["a b c", "c d a a"].into_iter().collect();
                     let out = instance.run_chain(&stages, &mut input)?;
@@ -524,10 +522,10 @@ mod tests {
             .expect("the second attempt succeeds");
         assert_eq!(attempts, 2);
         assert_eq!(out.iter().collect::<Vec<_>>(), [b"b".as_slice(), b"d"]);
-        let added = workers.take_accumulators(BatchTime(1000));
+        let added = workers.take_accumulators(BatchTime(1));
         assert_eq!(added.get("dropped-words"), Some(AccumulatorValue::Int(5)));
         assert!(
-            workers.take_accumulators(BatchTime(1000)).is_empty(),
+            workers.take_accumulators(BatchTime(1)).is_empty(),
             "taken once"
         );
     }

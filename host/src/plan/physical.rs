@@ -165,6 +165,8 @@ pub enum StepKind {
         function: FunctionId,
         /// Idle keys time out after this long.
         timeout: Option<Duration>,
+        /// The codec of the state (checked on every state the guest returns).
+        state_codec: Codec,
         /// Output partitions; `None` = the executor's default parallelism.
         partitions: Option<u32>,
         /// The name the state is kept under.
@@ -435,11 +437,12 @@ impl Plan {
                     function,
                     timeout,
                     partitions,
-                    ..
+                    state_codec,
                 } => Some(StepKind::MapWithState {
                     input: input.expect("validated: one input"),
                     function: *function,
                     timeout: *timeout,
+                    state_codec: state_codec.parse().expect("validated: a state codec"),
                     partitions: *partitions,
                     state: state_name(id),
                 }),

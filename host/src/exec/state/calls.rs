@@ -1,0 +1,393 @@
+//! The host's half of the state calls, for one partition, apart from the
+//! guest: build the `update-state` / `map-with-state` input from a
+//! partition's new values and its key groups' state, check what the guest
+//! returned, and only then apply it.
+//!
+//! Each partition's work is split in two: [`prepare_update`] and
+//! [`prepare_map`] read the store, call the guest (the `call` closure: the
+//! executor passes one that goes through `Workers::run`, with its retries on
+//! a fresh instance) and check its output, *without writing anything*;
+//! [`Prepared::commit`] writes the new states, and cannot fail. The step
+//! commits only once every partition is prepared, so a task retried after a
+//! trap, or a batch that fails in another partition, never applies a state
+//! twice or half a batch.
+
+use hashbrown::HashMap;
+
+use crate::data::codec::{split_prefixed, write_list, write_pair, write_prefixed};
+use crate::data::{Codec, CodecError, Rows, RowsError};
+
+use super::store::OperatorState;
+
+/// Bytes before a `map_with_state` state in the store: the batch time (ms,
+/// `u64` little-endian) at which its key last had new values.
+pub const TIME_PREFIX: usize = 8;
+
+/// Why a partition's state call failed.
+#[derive(Debug)]
+pub enum PrepareError<E> {
+    /// The guest call failed (after its retries).
+    Call(E),
+    /// Records or states did not follow their codecs.
+    Data(String),
+}
+
+impl<E> From<RowsError> for PrepareError<E> {
+    fn from(e: RowsError) -> Self {
+        PrepareError::Data(e.to_string())
+    }
+}
+
+/// The partitions a partition of `partitions` owns among `key_groups`.
+#[derive(Debug, Clone, Copy)]
+pub struct Owned {
+    /// This partition, `p`.
+    pub partition: usize,
+    /// The step's partitions, `P`.
+    pub partitions: usize,
+    /// The job's key groups, `N`.
+    pub key_groups: u32,
+}
+
+impl Owned {
+    /// The key groups `g` with `g mod P = p`.
+    pub fn groups(self) -> impl Iterator<Item = u32> {
+        (self.partition as u32..self.key_groups).step_by(self.partitions.max(1))
+    }
+}
+
+/// The codecs a state call checks against.
+pub struct Codecs<'a> {
+    /// The keys' (for messages).
+    pub key: &'a Codec,
+    /// The state's.
+    pub state: &'a Codec,
+    /// The mapped records' (`map_with_state` only).
+    pub mapped: Option<&'a Codec>,
+}
+
+/// The new values of each key of a partition: keys in order of first
+/// arrival, values in arrival order.
+struct NewValues<'a> {
+    index: HashMap<&'a [u8], usize, foldhash::fast::FixedState>,
+    keys: Vec<(&'a [u8], Vec<&'a [u8]>)>,
+}
+
+impl<'a> NewValues<'a> {
+    fn new(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<NewValues<'a>, String> {
+        let mut new = NewValues {
+            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5_1ce)),
+            keys: Vec::new(),
+        };
+        for input in inputs {
+            for (index, record) in input.iter().enumerate() {
+                let (key, value) = split_prefixed(record)
+                    .ok_or_else(|| format!("record {index} is not an encoded (key, value) pair"))?;
+                match new.index.get(key) {
+                    Some(&i) => new.keys[i].1.push(value),
+                    None => {
+                        new.index.insert(key, new.keys.len());
+                        new.keys.push((key, vec![value]));
+                    }
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        self.index.contains_key(key)
+    }
+}
+
+/// A key as the user would write it, for messages.
+fn show_key(codec: &Codec, key: &[u8]) -> String {
+    codec
+        .format(key)
+        .unwrap_or_else(|_| format!("0x{}", hex::encode(key)))
+}
+
+/// Appends one record built by `write` in `scratch` to `rows`.
+fn push(
+    rows: &mut Rows,
+    scratch: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), RowsError>,
+) -> Result<(), RowsError> {
+    scratch.clear();
+    write(scratch)?;
+    rows.try_push(scratch)
+}
+
+/// Writes `option<s>`.
+fn write_option(value: Option<&[u8]>, out: &mut Vec<u8>) {
+    match value {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
+        }
+        None => out.push(0),
+    }
+}
+
+/// The encoding of `list<v>` of `values`, prefixed by its length (an element
+/// of a tuple that is not the last).
+fn write_prefixed_list(values: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RowsError> {
+    let mut list = Vec::new();
+    write_list(values.iter().copied(), &mut list)?;
+    write_prefixed(&list, out)
+}
+
+/// Checks an `option<s>` record; returns the state, if any.
+fn check_option<'r>(codec: &Codec, record: &'r [u8]) -> Result<Option<&'r [u8]>, CodecError> {
+    let option = Codec::Option(Box::new(codec.clone()));
+    option.check(record)?;
+    Ok(match record {
+        [1, state @ ..] => Some(state),
+        _ => None,
+    })
+}
+
+/// What a partition's call returned, checked, waiting to be committed.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The call's input records (the key is each one's first field).
+    input: Rows,
+    /// The new state of each input record's key: `None` removes it.
+    states: Vec<Option<std::ops::Range<usize>>>,
+    /// Where the states are: the call's output.
+    output: Rows,
+    /// `map_with_state`: the batch time to keep with each new state.
+    time_prefix: Option<[u8; TIME_PREFIX]>,
+    /// The step's output records for this partition.
+    pub emitted: Rows,
+}
+
+impl Prepared {
+    /// Applies the new states to `op`. Infallible: everything was checked.
+    pub fn commit(&self, op: &OperatorState) {
+        let mut value = Vec::new();
+        for (i, state) in self.states.iter().enumerate() {
+            let (key, _) = split_prefixed(self.input.get(i)).expect("built by prepare");
+            match state {
+                None => {
+                    op.group_of(key).remove(key);
+                }
+                Some(range) => {
+                    let output = self.output.data();
+                    let state = &output[range.clone()];
+                    match self.time_prefix {
+                        Some(time) => {
+                            value.clear();
+                            value.extend_from_slice(&time);
+                            value.extend_from_slice(state);
+                            op.group_of(key).insert(key, &value);
+                        }
+                        None => op.group_of(key).insert(key, state),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Range of `part` (a subslice of `whole`) within `whole`.
+fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// `update_state_by_key` for one partition: every key with new values in
+/// `inputs` (the partition's buckets) or with state in the key groups it
+/// owns, as `tuple<k, list<v>, option<s>>` records, through `call`; the
+/// output has one `option<s>` per key. Emits `tuple<k, s>` for every key with
+/// state after the batch.
+pub fn prepare_update<'a, E>(
+    op: &OperatorState,
+    owned: Owned,
+    inputs: impl IntoIterator<Item = &'a Rows>,
+    codecs: &Codecs<'_>,
+    call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
+) -> Result<Prepared, PrepareError<E>> {
+    let new = NewValues::new(inputs).map_err(PrepareError::Data)?;
+    let mut input = Rows::new();
+    let mut scratch = Vec::new();
+    for (key, values) in &new.keys {
+        let group = op.group_of(key);
+        push(&mut input, &mut scratch, |out| {
+            write_prefixed(key, out)?;
+            write_prefixed_list(values, out)?;
+            write_option(group.get(key), out);
+            Ok(())
+        })?;
+    }
+    for g in owned.groups() {
+        let group = op.group(g);
+        for (key, state) in group.iter().filter(|(key, _)| !new.contains(key)) {
+            push(&mut input, &mut scratch, |out| {
+                write_prefixed(key, out)?;
+                write_prefixed_list(&[], out)?;
+                write_option(Some(state), out);
+                Ok(())
+            })?;
+        }
+    }
+    if input.is_empty() {
+        return Ok(Prepared::default());
+    }
+    let output = call(&mut input).map_err(PrepareError::Call)?;
+    if output.len() != input.len() {
+        return Err(PrepareError::Data(format!(
+            "update-state returned {} states for {} keys",
+            output.len(),
+            input.len()
+        )));
+    }
+    let mut states = Vec::with_capacity(input.len());
+    let mut emitted = Rows::with_capacity(input.len(), 0);
+    for (record, result) in input.iter().zip(&output) {
+        let (key, _) = split_prefixed(record).expect("built above");
+        let state = check_option(codecs.state, result).map_err(|e| {
+            PrepareError::Data(format!(
+                "the state returned for key {} is malformed: {e}",
+                show_key(codecs.key, key)
+            ))
+        })?;
+        if let Some(state) = state {
+            push(&mut emitted, &mut scratch, |out| {
+                write_pair(key, state, out)
+            })?;
+        }
+        states.push(state.map(|s| range_in(output.data(), s)));
+    }
+    Ok(Prepared {
+        input,
+        states,
+        output,
+        time_prefix: None,
+        emitted,
+    })
+}
+
+/// `map_with_state` for one partition at batch time `time_ms`: every key
+/// with new values as `tuple<k, option<s>, some(list<v>)>`, and, with a
+/// `timeout_ms`, every key of the owned key groups whose last new values are
+/// older than `time_ms - timeout_ms` as `tuple<k, some(s), none>`, through
+/// `call`; the output has one `tuple<option<s>, list<m>>` per record. Emits
+/// every `m`. A timing-out key is removed whatever it returns.
+pub fn prepare_map<'a, E>(
+    op: &OperatorState,
+    owned: Owned,
+    inputs: impl IntoIterator<Item = &'a Rows>,
+    time_ms: u64,
+    timeout_ms: Option<u64>,
+    codecs: &Codecs<'_>,
+    call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
+) -> Result<Prepared, PrepareError<E>> {
+    let new = NewValues::new(inputs).map_err(PrepareError::Data)?;
+    let mut input = Rows::new();
+    let mut scratch = Vec::new();
+    for (key, values) in &new.keys {
+        let group = op.group_of(key);
+        push(&mut input, &mut scratch, |out| {
+            let mut state = Vec::new();
+            write_option(group.get(key).map(|v| &v[TIME_PREFIX..]), &mut state);
+            write_prefixed(key, out)?;
+            write_prefixed(&state, out)?;
+            out.push(1);
+            write_list(values.iter().copied(), out)
+        })?;
+    }
+    let mut timing_out = vec![false; input.len()];
+    // Spark's MapWithStateRDDRecord: keys whose last update is before
+    // `batch time - timeout` time out.
+    if let Some(threshold) = timeout_ms.and_then(|t| time_ms.checked_sub(t)) {
+        for g in owned.groups() {
+            let group = op.group(g);
+            for (key, value) in group.iter().filter(|(key, _)| !new.contains(key)) {
+                let last = u64::from_le_bytes(value[..TIME_PREFIX].try_into().expect("8 bytes"));
+                if last < threshold {
+                    push(&mut input, &mut scratch, |out| {
+                        let mut state = Vec::new();
+                        write_option(Some(&value[TIME_PREFIX..]), &mut state);
+                        write_prefixed(key, out)?;
+                        write_prefixed(&state, out)?;
+                        out.push(0);
+                        Ok(())
+                    })?;
+                    timing_out.push(true);
+                }
+            }
+        }
+    }
+    if input.is_empty() {
+        return Ok(Prepared::default());
+    }
+    let output = call(&mut input).map_err(PrepareError::Call)?;
+    if output.len() != input.len() {
+        return Err(PrepareError::Data(format!(
+            "map-with-state returned {} records for {} keys",
+            output.len(),
+            input.len()
+        )));
+    }
+    let mapped = Codec::List(Box::new(
+        codecs
+            .mapped
+            .cloned()
+            .expect("map_with_state has a mapped codec"),
+    ));
+    let mut states = Vec::with_capacity(input.len());
+    let mut emitted = Rows::new();
+    for ((record, result), timing_out) in input.iter().zip(&output).zip(timing_out) {
+        let (key, _) = split_prefixed(record).expect("built above");
+        let bad = |what: &str, e: CodecError| {
+            PrepareError::Data(format!(
+                "the {what} returned for key {} {}: {e}",
+                show_key(codecs.key, key),
+                if what == "state" {
+                    "is malformed"
+                } else {
+                    "are malformed"
+                }
+            ))
+        };
+        let (state, list) = split_prefixed(result).ok_or_else(|| {
+            PrepareError::Data(format!(
+                "the record returned for key {} is not a (state, mapped records) pair",
+                show_key(codecs.key, key)
+            ))
+        })?;
+        let state = check_option(codecs.state, state).map_err(|e| bad("state", e))?;
+        mapped.check(list).map_err(|e| bad("mapped records", e))?;
+        for item in crate::data::codec::ListIter::new(list).expect("checked") {
+            emitted.try_push(item.expect("checked"))?;
+        }
+        states.push(if timing_out {
+            None
+        } else {
+            state.map(|s| range_in(output.data(), s))
+        });
+    }
+    Ok(Prepared {
+        input,
+        states,
+        output,
+        time_prefix: Some(time_ms.to_le_bytes()),
+        emitted,
+    })
+}
+
+/// The state of a `map_with_state` in the key groups `owned`, as
+/// `tuple<k, s>` records (the time prefix left out).
+pub fn snapshot(op: &OperatorState, owned: Owned) -> Result<Rows, RowsError> {
+    let mut rows = Rows::new();
+    let mut scratch = Vec::new();
+    for g in owned.groups() {
+        for (key, value) in op.group(g).iter() {
+            push(&mut rows, &mut scratch, |out| {
+                write_pair(key, &value[TIME_PREFIX..], out)
+            })?;
+        }
+    }
+    Ok(rows)
+}
