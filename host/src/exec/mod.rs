@@ -172,6 +172,7 @@ impl Executor {
     ) -> Result<BatchOutcome, ExecError> {
         let (mut early, early_bytes) = self.collect_early(time)?;
         let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
+        let mut produced_nothing = vec![false; self.plan.codecs.len()];
         let due = |step: &Step| {
             time.as_millis()
                 .is_multiple_of(step.every.as_millis() as u64)
@@ -191,6 +192,9 @@ impl Executor {
                 slots[step.node] = Some(sources.remove(&step.node).unwrap_or_default());
                 continue;
             }
+            // A window past its last one (sources ended) produced nothing:
+            // the steps after it are skipped.
+            let skip = step.kind.inputs().iter().any(|&i| produced_nothing[i]);
             let mut inputs: Vec<Vec<Rows>> = Vec::new();
             for input in step.kind.inputs() {
                 readers_left[input] -= 1;
@@ -201,6 +205,10 @@ impl Executor {
                 };
                 inputs.push(partitions.unwrap_or_default());
             }
+            if skip {
+                produced_nothing[step.node] = true;
+                continue;
+            }
             let started = std::time::Instant::now();
             let mut output = self.catch_panic(time, step, || self.run_step(time, step, inputs))?;
             if let Some(mut ran_early) = early.remove(&step.node) {
@@ -208,6 +216,7 @@ impl Executor {
                 output = Some(ran_early);
             }
             tracing::debug!(batch = %time, step = %step.name, elapsed = ?started.elapsed(), "step done");
+            produced_nothing[step.node] = output.is_none();
             if let Some(partitions) = output
                 && readers_left[step.node] > 0
             {

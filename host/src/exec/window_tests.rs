@@ -1,0 +1,3 @@
+//! Tests of the windowed steps.
+
+use super::*;
