@@ -246,7 +246,9 @@ impl<T: Data> DStream<T> {
     #[track_caller]
     pub fn reduce(&self, f: impl Fn(T, T) -> T + 'static) -> DStream<T> {
         let name = node_name("reduce", Location::caller());
-        self.child_with_function(&name, Reducer::boxed(f), NodeKind::Reduce)
+        self.child_with_function(&name, Reducer::boxed(f), |id| {
+            NodeKind::Reduce(types::Reducer::Function(id))
+        })
     }
 
     /// How many times each distinct record occurs in a batch (Spark's

@@ -48,6 +48,7 @@ impl Graph {
         let id = to_u32(self.nodes.len());
         self.nodes.push(Node {
             name: name.to_string(),
+            uid: None,
             kind,
             inputs,
             codec,
@@ -74,6 +75,8 @@ impl Graph {
             JobGraph {
                 name: self.name,
                 nodes: self.nodes,
+                broadcasts: Vec::new(),
+                remember_ms: None,
             },
             self.functions,
         ))

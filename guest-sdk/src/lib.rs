@@ -96,7 +96,10 @@ pub mod bindings {
 pub mod __private {
     pub use crate::bindings::exports::sluice::plugin::job::Guest;
     pub use crate::bindings::sluice::plugin::types::{JobGraph, Rows, Stage};
-    pub use crate::runtime::{define, foreach_partition, reduce_all, reduce_groups, run_chain};
+    pub use crate::runtime::{
+        define, foreach_partition, map_with_state, reduce_all, reduce_groups, run_chain, transform,
+        update_state,
+    };
 }
 
 /// Exports a [`Job`] as the plugin's implementation of the `sluice:plugin`
@@ -157,6 +160,30 @@ macro_rules! export_job {
                     input: $crate::__private::Rows,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::foreach_partition(function, batch_time_ms, partition, input)
+                }
+
+                fn update_state(
+                    function: u32,
+                    batch_time_ms: u64,
+                    input: $crate::__private::Rows,
+                ) -> ::std::result::Result<$crate::__private::Rows, ::std::string::String> {
+                    $crate::__private::update_state(function, batch_time_ms, input)
+                }
+
+                fn map_with_state(
+                    function: u32,
+                    batch_time_ms: u64,
+                    input: $crate::__private::Rows,
+                ) -> ::std::result::Result<$crate::__private::Rows, ::std::string::String> {
+                    $crate::__private::map_with_state(function, batch_time_ms, input)
+                }
+
+                fn transform(
+                    function: u32,
+                    batch_time_ms: u64,
+                    input: $crate::__private::Rows,
+                ) -> ::std::result::Result<$crate::__private::Rows, ::std::string::String> {
+                    $crate::__private::transform(function, batch_time_ms, input)
                 }
             }
 

@@ -208,6 +208,34 @@ pub fn foreach_partition(
     })
 }
 
+/// The `update-state` export (see "State calls" in `wit/sluice.wit`).
+pub fn update_state(function: FunctionId, batch_time_ms: u64, input: Rows) -> Result<Rows, String> {
+    let _ = (batch_time_ms, input);
+    Err(format!(
+        "function {function}: update-state is not implemented yet in this SDK"
+    ))
+}
+
+/// The `map-with-state` export (see "State calls" in `wit/sluice.wit`).
+pub fn map_with_state(
+    function: FunctionId,
+    batch_time_ms: u64,
+    input: Rows,
+) -> Result<Rows, String> {
+    let _ = (batch_time_ms, input);
+    Err(format!(
+        "function {function}: map-with-state is not implemented yet in this SDK"
+    ))
+}
+
+/// The `transform` export.
+pub fn transform(function: FunctionId, batch_time_ms: u64, input: Rows) -> Result<Rows, String> {
+    let _ = (batch_time_ms, input);
+    Err(format!(
+        "function {function}: transform is not implemented yet in this SDK"
+    ))
+}
+
 /// Replaces the default panic message (a multi-line report without the
 /// operator) with one line naming the node.
 fn install_panic_hook() {
