@@ -12,6 +12,7 @@
 
 use std::fmt::Display;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The `--arg KEY=VALUE` pairs given to the job, in command-line order.
 ///
@@ -69,6 +70,32 @@ impl Args {
         T::Err: Display,
     {
         self.get(key).map(|v| parse_value(key, v)).transpose()
+    }
+
+    /// The value of `key` as a duration like `500ms`, `30s`, `5m` or `2h`;
+    /// an error names the argument when it is missing or does not parse.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use sluice_guest::Args;
+    /// let args = Args::from_pairs([("window", "30s")]);
+    /// assert_eq!(args.duration("window"), Ok(Duration::from_secs(30)));
+    /// ```
+    pub fn duration(&self, key: &str) -> Result<Duration, String> {
+        let value = self.require(key)?;
+        crate::time::parse_duration(value).map_err(|e| format!("argument `{key}`: {e}"))
+    }
+
+    /// Like [`duration`](Args::duration) for an optional argument.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use sluice_guest::Args;
+    /// let args = Args::default();
+    /// assert_eq!(args.duration_optional("slide"), Ok(None));
+    /// ```
+    pub fn duration_optional(&self, key: &str) -> Result<Option<Duration>, String> {
+        self.get(key).map(|_| self.duration(key)).transpose()
     }
 
     /// All pairs, in command-line order.

@@ -362,7 +362,10 @@ fn encoded_len_u32(len: usize) -> u32 {
 /// Splits a `u32` little-endian length and that many bytes off the front of
 /// `bytes`.
 #[inline]
-fn split_prefixed<'a>(bytes: &'a [u8], what: &str) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
+pub(crate) fn split_prefixed<'a>(
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<(&'a [u8], &'a [u8]), DecodeError> {
     let Some((len, rest)) = bytes.split_first_chunk::<4>() else {
         return Err(DecodeError::truncated(
             &format!("the length of {what}"),

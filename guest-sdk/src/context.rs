@@ -20,15 +20,19 @@
 use std::cell::RefCell;
 use std::panic::Location;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::args::Args;
 use crate::bindings::sluice::plugin::types::{
-    LinesFile, NodeKind, QueueSource, RateSource, SocketTextSource, Source, TextFileSource,
+    BroadcastValue, LinesFile, NodeKind, QueueSource, RateSource, SocketTextSource, Source,
+    TextFileSource,
 };
 use crate::codec::Data;
 use crate::dstream::DStream;
 use crate::graph::{Graph, node_name};
 use crate::rows::encode_all;
+use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator, declare_broadcast};
+use crate::time::duration_ms;
 
 /// A streaming job: its [`define`](Job::define) builds the DStream graph, as
 /// the driver program of a Spark Streaming application does. Export it with
@@ -207,6 +211,108 @@ impl StreamingContext {
         let id = graph.add_node(&name, NodeKind::Union, inputs, T::codec());
         drop(graph);
         DStream::new(Rc::clone(&self.graph), id)
+    }
+}
+
+/// Job-wide settings and shared values.
+impl StreamingContext {
+    /// Keeps every stream's batches at least `duration` (Spark's
+    /// `remember`), e.g. for a `transform` that looks back; windows keep
+    /// theirs for their length anyway.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// ctx.remember(Duration::from_secs(120));
+    /// ```
+    #[track_caller]
+    pub fn remember(&self, duration: Duration) {
+        let at = Location::caller();
+        let mut graph = self.graph.borrow_mut();
+        match duration_ms(duration) {
+            Ok(ms) => graph.remember(ms),
+            Err(e) => graph.error(format!("remember at {at}: {e}")),
+        }
+    }
+
+    /// A named integer sum that user functions add to (Spark's
+    /// `longAccumulator`). The host sums each batch's additions once, even
+    /// when a task is retried, and shows the totals.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let dropped = ctx.long_accumulator("dropped");
+    /// let kept = ctx.socket_text_stream("localhost", 9999).filter(move |l| {
+    ///     let keep = !l.is_empty();
+    ///     if !keep {
+    ///         dropped.add(1);
+    ///     }
+    ///     keep
+    /// });
+    /// ```
+    pub fn long_accumulator(&self, name: &str) -> LongAccumulator {
+        LongAccumulator::new(name)
+    }
+
+    /// A named float sum that user functions add to (Spark's
+    /// `doubleAccumulator`).
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let seconds = ctx.double_accumulator("seconds");
+    /// seconds.add(0.5);
+    /// ```
+    pub fn double_accumulator(&self, name: &str) -> DoubleAccumulator {
+        DoubleAccumulator::new(name)
+    }
+
+    /// A named, immutable value every user function can read (Spark's
+    /// `broadcast`): encoded into the graph now, handed to every instance by
+    /// the host, read with [`Broadcast::value`]. Names are unique.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let blacklist = ctx.broadcast("blacklist", vec!["spam".to_string()]);
+    /// let clean = ctx.socket_text_stream("localhost", 9999)
+    ///     .filter(move |w| !blacklist.value().contains(w));
+    /// ```
+    #[track_caller]
+    pub fn broadcast<T: Data>(&self, name: &str, value: T) -> Broadcast<T> {
+        let at = Location::caller();
+        let mut bytes = Vec::with_capacity(value.encoded_size_hint());
+        value.encode(&mut bytes);
+        declare_broadcast(name, Some(bytes.clone()));
+        self.graph
+            .borrow_mut()
+            .add_broadcast(name, BroadcastValue::Bytes(bytes), &at.to_string());
+        Broadcast::new(name)
+    }
+
+    /// A broadcast value holding the whole content of a file (a local path
+    /// or an object store URL), read by the host at start; the file must be
+    /// UTF-8 text.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let blacklist = ctx.broadcast_file("blacklist", "/etc/sluice/blacklist.txt");
+    /// let clean = ctx.socket_text_stream("localhost", 9999)
+    ///     .filter(move |w| !blacklist.value().lines().any(|b| b == w));
+    /// ```
+    #[track_caller]
+    pub fn broadcast_file(&self, name: &str, path: impl Into<String>) -> Broadcast<String> {
+        let at = Location::caller();
+        declare_broadcast(name, None);
+        self.graph.borrow_mut().add_broadcast(
+            name,
+            BroadcastValue::File(path.into()),
+            &at.to_string(),
+        );
+        Broadcast::new(name)
     }
 }
 

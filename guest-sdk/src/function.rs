@@ -50,6 +50,12 @@ pub(crate) enum Function {
     Reducer(Box<dyn ReduceAllFn>),
     /// The function of `foreach_partition`.
     Output(Box<dyn OutputFn>),
+    /// The function of `update_state_by_key`: `update-state`.
+    UpdateState(Box<dyn BatchFn>),
+    /// The function of `map_with_state`: `map-with-state`.
+    MapWithState(Box<dyn BatchFn>),
+    /// The function of `transform`: `transform`.
+    Transform(Box<dyn BatchFn>),
 }
 
 impl Function {
@@ -60,6 +66,9 @@ impl Function {
             Function::KeyReducer(_) => "a reduce_by_key reducer",
             Function::Reducer(_) => "a reduce reducer",
             Function::Output(_) => "a foreach_partition function",
+            Function::UpdateState(_) => "an update_state_by_key function",
+            Function::MapWithState(_) => "a map_with_state function",
+            Function::Transform(_) => "a transform function",
         }
     }
 }
@@ -920,6 +929,12 @@ where
         }
         Ok(encode_all(acc.as_slice()))
     }
+}
+
+/// A function called with a batch time over encoded records, returning
+/// encoded records: `update-state`, `map-with-state`, `transform`.
+pub(crate) trait BatchFn {
+    fn call(&self, batch_time_ms: u64, input: &Rows, node: &str) -> Result<Rows, String>;
 }
 
 /// The function of `foreach_partition`.

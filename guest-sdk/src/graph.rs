@@ -5,7 +5,9 @@
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::bindings::sluice::plugin::types::{FunctionId, JobGraph, Node, NodeId, NodeKind};
+use crate::bindings::sluice::plugin::types::{
+    Broadcast, BroadcastValue, FunctionId, JobGraph, Node, NodeId, NodeKind,
+};
 use crate::function::{Entry, Function};
 
 /// Nodes and functions of one `define` call.
@@ -13,6 +15,8 @@ pub(crate) struct Graph {
     name: String,
     nodes: Vec<Node>,
     functions: Vec<Entry>,
+    broadcasts: Vec<Broadcast>,
+    remember_ms: Option<u64>,
     errors: Vec<String>,
 }
 
@@ -22,6 +26,8 @@ impl Graph {
             name,
             nodes: Vec::new(),
             functions: Vec::new(),
+            broadcasts: Vec::new(),
+            remember_ms: None,
             errors: Vec::new(),
         }
     }
@@ -56,6 +62,55 @@ impl Graph {
         id
     }
 
+    /// Gives node `id` the user's name (`uid`); names are unique in a graph.
+    pub(crate) fn set_uid(&mut self, id: NodeId, uid: &str) {
+        let taken = self
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(i, n)| n.uid.as_deref() == Some(uid) && *i != id as usize);
+        if let Some((_, other)) = taken {
+            let message = format!(
+                "{}: the name {uid:?} is already the name of {}; names are unique in a job",
+                self.node_name(id).unwrap_or("?"),
+                other.name
+            );
+            self.error(message);
+            return;
+        }
+        if let Some(node) = self.nodes.get_mut(id as usize) {
+            if let Some(old) = &node.uid {
+                if old != uid {
+                    let message = format!(
+                        "{}: named {uid:?}, but it is already named {old:?}",
+                        node.name
+                    );
+                    self.error(message);
+                    return;
+                }
+            }
+            node.uid = Some(uid.to_string());
+        }
+    }
+
+    /// Declares a broadcast value; names are unique.
+    pub(crate) fn add_broadcast(&mut self, name: &str, value: BroadcastValue, at: &str) {
+        if self.broadcasts.iter().any(|b| b.name == name) {
+            self.error(format!(
+                "broadcast at {at}: the name {name:?} is already a broadcast's"
+            ));
+        }
+        self.broadcasts.push(Broadcast {
+            name: name.to_string(),
+            value,
+        });
+    }
+
+    /// Keeps every stream's batches at least `ms` (the longest asked wins).
+    pub(crate) fn remember(&mut self, ms: u64) {
+        self.remember_ms = Some(self.remember_ms.map_or(ms, |old| old.max(ms)));
+    }
+
     /// The name of node `id`, for `Debug`.
     pub(crate) fn node_name(&self, id: NodeId) -> Option<&str> {
         self.nodes.get(id as usize).map(|n| n.name.as_str())
@@ -75,8 +130,8 @@ impl Graph {
             JobGraph {
                 name: self.name,
                 nodes: self.nodes,
-                broadcasts: Vec::new(),
-                remember_ms: None,
+                broadcasts: self.broadcasts,
+                remember_ms: self.remember_ms,
             },
             self.functions,
         ))

@@ -63,18 +63,25 @@ mod function;
 mod graph;
 mod rows;
 mod runtime;
+pub mod shared;
+mod state;
+mod time;
 
 pub use args::Args;
 pub use codec::{Bytes, Data, DecodeError, Json, Numeric};
 pub use context::{Job, StreamingContext};
-pub use dstream::DStream;
+pub use dstream::{DStream, MapWithStateDStream};
+pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
+pub use state::{State, StateSpec};
 
 /// Everything a job definition needs: `use sluice_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::args::Args;
     pub use crate::codec::{Bytes, Data, Json, Numeric};
     pub use crate::context::{Job, StreamingContext};
-    pub use crate::dstream::DStream;
+    pub use crate::dstream::{DStream, MapWithStateDStream};
+    pub use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator};
+    pub use crate::state::{State, StateSpec};
 }
 
 /// The bindings generated from `wit/sluice.wit`. Not part of the API: plugin

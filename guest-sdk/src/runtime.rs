@@ -19,7 +19,7 @@ use std::sync::Once;
 use crate::args::Args;
 use crate::bindings::sluice::plugin::types::{FunctionId, JobGraph, Rows, Stage};
 use crate::context::{Job, StreamingContext};
-use crate::function::{ChainFn, Entry, Function, OutputSlot};
+use crate::function::{BatchFn, ChainFn, Entry, Function, OutputSlot};
 use crate::graph::Graph;
 
 thread_local! {
@@ -30,6 +30,13 @@ thread_local! {
     static CURRENT: RefCell<Vec<Rc<str>>> = const { RefCell::new(Vec::new()) };
     /// The index in `CURRENT` of the node whose code is running.
     static CURRENT_STAGE: Cell<usize> = const { Cell::new(0) };
+    /// Whether `define` is running (broadcast values are not loaded yet).
+    static DEFINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the job's `define` is running on this thread.
+pub(crate) fn defining() -> bool {
+    DEFINING.get()
 }
 
 /// Marks `name` as the running node until dropped.
@@ -67,7 +74,9 @@ pub fn define<J: Job>(args: Vec<(String, String)>) -> Result<JobGraph, String> {
     let job = job_name::<J>();
     let _running = Running::enter(&Rc::from(format!("define of job {job}")));
     let mut ctx = StreamingContext::new(job.clone());
+    DEFINING.set(true);
     let defined = J::define(&mut ctx, &Args::from_pairs(args));
+    DEFINING.set(false);
     let graph = std::mem::replace(&mut *ctx.graph.borrow_mut(), Graph::new(String::new()));
     defined.map_err(|e| format!("{job}: {e}"))?;
     let (graph, functions) = graph.finish()?;
@@ -208,12 +217,36 @@ pub fn foreach_partition(
     })
 }
 
+/// Runs a [`BatchFn`] registered as `expected` (which `pick` selects).
+fn batch_call(
+    function: FunctionId,
+    batch_time_ms: u64,
+    input: Rows,
+    called_as: &str,
+    pick: impl Fn(&Function) -> Option<&dyn BatchFn>,
+) -> Result<Rows, String> {
+    TABLE.with_borrow(|table| {
+        let entry = entry(table, function)?;
+        let Some(f) = pick(&entry.function) else {
+            return Err(misuse(function, entry, called_as));
+        };
+        let _running = Running::enter(&entry.name);
+        f.call(batch_time_ms, &input, &entry.name)
+    })
+}
+
 /// The `update-state` export (see "State calls" in `wit/sluice.wit`).
 pub fn update_state(function: FunctionId, batch_time_ms: u64, input: Rows) -> Result<Rows, String> {
-    let _ = (batch_time_ms, input);
-    Err(format!(
-        "function {function}: update-state is not implemented yet in this SDK"
-    ))
+    batch_call(
+        function,
+        batch_time_ms,
+        input,
+        "an update_state_by_key function (update-state)",
+        |f| match f {
+            Function::UpdateState(f) => Some(f.as_ref()),
+            _ => None,
+        },
+    )
 }
 
 /// The `map-with-state` export (see "State calls" in `wit/sluice.wit`).
@@ -222,18 +255,30 @@ pub fn map_with_state(
     batch_time_ms: u64,
     input: Rows,
 ) -> Result<Rows, String> {
-    let _ = (batch_time_ms, input);
-    Err(format!(
-        "function {function}: map-with-state is not implemented yet in this SDK"
-    ))
+    batch_call(
+        function,
+        batch_time_ms,
+        input,
+        "a map_with_state function (map-with-state)",
+        |f| match f {
+            Function::MapWithState(f) => Some(f.as_ref()),
+            _ => None,
+        },
+    )
 }
 
-/// The `transform` export.
+/// The `transform` export: the whole batch in one call.
 pub fn transform(function: FunctionId, batch_time_ms: u64, input: Rows) -> Result<Rows, String> {
-    let _ = (batch_time_ms, input);
-    Err(format!(
-        "function {function}: transform is not implemented yet in this SDK"
-    ))
+    batch_call(
+        function,
+        batch_time_ms,
+        input,
+        "a transform function (transform)",
+        |f| match f {
+            Function::Transform(f) => Some(f.as_ref()),
+            _ => None,
+        },
+    )
 }
 
 /// Replaces the default panic message (a multi-line report without the

@@ -25,6 +25,12 @@
 //! Operators on pairs `(K, V)` need `K: Hash + Eq` and group keys by their
 //! encoded bytes (see [`codec`](crate::codec)).
 
+mod join;
+mod state;
+mod window;
+
+pub use state::MapWithStateDStream;
+
 use std::cell::RefCell;
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -37,6 +43,7 @@ use crate::bindings::sluice::plugin::types::{
 use crate::codec::{Data, Numeric};
 use crate::function::{Function, KeyReducer, NarrowFn, Output, Reducer};
 use crate::graph::{Graph, node_name};
+use crate::state::Transform;
 
 /// A discretized stream: a sequence of batches of records of type `T`
 /// (Spark's `DStream[T]`). Cheap to clone: clones are the same stream.
@@ -112,6 +119,67 @@ impl<T: Data> DStream<T> {
 
 /// Transformations and outputs of any stream.
 impl<T: Data> DStream<T> {
+    /// Names the operator that makes this stream (Flink's `uid`) and returns
+    /// the stream. A stateful operator's state is kept under its name, so
+    /// name every stateful operator: an unnamed one gets a name from its
+    /// place in the graph, which changes when the code around it changes.
+    /// Names are unique in a job.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let words = ctx.socket_text_stream("localhost", 9999);
+    /// let running = words
+    ///     .map(|w| (w, 1i64))
+    ///     .update_state_by_key(|new: Vec<i64>, n: Option<i64>| Some(n.unwrap_or(0) + new.len() as i64))
+    ///     .name("running-counts");
+    /// ```
+    pub fn name(&self, name: &str) -> DStream<T> {
+        self.graph.borrow_mut().set_uid(self.id, name);
+        self.clone()
+    }
+
+    /// Applies `f` to a whole batch, every partition at once, in one call
+    /// (Spark's `transform`): for operations that need the whole batch, such
+    /// as sorting it.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let words = ctx.socket_text_stream("localhost", 9999);
+    /// let sorted = words.transform(|mut batch: Vec<String>| {
+    ///     batch.sort();
+    ///     batch
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn transform<U: Data>(&self, f: impl Fn(Vec<T>) -> Vec<U> + 'static) -> DStream<U> {
+        let name = node_name("transform", Location::caller());
+        let f = Transform::new(move |_time: u64, records: Vec<T>| f(records));
+        self.child_with_function(&name, Function::Transform(Box::new(f)), NodeKind::Transform)
+    }
+
+    /// [`transform`](DStream::transform) that also gets the batch time, in
+    /// milliseconds since the Unix epoch (Spark's `transform((rdd, time) => ...)`).
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let words = ctx.socket_text_stream("localhost", 9999);
+    /// let stamped: DStream<(u64, String)> = words.transform_with_time(|time, batch: Vec<String>| {
+    ///     batch.into_iter().map(|w| (time, w)).collect()
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn transform_with_time<U: Data>(
+        &self,
+        f: impl Fn(u64, Vec<T>) -> Vec<U> + 'static,
+    ) -> DStream<U> {
+        let name = node_name("transform_with_time", Location::caller());
+        let f = Transform::new(f);
+        self.child_with_function(&name, Function::Transform(Box::new(f)), NodeKind::Transform)
+    }
+
     /// Applies `f` to every record (Spark's `map`).
     ///
     /// ```
