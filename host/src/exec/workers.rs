@@ -375,6 +375,14 @@ mod tests {
 
     const LINES_FILE: (&str, &str) = ("input", "/nonexistent/lines.txt");
 
+    /// Partition `p` of batch 1 ms.
+    fn place(p: usize) -> Place {
+        Place {
+            batch: BatchTime(1),
+            part: Part::Partition(p),
+        }
+    }
+
     #[test]
     fn a_host_panic_in_a_task_fails_the_task_not_the_process() {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
@@ -382,7 +390,7 @@ mod tests {
             .install(|| {
                 workers.run(
                     "map at a.rs:1:1",
-                    "batch 1 ms, partition 0",
+                    &place(0),
                     |_| -> Result<(), CallError> { panic!("boom") },
                 )
             })
@@ -400,7 +408,7 @@ mod tests {
         // The pool lives on, and the next task gets a fresh instance.
         assert_eq!(
             workers
-                .install(|| workers.run("map", "p1", |_| Ok(7)))
+                .install(|| workers.run("map", &place(1), |_| Ok(7)))
                 .unwrap(),
             7
         );
@@ -413,7 +421,7 @@ mod tests {
         // ten more maps.
         let workers = workers(&[LINES_FILE], &[LINES_FILE, ("unstable_define", "true")]);
         let err = workers
-            .install(|| workers.run("map", "p0", |_| Ok(())))
+            .install(|| workers.run("map", &place(0), |_| Ok(())))
             .unwrap_err();
         let TaskCause::UnstableDefine(difference) = &err.cause else {
             panic!("{err}")
@@ -433,11 +441,11 @@ mod tests {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
         let live = Arc::clone(&workers.live);
         workers
-            .install(|| workers.run("map", "p0", |_| Ok(())))
+            .install(|| workers.run("map", &place(0), |_| Ok(())))
             .unwrap();
         workers.cancel();
         let err = workers
-            .install(|| workers.run("map", "p1", |_| Ok(())))
+            .install(|| workers.run("map", &place(1), |_| Ok(())))
             .unwrap_err();
         assert!(matches!(err.cause, TaskCause::Cancelled), "{err}");
         workers.shutdown();
