@@ -249,7 +249,7 @@ impl Run {
 
     /// The window times up to `t`: the multiples of the slide.
     fn windows_until(&self, t: u64) -> impl Iterator<Item = u64> + '_ {
-        (1..=t).filter(|w| w % self.slide == 0)
+        (1..=t).filter(|w| w.is_multiple_of(self.slide))
     }
 
     /// Each key's values in the window at `t`, folded with `f`.
@@ -319,7 +319,7 @@ fn check(
     }
     for t in 1..=last {
         let got = saved(&output, t * SEC);
-        if t % run.slide == 0 {
+        if t.is_multiple_of(run.slide) {
             prop_assert_eq!(got, Some(expected(run, t)), "window at {}s", t);
         } else {
             prop_assert_eq!(got, None, "nothing between slides, at {}s", t);
@@ -421,4 +421,56 @@ proptest! {
                 .collect()
         })?;
     }
+}
+
+#[test]
+fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_other() {
+    use crate::batching::{BatchClock, Block, BlockStore, now_ms};
+    use crate::exec::scheduler::{Limits, run_batches};
+    use crate::monitor::Metrics;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out");
+    let args = [
+        ("op", "window".to_string()),
+        ("length", "3s".to_string()),
+        ("slide", "2s".to_string()),
+    ];
+    let (executor, source) = executor(&args, &output);
+    let executor = Arc::new(executor);
+    let store = BlockStore::new(1 << 20);
+    let receiver = store.register(source, "queue".into());
+    let clock = BatchClock::new(Duration::from_secs(1));
+    let batch = clock.batch_for(now_ms());
+    let records = vec![("a".to_string(), 1), ("b".to_string(), -2)];
+    receiver.push(Block::new(batch, partitions(&records, 8).remove(0)));
+    receiver.finish();
+    let limits = Limits {
+        until_sources_end: true,
+        ..Limits::default()
+    };
+    run_batches(&executor, &store, &clock, &mut Metrics::new(None), limits).expect("runs");
+    let written: Vec<u64> = std::fs::read_dir(dir.path())
+        .expect("the temp dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("out-")?.parse().ok()
+        })
+        .collect();
+    // The sources ended in the first batch the loop ran (`batch`, or the
+    // next one if the clock ticked meanwhile): one window holds it, at the
+    // first multiple of the slide from there; none is written after it.
+    assert_eq!(written.len(), 1, "{written:?}");
+    let at = written[0];
+    assert!(
+        at.is_multiple_of(2 * SEC) && at >= batch.as_millis() && at < batch.as_millis() + 3 * SEC,
+        "window at {at} ms for a last batch at {batch}"
+    );
+    assert_eq!(saved(&output, at), Some(pair_lines(records)));
+    Arc::try_unwrap(executor)
+        .ok()
+        .expect("the only reference")
+        .workers
+        .shutdown();
 }

@@ -388,11 +388,9 @@ mod tests {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
         let err = workers
             .install(|| {
-                workers.run(
-                    "map at a.rs:1:1",
-                    &place(0),
-                    |_| -> Result<(), CallError> { panic!("boom") },
-                )
+                workers.run("map at a.rs:1:1", &place(0), |_| -> Result<(), CallError> {
+                    panic!("boom")
+                })
             })
             .unwrap_err();
         assert!(
