@@ -15,7 +15,9 @@
 //!
 //! A step runs at the batch times that are multiples of its `every` (the
 //! slide of the streams it reads): the steps after a window run once per
-//! slide.
+//! slide. A step whose input produced nothing this batch (a window past its
+//! last one, once the sources ended) is skipped, except a window, which
+//! takes it as an empty batch.
 //!
 //! Files: this one (the executor, a batch's steps in order, narrow chains,
 //! `transform`), `early` (chains run early, and stopping them), `keyed`
@@ -193,8 +195,13 @@ impl Executor {
                 continue;
             }
             // A window past its last one (sources ended) produced nothing:
-            // the steps after it are skipped.
-            let skip = step.kind.inputs().iter().any(|&i| produced_nothing[i]);
+            // the steps after it are skipped, but a window reading it takes
+            // that as an empty batch, to produce its own last window.
+            let windowed = matches!(
+                step.kind,
+                StepKind::Window { .. } | StepKind::ReduceByKeyAndWindow { .. }
+            );
+            let skip = !windowed && step.kind.inputs().iter().any(|&i| produced_nothing[i]);
             let mut inputs: Vec<Vec<Rows>> = Vec::new();
             for input in step.kind.inputs() {
                 readers_left[input] -= 1;
