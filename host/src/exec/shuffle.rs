@@ -1,6 +1,6 @@
 //! The native half of keyed operators: bucketing a partition's pairs by the
 //! one placement function ([`Partitioner::partition_of`], in
-//! [`super::partitioner`]), the built-in reducers (sum, min, max, count) with
+//! [`crate::data::partitioner`]), the built-in reducers (sum, min, max, count) with
 //! their map-side combine and, for windows, the inverse of sum and count
 //! ([`Builtin::inverse`]), and grouping values by key for `group_by_key` and
 //! for guest reducers.

@@ -26,7 +26,8 @@
 //!   results stay exact when values return to zero and come back (Spark
 //!   would fail or forget them there). A filter is meant to drop keys whose
 //!   value is the reducer's identity (zero counts), as in Spark; otherwise a
-//!   dropped key that comes back restarts from what entered.
+//!   dropped key that comes back restarts from what entered. Float sums
+//!   carry the rounding of their additions and subtractions, as Spark's do.
 //!
 //! The window values of an incremental step are kept here, per partition,
 //! in memory (not yet in the [`super::StateStore`] under the step's `state`
@@ -124,10 +125,10 @@ impl Windows {
 
 impl Executor {
     /// Tells the executor that the sources ended at batch `end`; returns the
-    /// last batch the scheduler should run, so that every window covering
-    /// `end` is produced (see [`last_batch_for_windows`]). From then on, a
-    /// windowed step produces nothing after the first multiple of its slide
-    /// at or after `end`.
+    /// last batch the scheduler should run: the largest first multiple of a
+    /// windowed step's slide at or after `end` whose window covers `end`
+    /// (`end` without such windows). From then on, a windowed step produces
+    /// nothing after the first multiple of its slide at or after `end`.
     pub fn end_windows_at(&self, end: BatchTime) -> BatchTime {
         *self.windows.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
         last_batch_for_windows(&self.plan.steps, end)
