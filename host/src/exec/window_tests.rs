@@ -325,6 +325,16 @@ fn check(
             prop_assert_eq!(got, None, "nothing between slides, at {}s", t);
         }
     }
+    // Kept: no more batches than the next window reads, plus a slide for
+    // the ones leaving it.
+    for (node, kept) in executor.windows.lock().iter() {
+        prop_assert!(
+            kept.batches.len() as u64 <= run.length + run.slide,
+            "step {} keeps {} batches",
+            node,
+            kept.batches.len()
+        );
+    }
     // Past its last window, a windowed step produces nothing, and the
     // output after it does not run.
     let past = last.max(first_multiple) + run.slide;
