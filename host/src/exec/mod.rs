@@ -15,7 +15,9 @@
 //!
 //! A step runs at the batch times that are multiples of its `every` (the
 //! slide of the streams it reads): the steps after a window run once per
-//! slide.
+//! slide. A step whose input produced nothing this batch (a window past its
+//! last one, once the sources ended) is skipped, except a window, which
+//! takes it as an empty batch.
 //!
 //! Files: this one (the executor, a batch's steps in order, narrow chains,
 //! `transform`), `early` (chains run early, and stopping them), `keyed`
@@ -173,6 +175,7 @@ impl Executor {
     ) -> Result<BatchOutcome, ExecError> {
         let (mut early, early_bytes) = self.collect_early(time)?;
         let mut slots: Vec<Option<Vec<Rows>>> = vec![None; self.plan.codecs.len()];
+        let mut produced_nothing = vec![false; self.plan.codecs.len()];
         let due = |step: &Step| {
             time.as_millis()
                 .is_multiple_of(step.every.as_millis() as u64)
@@ -192,6 +195,14 @@ impl Executor {
                 slots[step.node] = Some(sources.remove(&step.node).unwrap_or_default());
                 continue;
             }
+            // A window past its last one (sources ended) produced nothing:
+            // the steps after it are skipped, but a window reading it takes
+            // that as an empty batch, to produce its own last window.
+            let windowed = matches!(
+                step.kind,
+                StepKind::Window { .. } | StepKind::ReduceByKeyAndWindow { .. }
+            );
+            let skip = !windowed && step.kind.inputs().iter().any(|&i| produced_nothing[i]);
             let mut inputs: Vec<Vec<Rows>> = Vec::new();
             for input in step.kind.inputs() {
                 readers_left[input] -= 1;
@@ -202,6 +213,10 @@ impl Executor {
                 };
                 inputs.push(partitions.unwrap_or_default());
             }
+            if skip {
+                produced_nothing[step.node] = true;
+                continue;
+            }
             let started = std::time::Instant::now();
             let mut output = self.catch_panic(time, step, || self.run_step(time, step, inputs))?;
             if let Some(mut ran_early) = early.remove(&step.node) {
@@ -209,6 +224,7 @@ impl Executor {
                 output = Some(ran_early);
             }
             tracing::debug!(batch = %time, step = %step.name, elapsed = ?started.elapsed(), "step done");
+            produced_nothing[step.node] = output.is_none();
             if let Some(partitions) = output
                 && readers_left[step.node] > 0
             {

@@ -7,6 +7,12 @@
 //! `until_sources_end`) or were stopped (Ctrl-C), once everything received is
 //! processed — then it does not wait for the wall clock any more. Otherwise,
 //! like Spark, it goes on running (empty) batches after its sources end.
+//!
+//! With windows, "processed" includes the windows of the batch `E` in which
+//! the sources ended: the loop runs further (empty) batches up to the first
+//! multiple of each window's slide at or after `E` (for the windows that
+//! cover `E`), and no window is produced after its own one
+//! ([`Executor::end_windows_at`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -55,6 +61,8 @@ pub fn run_batches(
     let mut time = clock.batch_for(now_millis());
     let mut batches = 0u64;
     let early_sources = executor.early_sources();
+    // Once the sources have ended: the last batch to run.
+    let mut last_batch: Option<BatchTime> = None;
     loop {
         if !early_sources.is_empty() {
             // Hand blocks to their early chains as they are cut, until the
@@ -96,7 +104,11 @@ pub fn run_batches(
         })?;
         batches += 1;
         let ended = (limits.until_sources_end || limits.stop.is_stopped()) && store.all_finished();
-        if limits.max_batches.is_some_and(|max| batches >= max) || ended {
+        if ended && last_batch.is_none() {
+            last_batch = Some(executor.end_windows_at(time));
+        }
+        let done = last_batch.is_some_and(|last| time >= last);
+        if limits.max_batches.is_some_and(|max| batches >= max) || done {
             return Ok(());
         }
         time = clock.next(time);

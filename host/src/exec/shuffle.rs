@@ -1,7 +1,8 @@
 //! The native half of keyed operators: bucketing a partition's pairs by the
 //! one placement function ([`Partitioner::partition_of`], in
-//! [`super::partitioner`]), the built-in reducers (sum, min, max, count) with
-//! their map-side combine, and grouping values by key for `group_by_key` and
+//! [`crate::data::partitioner`]), the built-in reducers (sum, min, max, count) with
+//! their map-side combine and, for windows, the inverse of sum and count
+//! ([`Builtin::inverse`]), and grouping values by key for `group_by_key` and
 //! for guest reducers.
 //!
 //! Keys are compared and placed as their encoded bytes (see `wit/sluice.wit`).
@@ -40,6 +41,14 @@ type Hasher = foldhash::fast::FixedState;
 /// The hasher of in-memory maps only (placement is [`Partitioner`]'s).
 fn hasher() -> Hasher {
     foldhash::fast::FixedState::with_seed(0x5111_ce00)
+}
+
+/// An in-memory map keyed by encoded keys, with the fast hasher.
+pub type KeyMap<K, V> = HashMap<K, V, Hasher>;
+
+/// An empty [`KeyMap`].
+pub fn key_map<K, V>() -> KeyMap<K, V> {
+    HashMap::with_hasher(hasher())
 }
 
 /// Splits a partition of pairs into one bucket per partition of
@@ -106,7 +115,8 @@ impl Builtin {
         }
     }
 
-    fn merge(self, a: Number, b: Number) -> Number {
+    /// `a` combined with `b` (`a + b` for sum and count).
+    pub fn merge(self, a: Number, b: Number) -> Number {
         use Number::{Float, Int};
         match (self.op, a, b) {
             (Op::Sum, Int(x), Int(y)) => Int(x.wrapping_add(y)),
@@ -116,6 +126,47 @@ impl Builtin {
             (Op::Max, Int(x), Int(y)) => Int(x.max(y)),
             (Op::Max, Float(x), Float(y)) => Float(x.max(y)),
             _ => unreachable!("one codec per stream"),
+        }
+    }
+
+    /// The inverse of [`Builtin::merge`], for incremental windows: `a - b`
+    /// for sum and count (integers wrap as the guest's arithmetic would),
+    /// `None` for min and max, which have none.
+    pub fn inverse(self, a: Number, b: Number) -> Option<Number> {
+        use Number::{Float, Int};
+        match (self.op, a, b) {
+            (Op::Sum, Int(x), Int(y)) => Some(Int(x.wrapping_sub(y))),
+            (Op::Sum, Float(x), Float(y)) => Some(Float(x - y)),
+            _ => None,
+        }
+    }
+
+    /// The value of an encoded value of the reduce side (`None` unless it
+    /// has the codec's width).
+    pub fn read(self, bytes: &[u8]) -> Option<Number> {
+        self.read.read(bytes)
+    }
+
+    /// Appends the encoding of `n` (integers wrapped to the codec's width).
+    pub fn write(self, n: Number, out: &mut Vec<u8>) {
+        self.read.write(n, out)
+    }
+
+    /// Whether an encoded value is zero (`0`, `0.0` or `-0.0`): what the
+    /// `nonzero` key filter drops.
+    pub fn is_zero(self, bytes: &[u8]) -> bool {
+        match self.read.read(bytes) {
+            Some(Number::Int(i)) => i == 0,
+            Some(Number::Float(f)) => f == 0.0,
+            None => false,
+        }
+    }
+
+    /// Zero in the reduce side's codec: what a sum or count starts from.
+    pub fn zero(self) -> Number {
+        match self.read {
+            Numeric::F32 | Numeric::F64 => Number::Float(0.0),
+            _ => Number::Int(0),
         }
     }
 
@@ -151,11 +202,39 @@ impl Builtin {
         partitioner: Partitioner,
     ) -> Result<Vec<Rows>, ShuffleError> {
         let partitions = partitioner.partitions();
-        let mut totals: HashMap<&[u8], Number, Hasher> = HashMap::with_hasher(hasher());
+        let totals = self.totals(inputs, |_| true)?;
+        let mut buckets: Vec<Rows> = (0..partitions)
+            .map(|_| Rows::with_capacity(totals.len() / partitions + 1, 0))
+            .collect();
+        let mut scratch = Vec::with_capacity(16);
+        for (key, total) in totals {
+            scratch.clear();
+            self.read.write(total, &mut scratch);
+            buckets[partitioner.partition_of(key)]
+                .try_push_with(pair_len(key, scratch.len()), |out| {
+                    write_pair(key, &scratch, out)
+                })?;
+        }
+        Ok(buckets)
+    }
+}
+
+impl Builtin {
+    /// The values of equal keys across `inputs` combined, for the keys
+    /// `keep` accepts.
+    pub fn totals<'a>(
+        self,
+        inputs: impl IntoIterator<Item = &'a Rows>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<KeyMap<&'a [u8], Number>, ShuffleError> {
+        let mut totals: KeyMap<&[u8], Number> = key_map();
         for input in inputs {
             totals.reserve(input.len() / 4);
             for (index, record) in input.iter().enumerate() {
                 let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+                if !keep(key) {
+                    continue;
+                }
                 let value = if self.count_values {
                     Number::Int(1)
                 } else {
@@ -170,19 +249,7 @@ impl Builtin {
                     .or_insert(value);
             }
         }
-        let mut buckets: Vec<Rows> = (0..partitions)
-            .map(|_| Rows::with_capacity(totals.len() / partitions + 1, 0))
-            .collect();
-        let mut scratch = Vec::with_capacity(16);
-        for (key, total) in totals {
-            scratch.clear();
-            self.read.write(total, &mut scratch);
-            buckets[partitioner.partition_of(key)]
-                .try_push_with(pair_len(key, scratch.len()), |out| {
-                    write_pair(key, &scratch, out)
-                })?;
-        }
-        Ok(buckets)
+        Ok(totals)
     }
 }
 
@@ -377,6 +444,37 @@ mod tests {
         assert_eq!(round_robin(&inputs, 1).unwrap_err(), too_large);
         let groups = Groups::new(&inputs).unwrap();
         assert_eq!(groups.to_lists().unwrap_err(), too_large);
+    }
+
+    #[test]
+    fn sum_and_count_have_an_inverse_and_min_and_max_none() {
+        let sum = Builtin::map_side(Reducer::Sum, Some(Numeric::I64)).unwrap();
+        let count = Builtin::map_side(Reducer::Count, None)
+            .unwrap()
+            .reduce_side();
+        for b in [sum, count] {
+            let total = b.merge(Number::Int(5), Number::Int(-7));
+            assert_eq!(b.inverse(total, Number::Int(-7)), Some(Number::Int(5)));
+        }
+        let mut out = Vec::new();
+        sum.write(
+            sum.inverse(Number::Int(i64::MIN as i128), Number::Int(1))
+                .unwrap(),
+            &mut out,
+        );
+        assert_eq!(
+            sum.read(&out),
+            Some(Number::Int(i64::MAX as i128)),
+            "wraps as i64"
+        );
+        assert!(sum.is_zero(&0i64.to_le_bytes()) && !sum.is_zero(&1i64.to_le_bytes()));
+        let float = Builtin::map_side(Reducer::Sum, Some(Numeric::F64)).unwrap();
+        assert!(float.is_zero(&(-0.0f64).to_le_bytes()));
+        assert_eq!(float.zero(), Number::Float(0.0));
+        for r in [Reducer::Min, Reducer::Max] {
+            let b = Builtin::map_side(r, Some(Numeric::I64)).unwrap();
+            assert_eq!(b.inverse(Number::Int(1), Number::Int(1)), None);
+        }
     }
 
     proptest! {

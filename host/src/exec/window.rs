@@ -1,33 +1,708 @@
 //! Windowed steps: `window(length, slide)` and `reduce_by_key_and_window`.
 //!
 //! A windowed step runs at every batch of the stream it reads, keeping what
-//! it needs (the input's partitions, or each batch's values reduced by key),
-//! and produces its output only at the multiples of its slide, covering the
-//! batches in `(T - length, T]`.
+//! it needs, and produces its output only at the batch times `T` that are
+//! multiples of its slide, covering the batches in `(T - length, T]`; in
+//! between it produces nothing (`None`), and the steps after it are not due.
+//! A window with no records is an empty output, which still reaches the
+//! outputs.
+//!
+//! - `window` keeps its input's partitions per batch for
+//!   `max(length, remember)`; a window's partition `i` is the concatenation
+//!   of partition `i` of each of its batches.
+//! - `reduce_by_key_and_window` reduces every batch by key (as
+//!   `reduce_by_key`, into the step's P partitions) and keeps those
+//!   per-batch partials. Without an inverse (a user reducer alone, the
+//!   built-in `min` and `max`) a window reduces the partials of its
+//!   batches. With one (a user inverse; the built-in `sum` and `count`,
+//!   natively) it is incremental, as Spark's `ReducedWindowedDStream`: the
+//!   previous window's value of each key, `inv` the partials that left, `f`
+//!   the partials that entered, so the work follows the data entering and
+//!   leaving, not the window's length (only the key filter and the emit go
+//!   over the window's keys, as in Spark). A key with no previous value
+//!   takes the reduce of what entered. A key with no previous value but
+//!   values leaving was dropped by the filter while it still had values in
+//!   the window: its value is recomputed from the window's partials, so
+//!   results stay exact when values return to zero and come back (Spark
+//!   would fail or forget them there). A filter is meant to drop keys whose
+//!   value is the reducer's identity (zero counts), as in Spark; otherwise a
+//!   dropped key that comes back restarts from what entered. Float sums
+//!   carry the rounding of their additions and subtractions, as Spark's do.
+//!
+//! The window values of an incremental step are kept here, per partition,
+//! in memory (not yet in the [`super::StateStore`] under the step's `state`
+//! name, per key group: a later change moves them there for checkpoints).
+//! Kept batches and partials are not counted in the byte budget.
+//!
+//! When the sources have ended at batch `E` (see [`Executor::end_windows_at`]),
+//! each windowed step produces its window up to the first multiple of its
+//! slide at or after `E`, and nothing after it.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::Duration;
 
+use rayon::prelude::*;
+
+use super::shuffle::{self, Builtin, KeyMap};
 use super::{ExecError, Executor};
 use crate::batching::BatchTime;
-use crate::data::Rows;
-use crate::plan::Step;
+use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
+use crate::data::{Codec, Number, Rows, RowsError};
+use crate::plan::{FunctionId, KeyFilter, NodeId, Reducer, Stage, Step, StepKind, Window};
 
 /// What the windowed steps keep between batches.
 #[derive(Default)]
 pub(super) struct Windows {
-    _kept: Mutex<()>,
+    /// By the step's node.
+    kept: Mutex<hashbrown::HashMap<NodeId, Kept>>,
+    /// The batch in which the sources ended, once they have.
+    end: Mutex<Option<BatchTime>>,
+}
+
+/// What one windowed step keeps.
+#[derive(Default)]
+struct Kept {
+    /// The input's partitions (`window`) or the per-batch partials by key
+    /// (`reduce_by_key_and_window`), oldest first.
+    batches: VecDeque<(BatchTime, Vec<Rows>)>,
+    /// Incremental reduces: the time of the last window produced.
+    last: Option<BatchTime>,
+    /// Incremental reduces: the last window's value of each key (encoded
+    /// key → encoded value), per partition.
+    values: Vec<KeyMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// Whole milliseconds of a plan's duration (validated to be whole).
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Length and slide in milliseconds; the plan always sets the slide.
+fn length_and_slide(window: &Window) -> (u64, u64) {
+    let slide = window.slide.expect("a plan's windows have their slide set");
+    (ms(window.length), ms(slide))
+}
+
+/// The first multiple of `slide` at or after `time`.
+fn first_multiple(time: BatchTime, slide: u64) -> u64 {
+    time.as_millis().div_ceil(slide).saturating_mul(slide)
+}
+
+/// The last batch to run once the sources ended at batch `end`: for each
+/// windowed step whose window at the first multiple of its slide at or
+/// after `end` covers `end`, that multiple; the largest of them (`end`
+/// itself without windows).
+pub(super) fn last_batch_for_windows(steps: &[Step], end: BatchTime) -> BatchTime {
+    let mut last = end.as_millis();
+    for step in steps {
+        let (StepKind::Window { window, .. } | StepKind::ReduceByKeyAndWindow { window, .. }) =
+            &step.kind
+        else {
+            continue;
+        };
+        let (length, slide) = length_and_slide(window);
+        let at = first_multiple(end, slide);
+        // The window at `at` covers `(at - length, at]`.
+        if at.saturating_sub(length) < end.as_millis() {
+            last = last.max(at);
+        }
+    }
+    BatchTime(last)
+}
+
+impl Windows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, hashbrown::HashMap<NodeId, Kept>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a step with this slide is past its last window.
+    fn past_end(&self, time: BatchTime, slide: u64) -> bool {
+        let end = *self.end.lock().unwrap_or_else(|e| e.into_inner());
+        end.is_some_and(|end| time.as_millis() > first_multiple(end, slide))
+    }
 }
 
 impl Executor {
+    /// Tells the executor that the sources ended at batch `end`; returns the
+    /// last batch the scheduler should run: the largest first multiple of a
+    /// windowed step's slide at or after `end` whose window covers `end`
+    /// (`end` without such windows). From then on, a windowed step produces
+    /// nothing after the first multiple of its slide at or after `end`.
+    pub fn end_windows_at(&self, end: BatchTime) -> BatchTime {
+        *self.windows.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
+        last_batch_for_windows(&self.plan.steps, end)
+    }
+
     /// Runs a `Window` or `ReduceByKeyAndWindow` step: `None` at the times
     /// that are not multiples of its slide.
     pub(super) fn run_windowed(
         &self,
         time: BatchTime,
         step: &Step,
-        _inputs: Vec<Vec<Rows>>,
+        mut inputs: Vec<Vec<Rows>>,
     ) -> Result<Option<Vec<Rows>>, ExecError> {
-        let _ = &self.windows;
-        Err(self.data_error(time, step, "windows are not implemented yet"))
+        let input = inputs.pop().unwrap_or_default();
+        let mut all = self.windows.lock();
+        let kept = all.entry(step.node).or_default();
+        match &step.kind {
+            StepKind::Window { window, .. } => self.run_window(time, step, window, kept, input),
+            StepKind::ReduceByKeyAndWindow {
+                input: input_node,
+                reducer,
+                inverse,
+                filter,
+                window,
+                partitions,
+                combined,
+                ..
+            } => {
+                let (length, slide) = length_and_slide(window);
+                if self.windows.past_end(time, slide) {
+                    return Ok(None);
+                }
+                let partial =
+                    self.reduce_by_key(time, step, *reducer, *partitions, *combined, &input)?;
+                kept.batches.push_back((time, partial));
+                let incremental =
+                    matches!(reducer, Reducer::Sum | Reducer::Count) || inverse.is_some();
+                let output = if time.as_millis().is_multiple_of(slide) {
+                    let spec = ReduceSpec {
+                        input: *input_node,
+                        reducer: *reducer,
+                        inverse: *inverse,
+                        filter: *filter,
+                        length,
+                        slide,
+                    };
+                    Some(if incremental {
+                        self.reduce_incrementally(time, step, &spec, kept)?
+                    } else {
+                        self.reduce_window(time, step, &spec, kept)?
+                    })
+                } else {
+                    None
+                };
+                // The next window leaves the batches up to its start minus
+                // a slide; one that is not incremental only reads its own.
+                let keep = length + if incremental { slide } else { 0 };
+                drop_before(&mut kept.batches, time, keep);
+                Ok(output)
+            }
+            _ => unreachable!("only windowed steps are run here"),
+        }
+    }
+
+    fn run_window(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        window: &Window,
+        kept: &mut Kept,
+        input: Vec<Rows>,
+    ) -> Result<Option<Vec<Rows>>, ExecError> {
+        let (length, slide) = length_and_slide(window);
+        if self.windows.past_end(time, slide) {
+            return Ok(None);
+        }
+        kept.batches.push_back((time, input));
+        let output = if time.as_millis().is_multiple_of(slide) {
+            let start = time.as_millis().saturating_sub(length);
+            let mut parts: Vec<Rows> = Vec::new();
+            for (_, batch) in kept.batches.iter().filter(|(t, _)| t.as_millis() > start) {
+                for (i, partition) in batch.iter().enumerate() {
+                    if i == parts.len() {
+                        parts.push(Rows::new());
+                    }
+                    parts[i]
+                        .try_extend_from(partition)
+                        .map_err(|e| self.data_error(time, step, e))?;
+                }
+            }
+            Some(parts)
+        } else {
+            None
+        };
+        let remember = self.plan.remember.map_or(0, ms);
+        drop_before(&mut kept.batches, time, length.max(remember));
+        Ok(output)
     }
 }
+
+/// Drops the kept batches at or before `time - keep`.
+fn drop_before(batches: &mut VecDeque<(BatchTime, Vec<Rows>)>, time: BatchTime, keep: u64) {
+    while batches
+        .front()
+        .is_some_and(|(t, _)| t.as_millis().saturating_add(keep) <= time.as_millis())
+    {
+        batches.pop_front();
+    }
+}
+
+/// What a window reduce does, from its step.
+struct ReduceSpec {
+    input: NodeId,
+    reducer: Reducer,
+    inverse: Option<FunctionId>,
+    filter: Option<KeyFilter>,
+    length: u64,
+    slide: u64,
+}
+
+/// The partials of partition `p` of the kept batches in `(from, to]`.
+fn partials(
+    batches: &VecDeque<(BatchTime, Vec<Rows>)>,
+    p: usize,
+    from: u64,
+    to: u64,
+) -> Vec<&Rows> {
+    batches
+        .iter()
+        .filter(|(t, _)| t.as_millis() > from && t.as_millis() <= to)
+        .filter_map(|(_, parts)| parts.get(p))
+        .collect()
+}
+
+impl Executor {
+    /// The reduce side of a built-in reducer over the step's partials.
+    fn window_builtin(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        spec: &ReduceSpec,
+    ) -> Result<Builtin, ExecError> {
+        let value = match self.codec(spec.input).value() {
+            Some(Codec::Num(n)) => Some(*n),
+            _ => None,
+        };
+        Builtin::map_side(spec.reducer, value)
+            .map(Builtin::reduce_side)
+            .ok_or_else(|| self.data_error(time, step, "a built-in reducer needs numeric values"))
+    }
+
+    /// The partitions a windowed reduce has (those of its partials).
+    fn window_partitions(kept: &Kept) -> usize {
+        kept.batches.back().map_or(0, |(_, parts)| parts.len())
+    }
+
+    /// A window reduced from the partials of its batches.
+    fn reduce_window(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        spec: &ReduceSpec,
+        kept: &Kept,
+    ) -> Result<Vec<Rows>, ExecError> {
+        let start = time.as_millis().saturating_sub(spec.length);
+        let n = Self::window_partitions(kept);
+        let builtin = match spec.reducer {
+            Reducer::Function(_) => None,
+            _ => Some(self.window_builtin(time, step, spec)?),
+        };
+        self.workers.install(|| {
+            (0..n)
+                .into_par_iter()
+                .map(|p| {
+                    let inputs = partials(&kept.batches, p, start, time.as_millis());
+                    match (spec.reducer, builtin) {
+                        (Reducer::Function(f), _) => self.reduce_pairs(time, step, f, p, inputs),
+                        (_, Some(builtin)) => builtin
+                            .combine(inputs, crate::data::Partitioner::single())
+                            .map(|mut one| one.remove(0))
+                            .map_err(|e| self.data_error(time, step, e)),
+                        (_, None) => unreachable!("set for built-in reducers"),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The values of each key of `inputs` (pairs) reduced with the guest's
+    /// `function`, in input order: one guest call for the keys with several
+    /// values, none when every key has one.
+    fn reduce_pairs<'a>(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        function: FunctionId,
+        p: usize,
+        inputs: impl IntoIterator<Item = &'a Rows>,
+    ) -> Result<Rows, ExecError> {
+        let (mut singles, mut lists) = shuffle::Groups::new(inputs)
+            .and_then(|groups| groups.split_singles())
+            .map_err(|e| self.data_error(time, step, e))?;
+        if !lists.is_empty() {
+            let reduced = self.reduce_groups_call(time, step, function, p, &mut lists)?;
+            singles
+                .try_extend_from(&reduced)
+                .map_err(|e| self.data_error(time, step, e))?;
+        }
+        Ok(singles)
+    }
+
+    fn reduce_groups_call(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        function: FunctionId,
+        p: usize,
+        lists: &mut Rows,
+    ) -> Result<Rows, ExecError> {
+        let out = self
+            .workers
+            .run(&step.name, &Self::place(time, p), |instance| {
+                instance.reduce_groups(function, lists)
+            })
+            .map_err(Self::task_error(time))?;
+        if out.len() != lists.len() {
+            return Err(self.data_error(
+                time,
+                step,
+                format!(
+                    "the reducer returned {} values for {} keys (partition {p})",
+                    out.len(),
+                    lists.len()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The next window from the previous one: `inv` what left, `f` what
+    /// entered, then the key filter (see the module docs).
+    fn reduce_incrementally(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        spec: &ReduceSpec,
+        kept: &mut Kept,
+    ) -> Result<Vec<Rows>, ExecError> {
+        let now = time.as_millis();
+        let start = now.saturating_sub(spec.length);
+        let previous = now.saturating_sub(spec.slide);
+        // From scratch for the first window (or after a gap in the windows).
+        let from_scratch = kept.last != Some(BatchTime(previous));
+        let n = Self::window_partitions(kept);
+        kept.values.resize_with(n, shuffle::key_map);
+        if from_scratch {
+            kept.values.iter_mut().for_each(KeyMap::clear);
+        }
+        // Left: in the previous window, `(previous - length, previous]`, and
+        // not in this one. Entered: in this one and not in the previous.
+        let (leave_from, leave_to) = (previous.saturating_sub(spec.length), start.min(previous));
+        let enter_from = if from_scratch {
+            start
+        } else {
+            start.max(previous)
+        };
+        let builtin = match spec.reducer {
+            Reducer::Function(_) => None,
+            _ => Some(self.window_builtin(time, step, spec)?),
+        };
+        let Kept {
+            batches, values, ..
+        } = kept;
+        let batches = &*batches;
+        let result = self.workers.install(|| {
+            values
+                .par_iter_mut()
+                .enumerate()
+                .map(|(p, values)| {
+                    let (leaving, entering) = if from_scratch {
+                        (Vec::new(), partials(batches, p, enter_from, now))
+                    } else {
+                        (
+                            partials(batches, p, leave_from, leave_to),
+                            partials(batches, p, enter_from, now),
+                        )
+                    };
+                    let window = || partials(batches, p, start, now);
+                    let slide = Slide {
+                        time,
+                        step,
+                        p,
+                        leaving,
+                        entering,
+                    };
+                    match (builtin, spec.reducer, spec.inverse) {
+                        (Some(builtin), ..) => {
+                            self.slide_natively(&slide, builtin, values, window)?
+                        }
+                        (None, Reducer::Function(f), Some(inv)) => {
+                            self.slide_with_guest(&slide, f, inv, values, window)?
+                        }
+                        _ => unreachable!("incremental: a built-in or an inverse"),
+                    }
+                    self.filter_values(&slide, spec.filter, builtin, values)?;
+                    pairs_rows(values).map_err(|e| self.data_error(time, step, e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        if result.is_ok() {
+            kept.last = Some(time);
+        } else {
+            // The values may be half updated: the next window starts over.
+            kept.last = None;
+        }
+        result
+    }
+
+    /// One partition's slide with a built-in `sum` or `count`, natively.
+    fn slide_natively<'a>(
+        &self,
+        slide: &Slide<'a>,
+        builtin: Builtin,
+        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        window: impl FnOnce() -> Vec<&'a Rows>,
+    ) -> Result<(), ExecError> {
+        let error = |e| self.data_error(slide.time, slide.step, e);
+        let bad_value = |key: &[u8]| {
+            self.data_error(
+                slide.time,
+                slide.step,
+                format!("the kept window value of key {key:?} is not a number of its codec"),
+            )
+        };
+        let left = builtin
+            .totals(slide.leaving.iter().copied(), |_| true)
+            .map_err(error)?;
+        let entered = builtin
+            .totals(slide.entering.iter().copied(), |_| true)
+            .map_err(error)?;
+        // Keys the filter dropped while they had values in the window.
+        let dropped: KeyMap<&[u8], ()> = left
+            .keys()
+            .filter(|k| !values.contains_key(**k))
+            .map(|k| (*k, ()))
+            .collect();
+        let mut scratch = Vec::with_capacity(16);
+        let mut store = |values: &mut KeyMap<Vec<u8>, Vec<u8>>, key: &[u8], n: Number| {
+            scratch.clear();
+            builtin.write(n, &mut scratch);
+            match values.get_mut(key) {
+                Some(v) => v.clone_from(&scratch),
+                None => {
+                    values.insert(key.to_vec(), scratch.clone());
+                }
+            }
+        };
+        for (key, out) in &left {
+            if let Some(prev) = values.get(*key) {
+                let prev = builtin.read(prev).ok_or_else(|| bad_value(key))?;
+                let new = builtin
+                    .inverse(prev, *out)
+                    .expect("incremental built-ins have an inverse");
+                store(values, key, new);
+            }
+        }
+        for (key, add) in &entered {
+            if dropped.contains_key(*key) {
+                continue;
+            }
+            let new = match values.get(*key) {
+                Some(prev) => {
+                    builtin.merge(builtin.read(prev).ok_or_else(|| bad_value(key))?, *add)
+                }
+                None => *add,
+            };
+            store(values, key, new);
+        }
+        if !dropped.is_empty() {
+            let recomputed = builtin
+                .totals(window(), |key| dropped.contains_key(key))
+                .map_err(error)?;
+            for (key, total) in recomputed {
+                store(values, key, total);
+            }
+        }
+        Ok(())
+    }
+
+    /// One partition's slide with a user reducer `f` and its inverse `inv`
+    /// through the guest's `reduce-groups`.
+    fn slide_with_guest<'a>(
+        &self,
+        slide: &Slide<'a>,
+        f: FunctionId,
+        inv: FunctionId,
+        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        window: impl FnOnce() -> Vec<&'a Rows>,
+    ) -> Result<(), ExecError> {
+        let Slide { time, step, p, .. } = *slide;
+        let error = |e: RowsError| self.data_error(time, step, e);
+        let left = self.reduce_pairs(time, step, f, p, slide.leaving.iter().copied())?;
+        let entered = self.reduce_pairs(time, step, f, p, slide.entering.iter().copied())?;
+        let left = self.pairs_of(slide, &left)?;
+        let entered = self.pairs_of(slide, &entered)?;
+        let dropped: KeyMap<&[u8], ()> = left
+            .iter()
+            .filter(|(k, _)| !values.contains_key(*k))
+            .map(|(k, _)| (*k, ()))
+            .collect();
+        // inv(prev, left), for the keys with a previous value.
+        let mut lists = Rows::new();
+        for (key, out) in &left {
+            if let Some(prev) = values.get(*key) {
+                push_two(&mut lists, key, prev, out).map_err(error)?;
+            }
+        }
+        self.apply_pairs(slide, inv, &mut lists, values)?;
+        // f(prev, entered), or what entered for a key with no value.
+        let mut lists = Rows::new();
+        for (key, add) in &entered {
+            if dropped.contains_key(*key) {
+                continue;
+            }
+            match values.get(*key) {
+                Some(prev) => push_two(&mut lists, key, prev, add).map_err(error)?,
+                None => {
+                    values.insert(key.to_vec(), add.to_vec());
+                }
+            }
+        }
+        self.apply_pairs(slide, f, &mut lists, values)?;
+        if !dropped.is_empty() {
+            let mut of_dropped = Rows::new();
+            for partial in window() {
+                for record in partial {
+                    if split_pair(record).is_some_and(|(k, _)| dropped.contains_key(k)) {
+                        of_dropped.try_push(record).map_err(error)?;
+                    }
+                }
+            }
+            let recomputed = self.reduce_pairs(time, step, f, p, [&of_dropped])?;
+            for (key, value) in self.pairs_of(slide, &recomputed)? {
+                values.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reduces `lists` (`tuple<k, list<v>>` records) with `function` and
+    /// stores each key's result in `values`.
+    fn apply_pairs(
+        &self,
+        slide: &Slide<'_>,
+        function: FunctionId,
+        lists: &mut Rows,
+        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), ExecError> {
+        if lists.is_empty() {
+            return Ok(());
+        }
+        let out = self.reduce_groups_call(slide.time, slide.step, function, slide.p, lists)?;
+        for (key, value) in self.pairs_of(slide, &out)? {
+            match values.get_mut(key) {
+                Some(v) => {
+                    v.clear();
+                    v.extend_from_slice(value);
+                }
+                None => {
+                    values.insert(key.to_vec(), value.to_vec());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The window values the step's key filter keeps (all without one).
+    fn filter_values(
+        &self,
+        slide: &Slide<'_>,
+        filter: Option<KeyFilter>,
+        builtin: Option<Builtin>,
+        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+    ) -> Result<(), ExecError> {
+        match filter {
+            None => Ok(()),
+            Some(KeyFilter::Nonzero) => {
+                let builtin = builtin.ok_or_else(|| {
+                    self.data_error(
+                        slide.time,
+                        slide.step,
+                        "the nonzero filter needs a built-in",
+                    )
+                })?;
+                values.retain(|_, v| !builtin.is_zero(v));
+                Ok(())
+            }
+            Some(KeyFilter::Function(f)) => {
+                if values.is_empty() {
+                    return Ok(());
+                }
+                let mut pairs =
+                    pairs_rows(values).map_err(|e| self.data_error(slide.time, slide.step, e))?;
+                let kept = self
+                    .workers
+                    .run(
+                        &slide.step.name,
+                        &Self::place(slide.time, slide.p),
+                        |instance| instance.run_chain(&[Stage::Apply(f)], &mut pairs),
+                    )
+                    .map_err(Self::task_error(slide.time))?;
+                let mut filtered = shuffle::key_map();
+                for (key, _) in self.pairs_of(slide, &kept)? {
+                    if let Some((key, value)) = values.remove_entry(key) {
+                        filtered.insert(key, value);
+                    }
+                }
+                *values = filtered;
+                Ok(())
+            }
+        }
+    }
+
+    /// The `(key, value)` of each record of `rows`.
+    fn pairs_of<'r>(&self, slide: &Slide<'_>, rows: &'r Rows) -> Result<Vec<Pair<'r>>, ExecError> {
+        rows.iter()
+            .enumerate()
+            .map(|(index, record)| {
+                split_pair(record).ok_or_else(|| {
+                    self.data_error(
+                        slide.time,
+                        slide.step,
+                        shuffle::ShuffleError::NotAPair { index },
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// An encoded key and value.
+type Pair<'r> = (&'r [u8], &'r [u8]);
+
+/// One partition of a window's slide.
+struct Slide<'a> {
+    time: BatchTime,
+    step: &'a Step,
+    p: usize,
+    /// The partials of the batches that left the window.
+    leaving: Vec<&'a Rows>,
+    /// The partials of the batches that entered it.
+    entering: Vec<&'a Rows>,
+}
+
+/// Appends `tuple<key, list<[a, b]>>`: the two values a reducer folds.
+fn push_two(out: &mut Rows, key: &[u8], a: &[u8], b: &[u8]) -> Result<(), RowsError> {
+    let items = [a, b];
+    out.try_push_with(pair_len(key, list_len(items)), |buf| {
+        write_prefixed(key, buf)?;
+        write_list(items.into_iter(), buf)
+    })
+}
+
+/// The `(k, v)` pair records of `values`.
+fn pairs_rows(values: &KeyMap<Vec<u8>, Vec<u8>>) -> Result<Rows, RowsError> {
+    let mut rows = Rows::with_capacity(values.len(), 0);
+    for (key, value) in values {
+        rows.try_push_with(pair_len(key, value.len()), |buf| {
+            write_pair(key, value, buf)
+        })?;
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+#[path = "window_tests.rs"]
+mod tests;

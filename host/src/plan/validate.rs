@@ -745,6 +745,138 @@ mod tests {
         assert!(validate(&group_by_key(129), SEC, BLOCK, KeyGroups::default()).is_err());
     }
 
+    fn pairs_source(name: &str) -> Node {
+        node(
+            name,
+            NodeKind::Source(SourceSpec::Queue(vec![])),
+            &[],
+            "tuple<string,i64>",
+        )
+    }
+
+    fn window(length_ms: u64, slide_ms: Option<u64>) -> NodeKind {
+        NodeKind::Window(Window {
+            length: Duration::from_millis(length_ms),
+            slide: slide_ms.map(Duration::from_millis),
+        })
+    }
+
+    #[test]
+    fn a_window_length_or_slide_not_a_multiple_of_the_batch_interval_is_refused() {
+        for (length, slide, shown) in [
+            (2_500, Some(1_000), "(2s 500ms) and slide (1s)"),
+            (3_000, Some(1_500), "(3s) and slide (1s 500ms)"),
+            (0, Some(1_000), "(0s) and slide (1s)"),
+        ] {
+            let g = job(vec![
+                pairs_source("q"),
+                node(
+                    "window at src/lib.rs:4:2",
+                    window(length, slide),
+                    &[0],
+                    "tuple<string,i64>",
+                ),
+                node("print", NodeKind::Print(10), &[1], ""),
+            ]);
+            let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("node 1 (`window at src/lib.rs:4:2`)"), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "the window length {shown} must be positive multiples"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("the stream it reads (1s)"), "{e}");
+        }
+        let g = job(vec![
+            pairs_source("q"),
+            node(
+                "window at a",
+                window(3_000, Some(2_000)),
+                &[0],
+                "tuple<string,i64>",
+            ),
+            node("print", NodeKind::Print(10), &[1], ""),
+        ]);
+        assert_eq!(
+            validate(&g, SEC, BLOCK, KeyGroups::default())
+                .unwrap()
+                .slides,
+            vec![SEC, 2 * SEC, 2 * SEC]
+        );
+    }
+
+    #[test]
+    fn a_window_over_a_window_must_be_a_multiple_of_the_inner_slide() {
+        let g = job(vec![
+            pairs_source("q"),
+            node(
+                "inner",
+                window(4_000, Some(2_000)),
+                &[0],
+                "tuple<string,i64>",
+            ),
+            node(
+                "reduce_by_key_and_window at b",
+                NodeKind::ReduceByKeyAndWindow {
+                    reducer: Reducer::Sum,
+                    inverse: None,
+                    filter: None,
+                    window: Window {
+                        length: Duration::from_secs(6),
+                        slide: Some(Duration::from_secs(3)),
+                    },
+                    partitions: None,
+                },
+                &[1],
+                "tuple<string,i64>",
+            ),
+            node("print", NodeKind::Print(10), &[2], ""),
+        ]);
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 2 (`reduce_by_key_and_window at b`)"),
+            "{e}"
+        );
+        assert!(e.contains("length (6s) and slide (3s)"), "{e}");
+        assert!(e.contains("the stream it reads (2s)"), "{e}");
+    }
+
+    #[test]
+    fn a_join_of_inputs_with_different_slides_is_refused() {
+        let g = job(vec![
+            pairs_source("a"),
+            pairs_source("b"),
+            node(
+                "window a",
+                window(4_000, Some(2_000)),
+                &[0],
+                "tuple<string,i64>",
+            ),
+            node("window b", window(3_000, None), &[1], "tuple<string,i64>"),
+            node(
+                "join at src/lib.rs:9:1",
+                NodeKind::Join {
+                    kind: JoinKind::Inner,
+                    partitions: None,
+                },
+                &[2, 3],
+                "tuple<string,tuple<i64,i64>>",
+            ),
+            node("print", NodeKind::Print(10), &[4], ""),
+        ]);
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node 4 (`join at src/lib.rs:9:1`)"), "{e}");
+        assert!(e.contains("different slides"), "{e}");
+        assert!(e.contains("every 2s") && e.contains("every 1s"), "{e}");
+    }
+
     #[test]
     fn batch_interval_must_be_a_multiple_of_block_interval() {
         assert!(check_timing(SEC, BLOCK).is_ok());
