@@ -336,7 +336,8 @@ fn windows_cover_the_batches_of_their_length_once_per_slide() {
         ("length", format!("{length}ms")),
         ("slide", format!("{slide}ms")),
     ];
-    let run = run("window", WINDOWED, &[], &args);
+    let input = ["a 1;b 2", "", "", "", "c 3;", "a 1;a 2", "", "", "", "d 4;"];
+    let run = run("window", &input, &[], &args);
     let mut expected = BTreeMap::new();
     for t in slide_times(&run, slide) {
         let lines: Vec<String> = in_window(&run, t, length)
