@@ -29,10 +29,11 @@
 //!   dropped key that comes back restarts from what entered. Float sums
 //!   carry the rounding of their additions and subtractions, as Spark's do.
 //!
-//! The window values of an incremental step are kept here, per partition,
-//! in memory (not yet in the [`super::StateStore`] under the step's `state`
-//! name, per key group: a later change moves them there for checkpoints).
-//! Kept batches and partials are not counted in the byte budget.
+//! The window values of an incremental step (each key's value over the last
+//! window) are state: they are kept in the [`super::StateStore`] under the
+//! step's name, per key group, as codec bytes; partition `p` works on the key
+//! groups it owns. The kept batches and per-batch partials stay here, per
+//! step. Neither is counted in the byte budget.
 //!
 //! When the sources have ended at batch `E` (see [`Executor::end_windows_at`]),
 //! each windowed step produces its window up to the first multiple of its
@@ -45,6 +46,7 @@ use std::time::Duration;
 use rayon::prelude::*;
 
 use super::shuffle::{self, Builtin, KeyMap};
+use super::state::OwnedGroups;
 use super::{ExecError, Executor};
 use crate::batching::BatchTime;
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
@@ -66,11 +68,9 @@ struct Kept {
     /// The input's partitions (`window`) or the per-batch partials by key
     /// (`reduce_by_key_and_window`), oldest first.
     batches: VecDeque<(BatchTime, Vec<Rows>)>,
-    /// Incremental reduces: the time of the last window produced.
+    /// Incremental reduces: the time of the last window produced (its
+    /// values are in the state store under the step's name).
     last: Option<BatchTime>,
-    /// Incremental reduces: the last window's value of each key (encoded
-    /// key → encoded value), per partition.
-    values: Vec<KeyMap<Vec<u8>, Vec<u8>>>,
 }
 
 /// Whole milliseconds of a plan's duration (validated to be whole).
@@ -155,7 +155,7 @@ impl Executor {
                 window,
                 partitions,
                 combined,
-                ..
+                state,
             } => {
                 let (length, slide) = length_and_slide(window);
                 if self.windows.past_end(time, slide) {
@@ -168,6 +168,7 @@ impl Executor {
                     matches!(reducer, Reducer::Sum | Reducer::Count) || inverse.is_some();
                 let output = if time.as_millis().is_multiple_of(slide) {
                     let spec = ReduceSpec {
+                        state,
                         input: *input_node,
                         reducer: *reducer,
                         inverse: *inverse,
@@ -240,7 +241,9 @@ fn drop_before(batches: &mut VecDeque<(BatchTime, Vec<Rows>)>, time: BatchTime, 
 }
 
 /// What a window reduce does, from its step.
-struct ReduceSpec {
+struct ReduceSpec<'s> {
+    /// The name its window values are kept under.
+    state: &'s str,
     input: NodeId,
     reducer: Reducer,
     inverse: Option<FunctionId>,
@@ -269,7 +272,7 @@ impl Executor {
         &self,
         time: BatchTime,
         step: &Step,
-        spec: &ReduceSpec,
+        spec: &ReduceSpec<'_>,
     ) -> Result<Builtin, ExecError> {
         let value = match self.codec(spec.input).value() {
             Some(Codec::Num(n)) => Some(*n),
@@ -290,7 +293,7 @@ impl Executor {
         &self,
         time: BatchTime,
         step: &Step,
-        spec: &ReduceSpec,
+        spec: &ReduceSpec<'_>,
         kept: &Kept,
     ) -> Result<Vec<Rows>, ExecError> {
         let start = time.as_millis().saturating_sub(spec.length);
@@ -374,7 +377,7 @@ impl Executor {
         &self,
         time: BatchTime,
         step: &Step,
-        spec: &ReduceSpec,
+        spec: &ReduceSpec<'_>,
         kept: &mut Kept,
     ) -> Result<Vec<Rows>, ExecError> {
         let now = time.as_millis();
@@ -383,9 +386,9 @@ impl Executor {
         // From scratch for the first window (or after a gap in the windows).
         let from_scratch = kept.last != Some(BatchTime(previous));
         let n = Self::window_partitions(kept);
-        kept.values.resize_with(n, shuffle::key_map);
+        let state = self.state.operator(spec.state);
         if from_scratch {
-            kept.values.iter_mut().for_each(KeyMap::clear);
+            (0..n).for_each(|p| state.owned_by(p, n).clear());
         }
         // Left: in the previous window, `(previous - length, previous]`, and
         // not in this one. Entered: in this one and not in the previous.
@@ -399,15 +402,12 @@ impl Executor {
             Reducer::Function(_) => None,
             _ => Some(self.window_builtin(time, step, spec)?),
         };
-        let Kept {
-            batches, values, ..
-        } = kept;
-        let batches = &*batches;
+        let batches = &kept.batches;
         let result = self.workers.install(|| {
-            values
-                .par_iter_mut()
-                .enumerate()
-                .map(|(p, values)| {
+            (0..n)
+                .into_par_iter()
+                .map(|p| {
+                    let values = &mut state.owned_by(p, n);
                     let (leaving, entering) = if from_scratch {
                         (Vec::new(), partials(batches, p, enter_from, now))
                     } else {
@@ -452,7 +452,7 @@ impl Executor {
         &self,
         slide: &Slide<'a>,
         builtin: Builtin,
-        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        values: &mut OwnedGroups<'_>,
         window: impl FnOnce() -> Vec<&'a Rows>,
     ) -> Result<(), ExecError> {
         let error = |e| self.data_error(slide.time, slide.step, e);
@@ -476,15 +476,10 @@ impl Executor {
             .map(|k| (*k, ()))
             .collect();
         let mut scratch = Vec::with_capacity(16);
-        let mut store = |values: &mut KeyMap<Vec<u8>, Vec<u8>>, key: &[u8], n: Number| {
+        let mut store = |values: &mut OwnedGroups<'_>, key: &[u8], n: Number| {
             scratch.clear();
             builtin.write(n, &mut scratch);
-            match values.get_mut(key) {
-                Some(v) => v.clone_from(&scratch),
-                None => {
-                    values.insert(key.to_vec(), scratch.clone());
-                }
-            }
+            values.insert(key, &scratch);
         };
         for (key, out) in &left {
             if let Some(prev) = values.get(*key) {
@@ -525,7 +520,7 @@ impl Executor {
         slide: &Slide<'a>,
         f: FunctionId,
         inv: FunctionId,
-        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        values: &mut OwnedGroups<'_>,
         window: impl FnOnce() -> Vec<&'a Rows>,
     ) -> Result<(), ExecError> {
         let Slide { time, step, p, .. } = *slide;
@@ -555,9 +550,7 @@ impl Executor {
             }
             match values.get(*key) {
                 Some(prev) => push_two(&mut lists, key, prev, add).map_err(error)?,
-                None => {
-                    values.insert(key.to_vec(), add.to_vec());
-                }
+                None => values.insert(key, add),
             }
         }
         self.apply_pairs(slide, f, &mut lists, values)?;
@@ -572,7 +565,7 @@ impl Executor {
             }
             let recomputed = self.reduce_pairs(time, step, f, p, [&of_dropped])?;
             for (key, value) in self.pairs_of(slide, &recomputed)? {
-                values.insert(key.to_vec(), value.to_vec());
+                values.insert(key, value);
             }
         }
         Ok(())
@@ -585,22 +578,14 @@ impl Executor {
         slide: &Slide<'_>,
         function: FunctionId,
         lists: &mut Rows,
-        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        values: &mut OwnedGroups<'_>,
     ) -> Result<(), ExecError> {
         if lists.is_empty() {
             return Ok(());
         }
         let out = self.reduce_groups_call(slide.time, slide.step, function, slide.p, lists)?;
         for (key, value) in self.pairs_of(slide, &out)? {
-            match values.get_mut(key) {
-                Some(v) => {
-                    v.clear();
-                    v.extend_from_slice(value);
-                }
-                None => {
-                    values.insert(key.to_vec(), value.to_vec());
-                }
-            }
+            values.insert(key, value);
         }
         Ok(())
     }
@@ -611,7 +596,7 @@ impl Executor {
         slide: &Slide<'_>,
         filter: Option<KeyFilter>,
         builtin: Option<Builtin>,
-        values: &mut KeyMap<Vec<u8>, Vec<u8>>,
+        values: &mut OwnedGroups<'_>,
     ) -> Result<(), ExecError> {
         match filter {
             None => Ok(()),
@@ -640,13 +625,12 @@ impl Executor {
                         |instance| instance.run_chain(&[Stage::Apply(f)], &mut pairs),
                     )
                     .map_err(Self::task_error(slide.time))?;
-                let mut filtered = shuffle::key_map();
-                for (key, _) in self.pairs_of(slide, &kept)? {
-                    if let Some((key, value)) = values.remove_entry(key) {
-                        filtered.insert(key, value);
-                    }
-                }
-                *values = filtered;
+                let keep: KeyMap<&[u8], ()> = self
+                    .pairs_of(slide, &kept)?
+                    .into_iter()
+                    .map(|(key, _)| (key, ()))
+                    .collect();
+                values.retain(|key, _| keep.contains_key(key));
                 Ok(())
             }
         }
@@ -693,9 +677,9 @@ fn push_two(out: &mut Rows, key: &[u8], a: &[u8], b: &[u8]) -> Result<(), RowsEr
 }
 
 /// The `(k, v)` pair records of `values`.
-fn pairs_rows(values: &KeyMap<Vec<u8>, Vec<u8>>) -> Result<Rows, RowsError> {
+fn pairs_rows(values: &OwnedGroups<'_>) -> Result<Rows, RowsError> {
     let mut rows = Rows::with_capacity(values.len(), 0);
-    for (key, value) in values {
+    for (key, value) in values.iter() {
         rows.try_push_with(pair_len(key, value.len()), |buf| {
             write_pair(key, value, buf)
         })?;

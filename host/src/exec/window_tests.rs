@@ -484,3 +484,41 @@ fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_ot
         .workers
         .shutdown();
 }
+
+/// The values of an incremental window are state: kept in the state store
+/// under the operator's name, each key in its key group.
+#[test]
+fn incremental_window_values_are_kept_per_key_group_under_the_operator_name() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let output = dir.path().join("out");
+    let args = [
+        ("op", "sum-window".to_string()),
+        ("length", "2s".to_string()),
+        ("slide", "1s".to_string()),
+    ];
+    let (executor, source) = executor(&args, &output);
+    let batches = [
+        vec![("a".to_string(), 1), ("b".to_string(), 2)],
+        vec![("a".to_string(), 5), ("c".to_string(), 7)],
+    ];
+    for (i, batch) in batches.iter().enumerate() {
+        let time = BatchTime((i as u64 + 1) * SEC);
+        let sources = std::collections::HashMap::from([(source, partitions(batch, 1))]);
+        executor.run_batch(time, sources).expect("the batch runs");
+    }
+    let state = executor.state().operator("window-sums");
+    let groups = executor.state().key_groups();
+    let mut kept = BTreeMap::new();
+    for g in 0..groups.get() {
+        for (key, value) in state.group(g).iter() {
+            assert_eq!(groups.of(key), g, "{key:?} is in its key group");
+            let value = i64::from_le_bytes(value.try_into().expect("an i64"));
+            kept.insert(String::from_utf8(key.to_vec()).expect("UTF-8"), value);
+        }
+    }
+    // The window at 2 s covers both batches.
+    assert_eq!(
+        kept,
+        BTreeMap::from([("a".into(), 6), ("b".into(), 2), ("c".into(), 7)])
+    );
+}

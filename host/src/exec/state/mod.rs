@@ -23,7 +23,7 @@ use crate::batching::BatchTime;
 use crate::data::Rows;
 use crate::plan::{Step, StepKind};
 use calls::{Codecs, Owned, PrepareError, Prepared};
-pub use store::{KeyGroupState, OperatorState, StateStats, StateStore};
+pub use store::{KeyGroupState, OperatorState, OwnedGroups, StateStats, StateStore};
 
 impl Executor {
     /// Runs an `UpdateStateByKey`, `MapWithState` or `StateSnapshots` step.

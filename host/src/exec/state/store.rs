@@ -198,6 +198,91 @@ impl KeyGroupState {
     pub fn mark_unchanged(&mut self) {
         self.changed = false;
     }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        if !self.is_empty() {
+            self.changed = true;
+        }
+        self.table.clear();
+        self.arena.clear();
+        self.bytes = 0;
+        self.garbage = 0;
+    }
+}
+
+/// The key groups that partition `p` of `P` owns (`g mod P = p`), locked:
+/// what one partition's task of a keyed step reads and writes, as one map.
+pub struct OwnedGroups<'a> {
+    key_groups: KeyGroups,
+    partitions: usize,
+    owner: usize,
+    /// Key group `p + i * P` at index `i`.
+    groups: Vec<MutexGuard<'a, KeyGroupState>>,
+}
+
+impl OwnedGroups<'_> {
+    /// The group of `key`, which partition `p` owns by construction: keys
+    /// reach a partition through the partitioner.
+    fn slot(&self, key: &[u8]) -> usize {
+        let group = self.key_groups.of(key) as usize;
+        debug_assert_eq!(
+            group % self.partitions,
+            self.owner,
+            "a key reached a partition that does not own its key group"
+        );
+        group / self.partitions
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.groups[self.slot(key)].get(key)
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets the value of `key`.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) {
+        let slot = self.slot(key);
+        self.groups[slot].insert(key, value);
+    }
+
+    /// Keeps the keys for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
+        for group in &mut self.groups {
+            let dropped: Vec<Vec<u8>> = group
+                .iter()
+                .filter(|(k, v)| !keep(k, v))
+                .map(|(k, _)| k.to_vec())
+                .collect();
+            for key in dropped {
+                group.remove(&key);
+            }
+        }
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.groups.iter_mut().for_each(|g| g.clear());
+    }
+
+    /// Every key and its value, group by group.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.groups.iter().flat_map(|g| g.iter())
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.len()).sum()
+    }
+
+    /// True when no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.is_empty())
+    }
 }
 
 /// The state of one operator: one [`KeyGroupState`] per key group.
@@ -227,6 +312,20 @@ impl OperatorState {
     /// The key group of `key`, locked.
     pub fn group_of(&self, key: &[u8]) -> MutexGuard<'_, KeyGroupState> {
         self.group(self.key_groups.of(key))
+    }
+
+    /// The key groups partition `p` of `partitions` owns, locked, as one map
+    /// (`partitions` is at most the key groups, as validation ensures).
+    pub fn owned_by(&self, p: usize, partitions: usize) -> OwnedGroups<'_> {
+        OwnedGroups {
+            key_groups: self.key_groups,
+            partitions,
+            owner: p,
+            groups: (p..self.key_groups.get() as usize)
+                .step_by(partitions.max(1))
+                .map(|g| self.group(g as u32))
+                .collect(),
+        }
     }
 
     /// Keys and bytes over all key groups.
