@@ -81,11 +81,14 @@ impl Executor {
     }
 }
 
+/// A key and its values on the left and on the right side.
+type KeySides<'a> = (&'a [u8], Vec<&'a [u8]>, Vec<&'a [u8]>);
+
 /// The values of each key on the two sides of a join, within a partition.
 struct Sides<'a> {
     index: HashMap<&'a [u8], usize, foldhash::fast::FixedState>,
     /// Per key in order of first appearance: its left and right values.
-    keys: Vec<(&'a [u8], Vec<&'a [u8]>, Vec<&'a [u8]>)>,
+    keys: Vec<KeySides<'a>>,
 }
 
 impl<'a> Sides<'a> {

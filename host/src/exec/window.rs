@@ -472,7 +472,7 @@ impl Executor {
         // Keys the filter dropped while they had values in the window.
         let dropped: KeyMap<&[u8], ()> = left
             .keys()
-            .filter(|k| !values.contains_key(**k))
+            .filter(|k| !values.contains_key(k))
             .map(|k| (*k, ()))
             .collect();
         let mut scratch = Vec::with_capacity(16);
@@ -482,7 +482,7 @@ impl Executor {
             values.insert(key, &scratch);
         };
         for (key, out) in &left {
-            if let Some(prev) = values.get(*key) {
+            if let Some(prev) = values.get(key) {
                 let prev = builtin.read(prev).ok_or_else(|| bad_value(key))?;
                 let new = builtin
                     .inverse(prev, *out)
@@ -494,7 +494,7 @@ impl Executor {
             if dropped.contains_key(*key) {
                 continue;
             }
-            let new = match values.get(*key) {
+            let new = match values.get(key) {
                 Some(prev) => {
                     builtin.merge(builtin.read(prev).ok_or_else(|| bad_value(key))?, *add)
                 }
@@ -531,13 +531,13 @@ impl Executor {
         let entered = self.pairs_of(slide, &entered)?;
         let dropped: KeyMap<&[u8], ()> = left
             .iter()
-            .filter(|(k, _)| !values.contains_key(*k))
+            .filter(|(k, _)| !values.contains_key(k))
             .map(|(k, _)| (*k, ()))
             .collect();
         // inv(prev, left), for the keys with a previous value.
         let mut lists = Rows::new();
         for (key, out) in &left {
-            if let Some(prev) = values.get(*key) {
+            if let Some(prev) = values.get(key) {
                 push_two(&mut lists, key, prev, out).map_err(error)?;
             }
         }
@@ -548,7 +548,7 @@ impl Executor {
             if dropped.contains_key(*key) {
                 continue;
             }
-            match values.get(*key) {
+            match values.get(key) {
                 Some(prev) => push_two(&mut lists, key, prev, add).map_err(error)?,
                 None => values.insert(key, add),
             }
