@@ -36,6 +36,8 @@ pub mod scheduler;
 pub mod shuffle;
 pub mod state;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 mod window;
 mod workers;

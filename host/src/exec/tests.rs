@@ -7,90 +7,26 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use sluice_test_artifacts::NETWORK_WORD_COUNT;
 
-use super::{Executor, Workers, WorkersConfig};
+use super::Executor;
+use super::testing::{self, WORKERS};
 use crate::batching::{BatchTime, Block, BlockStore};
 use crate::data::Rows;
 use crate::data::{KeyGroups, Partitioner};
-use crate::plan::{Plan, validate};
-use crate::sinks::Sinks;
-use crate::wasm::{Plugin, Runtime, WasmConfig};
-
-const WORKERS: usize = 2;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::new(WasmConfig {
-            memory_limit: 256 << 20,
-            call_timeout: Duration::from_secs(60),
-            cache_dir: None,
-        })
-        .expect("engine")
-    })
-}
-
-fn word_count() -> &'static Plugin {
-    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    PLUGIN.get_or_init(|| runtime().load(Path::new(NETWORK_WORD_COUNT)).expect("load"))
-}
 
 /// An executor for word count with `reducer` (`closure` or `builtin`),
-/// saving each batch's counts under `output`, and the tokio runtime its sinks
-/// write with.
-fn executor(
-    reducer: &str,
-    output: &Path,
-    key_groups: KeyGroups,
-) -> (Executor, tokio::runtime::Runtime) {
-    let args: Vec<(String, String)> = [
+/// saving each batch's counts under `output`.
+fn executor(reducer: &str, output: &Path, key_groups: KeyGroups) -> Executor {
+    let args = testing::args(&[
         ("host", "localhost"),
         ("port", "9"),
         ("reducer", reducer),
         ("output", output.to_str().expect("UTF-8 temp path")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut instance = word_count().instantiate("word count").expect("instantiate");
-    let graph = instance.define(&args).expect("define");
-    let validated = validate(
-        &graph,
-        Duration::from_secs(1),
-        Duration::from_millis(200),
-        key_groups,
-    )
-    .expect("valid");
-    let plan = Plan::new(&graph, validated, key_groups, Duration::from_secs(1));
-    let workers = Workers::new(
-        word_count().clone(),
-        graph.clone(),
-        args,
-        WorkersConfig {
-            threads: WORKERS,
-            retries: 0,
-            recycle_above: 32 << 20,
-        },
-    )
-    .expect("workers");
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    (
-        Executor::new(
-            plan,
-            workers,
-            Sinks::new(io.handle().clone()),
-            Default::default(),
-        ),
-        io,
-    )
+    ]);
+    testing::executor(NETWORK_WORD_COUNT, args, key_groups, |_| {}).0
 }
 
 /// Lines of batch `b`, block `k`: words from a small vocabulary, with
@@ -153,7 +89,7 @@ fn saved(output: &Path, time: BatchTime, partitions: usize) -> Vec<BTreeMap<Stri
 fn run_word_count(reducer: &str, key_groups: KeyGroups) {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = dir.path().join("counts");
-    let (executor, _io) = executor(reducer, &output, key_groups);
+    let executor = executor(reducer, &output, key_groups);
     let executor = Arc::new(executor);
     let sources = executor.early_sources();
     assert_eq!(sources.len(), 1, "the socket's only reader is a chain");
@@ -234,7 +170,7 @@ fn with_fewer_key_groups_than_workers_each_partition_owns_a_key_group() {
 #[test]
 fn a_host_panic_in_a_step_fails_the_batch_naming_the_step() {
     let output = tempfile::tempdir().unwrap();
-    let (executor, _io) = executor("closure", &output.path().join("out"), KeyGroups::default());
+    let executor = executor("closure", &output.path().join("out"), KeyGroups::default());
     let step = executor.plan.steps.last().expect("an output step");
     let time = BatchTime(1_000);
     let err = executor

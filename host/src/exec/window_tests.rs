@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -16,10 +15,7 @@ use sluice_test_artifacts::KEYED_OPS;
 use super::*;
 use crate::data::KeyGroups;
 use crate::data::codec::write_pair;
-use crate::exec::{Workers, WorkersConfig};
-use crate::plan::{Plan, validate};
-use crate::sinks::Sinks;
-use crate::wasm::{Plugin, Runtime, WasmConfig};
+use crate::exec::testing;
 
 const SEC: u64 = 1_000;
 
@@ -98,70 +94,15 @@ fn the_last_batch_is_the_latest_first_slide_multiple_whose_window_covers_the_end
     );
 }
 
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::new(WasmConfig {
-            memory_limit: 256 << 20,
-            call_timeout: Duration::from_secs(60),
-            cache_dir: None,
-        })
-        .expect("engine")
-    })
-}
-
-fn keyed_ops() -> &'static Plugin {
-    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    PLUGIN.get_or_init(|| runtime().load(Path::new(KEYED_OPS)).expect("load"))
-}
-
-fn io() -> &'static tokio::runtime::Runtime {
-    static IO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    IO.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio")
-    })
-}
-
 /// An executor for `keyed-ops` with `args` (plus `output`), on two workers
 /// (so two partitions per keyed step), and the node of its source 0.
 fn executor(args: &[(&str, String)], output: &Path) -> (Executor, NodeId) {
-    let mut args: Vec<(String, String)> = args
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let mut args = testing::args(args);
     args.push((
         "output".into(),
         output.to_str().expect("UTF-8 temp path").into(),
     ));
-    let mut instance = keyed_ops().instantiate("keyed ops").expect("instantiate");
-    let graph = instance.define(&args).expect("define");
-    let groups = KeyGroups::default();
-    let interval = Duration::from_millis(SEC);
-    let validated = validate(&graph, interval, Duration::from_millis(200), groups).expect("valid");
-    let plan = Plan::new(&graph, validated, groups, interval);
-    let source = plan.sources[0].0;
-    let workers = Workers::new(
-        keyed_ops().clone(),
-        graph.clone(),
-        args,
-        WorkersConfig {
-            threads: 2,
-            retries: 0,
-            recycle_above: 32 << 20,
-        },
-    )
-    .expect("workers");
-    let executor = Executor::new(
-        plan,
-        workers,
-        Sinks::new(io().handle().clone()),
-        Default::default(),
-    );
-    (executor, source)
+    testing::executor(KEYED_OPS, args, KeyGroups::default(), |_| {})
 }
 
 /// The `(String, i64)` records of a batch, as partitions: cut after every

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -15,10 +13,9 @@ use super::store::StateStore;
 use crate::batching::BatchTime;
 use crate::data::codec::{ListIter, split_prefixed, write_pair};
 use crate::data::{Codec, KeyGroups, Partitioner, Rows};
-use crate::exec::{Executor, Workers, WorkersConfig};
-use crate::plan::{Plan, validate};
-use crate::sinks::Sinks;
-use crate::wasm::{Plugin, Runtime, WasmConfig};
+use crate::exec::Executor;
+use crate::exec::testing::{self, WORKERS};
+use crate::plan::Plan;
 
 /// A batch: its partitions, each a list of `(key, value)` pairs.
 type Batch = Vec<Vec<(String, i64)>>;
@@ -373,82 +370,18 @@ proptest! {
 // ---------------------------------------------------------------------------
 // The executor over the `keyed-ops` plugin.
 
-const WORKERS: usize = 2;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        Runtime::new(WasmConfig {
-            memory_limit: 256 << 20,
-            call_timeout: Duration::from_secs(60),
-            cache_dir: None,
-        })
-        .expect("engine")
-    })
-}
-
-fn keyed_ops() -> &'static Plugin {
-    static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-    PLUGIN.get_or_init(|| {
-        runtime()
-            .load(Path::new(sluice_test_artifacts::KEYED_OPS))
-            .expect("load")
-    })
-}
-
-/// An executor for `keyed-ops` with `args`, the tokio runtime its sinks
-/// write with, and the node id of its source.
-fn executor(args: &[(&str, &str)]) -> (Executor, tokio::runtime::Runtime, usize) {
+/// An executor for `keyed-ops` with `args`, and the node id of its source.
+fn executor(args: &[(&str, &str)]) -> (Executor, usize) {
     executor_with(args, |_| {})
 }
 
 /// [`executor`] with its plan changed by `tweak` first.
-fn executor_with(
-    args: &[(&str, &str)],
-    tweak: impl FnOnce(&mut Plan),
-) -> (Executor, tokio::runtime::Runtime, usize) {
-    let args: Vec<(String, String)> = args
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let key_groups = KeyGroups::default();
-    let mut instance = keyed_ops().instantiate("keyed-ops").expect("instantiate");
-    let graph = instance.define(&args).expect("define");
-    let validated = validate(
-        &graph,
-        Duration::from_secs(1),
-        Duration::from_millis(200),
-        key_groups,
-    )
-    .expect("valid");
-    let mut plan = Plan::new(&graph, validated, key_groups, Duration::from_secs(1));
-    tweak(&mut plan);
-    let source = plan.sources[0].0;
-    let workers = Workers::new(
-        keyed_ops().clone(),
-        graph.clone(),
-        args,
-        WorkersConfig {
-            threads: WORKERS,
-            retries: 0,
-            recycle_above: 32 << 20,
-        },
-    )
-    .expect("workers");
-    let io = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    (
-        Executor::new(
-            plan,
-            workers,
-            Sinks::new(io.handle().clone()),
-            Default::default(),
-        ),
-        io,
-        source,
+fn executor_with(args: &[(&str, &str)], tweak: impl FnOnce(&mut Plan)) -> (Executor, usize) {
+    testing::executor(
+        sluice_test_artifacts::KEYED_OPS,
+        testing::args(args),
+        KeyGroups::default(),
+        tweak,
     )
 }
 
@@ -515,7 +448,7 @@ proptest! {
     fn update_state_by_key_saves_the_running_sums_recomputed_from_scratch(batches in batches()) {
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("sums");
-        let (executor, _io, source) =
+        let (executor, source) =
             executor(&[("op", "update-state"), ("output", output.to_str().unwrap())]);
         for (i, batch) in batches.iter().enumerate() {
             let time = BatchTime((i as u64 + 1) * 1000);
@@ -542,7 +475,7 @@ proptest! {
         if let Some(t) = &timeout_arg {
             args.push(("timeout", t));
         }
-        let (executor, _io, source) = executor(&args);
+        let (executor, source) = executor(&args);
         for (i, batch) in batches.iter().enumerate() {
             let time = BatchTime((i as u64 + 1) * 1000);
             executor.run_batch(time, source_partitions(source, batch)).expect("the batch runs");
@@ -578,7 +511,7 @@ fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key(
     // guest whose states do not match the codec it declared.
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("sums");
-    let (executor, _io, source) = executor_with(
+    let (executor, source) = executor_with(
         &[("op", "update-state"), ("output", output.to_str().unwrap())],
         |plan| {
             let node = plan
