@@ -116,14 +116,32 @@ impl Instance {
         job_graph(graph)
     }
 
+    /// Calls an export that takes `input` and returns rows: `input` is lent
+    /// to the call and put back as it was, whatever the outcome; the rows
+    /// returned are checked (`export` names it in the message).
+    fn call_on_rows(
+        &mut self,
+        export: &str,
+        input: &mut Rows,
+        f: impl AsyncFnOnce(
+            &bindings::exports::sluice::plugin::job::Guest,
+            &mut Store<StoreState>,
+            &bindings::wit::Rows,
+        ) -> wasmtime::Result<Result<bindings::wit::Rows, String>>,
+    ) -> Result<Rows, CallError> {
+        let lent = lend_rows(input);
+        let result = self.call(async |job, store| f(job, store, &lent).await);
+        restore_rows(input, lent);
+        rows_from_guest(result?, export)
+    }
+
     /// Runs a fused chain of stages over one partition. `input` is left as it
     /// was, whatever the outcome.
     pub fn run_chain(&mut self, stages: &[Stage], input: &mut Rows) -> Result<Rows, CallError> {
         let stages: Vec<bindings::wit::Stage> = stages.iter().map(stage_to_wit).collect();
-        let lent = lend_rows(input);
-        let result = self.call(async |job, store| job.call_run_chain(store, &stages, &lent).await);
-        restore_rows(input, lent);
-        rows_from_guest(result?, "run-chain")
+        self.call_on_rows("run-chain", input, async |job, store, rows| {
+            job.call_run_chain(store, &stages, rows).await
+        })
     }
 
     /// Reduces grouped values (`tuple<k, list<v>>` records) with a user
@@ -133,20 +151,17 @@ impl Instance {
         reducer: FunctionId,
         groups: &mut Rows,
     ) -> Result<Rows, CallError> {
-        let lent = lend_rows(groups);
-        let result =
-            self.call(async |job, store| job.call_reduce_groups(store, reducer, &lent).await);
-        restore_rows(groups, lent);
-        rows_from_guest(result?, "reduce-groups")
+        self.call_on_rows("reduce-groups", groups, async |job, store, rows| {
+            job.call_reduce_groups(store, reducer, rows).await
+        })
     }
 
     /// Reduces all records to one (none for an empty input). `input` is left
     /// as it was.
     pub fn reduce_all(&mut self, reducer: FunctionId, input: &mut Rows) -> Result<Rows, CallError> {
-        let lent = lend_rows(input);
-        let result = self.call(async |job, store| job.call_reduce_all(store, reducer, &lent).await);
-        restore_rows(input, lent);
-        rows_from_guest(result?, "reduce-all")
+        self.call_on_rows("reduce-all", input, async |job, store, rows| {
+            job.call_reduce_all(store, reducer, rows).await
+        })
     }
 
     /// Calls an output function on one partition of a batch. `input` is left
@@ -176,11 +191,9 @@ impl Instance {
         batch_time_ms: u64,
         input: &mut Rows,
     ) -> Result<Rows, CallError> {
-        let lent = lend_rows(input);
-        let result = self
-            .call(async |job, store| job.call_update_state(store, f, batch_time_ms, &lent).await);
-        restore_rows(input, lent);
-        rows_from_guest(result?, "update-state")
+        self.call_on_rows("update-state", input, async |job, store, rows| {
+            job.call_update_state(store, f, batch_time_ms, rows).await
+        })
     }
 
     /// Calls `map-with-state`'s function over one partition's keys
@@ -193,13 +206,9 @@ impl Instance {
         batch_time_ms: u64,
         input: &mut Rows,
     ) -> Result<Rows, CallError> {
-        let lent = lend_rows(input);
-        let result = self.call(async |job, store| {
-            job.call_map_with_state(store, f, batch_time_ms, &lent)
-                .await
-        });
-        restore_rows(input, lent);
-        rows_from_guest(result?, "map-with-state")
+        self.call_on_rows("map-with-state", input, async |job, store, rows| {
+            job.call_map_with_state(store, f, batch_time_ms, rows).await
+        })
     }
 
     /// Calls a `transform` function on a whole batch. `input` is left as it
@@ -210,11 +219,9 @@ impl Instance {
         batch_time_ms: u64,
         input: &mut Rows,
     ) -> Result<Rows, CallError> {
-        let lent = lend_rows(input);
-        let result =
-            self.call(async |job, store| job.call_transform(store, f, batch_time_ms, &lent).await);
-        restore_rows(input, lent);
-        rows_from_guest(result?, "transform")
+        self.call_on_rows("transform", input, async |job, store, rows| {
+            job.call_transform(store, f, batch_time_ms, rows).await
+        })
     }
 
     /// What the last call added to accumulators (empty after a failed call),
