@@ -515,4 +515,122 @@ mod tests {
         let third = datasets.table(location, &key, &value).unwrap();
         assert_eq!(third.values.len(), 2);
     }
+
+    /// The brute-force join of `left` and `right` (nested loops over every
+    /// pair of pairs), formatted, sorted.
+    fn nested_loops(
+        left: &[(String, i64)],
+        right: &[(String, i64)],
+        kind: JoinKind,
+    ) -> Vec<String> {
+        let (keep_left, keep_right) = match kind {
+            JoinKind::Inner => (false, false),
+            JoinKind::LeftOuter => (true, false),
+            JoinKind::RightOuter => (false, true),
+            JoinKind::FullOuter => (true, true),
+        };
+        let (wrap_left, wrap_right) = (keep_right, keep_left);
+        let show = |v: Option<i64>, wrap: bool| match (v, wrap) {
+            (Some(v), false) => v.to_string(),
+            (Some(v), true) => format!("Some({v})"),
+            (None, _) => "None".to_string(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in left {
+            let matches: Vec<i64> = right.iter().filter(|(j, _)| j == k).map(|p| p.1).collect();
+            for w in &matches {
+                out.push(format!(
+                    "({k},({},{}))",
+                    show(Some(*v), wrap_left),
+                    show(Some(*w), wrap_right)
+                ));
+            }
+            if matches.is_empty() && keep_left {
+                out.push(format!("({k},({},None))", show(Some(*v), wrap_left)));
+            }
+        }
+        for (k, w) in right {
+            if keep_right && !left.iter().any(|(j, _)| j == k) {
+                out.push(format!("({k},(None,{}))", show(Some(*w), wrap_right)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn sorted(mut lines: Vec<String>) -> Vec<String> {
+        lines.sort();
+        lines
+    }
+
+    proptest::proptest! {
+        /// Every join and cogroup of random sides, split into random
+        /// partitions, against the nested loops of its definition.
+        #[test]
+        fn joins_and_cogroup_equal_a_brute_force_recomputation(
+            left in proptest::collection::vec(("[a-e]", -5i64..5), 0..12),
+            right in proptest::collection::vec(("[a-e]", -5i64..5), 0..12),
+            cut in 1usize..5,
+        ) {
+            let as_rows = |side: &[(String, i64)]| -> Vec<Rows> {
+                side.chunks(cut).map(|c| {
+                    let refs: Vec<(&str, i64)> = c.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                    pairs(&refs)
+                }).collect()
+            };
+            let (l, r) = (as_rows(&left), as_rows(&right));
+            let sides = Sides::new(l.iter(), r.iter()).unwrap();
+            for (kind, codec) in [
+                (JoinKind::Inner, "tuple<string,tuple<i64,i64>>"),
+                (JoinKind::LeftOuter, "tuple<string,tuple<i64,option<i64>>>"),
+                (JoinKind::RightOuter, "tuple<string,tuple<option<i64>,i64>>"),
+                (JoinKind::FullOuter, "tuple<string,tuple<option<i64>,option<i64>>>"),
+            ] {
+                proptest::prop_assert_eq!(
+                    sorted(format(&sides.join(kind).unwrap(), codec)),
+                    nested_loops(&left, &right, kind),
+                    "{:?}", kind
+                );
+            }
+            let cogroup = format(&sides.cogroup().unwrap(), "tuple<string,tuple<list<i64>,list<i64>>>");
+            let keys: std::collections::BTreeSet<&String> = left.iter().chain(&right).map(|(k, _)| k).collect();
+            let expected: Vec<String> = keys.into_iter().map(|k| {
+                let list = |side: &[(String, i64)]| {
+                    let items: Vec<String> = side.iter().filter(|(j, _)| j == k).map(|p| p.1.to_string()).collect();
+                    format!("[{}]", items.join(", "))
+                };
+                format!("({k},({},{}))", list(&left), list(&right))
+            }).collect();
+            proptest::prop_assert_eq!(sorted(cogroup), sorted(expected));
+        }
+
+        /// A dataset join of random pairs against the nested loops, the
+        /// dataset being the right side.
+        #[test]
+        fn a_dataset_join_equals_a_brute_force_recomputation(
+            stream in proptest::collection::vec(("[a-e]", -5i64..5), 0..12),
+            dataset in proptest::collection::vec(("[a-e]", -5i64..5), 0..8),
+        ) {
+            let text: String = dataset.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
+            let table = Table::parse("ref", text.as_bytes(), &Codec::String, &Codec::Num(Numeric::I64)).unwrap();
+            let refs: Vec<(&str, i64)> = stream.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let rows = pairs(&refs);
+            prop_assert_eq_sorted(
+                format(&join_with_table(&rows, &table, JoinKind::Inner).unwrap(), "tuple<string,tuple<i64,i64>>"),
+                nested_loops(&stream, &dataset, JoinKind::Inner),
+            )?;
+            prop_assert_eq_sorted(
+                format(&join_with_table(&rows, &table, JoinKind::LeftOuter).unwrap(), "tuple<string,tuple<i64,option<i64>>>"),
+                nested_loops(&stream, &dataset, JoinKind::LeftOuter),
+            )?;
+        }
+    }
+
+    fn prop_assert_eq_sorted(
+        got: Vec<String>,
+        want: Vec<String>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        proptest::prop_assert_eq!(sorted(got), want);
+        Ok(())
+    }
 }

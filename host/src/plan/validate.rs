@@ -887,4 +887,78 @@ mod tests {
         assert!(check_timing(Duration::from_millis(100), BLOCK).is_err());
         assert!(check_timing(SEC, Duration::ZERO).is_err());
     }
+
+    fn update_state(uid: Option<&str>, state_codec: &str) -> JobGraph {
+        let mut update = node(
+            "update_state_by_key at src/lib.rs:5:9",
+            NodeKind::UpdateStateByKey {
+                function: 0,
+                state_codec: state_codec.into(),
+                partitions: None,
+            },
+            &[0],
+            &format!("tuple<string,{state_codec}>"),
+        );
+        update.uid = uid.map(String::from);
+        job(vec![
+            pairs_source("q"),
+            update,
+            node("print", NodeKind::Print(10), &[1], ""),
+        ])
+    }
+
+    #[test]
+    fn an_unnamed_stateful_operator_is_warned_about_and_named_by_its_place() {
+        let named = validate(
+            &update_state(Some("running-counts"), "i64"),
+            SEC,
+            BLOCK,
+            KeyGroups::default(),
+        )
+        .unwrap();
+        assert_eq!(named.warnings, Vec::<String>::new());
+        assert_eq!(named.state_names[1].as_deref(), Some("running-counts"));
+        let unnamed =
+            validate(&update_state(None, "i64"), SEC, BLOCK, KeyGroups::default()).unwrap();
+        assert_eq!(
+            unnamed.state_names[1].as_deref(),
+            Some("update_state_by_key#1")
+        );
+        assert_eq!(unnamed.warnings.len(), 1);
+        assert!(
+            unnamed.warnings[0].contains("`update_state_by_key at src/lib.rs:5:9`")
+                && unnamed.warnings[0].contains("`update_state_by_key#1`")
+                && unnamed.warnings[0].contains(".name("),
+            "{:?}",
+            unnamed.warnings
+        );
+    }
+
+    #[test]
+    fn a_state_codec_that_does_not_parse_is_refused_naming_the_operator() {
+        let mut g = update_state(Some("running-counts"), "i64");
+        g.nodes[1].kind = NodeKind::UpdateStateByKey {
+            function: 0,
+            state_codec: "tuple<i64".into(),
+            partitions: None,
+        };
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 1 (`running-counts (update_state_by_key at src/lib.rs:5:9)`)"),
+            "{e}"
+        );
+        assert!(e.contains("its state codec"), "{e}");
+    }
+
+    #[test]
+    fn operator_names_are_unique() {
+        let mut g = update_state(Some("counts"), "i64");
+        g.nodes[2].uid = Some("counts".into());
+        let e = validate(&g, SEC, BLOCK, KeyGroups::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`counts` is already the name of node 1"), "{e}");
+    }
 }
