@@ -545,3 +545,45 @@ fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key(
     assert_eq!(executor.state().operator("running-sums").stats().keys, 0);
     std::sync::Arc::new(executor).shutdown();
 }
+
+/// Large inputs go to the guest in pieces of at most the limit (a larger
+/// record alone), and the answers come back in order.
+#[test]
+fn a_large_state_call_is_made_in_pieces_whose_answers_concatenate() {
+    let records: Vec<String> = (0..50)
+        .map(|i| "x".repeat(i % 7 + (i == 20) as usize * 30))
+        .collect();
+    let mut rows: Rows = records.iter().map(String::as_str).collect();
+    let mut calls = Vec::new();
+    let answers = super::call_in_pieces(
+        &mut rows,
+        16,
+        |piece: &mut Rows| -> Result<Rows, ()> {
+            calls.push((piece.len(), piece.byte_len()));
+            // One answer per record: its length, as text.
+            Ok(piece
+                .iter()
+                .map(|r| r.len().to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect())
+        },
+        |_| (),
+    )
+    .unwrap();
+    let expected: Vec<String> = records.iter().map(|r| r.len().to_string()).collect();
+    let got: Vec<String> = answers
+        .iter()
+        .map(|a| String::from_utf8(a.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    assert!(calls.len() > 5, "{calls:?}");
+    for (len, bytes) in &calls {
+        assert!(
+            *bytes <= 16 || *len == 1,
+            "a piece over the limit holds one record: {calls:?}"
+        );
+    }
+    assert_eq!(calls.iter().map(|c| c.0).sum::<usize>(), records.len());
+}
