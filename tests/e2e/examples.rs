@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::util::{
     self, Counts, Server, Sluice, assert_counts_eq, count_words, lines_of, parse_counts,
-    read_metrics, read_saved_batches,
+    parse_printed, read_metrics, read_saved_batches,
 };
 
 const BATCH_MS: u64 = 500;
@@ -62,13 +62,18 @@ fn stateful_word_count_ends_with_the_exact_counts_of_the_whole_input() {
 }
 
 /// A server that sends each burst (a block of lines) in the middle of a
-/// batch interval, at least one batch after the previous, then closes.
+/// batch interval, at least one batch after the previous (six before the
+/// last, so that some windows between them are empty), then closes.
 fn serve_bursts(bursts: Vec<String>) -> (u16, thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        for burst in bursts {
+        let last = bursts.len().saturating_sub(1);
+        for (i, burst) in bursts.into_iter().enumerate() {
+            if i == last {
+                thread::sleep(Duration::from_millis(5 * BATCH_MS));
+            }
             // Sleep to the middle of the next batch interval: far from the
             // batch boundaries, so the whole burst lands in one batch.
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -134,6 +139,17 @@ fn windowed_word_count_counts_each_burst_in_exactly_the_windows_that_cover_it() 
             "a window is written every slide, empty or not"
         );
     }
+    // `print` shows every window too, the empty ones with their header.
+    let printed = parse_printed(&out.stdout).unwrap();
+    assert_eq!(
+        printed.iter().map(|p| p.time_ms).collect::<Vec<_>>(),
+        times,
+        "a header is printed for every window"
+    );
+    assert!(
+        printed.iter().any(|p| p.elements.is_empty()),
+        "an empty window is printed (its header alone)"
+    );
     let counts: Vec<(u64, Counts)> = windows
         .iter()
         .map(|w| (w.time_ms, parse_counts(w.lines()).unwrap()))
