@@ -129,6 +129,19 @@ fn write_option(value: Option<&[u8]>, out: &mut Vec<u8>) {
     }
 }
 
+/// The encoding of `option<s>` of `value`, prefixed by its length (an
+/// element of a tuple that is not the last), written in place.
+fn write_prefixed_option(value: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), RowsError> {
+    let len = 1 + value.map_or(0, <[u8]>::len);
+    out.extend_from_slice(
+        &u32::try_from(len)
+            .map_err(|_| RowsError::TooLarge)?
+            .to_le_bytes(),
+    );
+    write_option(value, out);
+    Ok(())
+}
+
 /// The encoding of `list<v>` of `values`, prefixed by its length (an element
 /// of a tuple that is not the last).
 fn write_prefixed_list(values: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RowsError> {
@@ -289,10 +302,8 @@ pub fn prepare_map<'a, E>(
     for (key, values) in &new.keys {
         let group = op.group_of(key);
         push(&mut input, &mut scratch, |out| {
-            let mut state = Vec::new();
-            write_option(group.get(key).map(|v| &v[TIME_PREFIX..]), &mut state);
             write_prefixed(key, out)?;
-            write_prefixed(&state, out)?;
+            write_prefixed_option(group.get(key).map(|v| &v[TIME_PREFIX..]), out)?;
             out.push(1);
             write_list(values.iter().copied(), out)
         })?;
@@ -307,10 +318,8 @@ pub fn prepare_map<'a, E>(
                 let last = u64::from_le_bytes(value[..TIME_PREFIX].try_into().expect("8 bytes"));
                 if last < threshold {
                     push(&mut input, &mut scratch, |out| {
-                        let mut state = Vec::new();
-                        write_option(Some(&value[TIME_PREFIX..]), &mut state);
                         write_prefixed(key, out)?;
-                        write_prefixed(&state, out)?;
+                        write_prefixed_option(Some(&value[TIME_PREFIX..]), out)?;
                         out.push(0);
                         Ok(())
                     })?;
