@@ -30,6 +30,7 @@ use hashbrown::hash_table::Entry::{Occupied, Vacant};
 
 use crate::bindings::sluice::plugin::types::Rows;
 use crate::codec::{Data, DecodeError, for_each_list_element, split_pair};
+use crate::output::IdempotencyKey;
 use crate::rows::{decode_all, decode_error, encode_all, end_offset, records};
 use crate::runtime::enter_stage;
 
@@ -886,8 +887,7 @@ pub(crate) trait ReduceAllFn {
 pub(crate) trait OutputFn {
     fn foreach_partition(
         &self,
-        batch_time_ms: u64,
-        partition: u32,
+        key: &IdempotencyKey,
         input: &Rows,
         node: &str,
     ) -> Result<(), String>;
@@ -946,7 +946,7 @@ pub(crate) struct Output<T, F> {
 impl<T, F> Output<T, F>
 where
     T: Data,
-    F: Fn(u64, u32, Vec<T>) -> Result<(), String> + 'static,
+    F: Fn(&IdempotencyKey, Vec<T>) -> Result<(), String> + 'static,
 {
     pub(crate) fn boxed(f: F) -> Function {
         Function::Output(Box::new(Self {
@@ -959,17 +959,16 @@ where
 impl<T, F> OutputFn for Output<T, F>
 where
     T: Data,
-    F: Fn(u64, u32, Vec<T>) -> Result<(), String> + 'static,
+    F: Fn(&IdempotencyKey, Vec<T>) -> Result<(), String> + 'static,
 {
     fn foreach_partition(
         &self,
-        batch_time_ms: u64,
-        partition: u32,
+        key: &IdempotencyKey,
         input: &Rows,
         node: &str,
     ) -> Result<(), String> {
         let records = decode_all::<T>(input, node)?;
-        (self.f)(batch_time_ms, partition, records).map_err(|e| format!("{node}: {e}"))
+        (self.f)(key, records).map_err(|e| format!("{node}: {e}"))
     }
 }
 

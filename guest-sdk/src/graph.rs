@@ -4,6 +4,7 @@
 
 use std::panic::Location;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::bindings::sluice::plugin::types::{
     Broadcast, BroadcastValue, FunctionId, JobGraph, Node, NodeId, NodeKind,
@@ -58,8 +59,24 @@ impl Graph {
             kind,
             inputs,
             codec,
+            checkpoint_ms: None,
         });
         id
+    }
+
+    /// Asks for checkpoints of the job at least every `interval` (node `id`'s
+    /// `.checkpoint(..)`).
+    pub(crate) fn set_checkpoint(&mut self, id: NodeId, interval: Duration) {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let Some(node) = self.nodes.get_mut(id as usize) else {
+            return;
+        };
+        if ms == 0 {
+            let message = format!("{}: a checkpoint interval must be positive", node.name);
+            self.error(message);
+            return;
+        }
+        node.checkpoint_ms = Some(ms);
     }
 
     /// Gives node `id` the user's name (`uid`); names are unique in a graph.

@@ -68,6 +68,7 @@ mod context;
 mod dstream;
 mod function;
 mod graph;
+mod output;
 mod rows;
 mod runtime;
 pub mod shared;
@@ -78,6 +79,7 @@ pub use args::Args;
 pub use codec::{Bytes, Data, DecodeError, Json, Numeric};
 pub use context::{Job, StreamingContext};
 pub use dstream::{DStream, MapWithStateDStream};
+pub use output::IdempotencyKey;
 pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
 pub use state::{State, StateSpec};
 
@@ -87,6 +89,7 @@ pub mod prelude {
     pub use crate::codec::{Bytes, Data, Json, Numeric};
     pub use crate::context::{Job, StreamingContext};
     pub use crate::dstream::{DStream, MapWithStateDStream};
+    pub use crate::output::IdempotencyKey;
     pub use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator};
     pub use crate::state::{State, StateSpec};
 }

@@ -21,6 +21,7 @@ use crate::bindings::sluice::plugin::types::{FunctionId, JobGraph, Rows, Stage};
 use crate::context::{Job, StreamingContext};
 use crate::function::{BatchFn, ChainFn, Entry, Function, OutputSlot};
 use crate::graph::Graph;
+use crate::output::IdempotencyKey;
 
 thread_local! {
     /// The function table, filled by `define`.
@@ -32,6 +33,8 @@ thread_local! {
     static CURRENT_STAGE: Cell<usize> = const { Cell::new(0) };
     /// Whether `define` is running (broadcast values are not loaded yet).
     static DEFINING: Cell<bool> = const { Cell::new(false) };
+    /// The job's name, set by `define`: part of an output's idempotency key.
+    static JOB: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Whether the job's `define` is running on this thread.
@@ -81,6 +84,7 @@ pub fn define<J: Job>(args: Vec<(String, String)>) -> Result<JobGraph, String> {
     defined.map_err(|e| format!("{job}: {e}"))?;
     let (graph, functions) = graph.finish()?;
     TABLE.with_borrow_mut(|table| *table = functions);
+    JOB.set(job);
     Ok(graph)
 }
 
@@ -213,7 +217,12 @@ pub fn foreach_partition(
             return Err(misuse(function, entry, "a foreach_partition function"));
         };
         let _running = Running::enter(&entry.name);
-        f.foreach_partition(batch_time_ms, partition, &input, &entry.name)
+        let key = IdempotencyKey {
+            job: JOB.with_borrow(Clone::clone),
+            batch_time_ms,
+            partition,
+        };
+        f.foreach_partition(&key, &input, &entry.name)
     })
 }
 
@@ -656,11 +665,11 @@ mod tests {
                 .print();
             pairs
                 .reduce_by_key_with_partitions(f64::max, 2)
-                .foreach_partition(|time, partition, records| {
+                .foreach_partition(|key, records| {
                     if records.is_empty() {
                         Ok(())
                     } else {
-                        Err(format!("{time}/{partition}: {} records", records.len()))
+                        Err(format!("{key}: {} records", records.len()))
                     }
                 });
             Ok(())
@@ -872,7 +881,7 @@ mod tests {
         let err =
             foreach_partition(foreach, 1000, 2, rows(&[("k".to_string(), 1.0f64)])).unwrap_err();
         assert!(err.starts_with("foreach_partition at "), "{err}");
-        assert!(err.ends_with(": 1000/2: 1 records"), "{err}");
+        assert!(err.ends_with(": Everything/1000/2: 1 records"), "{err}");
     }
 
     struct Mistakes;

@@ -511,8 +511,14 @@ fn check_foreach_partition(out: &Output, metrics: &[BatchMetrics], failures: &mu
                 .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
                 .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
         };
+        let key = rest.split_whitespace().find_map(|f| f.strip_prefix("key="));
         match (field("batch"), field("partition"), field("records")) {
             (Some(b), Some(p), Some(n)) => {
+                // The idempotency key is (job, batch time, partition).
+                let expected = format!("AllOperators/{b}/{p}");
+                if key != Some(expected.as_str()) {
+                    failures.push(format!("idempotency key {key:?}, expected {expected}"));
+                }
                 // A retried task prints again with the same (batch, partition).
                 seen.insert((b, p), n);
             }

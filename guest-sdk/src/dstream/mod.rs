@@ -36,13 +36,15 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::bindings::sluice::plugin::types::{
-    self, FunctionId, NodeId, NodeKind, ReduceByKey, SaveAsTextFiles,
+    self, FunctionId, NodeId, NodeKind, ReduceByKey, SaveAsTextFiles, SaveToSqlite,
 };
 use crate::codec::{Data, Numeric};
 use crate::function::{Function, KeyReducer, NarrowFn, Output, Reducer};
 use crate::graph::{Graph, node_name};
+use crate::output::IdempotencyKey;
 use crate::state::Transform;
 
 /// A discretized stream: a sequence of batches of records of type `T`
@@ -136,6 +138,29 @@ impl<T: Data> DStream<T> {
     /// ```
     pub fn name(&self, name: &str) -> DStream<T> {
         self.graph.borrow_mut().set_uid(self.id, name);
+        self.clone()
+    }
+
+    /// Checkpoints the job at least every `interval` (Spark's
+    /// `DStream.checkpoint`), which must be a multiple of this stream's
+    /// slide. A checkpoint is always of the whole job, so that state and
+    /// source positions agree; the job checkpoints at the shortest interval
+    /// asked for (`--checkpoint-interval` or a stream's), and only when run
+    /// with `--checkpoint`.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # use std::time::Duration;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let words = ctx.socket_text_stream("localhost", 9999);
+    /// let running = words
+    ///     .map(|w| (w, 1i64))
+    ///     .update_state_by_key(|new: Vec<i64>, n: Option<i64>| Some(n.unwrap_or(0) + new.len() as i64))
+    ///     .name("running-counts")
+    ///     .checkpoint(Duration::from_secs(5));
+    /// ```
+    pub fn checkpoint(&self, interval: Duration) -> DStream<T> {
+        self.graph.borrow_mut().set_checkpoint(self.id, interval);
         self.clone()
     }
 
@@ -384,22 +409,59 @@ impl<T: Data> DStream<T> {
         self.output(&name, kind);
     }
 
-    /// Calls `f(batch_time_ms, partition, records)` for every partition of
-    /// every batch (Spark's `foreachRDD` + `foreachPartition`). The pair
-    /// `(batch_time_ms, partition)` is the same when a batch is re-run, so it
-    /// can serve as an idempotency key. An `Err` fails the batch with its
-    /// message.
+    /// Writes every batch to table `table` of the SQLite database at `path`
+    /// (a local file; both are created if missing), **exactly once**: a
+    /// batch's rows and its batch time commit in one transaction, and a
+    /// batch already committed is skipped, so a batch re-run after a
+    /// restart writes nothing twice (the guide's transactional output,
+    /// built in). The table's columns are `batch_time`, then `key` and
+    /// `value` for a stream of pairs, or `value` (see `wit/sluice.wit`,
+    /// "Outputs and recovery").
     ///
     /// ```
     /// # use sluice_guest::prelude::*;
     /// # let ctx = StreamingContext::new("doc");
-    /// ctx.socket_text_stream("localhost", 9999).foreach_partition(|time, partition, lines| {
-    ///     eprintln!("batch {time} partition {partition}: {} lines", lines.len());
+    /// let lines = ctx.socket_text_stream("localhost", 9999);
+    /// lines
+    ///     .map(|w| (w, 1i64))
+    ///     .reduce_by_key(|a, b| a + b)
+    ///     .save_to_sqlite("counts.db", "word_counts");
+    /// ```
+    #[track_caller]
+    pub fn save_to_sqlite(&self, path: impl Into<String>, table: impl Into<String>) {
+        let name = node_name("save_to_sqlite", Location::caller());
+        let kind = NodeKind::SaveToSqlite(SaveToSqlite {
+            path: path.into(),
+            table: table.into(),
+        });
+        self.output(&name, kind);
+    }
+
+    /// Calls `f(key, records)` for every partition of every batch (Spark's
+    /// `foreachRDD` + `foreachPartition`). An `Err` fails the batch with its
+    /// message.
+    ///
+    /// It is **at least once**: a partition whose task is retried, or whose
+    /// batch runs again after a restart from a checkpoint, is handed over
+    /// again, with the same records and the same [`IdempotencyKey`] (job
+    /// name, batch time, partition: partitions keep their numbers across
+    /// restarts). To write each partition once, key what you write by it:
+    /// in one transaction, skip a key your store already has, else write the
+    /// records and the key (what [`DStream::save_to_sqlite`] does for you).
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// ctx.socket_text_stream("localhost", 9999).foreach_partition(|key, lines| {
+    ///     eprintln!("{key}: {} lines", lines.len()); // "MyJob/1700000000000/0: 3 lines"
     ///     Ok(())
     /// });
     /// ```
     #[track_caller]
-    pub fn foreach_partition(&self, f: impl Fn(u64, u32, Vec<T>) -> Result<(), String> + 'static) {
+    pub fn foreach_partition(
+        &self,
+        f: impl Fn(&IdempotencyKey, Vec<T>) -> Result<(), String> + 'static,
+    ) {
         let name = node_name("foreach_partition", Location::caller());
         let function = self
             .graph

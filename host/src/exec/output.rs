@@ -59,6 +59,11 @@ impl Executor {
                     })
                     .collect()
             }),
+            OutputKind::SaveToSqlite { .. } => Err(ExecError::Data {
+                time,
+                operator: step.name.clone(),
+                reason: "save_to_sqlite is not implemented yet".into(),
+            }),
         }
     }
 }

@@ -93,6 +93,9 @@ pub struct Node {
     /// The codec descriptor of its records, as the plugin gave it; empty for
     /// outputs. [`crate::plan::validate`] parses it.
     pub codec: String,
+    /// The SDK's `.checkpoint(interval)`: checkpoint the job at least this
+    /// often.
+    pub checkpoint: Option<Duration>,
 }
 
 impl Node {
@@ -360,6 +363,14 @@ pub enum NodeKind {
     },
     /// Output: a user function per partition.
     ForeachPartition(FunctionId),
+    /// Output: each batch's records in one SQLite transaction, with the
+    /// batch time it commits.
+    SaveToSqlite {
+        /// Local path of the database file.
+        path: String,
+        /// The table.
+        table: String,
+    },
 }
 
 impl NodeKind {
@@ -378,7 +389,10 @@ impl NodeKind {
     pub fn is_output(&self) -> bool {
         matches!(
             self,
-            NodeKind::Print(_) | NodeKind::SaveAsTextFiles { .. } | NodeKind::ForeachPartition(_)
+            NodeKind::Print(_)
+                | NodeKind::SaveAsTextFiles { .. }
+                | NodeKind::ForeachPartition(_)
+                | NodeKind::SaveToSqlite { .. }
         )
     }
 
@@ -412,6 +426,7 @@ impl NodeKind {
             NodeKind::Print(_) => "print",
             NodeKind::SaveAsTextFiles { .. } => "save_as_text_files",
             NodeKind::ForeachPartition(_) => "foreach_partition",
+            NodeKind::SaveToSqlite { .. } => "save_to_sqlite",
         }
     }
 }
@@ -422,6 +437,7 @@ pub(crate) fn test_node(name: &str, kind: NodeKind, inputs: &[usize], codec: &st
     Node {
         name: name.into(),
         uid: None,
+        checkpoint: None,
         kind,
         inputs: inputs.to_vec(),
         codec: codec.into(),

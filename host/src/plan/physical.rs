@@ -252,6 +252,13 @@ pub enum OutputKind {
     },
     /// A guest function per partition.
     ForeachPartition(FunctionId),
+    /// One SQLite transaction per batch.
+    SaveToSqlite {
+        /// Local path of the database file.
+        path: String,
+        /// The table.
+        table: String,
+    },
 }
 
 impl Plan {
@@ -518,6 +525,13 @@ impl Plan {
                 NodeKind::ForeachPartition(f) => Some(StepKind::Output {
                     input: input.expect("validated: one input"),
                     output: OutputKind::ForeachPartition(*f),
+                }),
+                NodeKind::SaveToSqlite { path, table } => Some(StepKind::Output {
+                    input: input.expect("validated: one input"),
+                    output: OutputKind::SaveToSqlite {
+                        path: path.clone(),
+                        table: table.clone(),
+                    },
                 }),
             };
             if let Some(kind) = kind {

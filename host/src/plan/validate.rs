@@ -68,6 +68,7 @@ pub fn validate(
     let mut warnings = Vec::new();
     let mut uids = std::collections::HashMap::new();
     let mut has_output = false;
+    let mut sqlite_tables = std::collections::HashMap::new();
     for (index, node) in graph.nodes.iter().enumerate() {
         let fail = |reason: String| PlanError::Node {
             node: index,
@@ -147,6 +148,16 @@ pub fn validate(
 
         if node.kind.is_output() {
             has_output = true;
+            if let NodeKind::SaveToSqlite { path, table } = &node.kind {
+                check_sqlite_output(path, table).map_err(fail)?;
+                if let Some(other) = sqlite_tables.insert((path, table), index) {
+                    return Err(fail(format!(
+                        "node {other} (`{}`) already writes table `{table}` of {path}; each \
+                         table has one writer, since it records the last batch committed",
+                        graph.nodes[other].display()
+                    )));
+                }
+            }
             if !node.codec.is_empty() {
                 return Err(fail(format!(
                     "an output produces no records, yet declares codec `{}`",
@@ -402,7 +413,8 @@ pub fn validate(
             }
             NodeKind::Print(_)
             | NodeKind::SaveAsTextFiles { .. }
-            | NodeKind::ForeachPartition(_) => {
+            | NodeKind::ForeachPartition(_)
+            | NodeKind::SaveToSqlite { .. } => {
                 unreachable!("outputs handled above")
             }
         }
@@ -416,6 +428,25 @@ pub fn validate(
                      registered, so there is nothing to execute"
                 .into(),
         });
+    }
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let Some(interval) = node.checkpoint
+            && (interval.is_zero()
+                || !interval.subsec_nanos().is_multiple_of(1_000_000)
+                || !interval
+                    .as_millis()
+                    .is_multiple_of(slides[index].as_millis()))
+        {
+            return Err(PlanError::Node {
+                node: index,
+                name: node.display(),
+                reason: format!(
+                    "its checkpoint interval ({}) must be a positive multiple of its slide ({})",
+                    show(interval),
+                    show(slides[index])
+                ),
+            });
+        }
     }
     if let Some(remember) = graph.remember
         && (remember.is_zero()
@@ -447,6 +478,35 @@ pub fn validate(
         state_names,
         warnings,
     })
+}
+
+/// A SQLite output names a file and a table that SQL can name without
+/// quoting.
+fn check_sqlite_output(path: &str, table: &str) -> Result<(), String> {
+    if path.trim().is_empty() {
+        return Err("save_to_sqlite needs the path of a database file".into());
+    }
+    if path.contains("://") {
+        return Err(format!(
+            "save_to_sqlite writes a local SQLite file, not `{path}`"
+        ));
+    }
+    let mut chars = table.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && table.len() <= 128
+        && !table.eq_ignore_ascii_case("sluice_commits")
+        && !table.to_ascii_lowercase().starts_with("sqlite_");
+    if !valid {
+        return Err(format!(
+            "`{table}` is not a table name save_to_sqlite can use: letters, digits and `_`, \
+             not starting with a digit, at most 128 characters, not `sluice_commits` nor \
+             `sqlite_...`"
+        ));
+    }
+    Ok(())
 }
 
 /// `1s`, `250ms`, for messages.
@@ -960,5 +1020,66 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`counts` is already the name of node 1"), "{e}");
+    }
+
+    #[test]
+    fn a_checkpoint_interval_must_be_a_multiple_of_the_node_slide() {
+        let graph = |interval_ms: u64| {
+            let mut mapped = node("map at a", NodeKind::Map(0), &[0], "string");
+            mapped.checkpoint = Some(Duration::from_millis(interval_ms));
+            job(vec![
+                socket(),
+                mapped,
+                node("print at b", NodeKind::Print(10), &[1], ""),
+            ])
+        };
+        assert!(validate(&graph(10_000), SEC, BLOCK, KeyGroups::default()).is_ok());
+        for bad in [0, 1_500] {
+            let e = validate(&graph(bad), SEC, BLOCK, KeyGroups::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("node 1 (`map at a`)"), "{e}");
+            assert!(e.contains("checkpoint interval"), "{e}");
+            assert!(e.contains("multiple of its slide (1s)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_sqlite_output_needs_a_local_file_and_a_plain_table_name_written_once() {
+        let sqlite = |path: &str, table: &str| NodeKind::SaveToSqlite {
+            path: path.into(),
+            table: table.into(),
+        };
+        let graph = |outputs: Vec<NodeKind>| {
+            let mut nodes = vec![socket()];
+            nodes.extend(
+                outputs
+                    .into_iter()
+                    .map(|kind| node("save_to_sqlite at a", kind, &[0], "")),
+            );
+            job(nodes)
+        };
+        let check = |outputs| validate(&graph(outputs), SEC, BLOCK, KeyGroups::default());
+        assert!(check(vec![sqlite("out.db", "counts"), sqlite("out.db", "other")]).is_ok());
+        for (bad, says) in [
+            (vec![sqlite("", "counts")], "needs the path"),
+            (vec![sqlite("s3://b/out.db", "counts")], "local SQLite file"),
+            (
+                vec![sqlite("out.db", "1counts")],
+                "`1counts` is not a table name",
+            ),
+            (
+                vec![sqlite("out.db", "a;drop")],
+                "`a;drop` is not a table name",
+            ),
+            (vec![sqlite("out.db", "sluice_commits")], "not a table name"),
+            (
+                vec![sqlite("out.db", "counts"), sqlite("out.db", "counts")],
+                "already writes table `counts` of out.db",
+            ),
+        ] {
+            let e = check(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 }

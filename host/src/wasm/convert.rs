@@ -67,6 +67,7 @@ pub(super) fn job_graph(graph: wit::JobGraph) -> Result<JobGraph, CallError> {
         nodes.push(Node {
             name: node.name,
             uid: node.uid,
+            checkpoint: node.checkpoint_ms.map(Duration::from_millis),
             kind,
             inputs,
             codec: node.codec,
@@ -163,6 +164,10 @@ fn node_kind(kind: wit::NodeKind) -> Result<NodeKind, String> {
             suffix: s.suffix,
         },
         W::ForeachPartition(f) => NodeKind::ForeachPartition(f),
+        W::SaveToSqlite(s) => NodeKind::SaveToSqlite {
+            path: s.path,
+            table: s.table,
+        },
     })
 }
 
@@ -213,6 +218,7 @@ mod tests {
         wit::Node {
             name: name.to_string(),
             uid: None,
+            checkpoint_ms: None,
             kind,
             inputs,
             codec: "string".to_string(),

@@ -234,9 +234,11 @@ impl Job for AllOperators {
         .reduce_by_key(|a, b| a + b)
         .save_as_text_files(save("queue_pairs"), None);
 
-        nonempty.foreach_partition(|time, partition, records| {
+        nonempty.foreach_partition(|key, records| {
             println!(
-                "all-operators foreach_partition batch={time} partition={partition} records={}",
+                "all-operators foreach_partition batch={} partition={} key={key} records={}",
+                key.batch_time_ms,
+                key.partition,
                 records.len()
             );
             Ok(())

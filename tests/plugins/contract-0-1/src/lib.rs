@@ -1,7 +1,7 @@
 //! Test fixture: a component that exports `sluice:plugin/job@0.1.0`, the
 //! contract before windows and state, built with wit-bindgen directly from
 //! its own `wit/`. The host must refuse to load it, naming both versions
-//! (0.1.0 here, its own 0.2.0).
+//! (0.1.0 here; the host speaks a later one).
 
 wit_bindgen::generate!({
     world: "plugin",

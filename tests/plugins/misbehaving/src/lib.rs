@@ -133,12 +133,13 @@ impl Job for Misbehaving {
             line
         });
         if fault == Fault::Error {
-            checked.foreach_partition(|time, partition, records| {
+            checked.foreach_partition(|key, records| {
                 if records.is_empty() {
                     Ok(())
                 } else {
                     Err(format!(
-                        "deliberate error in batch {time} partition {partition}"
+                        "deliberate error in batch {} partition {}",
+                        key.batch_time_ms, key.partition
                     ))
                 }
             });
