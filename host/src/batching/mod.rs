@@ -55,9 +55,11 @@
 
 mod clock;
 mod store;
+pub mod wal;
 
 pub use clock::{BatchClock, BatchTime, BlockTicker, now_ms};
 pub use store::{
     BatchInput, Block, BlockStore, EarlyBlock, ReceiverHandle, ReceiverStatus, SourceError,
     rows_bytes,
 };
+pub use wal::{Wal, WalError, WalSync};

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::clock::BatchTime;
+use super::wal::{Wal, WalRecord, decode_block, encode_block};
 use crate::data::Rows;
 use crate::plan::NodeId;
 
@@ -146,6 +147,8 @@ pub struct BlockStore {
     released: watch::Sender<u64>,
     /// The first batch time the batch loop asked for.
     first: watch::Sender<Option<BatchTime>>,
+    /// The write-ahead log, when the job checkpoints.
+    wal: std::sync::OnceLock<Arc<Wal>>,
 }
 
 #[derive(Default)]
@@ -157,6 +160,10 @@ struct State {
     taken: BatchTime,
     /// What blocks taken early add to their batch's input.
     early: BTreeMap<BatchTime, EarlyTally>,
+    /// The last batch of the checkpoint the job resumed from.
+    resumed: Option<BatchTime>,
+    /// The latest batch the loop asked for.
+    wanted: Option<BatchTime>,
 }
 
 #[derive(Default)]
@@ -208,7 +215,26 @@ impl BlockStore {
             budget,
             released: watch::channel(0).0,
             first: watch::channel(None).0,
+            wal: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Logs what receivers get to `wal` from now on (register receivers
+    /// after this).
+    pub fn attach_wal(&self, wal: Arc<Wal>) {
+        let _ = self.wal.set(wal);
+    }
+
+    /// The job resumes from a checkpoint: its first batch ever was `first`
+    /// (queues number their entries from it) and every batch up to `done`
+    /// is complete. Blocks for those batches are dropped when pushed, and
+    /// the loop's first batch is the one after `done`. Call before the
+    /// receivers start.
+    pub fn resume(&self, first: BatchTime, done: BatchTime) {
+        self.first.send_replace(Some(first));
+        let mut state = self.lock();
+        state.taken = done;
+        state.resumed = Some(done);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -222,10 +248,11 @@ impl BlockStore {
     /// before the batch loop starts.
     pub fn register(self: &Arc<Self>, source: NodeId, name: String) -> ReceiverHandle {
         let mut state = self.lock();
+        let watermark = state.resumed.map_or(0, BatchTime::as_millis);
         state.receivers.push(ReceiverState {
             node: source,
             name,
-            watermark: 0,
+            watermark,
             finished: false,
             error: None,
             blocks: VecDeque::new(),
@@ -239,6 +266,7 @@ impl BlockStore {
             store: Arc::clone(self),
             index: state.receivers.len() - 1,
             ended: false,
+            sequence: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -280,7 +308,23 @@ impl BlockStore {
         self.first.subscribe()
     }
 
+    /// The latest batch taken (or, after a restart, the last batch of the
+    /// checkpoint).
+    pub fn taken(&self) -> BatchTime {
+        self.lock().taken
+    }
+
+    /// The latest batch time the batch loop asked for (see
+    /// [`BlockStore::first_batch`]).
+    pub fn wanted(&self) -> Option<BatchTime> {
+        self.lock().wanted
+    }
+
     fn requested(&self, time: BatchTime) {
+        {
+            let mut state = self.lock();
+            state.wanted = state.wanted.max(Some(time));
+        }
         self.first.send_if_modified(|first| {
             let unset = first.is_none();
             first.get_or_insert(time);
@@ -328,7 +372,9 @@ impl BlockStore {
                 return Err(e.clone());
             }
             if Self::ready(&state, time) {
-                return Ok(Self::take(&mut state, time));
+                drop(state);
+                self.sync_wal(time)?;
+                return Ok(Self::take(&mut self.lock(), time));
             }
             state = self.progress.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -338,11 +384,29 @@ impl BlockStore {
     /// batch `time` is not complete yet.
     pub fn try_take_batch(&self, time: BatchTime) -> Result<Option<BatchInput>, SourceError> {
         self.requested(time);
-        let mut state = self.lock();
+        let state = self.lock();
         if let Some(e) = &state.failure {
             return Err(e.clone());
         }
-        Ok(Self::ready(&state, time).then(|| Self::take(&mut state, time)))
+        if !Self::ready(&state, time) {
+            return Ok(None);
+        }
+        drop(state);
+        self.sync_wal(time)?;
+        Ok(Some(Self::take(&mut self.lock(), time)))
+    }
+
+    /// Makes the log of every batch up to `time` durable (`--wal-sync
+    /// batch`) before the batch is handed out.
+    fn sync_wal(&self, time: BatchTime) -> Result<(), SourceError> {
+        let Some(wal) = self.wal.get() else {
+            return Ok(());
+        };
+        wal.sync_through(time).map_err(|e| SourceError {
+            node: 0,
+            name: "write-ahead log".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Removes the blocks pushed so far by the receivers of `nodes`, whatever
@@ -510,6 +574,8 @@ pub struct ReceiverHandle {
     store: Arc<BlockStore>,
     index: usize,
     ended: bool,
+    /// The sequence number of this receiver's next write-ahead log record.
+    sequence: std::sync::atomic::AtomicU64,
 }
 
 impl ReceiverHandle {
@@ -522,6 +588,10 @@ impl ReceiverHandle {
         }
         let bytes = block.bytes();
         let mut state = self.store.lock();
+        if state.resumed.is_some_and(|done| block.batch <= done) {
+            // A batch the checkpoint the job resumed from already holds.
+            return;
+        }
         state.pending_bytes += bytes;
         let receiver = &mut state.receivers[self.index];
         debug_assert!(
@@ -537,6 +607,78 @@ impl ReceiverHandle {
         receiver.blocks_pushed += 1;
         receiver.last_batch = receiver.last_batch.max(block.batch);
         receiver.blocks.push_back(block);
+    }
+
+    /// [`ReceiverHandle::push`], after appending the block to the
+    /// write-ahead log (when the job has one): a receiver whose source
+    /// cannot replay what it sent (a socket) pushes this way. A block that
+    /// cannot be logged fails the receiver.
+    pub fn push_logged(&self, block: Block) -> Result<(), String> {
+        if block.rows.is_empty() && block.invalid_records == 0 {
+            return Ok(());
+        }
+        self.log(
+            block.batch,
+            &encode_block(&block.rows, block.invalid_records),
+        )?;
+        self.push(block);
+        Ok(())
+    }
+
+    /// Appends a record of this receiver for batch `batch` to the
+    /// write-ahead log; nothing without one.
+    pub fn log(&self, batch: BatchTime, payload: &[u8]) -> Result<(), String> {
+        let Some(wal) = self.store.wal.get() else {
+            return Ok(());
+        };
+        let node = self.store.lock().receivers[self.index].node;
+        let sequence = self
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        wal.append(node, batch, sequence, payload)
+            .map_err(|e| e.to_string())
+    }
+
+    /// What this receiver logged for the batches after the checkpoint the
+    /// job resumed from, in order (nothing on a fresh start). Sets the
+    /// sequence of the next record after them.
+    pub fn logged(&self) -> Result<Vec<WalRecord>, String> {
+        let (node, resumed) = {
+            let state = self.store.lock();
+            (state.receivers[self.index].node, state.resumed)
+        };
+        let Some(wal) = self.store.wal.get() else {
+            return Ok(Vec::new());
+        };
+        let next = wal.next_sequence(node).map_err(|e| e.to_string())?;
+        self.sequence
+            .fetch_max(next, std::sync::atomic::Ordering::Relaxed);
+        match resumed {
+            Some(done) => wal.replay(node, done).map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Pushes the blocks this receiver logged after the checkpoint the job
+    /// resumed from (see [`ReceiverHandle::logged`]): a restarted socket
+    /// receiver's first act. Returns how many.
+    pub fn replay_logged_blocks(&self) -> Result<usize, String> {
+        let records = self.logged()?;
+        let count = records.len();
+        for record in records {
+            let Some((rows, invalid_records)) = decode_block(&record.payload) else {
+                return Err(format!(
+                    "write-ahead log: record {} of batch {} is not a block",
+                    record.sequence, record.batch
+                ));
+            };
+            self.push(Block {
+                batch: record.batch,
+                rows,
+                invalid_records,
+            });
+        }
+        Ok(count)
     }
 
     /// Says that every block of ticks up to `tick` (ms) is pushed: no later
@@ -580,6 +722,12 @@ impl ReceiverHandle {
         self.fail_now(message.into());
     }
 
+    /// [`ReceiverHandle::fail`] for a receiver that cannot give its handle
+    /// up at that point; it should finish soon after.
+    pub fn fail_in_place(&self, message: impl Into<String>) {
+        self.fail_now(message.into());
+    }
+
     fn fail_now(&self, message: String) {
         {
             let mut state = self.store.lock();
@@ -601,6 +749,11 @@ impl ReceiverHandle {
     /// then wait for `changed()`, so no release is missed.
     pub fn budget_released(&self) -> watch::Receiver<u64> {
         self.store.released.subscribe()
+    }
+
+    /// This receiver's watermark (see [`ReceiverHandle::advance`]).
+    pub fn watermark(&self) -> u64 {
+        self.store.lock().receivers[self.index].watermark
     }
 
     /// The store this handle pushes to.

@@ -201,6 +201,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     });
 
     let clock = BatchClock::new(config.batch_interval);
+    let positions = sources::Positions::default();
     let store = BlockStore::new(config.max_pending_bytes as u64);
     let mut receivers = Vec::with_capacity(plan.sources.len());
     for (node, name, spec) in &plan.sources {
@@ -215,6 +216,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
                 stop: stop.clone(),
                 until_end: config.until_sources_end,
                 runtime: tokio.handle().clone(),
+                positions: positions.clone(),
             },
         ));
     }

@@ -27,11 +27,16 @@ pub(crate) struct BlockGenerator {
     /// Prefix of invalid-line warnings after the source name
     /// (`"file a.txt: "`), set by the receiver.
     origin: String,
+    /// Blocks go to the write-ahead log before they are pushed.
+    log_blocks: bool,
+    /// The watermark this generator last advanced to.
+    watermark: u64,
 }
 
 impl BlockGenerator {
     pub(crate) fn new(handle: ReceiverHandle, ctx: &ReceiverContext) -> Self {
         let released = handle.budget_released();
+        let handle_watermark = handle.watermark();
         Self {
             handle,
             name: ctx.name.clone(),
@@ -42,7 +47,16 @@ impl BlockGenerator {
             max_block_bytes: MAX_BLOCK_BYTES,
             released,
             origin: String::new(),
+            log_blocks: false,
+            watermark: handle_watermark,
         }
+    }
+
+    /// Appends every block to the job's write-ahead log (when it has one)
+    /// before pushing it; a block that cannot be logged fails the source.
+    pub(crate) fn logging_blocks(mut self) -> Self {
+        self.log_blocks = true;
+        self
     }
 
     /// The source's name, for logs.
@@ -86,11 +100,17 @@ impl BlockGenerator {
                 self.invalid - LOGGED_PER_BLOCK
             );
         }
-        self.handle.push(Block {
+        let block = Block {
             batch: self.clock.batch_for(tick),
             rows,
             invalid_records: std::mem::take(&mut self.invalid),
-        });
+        };
+        if !self.log_blocks {
+            self.handle.push(block);
+        } else if let Err(message) = self.handle.push_logged(block) {
+            warn!("source {}: {message}", self.name);
+            self.handle.fail_in_place(message);
+        }
     }
 
     /// The due tick has come: cuts the block, pushes it and advances the
@@ -99,6 +119,7 @@ impl BlockGenerator {
         let tick = self.ticker.advance(now_ms());
         self.cut(tick);
         self.handle.advance(tick);
+        self.watermark = self.watermark.max(tick);
         tick
     }
 
@@ -131,6 +152,84 @@ impl BlockGenerator {
     pub(crate) fn finish(mut self) {
         let due = self.ticker.due();
         self.cut(due);
+        self.handle.finish();
+    }
+
+    // For receivers that cut their blocks themselves (the file stream,
+    // whose blocks follow files and batches rather than ticks):
+
+    /// Moves past the due tick without cutting a block.
+    pub(crate) fn skip_tick(&mut self) {
+        self.ticker.advance(now_ms());
+    }
+
+    /// Advances the watermark to `tick` (never back).
+    pub(crate) fn advance_to(&mut self, tick: u64) {
+        if tick > self.watermark {
+            self.watermark = tick;
+            self.handle.advance(tick);
+        }
+    }
+
+    /// The receiver's watermark (see [`BlockGenerator::advance_to`]).
+    pub(crate) fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// The latest batch the batch loop has asked for.
+    pub(crate) fn wanted(&self) -> Option<crate::batching::BatchTime> {
+        self.handle.store().wanted()
+    }
+
+    /// The latest batch the batch loop has taken.
+    pub(crate) fn taken(&self) -> crate::batching::BatchTime {
+        self.handle.store().taken()
+    }
+
+    /// The current block has reached the size cap.
+    pub(crate) fn is_full(&self) -> bool {
+        rows_bytes(&self.rows) >= self.max_block_bytes as u64
+    }
+
+    /// Pushes the current block as a block of `batch`, after appending
+    /// `provenance` (what the block is made of) to the write-ahead log.
+    pub(crate) fn push_block_logged(
+        &mut self,
+        batch: crate::batching::BatchTime,
+        provenance: &[u8],
+    ) -> Result<(), String> {
+        let next = Rows::with_capacity(self.rows.len(), self.rows.byte_len());
+        let block = Block {
+            batch,
+            rows: std::mem::replace(&mut self.rows, next),
+            invalid_records: std::mem::take(&mut self.invalid),
+        };
+        if block.rows.is_empty() && block.invalid_records == 0 {
+            return Ok(());
+        }
+        self.handle.log(batch, provenance)?;
+        self.handle.push(block);
+        Ok(())
+    }
+
+    /// Pushes a block rebuilt from the write-ahead log.
+    pub(crate) fn push_replayed(&mut self, block: Block) {
+        self.handle.push(block);
+    }
+
+    /// What this receiver logged after the checkpoint the job resumed from.
+    pub(crate) fn logged(&self) -> Result<Vec<crate::batching::wal::WalRecord>, String> {
+        self.handle.logged()
+    }
+
+    /// Fails the source, keeping the generator (which finishes later).
+    pub(crate) fn fail_in_place(&self, message: String) {
+        warn!("source {}: {message}", self.name);
+        self.handle.fail_in_place(message);
+    }
+
+    /// The receiver ends, its blocks all pushed.
+    pub(crate) fn finish_without_block(self) {
         self.handle.finish();
     }
 

@@ -103,6 +103,19 @@ impl LineSplitter {
         self.skipping = false;
     }
 
+    /// Forgets the partial line and restarts at stream offset `offset` (a
+    /// file read from the middle, at a line start).
+    pub(crate) fn reset_at(&mut self, offset: u64) {
+        self.reset();
+        self.offset = offset;
+    }
+
+    /// The stream offset up to which every line is taken (or skipped): the
+    /// start of the partial line held.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.offset
+    }
+
     /// The free part of the buffer, to read into; never empty.
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         &mut self.buf[self.carried..]

@@ -64,6 +64,7 @@
 //!     stop: stop.clone(),
 //!     until_end: false,
 //!     runtime: runtime.handle().clone(),
+//!     positions: Default::default(),
 //! });
 //! // The batch loop, on its own thread:
 //! for time in clock.times_from(clock.batch_for(now_ms())).take(3) {
@@ -120,6 +121,82 @@ pub struct ReceiverContext {
     pub until_end: bool,
     /// The runtime the receiver task runs on.
     pub runtime: tokio::runtime::Handle,
+    /// Where the receiver publishes its position for checkpoints, and finds
+    /// the one it resumes from.
+    pub positions: Positions,
+}
+
+/// A source's position as a checkpoint keeps it: plain JSON, its shape the
+/// receiver's (a file stream: the files selected for the batches the
+/// checkpoint covers).
+type Position = serde_json::Value;
+
+/// What each receiver reports of its position, as of the end of a given
+/// batch, for checkpoints; and the positions a restarted job resumes from.
+/// Shared by the job's receivers and its checkpoints.
+#[derive(Clone, Default)]
+pub struct Positions {
+    current: Arc<std::sync::Mutex<std::collections::BTreeMap<NodeId, PositionFn>>>,
+    restored: Arc<std::collections::BTreeMap<NodeId, Position>>,
+}
+
+type PositionFn = Arc<dyn Fn(crate::batching::BatchTime) -> Position + Send + Sync>;
+
+impl std::fmt::Debug for Positions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Positions")
+            .field("restored", &self.restored)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Positions {
+    /// Positions to resume from, by source node (a checkpoint's).
+    pub fn resuming(positions: std::collections::BTreeMap<NodeId, Position>) -> Positions {
+        Positions {
+            current: Arc::default(),
+            restored: Arc::new(positions),
+        }
+    }
+
+    /// The position source `node` resumes from, if the job resumed.
+    pub fn restored_for(&self, node: NodeId) -> Option<&Position> {
+        self.restored.get(&node)
+    }
+
+    /// Receiver `node` reports its position through `position(done)`: where
+    /// it is once every batch up to `done` is complete.
+    pub(crate) fn publish(
+        &self,
+        node: NodeId,
+        position: impl Fn(crate::batching::BatchTime) -> Position + Send + Sync + 'static,
+    ) {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node, Arc::new(position));
+    }
+
+    /// Every receiver's position once every batch up to `done` is complete.
+    pub fn snapshot(
+        &self,
+        done: crate::batching::BatchTime,
+    ) -> std::collections::BTreeMap<NodeId, Position> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut positions: std::collections::BTreeMap<NodeId, Position> = current
+            .into_iter()
+            .map(|(node, position)| (node, position(done)))
+            .collect();
+        // A receiver that has not started yet keeps the one it resumed from.
+        for (node, position) in self.restored.iter() {
+            positions.entry(*node).or_insert_with(|| position.clone());
+        }
+        positions
+    }
 }
 
 /// The stop signal shared by all receivers of a job (and by Ctrl-C): once
@@ -208,6 +285,7 @@ pub(crate) mod testing {
             stop: stop.clone(),
             until_end,
             runtime: tokio::runtime::Handle::current(),
+            positions: Positions::default(),
         };
         (ctx, stop)
     }

@@ -13,6 +13,14 @@
 //! `readLine` throws). Over budget it stops reading, so the sender's writes
 //! block.
 //!
+//! With a checkpoint location, each block is appended to the write-ahead
+//! log before it is pushed, and a restarted receiver replays the blocks
+//! logged after the checkpoint before it reads again. What a socket cannot
+//! give back is what the process held but had not logged when it died: the
+//! lines of the block being filled (at most a block interval's worth) and
+//! whatever sat in the kernel's buffers; a reliable source (files now,
+//! Kafka later) replays those too.
+//!
 //! ```text
 //! $ nc -lk 9999          # Spark's quick example
 //! hello world
@@ -54,7 +62,23 @@ enum Link {
 }
 
 pub(super) async fn run(host: String, port: u16, ctx: ReceiverContext, handle: ReceiverHandle) {
-    let mut generator = BlockGenerator::new(handle, &ctx);
+    // A socket cannot send again what it sent: with a checkpoint, every
+    // block goes to the write-ahead log before anything sees it, and a
+    // restarted receiver first pushes what the log holds after the
+    // checkpoint.
+    match handle.replay_logged_blocks() {
+        Ok(0) => {}
+        Ok(n) => info!(
+            "source {}: {n} block(s) replayed from the write-ahead log",
+            ctx.name
+        ),
+        Err(e) => {
+            warn!("source {}: {e}", ctx.name);
+            handle.fail(e);
+            return;
+        }
+    }
+    let mut generator = BlockGenerator::new(handle, &ctx).logging_blocks();
     let mut stop = ctx.stop.subscribe();
     let mut splitter = LineSplitter::new(READ_BUFFER, super::MAX_LINE_BYTES);
     let address = format!("{host}:{port}");
