@@ -8,9 +8,10 @@
 //! (engine, component cache, instances, limits — the only module that touches
 //! wasmtime), [`data`] (the partition format and codecs), [`monitor`] (batch
 //! metrics), [`storage`] (paths and object store URLs for checkpoints,
-//! outputs and reference data), [`checkpoint`] (state and metadata written
-//! incrementally to a checkpoint location and read back), [`control`] (starting and stopping a job) and [`cli`] (the
-//! `sluice` command).
+//! outputs and reference data, and their options), [`checkpoint`] (state
+//! and metadata written incrementally to a checkpoint location and read
+//! back), [`control`] (starting and stopping a job) and [`cli`] (the `sluice`
+//! command).
 
 pub mod batching;
 pub mod checkpoint;

@@ -108,7 +108,7 @@ pub enum CheckpointError {
         /// The probe's path under the location.
         object: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A file or the manifest of a checkpoint could not be written.
     #[error("cannot write checkpoint {batch_time_ms} to {location} ({object}): {source}")]
@@ -120,7 +120,7 @@ pub enum CheckpointError {
         /// The object's path under the location.
         object: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object could not be read (other than missing: a missing file makes
     /// its checkpoint torn).
@@ -131,7 +131,7 @@ pub enum CheckpointError {
         /// The object's path under the location.
         object: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Objects could not be listed.
     #[error("cannot list {prefix} in checkpoint location {location}: {source}")]
@@ -141,7 +141,7 @@ pub enum CheckpointError {
         /// The prefix listed, under the location.
         prefix: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object could not be deleted.
     #[error("cannot delete {object} in checkpoint location {location}: {source}")]
@@ -151,7 +151,7 @@ pub enum CheckpointError {
         /// The object's path under the location.
         object: String,
         /// The store's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The checkpoint does not fit the state store or the state given.
     #[error("checkpoint {batch_time_ms} in {location}: {reason}")]
@@ -508,7 +508,7 @@ impl Checkpoints {
         let not_writable = |source| CheckpointError::NotWritable {
             location: location.to_string(),
             object: probe.clone(),
-            source,
+            source: Box::new(source),
         };
         checkpoints.runtime.block_on(async {
             checkpoints
@@ -555,7 +555,7 @@ impl Checkpoints {
         .map_err(|source| CheckpointError::List {
             location: self.location.clone(),
             prefix: if prefix.is_empty() { "/" } else { prefix }.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(listed
             .iter()
@@ -587,7 +587,7 @@ impl Checkpoints {
                     Err(source) => Err(CheckpointError::Delete {
                         location: self.location.clone(),
                         object: name,
-                        source,
+                        source: Box::new(source),
                     }),
                 }
             })
@@ -602,7 +602,7 @@ impl Checkpoints {
         let failed = |source| CheckpointError::Read {
             location: self.location.clone(),
             object: name.to_string(),
-            source,
+            source: Box::new(source),
         };
         match self.store.get(&self.path(name)).await {
             Ok(result) => result.bytes().await.map(Some).map_err(failed),
@@ -816,7 +816,7 @@ impl Checkpoints {
                 batch_time_ms: time,
                 location,
                 object,
-                source,
+                source: Box::new(source),
             }
         };
         // Each group is encoded when its write starts: at most 8 encoded at

@@ -689,10 +689,10 @@ impl S3Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 fail(format!("it exited with {status}"));
             }
-            if let Ok(response) = http(port, "GET", "/") {
-                if status_of(&response) == Some(200) {
-                    break;
-                }
+            if let Ok(response) = http(port, "GET", "/")
+                && status_of(&response) == Some(200)
+            {
+                break;
             }
             if std::time::Instant::now() > deadline {
                 fail("no answer on port {port} within 60 s".to_string());
@@ -814,7 +814,7 @@ fn size_of_a_million_keys() {
     let store = StateStore::new(KeyGroups::new(128).unwrap());
     let op = store.operator("counts");
     for i in 0..1_000_000u64 {
-        let key = format!("word{:06}", i % 1_000_000);
+        let key = format!("word{i:06}");
         op.group_of(key.as_bytes())
             .insert(key.as_bytes(), &(i as i64).to_le_bytes());
     }
