@@ -7,11 +7,14 @@
 //! narrow stages, shuffle) → [`sinks`] (outputs). Beside them: [`wasm`]
 //! (engine, component cache, instances, limits — the only module that touches
 //! wasmtime), [`data`] (the partition format and codecs), [`monitor`] (batch
-//! metrics), [`storage`] (paths and object store URLs for outputs and
-//! reference data), [`control`] (starting and stopping a job) and [`cli`] (the
-//! `sluice` command).
+//! metrics), [`storage`] (paths and object store URLs for checkpoints,
+//! outputs and reference data, and their options), [`checkpoint`] (state
+//! and metadata written incrementally to a checkpoint location and read
+//! back), [`control`] (starting and stopping a job) and [`cli`] (the `sluice`
+//! command).
 
 pub mod batching;
+pub mod checkpoint;
 pub mod cli;
 pub mod control;
 pub mod data;

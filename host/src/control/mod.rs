@@ -265,14 +265,18 @@ fn load_broadcasts(
     for broadcast in &graph.broadcasts {
         let bytes: Arc<[u8]> = match &broadcast.value {
             BroadcastValue::Bytes(bytes) => bytes.as_slice().into(),
-            BroadcastValue::File(location) => crate::storage::read(runtime, location)
-                .map_err(|source| JobError::Broadcast {
-                    name: broadcast.name.clone(),
-                    source,
-                })?
-                .0
-                .as_ref()
-                .into(),
+            BroadcastValue::File(location) => crate::storage::read(
+                runtime,
+                location,
+                &crate::storage::StorageOptions::default(),
+            )
+            .map_err(|source| JobError::Broadcast {
+                name: broadcast.name.clone(),
+                source,
+            })?
+            .0
+            .as_ref()
+            .into(),
         };
         tracing::info!(
             job = %graph.name,

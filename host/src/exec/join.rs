@@ -18,7 +18,7 @@ use crate::batching::BatchTime;
 use crate::data::codec::{pair_len, split_pair, write_list, write_pair, write_prefixed};
 use crate::data::{Codec, Numeric, Rows, RowsError};
 use crate::plan::{JoinKind, Step, StepKind};
-use crate::storage::{self, Version};
+use crate::storage::{self, StorageOptions, Version};
 
 impl Executor {
     /// Runs a `Join`, `Cogroup` or `JoinDataset` step.
@@ -325,7 +325,7 @@ impl Datasets {
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((version, table)) = loaded.get(location) {
-            match storage::version(runtime, location) {
+            match storage::version(runtime, location, &StorageOptions::default()) {
                 Ok(now) if &now == version => return Ok(Arc::clone(table)),
                 Ok(_) => {}
                 Err(e) => {
@@ -335,7 +335,7 @@ impl Datasets {
             }
         }
         let first = !loaded.contains_key(location);
-        let read = storage::read(runtime, location)
+        let read = storage::read(runtime, location, &StorageOptions::default())
             .map_err(|e| e.to_string())
             .and_then(|(bytes, version)| {
                 Table::parse(location, &bytes, key, value).map(|t| (version, t))
