@@ -353,6 +353,8 @@ pub struct Checkpoints {
     /// The data files each manifest known to this process refers to, by
     /// batch time.
     references: BTreeMap<u64, BTreeSet<String>>,
+    /// The batch time of the newest checkpoint read or written.
+    newest: Option<u64>,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -502,8 +504,10 @@ impl Checkpoints {
             runtime,
             current: BTreeMap::new(),
             references: BTreeMap::new(),
+            newest: None,
         };
-        let probe = format!(".sluice-probe-{}", std::process::id());
+        // One name: a probe left by a killed process is replaced by the next.
+        let probe = ".sluice-probe".to_string();
         let path = checkpoints.path(&probe);
         let not_writable = |source| CheckpointError::NotWritable {
             location: location.to_string(),
@@ -626,6 +630,7 @@ impl Checkpoints {
                     Ok((manifest, restored)) => {
                         self.references.insert(time, manifest.files());
                         self.current = manifest.operators;
+                        self.newest = Some(time);
                         return Ok(Some(restored));
                     }
                     Err(LoadError::Torn(reason)) => tracing::warn!(
@@ -745,6 +750,12 @@ impl Checkpoints {
     /// groups unchanged, and applies retention (see the module's
     /// documentation). `state` must not change during the call. On an error
     /// nothing is marked, so the next write writes those groups again.
+    ///
+    /// Call [`Checkpoints::latest`] (and restore what it returns) or
+    /// [`Checkpoints::reset`] before the first write to a location that may
+    /// hold checkpoints. Batch times never go back: a write older than the
+    /// checkpoint last read or written is an error (one at the same batch
+    /// time replaces it, e.g. the final checkpoint of a stop).
     pub fn write(
         &mut self,
         metadata: &Metadata,
@@ -752,6 +763,13 @@ impl Checkpoints {
         blobs: &[(String, Vec<u8>)],
     ) -> Result<Written, CheckpointError> {
         let time = metadata.batch_time_ms;
+        if let Some(newest) = self.newest.filter(|&newest| time < newest) {
+            return Err(CheckpointError::Mismatch {
+                location: self.location.clone(),
+                batch_time_ms: time,
+                reason: format!("it is older than checkpoint {newest}, read or written before"),
+            });
+        }
         if metadata.key_groups != state.key_groups().get() {
             return Err(CheckpointError::Mismatch {
                 location: self.location.clone(),
@@ -895,6 +913,7 @@ impl Checkpoints {
         }
         self.references.insert(time, manifest.files());
         self.current = manifest.operators;
+        self.newest = Some(time);
         Ok(Written {
             batch_time_ms: time,
             files: groups_written + blobs.len() + 1,
@@ -967,6 +986,7 @@ impl Checkpoints {
             self.delete_all(all).await
         })?;
         self.current.clear();
+        self.newest = None;
         self.references.clear();
         Ok(())
     }
