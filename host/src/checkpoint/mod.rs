@@ -58,7 +58,13 @@
 //! ones are deleted, then every data file (up to that batch time) that no
 //! kept manifest refers to. Manifests and data newer than the checkpoint
 //! written (left by a run that died before reaching them, and skipped as
-//! torn by `latest`) are left alone until a checkpoint passes them.
+//! torn by `latest`) are left alone until a checkpoint passes them. On a
+//! local location, retention also deletes the temporary files a process
+//! killed during a write left (`<name>#<digits>`, hidden from
+//! `object_store`'s listings).
+//!
+//! Call [`Checkpoints::latest`] (and restore it) or [`Checkpoints::reset`]
+//! before the first [`Checkpoints::write`]; batch times never go back.
 //!
 //! # Threads
 //!
@@ -355,6 +361,8 @@ pub struct Checkpoints {
     references: BTreeMap<u64, BTreeSet<String>>,
     /// The batch time of the newest checkpoint read or written.
     newest: Option<u64>,
+    /// The directory of a local location.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -505,6 +513,7 @@ impl Checkpoints {
             current: BTreeMap::new(),
             references: BTreeMap::new(),
             newest: None,
+            local: storage::local_path(location),
         };
         // One name: a probe left by a killed process is replaced by the next.
         let probe = ".sluice-probe".to_string();
@@ -974,7 +983,49 @@ impl Checkpoints {
             })
             .collect();
         written.deleted += self.delete_all(garbage).await?;
+        written.deleted += self.sweep_staged(time);
         Ok(written)
+    }
+
+    /// On a local location, deletes the files a killed process left while
+    /// `LocalFileSystem` was writing them (`<name>#<digits>`, which its
+    /// listings hide) under `manifests/` and the `data/` directories up to
+    /// `time`, and the directories that leaves empty. Best effort: returns
+    /// how many it deleted.
+    fn sweep_staged(&self, time: u64) -> usize {
+        let Some(root) = &self.local else {
+            return 0;
+        };
+        let staged = |name: &std::ffi::OsStr| {
+            name.to_str()
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let mut dirs = vec![root.join("manifests")];
+        if let Ok(entries) = std::fs::read_dir(root.join("data")) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|dir| {
+                dir.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| (n.len() == 20).then(|| n.parse::<u64>().ok()).flatten())
+                    .is_some_and(|t| t <= time)
+            }));
+        }
+        let mut deleted = 0;
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if staged(&entry.file_name()) && std::fs::remove_file(entry.path()).is_ok() {
+                    deleted += 1;
+                }
+            }
+            if dir.parent() != Some(root.as_path()) {
+                // A data directory: removed if that emptied it.
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        deleted
     }
 
     /// `--reset`: deletes everything under the location (manifests, data

@@ -891,3 +891,43 @@ fn a_failed_write_names_the_object_and_cause_and_keeps_the_previous_checkpoint()
     assert_eq!(restored.metadata.batch_time_ms, 2000);
     assert_eq!(restored_contents(&restored), contents(&store));
 }
+
+#[test]
+fn files_left_half_written_by_a_killed_process_are_deleted_by_the_next_checkpoint() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    two_checkpoints(dir.path(), &rt);
+    // What `LocalFileSystem` leaves when killed in a put: `<name>#<digits>`.
+    let leftovers = [
+        "data/00000000000000002000/7.kg#12",
+        "data/00000000000000002500/0.kg#1",
+        "manifests/00000000000000002500.json#3",
+    ];
+    for file in leftovers {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "half").unwrap();
+    }
+    // A later checkpoint's leftover is not this one's business.
+    let later = "data/00000000000000009000/0.kg#1";
+    std::fs::create_dir_all(dir.path().join("data/00000000000000009000")).unwrap();
+    std::fs::write(dir.path().join(later), "half").unwrap();
+    let mut checkpoints = Checkpoints::open(
+        &location(dir.path()),
+        &StorageOptions::new(),
+        3,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    let restored = checkpoints.latest().unwrap().unwrap();
+    let store = StateStore::new(KeyGroups::new(GROUPS.into()).unwrap());
+    restored.restore_state(&store).unwrap();
+    store.insert("s", b"c", b"5");
+    checkpoints.write(&metadata(3000), &store, &[]).unwrap();
+    let files = files_under(dir.path());
+    for file in leftovers {
+        assert!(!files.contains(file), "{file} in {files:?}");
+    }
+    assert!(!dir.path().join("data/00000000000000002500").exists());
+    assert!(files.contains(later));
+}
