@@ -58,7 +58,13 @@
 //! ones are deleted, then every data file (up to that batch time) that no
 //! kept manifest refers to. Manifests and data newer than the checkpoint
 //! written (left by a run that died before reaching them, and skipped as
-//! torn by `latest`) are left alone until a checkpoint passes them.
+//! torn by `latest`) are left alone until a checkpoint passes them. On a
+//! local location, retention also deletes the temporary files a process
+//! killed during a write left (`<name>#<digits>`, hidden from
+//! `object_store`'s listings).
+//!
+//! Call [`Checkpoints::latest`] (and restore it) or [`Checkpoints::reset`]
+//! before the first [`Checkpoints::write`]; batch times never go back.
 //!
 //! # Threads
 //!
@@ -353,6 +359,10 @@ pub struct Checkpoints {
     /// The data files each manifest known to this process refers to, by
     /// batch time.
     references: BTreeMap<u64, BTreeSet<String>>,
+    /// The batch time of the newest checkpoint read or written.
+    newest: Option<u64>,
+    /// The directory of a local location.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -502,8 +512,11 @@ impl Checkpoints {
             runtime,
             current: BTreeMap::new(),
             references: BTreeMap::new(),
+            newest: None,
+            local: storage::local_path(location),
         };
-        let probe = format!(".sluice-probe-{}", std::process::id());
+        // One name: a probe left by a killed process is replaced by the next.
+        let probe = ".sluice-probe".to_string();
         let path = checkpoints.path(&probe);
         let not_writable = |source| CheckpointError::NotWritable {
             location: location.to_string(),
@@ -626,6 +639,7 @@ impl Checkpoints {
                     Ok((manifest, restored)) => {
                         self.references.insert(time, manifest.files());
                         self.current = manifest.operators;
+                        self.newest = Some(time);
                         return Ok(Some(restored));
                     }
                     Err(LoadError::Torn(reason)) => tracing::warn!(
@@ -745,6 +759,12 @@ impl Checkpoints {
     /// groups unchanged, and applies retention (see the module's
     /// documentation). `state` must not change during the call. On an error
     /// nothing is marked, so the next write writes those groups again.
+    ///
+    /// Call [`Checkpoints::latest`] (and restore what it returns) or
+    /// [`Checkpoints::reset`] before the first write to a location that may
+    /// hold checkpoints. Batch times never go back: a write older than the
+    /// checkpoint last read or written is an error (one at the same batch
+    /// time replaces it, e.g. the final checkpoint of a stop).
     pub fn write(
         &mut self,
         metadata: &Metadata,
@@ -752,6 +772,13 @@ impl Checkpoints {
         blobs: &[(String, Vec<u8>)],
     ) -> Result<Written, CheckpointError> {
         let time = metadata.batch_time_ms;
+        if let Some(newest) = self.newest.filter(|&newest| time < newest) {
+            return Err(CheckpointError::Mismatch {
+                location: self.location.clone(),
+                batch_time_ms: time,
+                reason: format!("it is older than checkpoint {newest}, read or written before"),
+            });
+        }
         if metadata.key_groups != state.key_groups().get() {
             return Err(CheckpointError::Mismatch {
                 location: self.location.clone(),
@@ -895,6 +922,7 @@ impl Checkpoints {
         }
         self.references.insert(time, manifest.files());
         self.current = manifest.operators;
+        self.newest = Some(time);
         Ok(Written {
             batch_time_ms: time,
             files: groups_written + blobs.len() + 1,
@@ -955,7 +983,49 @@ impl Checkpoints {
             })
             .collect();
         written.deleted += self.delete_all(garbage).await?;
+        written.deleted += self.sweep_staged(time);
         Ok(written)
+    }
+
+    /// On a local location, deletes the files a killed process left while
+    /// `LocalFileSystem` was writing them (`<name>#<digits>`, which its
+    /// listings hide) under `manifests/` and the `data/` directories up to
+    /// `time`, and the directories that leaves empty. Best effort: returns
+    /// how many it deleted.
+    fn sweep_staged(&self, time: u64) -> usize {
+        let Some(root) = &self.local else {
+            return 0;
+        };
+        let staged = |name: &std::ffi::OsStr| {
+            name.to_str()
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let mut dirs = vec![root.join("manifests")];
+        if let Ok(entries) = std::fs::read_dir(root.join("data")) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|dir| {
+                dir.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| (n.len() == 20).then(|| n.parse::<u64>().ok()).flatten())
+                    .is_some_and(|t| t <= time)
+            }));
+        }
+        let mut deleted = 0;
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if staged(&entry.file_name()) && std::fs::remove_file(entry.path()).is_ok() {
+                    deleted += 1;
+                }
+            }
+            if dir.parent() != Some(root.as_path()) {
+                // A data directory: removed if that emptied it.
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        deleted
     }
 
     /// `--reset`: deletes everything under the location (manifests, data
@@ -967,6 +1037,7 @@ impl Checkpoints {
             self.delete_all(all).await
         })?;
         self.current.clear();
+        self.newest = None;
         self.references.clear();
         Ok(())
     }

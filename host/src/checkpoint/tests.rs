@@ -375,6 +375,16 @@ fn a_checkpoint_written_again_at_the_same_batch_time_replaces_it_without_overwri
         restored_contents(&restored),
         BTreeMap::from([(("s".to_string(), b"a".to_vec()), b"2".to_vec())])
     );
+    // Going back in time is refused, and writes nothing.
+    let e = checkpoints.write(&metadata(999), &store, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "checkpoint 999 in {}: it is older than checkpoint 1000, read or written before",
+            location(dir.path())
+        )
+    );
+    assert_eq!(files_under(dir.path()).len(), 2);
 }
 
 /// Two checkpoints of distinct states (1000: a=1, 2000: a=2 and b=3).
@@ -608,7 +618,7 @@ fn an_unwritable_location_is_an_error_naming_it_and_the_cause() {
 
     // A directory where the probe object must go.
     let ck = dir.path().join("ck");
-    std::fs::create_dir_all(ck.join(format!(".sluice-probe-{}", std::process::id()))).unwrap();
+    std::fs::create_dir_all(ck.join(".sluice-probe")).unwrap();
     let e = Checkpoints::open(
         &location(&ck),
         &StorageOptions::new(),
@@ -619,9 +629,8 @@ fn an_unwritable_location_is_an_error_naming_it_and_the_cause() {
     let message = e.to_string();
     assert!(
         message.starts_with(&format!(
-            "checkpoint location {} is not writable (.sluice-probe-{}): ",
+            "checkpoint location {} is not writable (.sluice-probe): ",
             location(&ck),
-            std::process::id()
         )),
         "{message}"
     );
@@ -844,4 +853,81 @@ fn size_of_a_million_keys() {
         written.bytes as f64 / 1e6,
         written.bytes as f64 / 1e6
     );
+}
+
+#[test]
+fn a_failed_write_names_the_object_and_cause_and_keeps_the_previous_checkpoint() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = two_checkpoints(dir.path(), &rt);
+    let mut checkpoints = Checkpoints::open(
+        &location(dir.path()),
+        &StorageOptions::new(),
+        3,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    let restored = checkpoints.latest().unwrap().unwrap();
+    let fresh = StateStore::new(KeyGroups::new(GROUPS.into()).unwrap());
+    restored.restore_state(&fresh).unwrap();
+    fresh.insert("s", b"a", b"4");
+    // The object the next key group file goes to cannot be written.
+    std::fs::create_dir_all(dir.path().join("data/00000000000000003000/0.kg")).unwrap();
+    let e = checkpoints.write(&metadata(3000), &fresh, &[]).unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "cannot write checkpoint 3000 to {} (data/00000000000000003000/0.kg): ",
+            location(dir.path())
+        )),
+        "{message}"
+    );
+    assert!(message.contains("Is a directory"), "{message}");
+    // Nothing was marked written: the next write writes the group again.
+    let a = KeyGroups::new(GROUPS.into()).unwrap().of(b"a");
+    assert!(fresh.operator("s").group(a).is_changed());
+    assert!(!dir.path().join(manifest_name(3000)).exists());
+    let restored = checkpoints.latest().unwrap().unwrap();
+    assert_eq!(restored.metadata.batch_time_ms, 2000);
+    assert_eq!(restored_contents(&restored), contents(&store));
+}
+
+#[test]
+fn files_left_half_written_by_a_killed_process_are_deleted_by_the_next_checkpoint() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    two_checkpoints(dir.path(), &rt);
+    // What `LocalFileSystem` leaves when killed in a put: `<name>#<digits>`.
+    let leftovers = [
+        "data/00000000000000002000/7.kg#12",
+        "data/00000000000000002500/0.kg#1",
+        "manifests/00000000000000002500.json#3",
+    ];
+    for file in leftovers {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "half").unwrap();
+    }
+    // A later checkpoint's leftover is not this one's business.
+    let later = "data/00000000000000009000/0.kg#1";
+    std::fs::create_dir_all(dir.path().join("data/00000000000000009000")).unwrap();
+    std::fs::write(dir.path().join(later), "half").unwrap();
+    let mut checkpoints = Checkpoints::open(
+        &location(dir.path()),
+        &StorageOptions::new(),
+        3,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    let restored = checkpoints.latest().unwrap().unwrap();
+    let store = StateStore::new(KeyGroups::new(GROUPS.into()).unwrap());
+    restored.restore_state(&store).unwrap();
+    store.insert("s", b"c", b"5");
+    checkpoints.write(&metadata(3000), &store, &[]).unwrap();
+    let files = files_under(dir.path());
+    for file in leftovers {
+        assert!(!files.contains(file), "{file} in {files:?}");
+    }
+    assert!(!dir.path().join("data/00000000000000002500").exists());
+    assert!(files.contains(later));
 }

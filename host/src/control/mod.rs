@@ -262,21 +262,19 @@ fn load_broadcasts(
     runtime: &tokio::runtime::Handle,
 ) -> Result<Broadcasts, JobError> {
     let mut values = std::collections::HashMap::new();
+    // Not plumbed yet: the job's `--storage-option`s belong here.
+    let options = crate::storage::StorageOptions::default();
     for broadcast in &graph.broadcasts {
         let bytes: Arc<[u8]> = match &broadcast.value {
             BroadcastValue::Bytes(bytes) => bytes.as_slice().into(),
-            BroadcastValue::File(location) => crate::storage::read(
-                runtime,
-                location,
-                &crate::storage::StorageOptions::default(),
-            )
-            .map_err(|source| JobError::Broadcast {
-                name: broadcast.name.clone(),
-                source,
-            })?
-            .0
-            .as_ref()
-            .into(),
+            BroadcastValue::File(location) => crate::storage::read(runtime, location, &options)
+                .map_err(|source| JobError::Broadcast {
+                    name: broadcast.name.clone(),
+                    source,
+                })?
+                .0
+                .as_ref()
+                .into(),
         };
         tracing::info!(
             job = %graph.name,

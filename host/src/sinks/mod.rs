@@ -149,17 +149,15 @@ pub fn format_lines(codec: &Codec, rows: &Rows) -> Result<Vec<u8>, SinkError> {
 
 /// The store and path of an output location (see [`crate::storage::open`]).
 pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), SinkError> {
-    crate::storage::open(location, &crate::storage::StorageOptions::default()).map_err(
-        |e| match e {
-            crate::storage::StorageError::Location { location, reason } => {
-                SinkError::Location { location, reason }
-            }
-            other => SinkError::Location {
-                location: location.to_string(),
-                reason: other.to_string(),
-            },
+    crate::storage::open(location, &Default::default()).map_err(|e| match e {
+        crate::storage::StorageError::Location { location, reason } => {
+            SinkError::Location { location, reason }
+        }
+        other => SinkError::Location {
+            location: location.to_string(),
+            reason: other.to_string(),
         },
-    )
+    })
 }
 
 #[cfg(test)]

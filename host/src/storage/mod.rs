@@ -226,6 +226,18 @@ pub fn open(
     }
 }
 
+/// The absolute local path of `location` when it is a plain path or a
+/// `file://` URL; `None` for a cloud URL or an invalid location.
+pub fn local_path(location: &str) -> Option<std::path::PathBuf> {
+    if location.contains("://") && !location.starts_with("file://") {
+        return None;
+    }
+    match parse(location, &StorageOptions::new()) {
+        Ok(Parsed::Local(path)) => Some(path),
+        _ => None,
+    }
+}
+
 /// Like [`open`], for a location Sluice owns as a whole (a checkpoint
 /// location): a local one is created if missing and the store is confined to
 /// it (its path is the empty path), writes `fsync` the file and its
