@@ -129,6 +129,7 @@ impl Wal {
     /// `storage`), `wal/` inside it.
     pub fn open(
         location: &str,
+        options: &crate::storage::StorageOptions,
         sync: WalSync,
         runtime: tokio::runtime::Handle,
     ) -> Result<Wal, WalError> {
@@ -144,7 +145,7 @@ impl Wal {
                     .join("wal"),
             ),
             None => {
-                let (store, root) = crate::storage::open(location)
+                let (store, root) = crate::storage::open(location, options)
                     .map_err(|e| WalError::Location(e.to_string()))?;
                 Backend::Store {
                     store,
@@ -600,7 +601,13 @@ mod tests {
         let rt = runtime();
         for sync in [WalSync::Always, WalSync::Batch, WalSync::Never] {
             let location = dir.path().join(format!("{sync:?}"));
-            let wal = Wal::open(location.to_str().unwrap(), sync, rt.handle().clone()).unwrap();
+            let wal = Wal::open(
+                location.to_str().unwrap(),
+                &Default::default(),
+                sync,
+                rt.handle().clone(),
+            )
+            .unwrap();
             assert_eq!(wal.next_sequence(3).unwrap(), 0);
             for (seq, batch) in [1000u64, 1000, 2000, 3000].into_iter().enumerate() {
                 let payload = format!("record {seq}");
@@ -628,6 +635,7 @@ mod tests {
         let rt = runtime();
         let wal = Wal::open(
             dir.path().to_str().unwrap(),
+            &Default::default(),
             WalSync::Never,
             rt.handle().clone(),
         )
@@ -650,6 +658,7 @@ mod tests {
         let rt = runtime();
         let wal = Wal::open(
             blocker.to_str().unwrap(),
+            &Default::default(),
             WalSync::Always,
             rt.handle().clone(),
         )

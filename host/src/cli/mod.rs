@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::batching::WalSync;
 use crate::control::{JobConfig, run_job};
 use crate::data::KeyGroups;
 use crate::sources::StopSignal;
+use crate::storage::StorageOptions;
 
 /// Sluice: Spark-Streaming-style jobs as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -82,6 +84,32 @@ struct JobArgs {
     /// job: a key goes to group murmur2(key) mod N, as Kafka's partitioner.
     #[arg(long, default_value_t = KeyGroups::default())]
     key_groups: KeyGroups,
+    /// Checkpoint the job here (a directory, or an s3://, gs://, az://,
+    /// file:// URL) and keep its write-ahead log; a location that holds a
+    /// checkpoint of this job resumes it.
+    #[arg(long, value_name = "LOCATION")]
+    checkpoint: Option<String>,
+    /// Time between checkpoints (a multiple of the batch interval)
+    /// [default: the smallest multiple of the batch interval that is at least 10s].
+    #[arg(long, value_parser = humantime::parse_duration, requires = "checkpoint")]
+    checkpoint_interval: Option<Duration>,
+    /// Checkpoints kept; the files only older ones used are deleted.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    checkpoint_retain: u32,
+    /// Delete every checkpoint and log record at the checkpoint location and
+    /// start afresh.
+    #[arg(long, requires = "checkpoint")]
+    reset: bool,
+    /// When the write-ahead log reaches the disk: `always` (each record,
+    /// before anything uses it), `batch` (a batch's records before it runs),
+    /// `never` (left to the operating system).
+    #[arg(long, value_enum, default_value_t = WalSync::Always)]
+    wal_sync: WalSync,
+    /// An object store setting, as KEY=VALUE (repeatable), e.g.
+    /// `aws_endpoint=http://127.0.0.1:9000`; on top of the environment
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    storage_options: Vec<(String, String)>,
 }
 
 impl JobArgs {
@@ -104,6 +132,15 @@ impl JobArgs {
         config.max_pending_bytes = self.max_pending;
         config.metrics_json = self.metrics_json;
         config.key_groups = self.key_groups;
+        config.checkpoint = self.checkpoint;
+        config.checkpoint_interval = self.checkpoint_interval;
+        config.checkpoint_retain = self.checkpoint_retain as usize;
+        config.reset = self.reset;
+        config.wal_sync = self.wal_sync;
+        config.storage_options = self
+            .storage_options
+            .into_iter()
+            .fold(StorageOptions::new(), |options, (k, v)| options.with(k, v));
         config
     }
 }
@@ -111,7 +148,7 @@ impl JobArgs {
 /// Runs the command line; the binary's `main` maps the result to an exit code.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let stop = StopSignal::new();
-    stop_on_ctrl_c(stop.clone());
+    stop_on_signals(stop.clone());
     match cli.command {
         Command::Run(run) => {
             let config = run.job.config(run.plugin);
@@ -123,9 +160,10 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// First Ctrl-C: stop gracefully (stop receiving, finish what was received).
-/// Second: exit at once.
-fn stop_on_ctrl_c(stop: StopSignal) {
+/// First Ctrl-C or SIGTERM: stop gracefully (stop receiving, finish what
+/// was received, write a last checkpoint). Second: exit at once (a job with
+/// a checkpoint recovers at its next start).
+fn stop_on_signals(stop: StopSignal) {
     let result = std::thread::Builder::new()
         .name("sluice-signal".into())
         .spawn(move || {
@@ -136,17 +174,49 @@ fn stop_on_ctrl_c(stop: StopSignal) {
                 return;
             };
             runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!("stopping gracefully: no more input; finishing what was received (Ctrl-C again to abort)");
-                    stop.stop();
-                }
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
+                let mut signals = Signals::new();
+                signals.next().await;
+                tracing::info!(
+                    "stopping gracefully: no more input; finishing what was received (a second \
+                     signal aborts)"
+                );
+                stop.stop();
+                signals.next().await;
+                tracing::warn!("stopping at once");
+                std::process::exit(130);
             });
         });
     if let Err(e) = result {
         tracing::warn!("cannot watch for Ctrl-C: {e}");
+    }
+}
+
+/// Ctrl-C, and SIGTERM on Unix.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| tracing::warn!("cannot watch for SIGTERM: {e}"))
+                .ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -4,11 +4,13 @@
 //! cleanly. Deploying, serving several jobs and hot upgrade will go through
 //! this same path.
 
+mod checkpointing;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::batching::{BatchClock, BlockStore};
+use crate::batching::{BatchClock, BlockStore, WalSync};
 use crate::data::KeyGroups;
 use crate::exec::scheduler::{self, Limits, ScheduleError};
 use crate::exec::{Datasets, Executor, Workers, WorkersConfig};
@@ -50,6 +52,20 @@ pub struct JobConfig {
     /// Key groups N of every keyed operator, fixed for the life of the job
     /// (see `data::partitioner`).
     pub key_groups: KeyGroups,
+    /// Where checkpoints and the write-ahead log go (a directory or an
+    /// object store URL); none: no checkpoints.
+    pub checkpoint: Option<String>,
+    /// Time between checkpoints (see [`checkpointing`]); default: the
+    /// smallest multiple of the batch interval that is at least 10 s.
+    pub checkpoint_interval: Option<Duration>,
+    /// Checkpoints kept.
+    pub checkpoint_retain: usize,
+    /// Delete what the checkpoint location holds and start afresh.
+    pub reset: bool,
+    /// When the write-ahead log reaches the disk.
+    pub wal_sync: WalSync,
+    /// `--storage-option KEY=VALUE` pairs for every object store URL.
+    pub storage_options: crate::storage::StorageOptions,
 }
 
 impl JobConfig {
@@ -70,6 +86,12 @@ impl JobConfig {
             max_pending_bytes: BlockStore::DEFAULT_BUDGET as usize,
             metrics_json: None,
             key_groups: KeyGroups::default(),
+            checkpoint: None,
+            checkpoint_interval: None,
+            checkpoint_retain: 3,
+            reset: false,
+            wal_sync: WalSync::default(),
+            storage_options: crate::storage::StorageOptions::default(),
         }
     }
 }
@@ -113,6 +135,49 @@ pub enum JobError {
     /// Threads could not be started.
     #[error("cannot start threads: {0}")]
     Threads(String),
+    /// Checkpoints could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The write-ahead log could not be opened, written or cleaned.
+    #[error(transparent)]
+    Wal(#[from] crate::batching::WalError),
+    /// What windows keep could not be restored.
+    #[error(transparent)]
+    Windows(#[from] crate::exec::WindowsRestoreError),
+    /// The checkpoint location holds the checkpoints of another plugin.
+    #[error(
+        "the checkpoints at {location} were made by plugin {} and this is plugin {}: to run the \
+         new code with the old state use `sluice upgrade` (next: `sluice serve`), or give a new \
+         --checkpoint location, or --reset to start afresh there",
+        &found[..found.len().min(12)],
+        &now[..now.len().min(12)]
+    )]
+    OtherPlugin {
+        /// The location.
+        location: String,
+        /// The digest the checkpoints were made by.
+        found: String,
+        /// This plugin's digest.
+        now: String,
+    },
+    /// A setting that must not change for a job changed.
+    #[error(
+        "the checkpoints at {location} were made with {what} {was}, and this run has {is}: it \
+         cannot change for a job with state ({flag} {was} resumes it; or give a new \
+         --checkpoint location, or --reset)"
+    )]
+    ConfigChanged {
+        /// The location.
+        location: String,
+        /// The setting.
+        what: String,
+        /// Its command line flag.
+        flag: String,
+        /// In the checkpoint.
+        was: String,
+        /// Now.
+        is: String,
+    },
     /// A broadcast value's file could not be read.
     #[error("cannot load the broadcast value `{name}`: {source}")]
     Broadcast {
@@ -176,7 +241,19 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         .enable_all()
         .build()
         .map_err(|e| JobError::Threads(e.to_string()))?;
-    let broadcasts = load_broadcasts(&graph, tokio.handle())?;
+    let broadcasts = load_broadcasts(&graph, tokio.handle(), &config.storage_options)?;
+    let partitions = u32::try_from(config.workers).unwrap_or(u32::MAX);
+    let mut checkpointing = match &config.checkpoint {
+        Some(location) => Some(checkpointing::Checkpointing::open(
+            config,
+            location,
+            &graph,
+            plugin.digest(),
+            partitions,
+            tokio.handle().clone(),
+        )?),
+        None => None,
+    };
     let workers = Workers::new(
         plugin.with_broadcasts(broadcasts),
         graph.clone(),
@@ -201,8 +278,14 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     });
 
     let clock = BatchClock::new(config.batch_interval);
-    let positions = sources::Positions::default();
     let store = BlockStore::new(config.max_pending_bytes as u64);
+    let positions = match &checkpointing {
+        Some((checkpointing, start)) => {
+            checkpointing.prepare(&store, start);
+            checkpointing.positions().clone()
+        }
+        None => sources::Positions::default(),
+    };
     let mut receivers = Vec::with_capacity(plan.sources.len());
     for (node, name, spec) in &plan.sources {
         receivers.push(sources::spawn(
@@ -224,19 +307,42 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         plan,
         workers,
         Sinks::new(tokio.handle().clone()),
-        Datasets::new(tokio.handle().clone()),
+        Datasets::new(tokio.handle().clone(), config.storage_options.clone()),
     ));
-    let result = scheduler::run_batches(
-        &executor,
-        &store,
-        &clock,
-        &mut metrics,
-        Limits {
-            max_batches: config.max_batches,
-            until_sources_end: config.until_sources_end,
-            stop: stop.clone(),
-        },
-    );
+    let mut start = None;
+    let result = (|| -> Result<(), JobError> {
+        let mut after_batch: Box<scheduler::AfterBatch<'_>> = match &mut checkpointing {
+            Some((checkpointing, first)) => {
+                checkpointing.restore(first, &executor, &mut metrics)?;
+                start = Some(clock.next(first.done));
+                Box::new(|time, executor: &Executor, metrics: &Metrics| {
+                    checkpointing
+                        .after_batch(time, executor, metrics)
+                        .map_err(|e| Box::new(e) as _)
+                })
+            }
+            None => Box::new(|_, _: &Executor, _: &Metrics| Ok(())),
+        };
+        let last = scheduler::run_batches(
+            &executor,
+            &store,
+            &clock,
+            &mut metrics,
+            Limits {
+                max_batches: config.max_batches,
+                until_sources_end: config.until_sources_end,
+                stop: stop.clone(),
+            },
+            start,
+            &mut *after_batch,
+        )?;
+        drop(after_batch);
+        // A graceful end: a last checkpoint of the last batch run.
+        if let (Some((checkpointing, _)), Some(last)) = (&mut checkpointing, last) {
+            checkpointing.finish(last, &executor, &metrics)?;
+        }
+        Ok(())
+    })();
     // Stop and join everything the job started before returning: the
     // receivers, the early chains and the worker threads, the I/O runtime.
     stop.stop();
@@ -260,14 +366,13 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
 fn load_broadcasts(
     graph: &JobGraph,
     runtime: &tokio::runtime::Handle,
+    options: &crate::storage::StorageOptions,
 ) -> Result<Broadcasts, JobError> {
     let mut values = std::collections::HashMap::new();
-    // Not plumbed yet: the job's `--storage-option`s belong here.
-    let options = crate::storage::StorageOptions::default();
     for broadcast in &graph.broadcasts {
         let bytes: Arc<[u8]> = match &broadcast.value {
             BroadcastValue::Bytes(bytes) => bytes.as_slice().into(),
-            BroadcastValue::File(location) => crate::storage::read(runtime, location, &options)
+            BroadcastValue::File(location) => crate::storage::read(runtime, location, options)
                 .map_err(|source| JobError::Broadcast {
                     name: broadcast.name.clone(),
                     source,

@@ -288,6 +288,7 @@ fn parse_text(text: &str, codec: &Codec) -> Result<Vec<u8>, String> {
 /// cannot be read, the previous content stays in use, with a warning.
 pub struct Datasets {
     runtime: Option<tokio::runtime::Handle>,
+    options: StorageOptions,
     loaded: Mutex<HashMap<String, (Version, Arc<Table>)>>,
 }
 
@@ -297,6 +298,7 @@ impl Default for Datasets {
     fn default() -> Self {
         Datasets {
             runtime: None,
+            options: StorageOptions::default(),
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -304,9 +306,10 @@ impl Default for Datasets {
 
 impl Datasets {
     /// Datasets read through `object_store` on `runtime`.
-    pub fn new(runtime: tokio::runtime::Handle) -> Datasets {
+    pub fn new(runtime: tokio::runtime::Handle, options: StorageOptions) -> Datasets {
         Datasets {
             runtime: Some(runtime),
+            options,
             loaded: Mutex::new(HashMap::new()),
         }
     }
@@ -325,7 +328,7 @@ impl Datasets {
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((version, table)) = loaded.get(location) {
-            match storage::version(runtime, location, &StorageOptions::default()) {
+            match storage::version(runtime, location, &self.options) {
                 Ok(now) if &now == version => return Ok(Arc::clone(table)),
                 Ok(_) => {}
                 Err(e) => {
@@ -335,7 +338,7 @@ impl Datasets {
             }
         }
         let first = !loaded.contains_key(location);
-        let read = storage::read(runtime, location, &StorageOptions::default())
+        let read = storage::read(runtime, location, &self.options)
             .map_err(|e| e.to_string())
             .and_then(|(bytes, version)| {
                 Table::parse(location, &bytes, key, value).map(|t| (version, t))

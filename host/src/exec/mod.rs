@@ -57,6 +57,7 @@ use early::Early;
 pub use join::Datasets;
 pub use state::StateStore;
 use window::Windows;
+pub use window::WindowsRestoreError;
 pub use workers::{Part, Place, TaskCause, TaskError, Workers, WorkersConfig};
 
 /// Why a batch failed.

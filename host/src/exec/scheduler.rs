@@ -48,17 +48,29 @@ pub enum ScheduleError {
     /// The metrics file could not be written.
     #[error("cannot write metrics: {0}")]
     Metrics(#[from] std::io::Error),
+    /// What runs after each batch (a checkpoint) failed.
+    #[error(transparent)]
+    AfterBatch(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Runs batches until the limits or the sources say stop.
+/// Runs after each batch, with its time (a checkpoint).
+pub type AfterBatch<'a> = dyn FnMut(BatchTime, &Executor, &Metrics) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    + 'a;
+
+/// Runs batches from `start` (default: the batch of the current time)
+/// until the limits or the sources say stop, calling `after_batch` after
+/// each. Returns the time of the last batch run. Batches whose time has
+/// passed (a job resuming from a checkpoint) run without waiting.
 pub fn run_batches(
     executor: &Arc<Executor>,
     store: &Arc<BlockStore>,
     clock: &BatchClock,
     metrics: &mut Metrics,
     limits: Limits,
-) -> Result<(), ScheduleError> {
-    let mut time = clock.batch_for(now_millis());
+    start: Option<BatchTime>,
+    after_batch: &mut AfterBatch<'_>,
+) -> Result<Option<BatchTime>, ScheduleError> {
+    let mut time = start.unwrap_or_else(|| clock.batch_for(now_millis()));
     let mut batches = 0u64;
     let early_sources = executor.early_sources();
     // Once the sources have ended: the last batch to run.
@@ -103,13 +115,14 @@ pub fn run_batches(
             accumulators: outcome.accumulators,
         })?;
         batches += 1;
+        after_batch(time, executor, metrics).map_err(ScheduleError::AfterBatch)?;
         let ended = (limits.until_sources_end || limits.stop.is_stopped()) && store.all_finished();
         if ended && last_batch.is_none() {
             last_batch = Some(executor.end_windows_at(time));
         }
         let done = last_batch.is_some_and(|last| time >= last);
         if limits.max_batches.is_some_and(|max| batches >= max) || done {
-            return Ok(());
+            return Ok(Some(time));
         }
         time = clock.next(time);
     }

@@ -123,7 +123,117 @@ impl Windows {
     }
 }
 
+/// Why what windows keep could not be restored from a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("the windows' kept batches in the checkpoint are malformed: {0}")]
+pub struct WindowsRestoreError(String);
+
+/// Reads what [`Executor::windows_snapshot`] wrote.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], WindowsRestoreError> {
+        if self.0.len() < n {
+            return Err(WindowsRestoreError(format!(
+                "{} bytes left, {n} expected",
+                self.0.len()
+            )));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, WindowsRestoreError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, WindowsRestoreError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+}
+
 impl Executor {
+    /// What the windowed steps keep, as plain bytes for a checkpoint: per
+    /// step (by node index), the time of its last window (`u64`, 0 for
+    /// none), then its kept batches, each a time and its partitions, each
+    /// partition its record count, end offsets and bytes; every integer
+    /// little-endian, counts `u32`.
+    pub fn windows_snapshot(&self) -> Vec<u8> {
+        let kept = self.windows.lock();
+        let mut out = Vec::new();
+        let mut nodes: Vec<&NodeId> = kept.keys().collect();
+        nodes.sort();
+        out.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
+        for node in nodes {
+            let step = &kept[node];
+            out.extend_from_slice(&(*node as u32).to_le_bytes());
+            out.extend_from_slice(&step.last.map_or(0, BatchTime::as_millis).to_le_bytes());
+            out.extend_from_slice(&(step.batches.len() as u32).to_le_bytes());
+            for (time, partitions) in &step.batches {
+                out.extend_from_slice(&time.as_millis().to_le_bytes());
+                out.extend_from_slice(&(partitions.len() as u32).to_le_bytes());
+                for rows in partitions {
+                    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+                    let mut end = 0u32;
+                    for record in rows.iter() {
+                        end += record.len() as u32;
+                        out.extend_from_slice(&end.to_le_bytes());
+                    }
+                    for record in rows.iter() {
+                        out.extend_from_slice(record);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Executor::windows_snapshot`] saved (before the first
+    /// batch).
+    pub fn restore_windows(&self, bytes: &[u8]) -> Result<(), WindowsRestoreError> {
+        let mut reader = Reader(bytes);
+        let mut kept = self.windows.lock();
+        kept.clear();
+        for _ in 0..reader.u32()? {
+            let node = reader.u32()? as NodeId;
+            let last = match reader.u64()? {
+                0 => None,
+                t => Some(BatchTime(t)),
+            };
+            let mut batches = VecDeque::new();
+            for _ in 0..reader.u32()? {
+                let time = BatchTime(reader.u64()?);
+                let mut partitions = Vec::new();
+                for _ in 0..reader.u32()? {
+                    let count = reader.u32()? as usize;
+                    let ends = (0..count)
+                        .map(|_| reader.u32())
+                        .collect::<Result<Vec<u32>, _>>()?;
+                    let len = ends.last().copied().unwrap_or(0) as usize;
+                    let data = reader.take(len)?.to_vec();
+                    partitions.push(
+                        Rows::from_parts(data, ends)
+                            .map_err(|e| WindowsRestoreError(e.to_string()))?,
+                    );
+                }
+                batches.push_back((time, partitions));
+            }
+            kept.insert(node, Kept { batches, last });
+        }
+        if !reader.0.is_empty() {
+            return Err(WindowsRestoreError(format!(
+                "{} bytes left over",
+                reader.0.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Tells the executor that the sources ended at batch `end`; returns the
     /// last batch the scheduler should run: the largest first multiple of a
     /// windowed step's slide at or after `end` whose window covers `end`

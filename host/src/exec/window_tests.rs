@@ -403,7 +403,16 @@ fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_ot
         until_sources_end: true,
         ..Limits::default()
     };
-    run_batches(&executor, &store, &clock, &mut Metrics::new(None), limits).expect("runs");
+    run_batches(
+        &executor,
+        &store,
+        &clock,
+        &mut Metrics::new(None),
+        limits,
+        None,
+        &mut |_, _, _| Ok(()),
+    )
+    .expect("runs");
     let written: Vec<u64> = std::fs::read_dir(dir.path())
         .expect("the temp dir")
         .filter_map(|e| {

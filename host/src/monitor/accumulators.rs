@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One accumulator's value: an integer or a float sum. A name keeps the kind
 /// of its first addition.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AccumulatorValue {
     /// An integer sum (wrapping on overflow, as Spark's `LongAccumulator`).
@@ -45,7 +45,7 @@ pub struct KindMismatch {
 }
 
 /// Named sums, in name order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Accumulators(BTreeMap<String, AccumulatorValue>);
 

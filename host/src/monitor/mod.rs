@@ -89,6 +89,16 @@ impl Metrics {
         }
     }
 
+    /// The accumulators' totals so far.
+    pub fn accumulator_totals(&self) -> &Accumulators {
+        &self.accumulators
+    }
+
+    /// Starts the totals from a checkpoint's (a restarted job).
+    pub fn restore_accumulators(&mut self, totals: Accumulators) {
+        self.accumulators = totals;
+    }
+
     /// Records one batch. Accumulators of a kind other than the totals' so
     /// far (a guest adding a float to an integer sum across batches) are
     /// logged and left out of the totals.
