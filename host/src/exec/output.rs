@@ -1,6 +1,8 @@
-//! Output steps: `print` and `save_as_text_files` through [`crate::sinks`]
-//! (the executor does no I/O itself), and `foreach_partition`, one guest call
-//! per partition.
+//! Output steps: `print`, `save_as_text_files` and `save_to_sqlite` through
+//! [`crate::sinks`] (the executor does no I/O itself), and
+//! `foreach_partition`, one guest call per partition (at least once: its
+//! partitions keep their numbers when a batch runs again, so the guest's
+//! idempotency key names the same data).
 
 use rayon::prelude::*;
 
@@ -59,11 +61,11 @@ impl Executor {
                     })
                     .collect()
             }),
-            OutputKind::SaveToSqlite { .. } => Err(ExecError::Data {
-                time,
-                operator: step.name.clone(),
-                reason: "save_to_sqlite is not implemented yet".into(),
-            }),
+            OutputKind::SaveToSqlite { path, table } => self
+                .sinks
+                .save_to_sqlite(time, path, table, codec, &partitions)
+                .map(|_| ())
+                .map_err(sink_error),
         }
     }
 }
