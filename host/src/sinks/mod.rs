@@ -79,7 +79,7 @@ pub enum SinkError {
         /// What was being done.
         action: &'static str,
         /// SQLite's error.
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// A SQLite table exists with other columns than the stream's layout.
     #[error(

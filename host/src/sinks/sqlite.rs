@@ -118,7 +118,7 @@ impl Database {
                 file: file.display().to_string(),
                 table: table.to_string(),
                 action,
-                source,
+                source: Box::new(source),
             }
         };
         if let Some(parent) = file.parent() {
@@ -170,7 +170,7 @@ impl Database {
                 file: file.display().to_string(),
                 table: table.to_string(),
                 action,
-                source,
+                source: Box::new(source),
             }
         };
         let value_error = |reason: String| SinkError::SqliteValue {
@@ -325,7 +325,7 @@ fn create_tables(
             file: file.display().to_string(),
             table: table.to_string(),
             action,
-            source,
+            source: Box::new(source),
         }
     };
     let declared = columns.declared();
