@@ -176,7 +176,7 @@ impl Database {
         let value_error = |reason: String| SinkError::SqliteValue {
             file: file.display().to_string(),
             table: table.to_string(),
-            reason: format!("batch {time}: {reason}"),
+            reason,
         };
         let batch_time = i64::try_from(time.as_millis())
             .map_err(|_| value_error("the batch time does not fit SQLite's integers".into()))?;
@@ -296,7 +296,7 @@ fn field<'r>(codec: &Codec, bytes: &'r [u8]) -> Result<ToSqlOutput<'r>, String> 
         Codec::Num(n) => match n.read(bytes) {
             Some(Number::Int(i)) => {
                 ToSqlOutput::Owned(Value::Integer(i64::try_from(i).map_err(|_| {
-                    format!("{n:?} value {i} does not fit SQLite's 64-bit integers")
+                    format!("{codec} value {i} does not fit SQLite's 64-bit integers")
                 })?))
             }
             Some(Number::Float(f)) => ToSqlOutput::Owned(Value::Real(f)),
@@ -838,8 +838,7 @@ mod tests {
         let message = error.to_string();
         assert!(
             message.contains("table `big`")
-                && message.contains("18446744073709551615")
-                && message.contains("1000 ms"),
+                && message.contains("u64 value 18446744073709551615 does not fit"),
             "{message}"
         );
         // Not even the tables, created in the same transaction.
@@ -880,5 +879,25 @@ mod tests {
             )
         );
         assert_eq!(read(&file, "SELECT count(*) FROM t"), [[Value::Integer(0)]]);
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_created_fails_naming_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-directory");
+        std::fs::write(&blocker, "").unwrap();
+        let file = blocker.join("counts.db");
+        let (_rt, sinks) = new_sinks();
+        let error = sinks
+            .save_to_sqlite(
+                BatchTime(1000),
+                file.to_str().unwrap(),
+                "t",
+                &codec("string"),
+                &[rows(&[b"a".to_vec()])],
+            )
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains(blocker.to_str().unwrap()), "{message}");
     }
 }

@@ -15,7 +15,8 @@
 //!   and the old one is deleted. A reader sees the old directory or the new
 //!   one, never a mix. The staging name is fixed, so a leftover of a crash
 //!   is found and deleted by the next attempt at the same batch without
-//!   listing the parent directory.
+//!   listing the parent directory (a crash leaves one only while its batch
+//!   runs, and a batch that did not complete runs again at recovery).
 //! - An object store URL (`s3://`, `gs://`, `az://`): an earlier attempt's
 //!   `_SUCCESS` is deleted first, then the parts are put (each put is
 //!   atomic), then every other object under the directory is deleted, then
