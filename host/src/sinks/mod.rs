@@ -5,8 +5,8 @@
 //! - [`Sinks::print`] writes Spark's `print()` block to stdout. **At least
 //!   once**: a re-run batch is printed again.
 //! - [`Sinks::save_as_text_files`] (`text.rs`) writes a directory per batch
-//!   through `object_store`, parts then a `_SUCCESS` marker, as Hadoop's
-//!   output committer does. **Idempotent**: a re-run batch leaves the same
+//!   (with `std::fs` for a local path, through `object_store` for a URL),
+//!   parts then a `_SUCCESS` marker, as Hadoop's output committer does. **Idempotent**: a re-run batch leaves the same
 //!   directory with the same content, replaced whole (atomically for a local
 //!   path).
 //! - [`Sinks::save_to_sqlite`] (`sqlite.rs`) writes each batch's rows in one
