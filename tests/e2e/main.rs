@@ -12,6 +12,7 @@ mod examples;
 mod file_stream;
 mod instances;
 mod keyed;
+mod outputs;
 mod sandbox;
 #[cfg(unix)]
 mod stopping;

@@ -362,7 +362,8 @@ impl<T: Data> DStream<T> {
     }
 
     /// Prints the first 10 records of every batch to the host's standard
-    /// output (Spark's `print()`).
+    /// output (Spark's `print()`). It is **at least once**: a batch that
+    /// runs again after a restart from a checkpoint is printed again.
     ///
     /// ```
     /// # use sluice_guest::prelude::*;

@@ -306,7 +306,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
     let executor = Arc::new(Executor::new(
         plan,
         workers,
-        Sinks::new(tokio.handle().clone()),
+        Sinks::new(tokio.handle().clone()).with_storage_options(config.storage_options.clone()),
         Datasets::new(tokio.handle().clone(), config.storage_options.clone()),
     ));
     let mut start = None;

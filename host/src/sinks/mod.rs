@@ -1,18 +1,33 @@
-//! Outputs: where a batch's records leave Sluice. [`Sinks::print`] writes
-//! Spark's `print()` block to stdout; [`Sinks::save_as_text_files`] writes a
-//! directory per batch through `object_store`, committing each part file by
-//! rename and the batch by a `_SUCCESS` marker, as Hadoop's output committer
-//! does. Both format records with [`format_lines`] (Spark's text form:
-//! `(word,3)`).
+//! Outputs: where a batch's records leave Sluice, and what each one
+//! promises when a batch runs again (a task retried, or a batch re-run after
+//! a restart from a checkpoint, with the same time, input and partitions):
 //!
-//! A guest's `foreach_partition` is not here: it is a guest call, run by
-//! `exec`.
+//! - [`Sinks::print`] writes Spark's `print()` block to stdout. **At least
+//!   once**: a re-run batch is printed again.
+//! - [`Sinks::save_as_text_files`] (`text.rs`) writes a directory per batch
+//!   (with `std::fs` for a local path, through `object_store` for a URL),
+//!   parts then a `_SUCCESS` marker, as Hadoop's output committer does. **Idempotent**: a re-run batch leaves the same
+//!   directory with the same content, replaced whole (atomically for a local
+//!   path).
+//! - [`Sinks::save_to_sqlite`] (`sqlite.rs`) writes each batch's rows in one
+//!   SQLite transaction with the batch time it commits, and skips a batch
+//!   already committed. **Exactly once.**
+//!
+//! The text outputs format records with [`format_lines`] (Spark's text form:
+//! `(word,3)`). A guest's `foreach_partition` is not here: it is a guest
+//! call, run by `exec` (at least once; the guest keys its writes by the
+//! idempotency key it is given).
+
+mod sqlite;
+mod text;
+
+pub use sqlite::Saved;
 
 use std::io::Write;
 use std::sync::Arc;
 
+use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::batching::BatchTime;
 use crate::data::{Codec, CodecError, Rows};
@@ -34,29 +49,95 @@ pub enum SinkError {
         /// Why it cannot be used.
         reason: String,
     },
-    /// The object store refused a write.
-    #[error("cannot write `{path}`: {source}")]
+    /// The object store refused a write, a listing or a delete.
+    #[error("cannot {action} `{path}`: {source}")]
     Store {
-        /// The object written.
+        /// What was done: `write`, `list`, `delete`.
+        action: &'static str,
+        /// The object or directory.
         path: String,
         /// The store's error.
         source: object_store::Error,
     },
+    /// A local file or directory of a text output could not be written.
+    #[error("cannot {action} `{path}`: {source}")]
+    File {
+        /// What was done (`write`, `rename ... to ...`).
+        action: String,
+        /// The file or directory.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A SQLite output failed; nothing of the batch is committed.
+    #[error("cannot {action} table `{table}` of SQLite database {file}: {source}")]
+    Sqlite {
+        /// The database file.
+        file: String,
+        /// The table.
+        table: String,
+        /// What was being done.
+        action: &'static str,
+        /// SQLite's error.
+        source: Box<rusqlite::Error>,
+    },
+    /// A SQLite table exists with other columns than the stream's layout.
+    #[error(
+        "table `{table}` of SQLite database {file} has columns ({found}), but this output \
+         writes ({expected}): drop or rename the table, or write to another one"
+    )]
+    SqliteColumns {
+        /// The database file.
+        file: String,
+        /// The table.
+        table: String,
+        /// The columns the output writes.
+        expected: String,
+        /// The columns the table has.
+        found: String,
+    },
+    /// A record cannot be stored in a SQLite column.
+    #[error("cannot store a record in table `{table}` of SQLite database {file}: {reason}")]
+    SqliteValue {
+        /// The database file.
+        file: String,
+        /// The table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// The outputs of a job.
+/// The outputs of a job. The executor calls them from its batch thread, one
+/// batch at a time.
 pub struct Sinks {
+    /// Where object store I/O runs (`block_on`).
     runtime: tokio::runtime::Handle,
+    /// One open connection per SQLite database file.
+    databases: sqlite::Databases,
+    /// The job's `--storage-option`s, for object store URLs.
+    options: crate::storage::StorageOptions,
 }
 
 impl Sinks {
-    /// Outputs doing their I/O on `runtime`.
+    /// Outputs doing their object store I/O on `runtime`.
     pub fn new(runtime: tokio::runtime::Handle) -> Sinks {
-        Sinks { runtime }
+        Sinks {
+            runtime,
+            databases: sqlite::Databases::default(),
+            options: crate::storage::StorageOptions::default(),
+        }
+    }
+
+    /// These outputs, opening object store URLs with `options`.
+    pub fn with_storage_options(mut self, options: crate::storage::StorageOptions) -> Sinks {
+        self.options = options;
+        self
     }
 
     /// Spark's `print(n)`: a header with the batch time, the first `n`
-    /// records, `...` when there are more, and an empty line.
+    /// records, `...` when there are more, and an empty line. At least once:
+    /// a batch that runs again after a restart is printed again.
     pub fn print(
         &self,
         time: BatchTime,
@@ -82,59 +163,6 @@ impl Sinks {
         stdout.flush()?;
         Ok(())
     }
-
-    /// Spark's `saveAsTextFiles(prefix, suffix)`: the directory
-    /// `<prefix>-<batch ms>[.<suffix>]` with one `part-NNNNN` file per
-    /// partition (the lines [`format_lines`] made), then `_SUCCESS`. Each part
-    /// is written as `_temporary-part-NNNNN` (a name readers skip, as Hadoop's
-    /// do) and renamed into place, so a reader never sees a partial part, and
-    /// one that waits for `_SUCCESS` never sees a partial batch.
-    pub fn save_as_text_files(
-        &self,
-        time: BatchTime,
-        prefix: &str,
-        suffix: Option<&str>,
-        parts: Vec<Vec<u8>>,
-    ) -> Result<(), SinkError> {
-        let location = match suffix {
-            Some(s) if !s.is_empty() => format!("{prefix}-{}.{s}", time.as_millis()),
-            _ => format!("{prefix}-{}", time.as_millis()),
-        };
-        let (store, dir) = open_location(&location)?;
-        self.runtime.block_on(async {
-            let writes = parts.into_iter().enumerate().map(|(i, bytes)| {
-                let store = Arc::clone(&store);
-                let temporary = dir.clone().join(format!("_temporary-part-{i:05}"));
-                let finished = dir.clone().join(format!("part-{i:05}"));
-                async move {
-                    store
-                        .put(&temporary, PutPayload::from(bytes))
-                        .await
-                        .map_err(|source| SinkError::Store {
-                            path: temporary.to_string(),
-                            source,
-                        })?;
-                    store
-                        .rename(&temporary, &finished)
-                        .await
-                        .map_err(|source| SinkError::Store {
-                            path: finished.to_string(),
-                            source,
-                        })
-                }
-            });
-            futures::future::try_join_all(writes).await?;
-            let success = dir.clone().join("_SUCCESS");
-            store
-                .put(&success, PutPayload::default())
-                .await
-                .map_err(|source| SinkError::Store {
-                    path: success.to_string(),
-                    source,
-                })?;
-            Ok(())
-        })
-    }
 }
 
 /// Formats each record of `rows` on its own line, as Spark's text outputs do.
@@ -148,8 +176,12 @@ pub fn format_lines(codec: &Codec, rows: &Rows) -> Result<Vec<u8>, SinkError> {
 }
 
 /// The store and path of an output location (see [`crate::storage::open`]).
-pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, StorePath), SinkError> {
-    crate::storage::open(location, &Default::default()).map_err(|e| match e {
+/// The one place the sinks open a location.
+pub fn open_location(
+    location: &str,
+    options: &crate::storage::StorageOptions,
+) -> Result<(Arc<dyn ObjectStore>, StorePath), SinkError> {
+    crate::storage::open(location, options).map_err(|e| match e {
         crate::storage::StorageError::Location { location, reason } => {
             SinkError::Location { location, reason }
         }
@@ -158,47 +190,4 @@ pub fn open_location(location: &str) -> Result<(Arc<dyn ObjectStore>, StorePath)
             reason: other.to_string(),
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn saved_batches_have_parts_and_a_success_marker() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let sinks = Sinks::new(runtime.handle().clone());
-        let prefix = dir.path().join("out").to_str().unwrap().to_string();
-        let codec = Codec::String;
-        let parts = vec![
-            format_lines(&codec, &["a", "b"].into_iter().collect()).unwrap(),
-            format_lines(&codec, &Rows::new()).unwrap(),
-        ];
-        sinks
-            .save_as_text_files(BatchTime(2000), &prefix, Some("txt"), parts)
-            .unwrap();
-        let batch = dir.path().join("out-2000.txt");
-        assert_eq!(
-            std::fs::read_to_string(batch.join("part-00000")).unwrap(),
-            "a\nb\n"
-        );
-        assert_eq!(
-            std::fs::read_to_string(batch.join("part-00001")).unwrap(),
-            ""
-        );
-        assert!(batch.join("_SUCCESS").exists());
-        let names: Vec<String> = std::fs::read_dir(&batch)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(
-            names.len(),
-            3,
-            "only the parts and the marker remain: {names:?}"
-        );
-    }
 }

@@ -3,10 +3,14 @@
 //!
 //! Arguments (`--arg KEY=VALUE`):
 //!
-//! - `host`, `port` (required): the server to read lines from, e.g. one
-//!   started with `nc -lk 9999`.
+//! - `host`, `port`: the server to read lines from, e.g. one started with
+//!   `nc -lk 9999`; or instead `dir`: a directory whose new files are read
+//!   (a text file stream, which a restarted job does not read twice).
 //! - `output` (optional): also save every batch's counts with
 //!   `save_as_text_files(output)`, no suffix.
+//! - `sqlite` (optional): also save every batch's counts, exactly once, to
+//!   table `word_counts` of the SQLite database at this path
+//!   (`save_to_sqlite`: columns `batch_time`, `key`, `value`).
 //! - `reducer` (optional): `closure` (the default) adds the counts with a
 //!   `reduce_by_key(|a, b| a + b)` closure run in the plugin; `builtin` uses
 //!   `sum_by_key()`, which the host runs natively. Benchmarks compare both.
@@ -24,10 +28,18 @@ use sluice_guest::prelude::*;
 /// The job.
 pub struct NetworkWordCount;
 
+/// Lines from `host` + `port`, or from the files appearing in `dir`.
+fn lines(ctx: &StreamingContext, args: &Args) -> Result<DStream<String>, String> {
+    match (args.get("dir"), args.get("host"), args.get("port")) {
+        (Some(dir), None, None) => Ok(ctx.text_file_stream(dir)),
+        (None, Some(host), Some(_)) => Ok(ctx.socket_text_stream(host, args.parse::<u16>("port")?)),
+        _ => Err("give either `host` and `port` (a socket) or `dir` (a text file stream)".into()),
+    }
+}
+
 impl Job for NetworkWordCount {
     fn define(ctx: &mut StreamingContext, args: &Args) -> Result<(), String> {
-        let lines = ctx.socket_text_stream(args.require("host")?, args.parse::<u16>("port")?);
-        let pairs = lines
+        let pairs = lines(ctx, args)?
             .flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>())
             .map(|w| (w, 1i64));
         let word_counts = match args.get("reducer").unwrap_or("closure") {
@@ -42,6 +54,9 @@ impl Job for NetworkWordCount {
         word_counts.print();
         if let Some(output) = args.get("output") {
             word_counts.save_as_text_files(output, None);
+        }
+        if let Some(path) = args.get("sqlite") {
+            word_counts.save_to_sqlite(path, "word_counts");
         }
         Ok(())
     }
