@@ -8,6 +8,7 @@
 
 mod all_operators;
 mod bad_input;
+mod crash;
 mod examples;
 mod file_stream;
 mod instances;

@@ -327,6 +327,13 @@ impl Running {
         );
     }
 
+    /// Kills the process with SIGKILL (`kill -9`: no chance to clean up)
+    /// and returns what it printed.
+    pub fn kill(mut self) -> Output {
+        let _ = self.child.kill();
+        self.collect(None)
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

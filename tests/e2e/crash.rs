@@ -1,0 +1,328 @@
+//! The crash harness: a job is killed with SIGKILL at random moments —
+//! some of them just after a checkpoint's batch, while it is written — and
+//! restarted on the same checkpoint location, again and again; at the end
+//! every saved output directory, and so the running totals, must be those
+//! of an uninterrupted run over the same input. The uninterrupted run is
+//! computed independently: a text file stream puts each file in the batch
+//! of its modification time, which the harness sets, so the expected output
+//! of every batch is known exactly.
+//!
+//! Seeded and bounded: `SLUICE_CRASH_SEED` (default 12) picks the input
+//! and the kill times, `SLUICE_CRASH_KILLS` the number of kills per job
+//! (default 20, what CI runs). The long run:
+//!
+//! ```text
+//! SLUICE_CRASH_KILLS=200 SLUICE_CRASH_SEED=7 cargo test --release -p sluice --test e2e crash -- --nocapture
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::util::{Counts, Sluice, count_words, plugin, read_saved_batches};
+
+/// Batch interval of the harness's jobs.
+const BATCH_MS: u64 = 250;
+/// Checkpoint interval: every 4 batches.
+const CHECKPOINT_MS: u64 = 1000;
+/// Files appear (by modification time) one per batch from this long after
+/// the harness starts.
+const LEAD_MS: u64 = 5000;
+
+/// SplitMix64: the harness's random numbers, from its seed.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+/// The batch a time belongs to (the host's `BatchClock::batch_for`).
+fn batch_for(t: u64) -> u64 {
+    t.div_ceil(BATCH_MS) * BATCH_MS
+}
+
+/// One input file: its lines and the batch it belongs to.
+struct InputFile {
+    lines: Vec<String>,
+    batch: u64,
+}
+
+/// Writes `count` files of seeded Zipf text into `dir`, file `i` modified
+/// at `first + i` batches (a little inside the batch), and returns them.
+fn write_input(dir: &Path, count: usize, first_ms: u64, random: &mut Random) -> Vec<InputFile> {
+    fs::create_dir_all(dir).unwrap();
+    let mut corpus = sluice_corpus::Corpus::new(random.next());
+    let mut files = Vec::new();
+    for i in 0..count {
+        let lines = 1 + random.below(40) as usize;
+        let mut text = Vec::new();
+        for _ in 0..lines {
+            corpus.line(&mut text);
+        }
+        let modified = first_ms + i as u64 * BATCH_MS + 1 + random.below(BATCH_MS - 2);
+        let path = dir.join(format!("part-{i:04}.txt"));
+        fs::write(&path, &text).unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(UNIX_EPOCH + Duration::from_millis(modified))
+            .unwrap();
+        let text = String::from_utf8(text).expect("the corpus is UTF-8");
+        files.push(InputFile {
+            lines: text.lines().map(String::from).collect(),
+            batch: batch_for(modified),
+        });
+    }
+    files
+}
+
+/// What the harness saw.
+#[derive(Debug, Default)]
+struct Tally {
+    kills: usize,
+    restarts: usize,
+    /// Kills within a few milliseconds after a checkpoint's batch.
+    kills_at_checkpoints: usize,
+}
+
+/// Runs `job` (the `sluice run` command line for a fresh process) on one
+/// checkpoint location, killing it `kills` times at random moments and
+/// restarting it, then lets the last run finish (the file stream ends with
+/// `--until-sources-end` once every file is read).
+fn run_with_kills(job: impl Fn() -> Sluice, kills: usize, random: &mut Random) -> Tally {
+    let mut tally = Tally::default();
+    loop {
+        let mut running = job().spawn();
+        if tally.kills == kills {
+            let out = running.wait();
+            out.assert_success();
+            return tally;
+        }
+        // Half the kills at a random moment; half just after a checkpoint's
+        // batch time, while the checkpoint is being written.
+        let at_checkpoint = random.below(2) == 0;
+        let delay = if at_checkpoint {
+            let wait = 200 + random.below(1200);
+            let target = now_ms() + wait;
+            let boundary = target.div_ceil(CHECKPOINT_MS) * CHECKPOINT_MS;
+            boundary + 2 + random.below(12) - now_ms()
+        } else {
+            100 + random.below(1500)
+        };
+        std::thread::sleep(Duration::from_millis(delay));
+        if running.has_exited() {
+            // It finished before the kill: run it to its end check.
+            let out = running.wait();
+            out.assert_success();
+            return tally;
+        }
+        let out = running.kill();
+        assert!(
+            !out.stderr.contains("error:"),
+            "a run failed before it was killed; {out:?}"
+        );
+        tally.kills += 1;
+        tally.kills_at_checkpoints += usize::from(at_checkpoint);
+        tally.restarts += 1;
+    }
+}
+
+/// Parses `(word,count)` lines.
+fn parse_counts<'a>(lines: impl Iterator<Item = &'a str>) -> Counts {
+    lines
+        .map(|line| {
+            let inner = line
+                .strip_prefix('(')
+                .and_then(|l| l.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("not a (word,count) line: {line:?}"));
+            let (word, count) = inner.rsplit_once(',').expect("a pair");
+            (word.to_string(), count.parse().expect("a count"))
+        })
+        .collect()
+}
+
+/// Every saved directory of `prefix`, by batch time, as counts.
+fn saved(prefix: &Path) -> BTreeMap<u64, Counts> {
+    read_saved_batches(prefix, None)
+        .unwrap()
+        .into_iter()
+        .map(|batch| (batch.time_ms, parse_counts(batch.lines())))
+        .collect()
+}
+
+fn counts_of(files: &[InputFile], within: impl Fn(u64) -> bool) -> Counts {
+    count_words(
+        files
+            .iter()
+            .filter(|f| within(f.batch))
+            .flat_map(|f| f.lines.iter().map(String::as_str)),
+    )
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    input: PathBuf,
+    checkpoint: PathBuf,
+    prefix: PathBuf,
+    data: PathBuf,
+    files: Vec<InputFile>,
+    random: Random,
+}
+
+fn setup(files: usize) -> Setup {
+    let mut random = Random(env_u64("SLUICE_CRASH_SEED", 12));
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let first = batch_for(now_ms() + LEAD_MS);
+    let files = write_input(&input, files, first, &mut random);
+    Setup {
+        input,
+        checkpoint: tmp.path().join("checkpoint"),
+        prefix: tmp.path().join("out").join("counts"),
+        data: tmp.path().join("data"),
+        files,
+        random,
+        _tmp: tmp,
+    }
+}
+
+/// The job's command line for a harness setup.
+fn job(setup: &Setup, wasm: &str, extra: &[(&str, &str)]) -> Sluice {
+    let mut job = Sluice::run(&plugin(wasm), &setup.data)
+        .job_arg("dir", setup.input.display())
+        .job_arg("output", setup.prefix.display())
+        .opt("--batch-interval", format!("{BATCH_MS}ms"))
+        .opt("--checkpoint", &setup.checkpoint)
+        .opt("--checkpoint-interval", format!("{CHECKPOINT_MS}ms"))
+        .arg("--until-sources-end")
+        .env("SLUICE_LOG", "warn");
+    for (key, value) in extra {
+        job = job.job_arg(key, value);
+    }
+    job
+}
+
+fn records(files: &[InputFile]) -> usize {
+    files.iter().map(|f| f.lines.len()).sum()
+}
+
+#[test]
+fn stateful_word_count_killed_at_random_equals_an_uninterrupted_run() {
+    let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
+    // About 1.2 s between kills, one file per batch: enough files to
+    // outlast the kills.
+    let mut setup = setup(kills * 5 + 8);
+    let mut random = Random(setup.random.next());
+    let setup = setup;
+    let tally = run_with_kills(
+        || job(&setup, sluice_test_artifacts::STATEFUL_WORD_COUNT, &[]),
+        kills,
+        &mut random,
+    );
+    let saved = saved(&setup.prefix);
+    let (&first, &last) = (
+        saved.keys().next().expect("batches were saved"),
+        saved.keys().last().expect("batches were saved"),
+    );
+    // Every batch from the first to the last saved once, each with the
+    // running counts of the files of the batches up to it.
+    let expected_times: Vec<u64> = (first..=last).step_by(BATCH_MS as usize).collect();
+    assert_eq!(
+        saved.keys().copied().collect::<Vec<_>>(),
+        expected_times,
+        "one directory per batch, none missing"
+    );
+    for (&time, counts) in &saved {
+        let expected = counts_of(&setup.files, |batch| batch <= time);
+        crate::util::assert_counts_eq(&expected, counts, &format!("running counts at {time}"));
+    }
+    let last_file = setup.files.iter().map(|f| f.batch).max().unwrap();
+    assert!(last >= last_file, "the last file's batch {last_file} ran");
+    let totals = counts_of(&setup.files, |_| true);
+    crate::util::assert_counts_eq(&totals, &saved[&last], "final running totals");
+    eprintln!(
+        "crash harness (stateful word count): {} kills ({} while a checkpoint was written), {} \
+         restarts, {} records in {} files, {} batches checked: nothing lost or doubled",
+        tally.kills,
+        tally.kills_at_checkpoints,
+        tally.restarts,
+        records(&setup.files),
+        setup.files.len(),
+        saved.len()
+    );
+    assert_eq!(tally.kills, kills, "every kill landed on a running job");
+}
+
+#[test]
+fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
+    let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
+    let mut setup = setup(kills * 5 + 8);
+    let mut random = Random(setup.random.next() ^ 1);
+    let setup = setup;
+    let (window, slide) = (2_000u64, 500u64);
+    let tally = run_with_kills(
+        || {
+            job(
+                &setup,
+                sluice_test_artifacts::WINDOWED_WORD_COUNT,
+                &[("window", "2s"), ("slide", "500ms")],
+            )
+        },
+        kills,
+        &mut random,
+    );
+    let saved = saved(&setup.prefix);
+    let (&first, &last) = (
+        saved.keys().next().expect("windows were saved"),
+        saved.keys().last().expect("windows were saved"),
+    );
+    let expected_times: Vec<u64> = (first..=last).step_by(slide as usize).collect();
+    assert_eq!(
+        saved.keys().copied().collect::<Vec<_>>(),
+        expected_times,
+        "one directory per slide, none missing"
+    );
+    for (&time, counts) in &saved {
+        let expected = counts_of(&setup.files, |batch| batch + window > time && batch <= time);
+        crate::util::assert_counts_eq(&expected, counts, &format!("window at {time}"));
+    }
+    let last_file = setup.files.iter().map(|f| f.batch).max().unwrap();
+    assert!(
+        last >= last_file,
+        "the window of the last file's batch {last_file} ran"
+    );
+    eprintln!(
+        "crash harness (windowed word count): {} kills ({} while a checkpoint was written), {} \
+         restarts, {} records in {} files, {} windows checked: nothing lost or doubled",
+        tally.kills,
+        tally.kills_at_checkpoints,
+        tally.restarts,
+        records(&setup.files),
+        setup.files.len(),
+        saved.len()
+    );
+    assert_eq!(tally.kills, kills, "every kill landed on a running job");
+}
