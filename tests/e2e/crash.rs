@@ -106,16 +106,34 @@ struct Tally {
     restarts: usize,
     /// Kills within a few milliseconds after a checkpoint's batch.
     kills_at_checkpoints: usize,
+    /// From each restart to its first batch done: process start, plugin
+    /// load, restore, first batch.
+    recoveries: Vec<Duration>,
+}
+
+impl Tally {
+    fn median_recovery(&self) -> Duration {
+        let mut times = self.recoveries.clone();
+        times.sort();
+        times.get(times.len() / 2).copied().unwrap_or_default()
+    }
 }
 
 /// Runs `job` (the `sluice run` command line for a fresh process) on one
 /// checkpoint location, killing it `kills` times at random moments and
 /// restarting it, then lets the last run finish (the file stream ends with
 /// `--until-sources-end` once every file is read).
-fn run_with_kills(job: impl Fn() -> Sluice, kills: usize, random: &mut Random) -> Tally {
+fn run_with_kills(
+    job: impl Fn() -> Sluice,
+    kills: usize,
+    random: &mut Random,
+    scratch: &Path,
+) -> Tally {
     let mut tally = Tally::default();
     loop {
-        let mut running = job().spawn();
+        let metrics = scratch.join(format!("metrics-{}.json", tally.restarts));
+        let started = std::time::Instant::now();
+        let mut running = job().opt("--metrics-json", &metrics).spawn();
         if tally.kills == kills {
             let out = running.wait();
             out.assert_success();
@@ -132,7 +150,19 @@ fn run_with_kills(job: impl Fn() -> Sluice, kills: usize, random: &mut Random) -
         } else {
             100 + random.below(1500)
         };
-        std::thread::sleep(Duration::from_millis(delay));
+        let deadline = started + Duration::from_millis(delay);
+        let mut recovered = None;
+        while std::time::Instant::now() < deadline {
+            if recovered.is_none() && fs::metadata(&metrics).is_ok_and(|m| m.len() > 0) {
+                recovered = Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if tally.restarts > 0
+            && let Some(recovery) = recovered
+        {
+            tally.recoveries.push(recovery);
+        }
         if running.has_exited() {
             // It finished before the kill: run it to its end check.
             let out = running.wait();
@@ -184,6 +214,7 @@ fn counts_of(files: &[InputFile], within: impl Fn(u64) -> bool) -> Counts {
 
 struct Setup {
     _tmp: tempfile::TempDir,
+    scratch: PathBuf,
     input: PathBuf,
     checkpoint: PathBuf,
     prefix: PathBuf,
@@ -198,7 +229,10 @@ fn setup(files: usize) -> Setup {
     let input = tmp.path().join("in");
     let first = batch_for(now_ms() + LEAD_MS);
     let files = write_input(&input, files, first, &mut random);
+    let scratch = tmp.path().join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
     Setup {
+        scratch,
         input,
         checkpoint: tmp.path().join("checkpoint"),
         prefix: tmp.path().join("out").join("counts"),
@@ -241,6 +275,7 @@ fn stateful_word_count_killed_at_random_equals_an_uninterrupted_run() {
         || job(&setup, sluice_test_artifacts::STATEFUL_WORD_COUNT, &[]),
         kills,
         &mut random,
+        &setup.scratch,
     );
     let saved = saved(&setup.prefix);
     let (&first, &last) = (
@@ -265,13 +300,15 @@ fn stateful_word_count_killed_at_random_equals_an_uninterrupted_run() {
     crate::util::assert_counts_eq(&totals, &saved[&last], "final running totals");
     eprintln!(
         "crash harness (stateful word count): {} kills ({} while a checkpoint was written), {} \
-         restarts, {} records in {} files, {} batches checked: nothing lost or doubled",
+         restarts, {} records in {} files, {} batches checked: nothing lost or doubled; median \
+         recovery (restart to first batch done) {:?}",
         tally.kills,
         tally.kills_at_checkpoints,
         tally.restarts,
         records(&setup.files),
         setup.files.len(),
-        saved.len()
+        saved.len(),
+        tally.median_recovery()
     );
     assert_eq!(tally.kills, kills, "every kill landed on a running job");
 }
@@ -293,6 +330,7 @@ fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
         },
         kills,
         &mut random,
+        &setup.scratch,
     );
     let saved = saved(&setup.prefix);
     let (&first, &last) = (
@@ -316,13 +354,89 @@ fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
     );
     eprintln!(
         "crash harness (windowed word count): {} kills ({} while a checkpoint was written), {} \
-         restarts, {} records in {} files, {} windows checked: nothing lost or doubled",
+         restarts, {} records in {} files, {} windows checked: nothing lost or doubled; median \
+         recovery (restart to first batch done) {:?}",
         tally.kills,
         tally.kills_at_checkpoints,
         tally.restarts,
         records(&setup.files),
         setup.files.len(),
-        saved.len()
+        saved.len(),
+        tally.median_recovery()
+    );
+    assert_eq!(tally.kills, kills, "every kill landed on a running job");
+}
+
+#[test]
+fn sqlite_output_killed_at_random_holds_every_batch_once() {
+    let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
+    let mut setup = setup(kills * 5 + 8);
+    let mut random = Random(setup.random.next() ^ 2);
+    let setup = setup;
+    let database = setup.scratch.join("counts.db");
+    let tally = run_with_kills(
+        || {
+            let path = database.display().to_string();
+            job(
+                &setup,
+                sluice_test_artifacts::NETWORK_WORD_COUNT,
+                &[("sqlite", path.as_str())],
+            )
+        },
+        kills,
+        &mut random,
+        &setup.scratch,
+    );
+    let db = rusqlite::Connection::open(&database).unwrap();
+    let mut rows: BTreeMap<u64, Counts> = BTreeMap::new();
+    let mut statement = db
+        .prepare("SELECT batch_time, key, value FROM word_counts")
+        .unwrap();
+    let all = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap();
+    let mut stored = 0;
+    for row in all {
+        let (time, word, count) = row.unwrap();
+        let previous = rows
+            .entry(time as u64)
+            .or_default()
+            .insert(word.clone(), count);
+        assert!(previous.is_none(), "({word}) stored twice for batch {time}");
+        stored += 1;
+    }
+    // Exactly the batches with input, each with its files' counts.
+    let mut expected: BTreeMap<u64, Counts> = BTreeMap::new();
+    for file in &setup.files {
+        let counts = count_words(file.lines.iter().map(String::as_str));
+        crate::util::add_counts(expected.entry(file.batch).or_default(), &counts);
+    }
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the batches in the table"
+    );
+    for (time, counts) in &expected {
+        crate::util::assert_counts_eq(counts, &rows[time], &format!("batch {time} in SQLite"));
+    }
+    eprintln!(
+        "crash harness (save_to_sqlite): {} kills ({} while a checkpoint was written), {} \
+         restarts, {} records in {} files, {} rows in {} batches: each batch once; median \
+         recovery {:?}",
+        tally.kills,
+        tally.kills_at_checkpoints,
+        tally.restarts,
+        records(&setup.files),
+        setup.files.len(),
+        stored,
+        rows.len(),
+        tally.median_recovery()
     );
     assert_eq!(tally.kills, kills, "every kill landed on a running job");
 }

@@ -83,6 +83,12 @@ pub enum WalError {
     /// The location is not usable.
     #[error("write-ahead log: {0}")]
     Location(String),
+    /// Another process runs a job on this location.
+    #[error(
+        "another sluice process is running a job on checkpoint location {0} (its lock \
+         {0}/wal/.lock is held): one job per location"
+    )]
+    Locked(String),
 }
 
 /// One record read back.
@@ -97,8 +103,12 @@ pub struct WalRecord {
 }
 
 enum Backend {
-    /// A local directory: plain files, so that the sync policy is ours.
-    Local(PathBuf),
+    /// A local directory: plain files, so that the sync policy is ours;
+    /// and the lock on it, held while the log lives.
+    Local(
+        PathBuf,
+        #[allow(dead_code, reason = "held for its lock")] std::fs::File,
+    ),
     /// An object store: one put per record.
     Store {
         store: Arc<dyn ObjectStore>,
@@ -139,11 +149,38 @@ impl Wal {
             None => None,
         };
         let backend = match local {
-            Some(dir) => Backend::Local(
-                std::path::absolute(&dir)
+            Some(dir) => {
+                let root = std::path::absolute(&dir)
                     .map_err(|e| WalError::Location(format!("{location}: {e}")))?
-                    .join("wal"),
-            ),
+                    .join("wal");
+                std::fs::create_dir_all(&root).map_err(|source| WalError::Io {
+                    action: "create",
+                    path: root.clone(),
+                    source,
+                })?;
+                // One process per location: a second one would interleave
+                // its records and checkpoints with the first one's.
+                let path = root.join(".lock");
+                let lock = std::fs::File::create(&path).map_err(|source| WalError::Io {
+                    action: "create",
+                    path: path.clone(),
+                    source,
+                })?;
+                match lock.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        return Err(WalError::Locked(location.to_string()));
+                    }
+                    Err(std::fs::TryLockError::Error(source)) => {
+                        return Err(WalError::Io {
+                            action: "lock",
+                            path,
+                            source,
+                        });
+                    }
+                }
+                Backend::Local(root, lock)
+            }
             None => {
                 let (store, root) = crate::storage::open(location, options)
                     .map_err(|e| WalError::Location(e.to_string()))?;
@@ -164,7 +201,7 @@ impl Wal {
     /// Where the log is, for messages.
     pub fn location(&self) -> String {
         match &self.backend {
-            Backend::Local(dir) => dir.display().to_string(),
+            Backend::Local(dir, _) => dir.display().to_string(),
             Backend::Store { root, .. } => root.to_string(),
         }
     }
@@ -186,7 +223,7 @@ impl Wal {
         let record = encode_record(batch, payload);
         let name = Self::name(batch, sequence);
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local(root, _) => {
                 let dir = root.join(source.to_string());
                 let io = |action, path: &Path| {
                     let path = path.to_path_buf();
@@ -315,7 +352,7 @@ impl Wal {
                     continue;
                 }
                 match &self.backend {
-                    Backend::Local(root) => {
+                    Backend::Local(root, _) => {
                         let path = root.join(source.to_string()).join(&name);
                         match std::fs::remove_file(&path) {
                             Ok(()) => deleted += 1,
@@ -353,7 +390,7 @@ impl Wal {
     /// The sources that have records.
     fn sources(&self) -> Result<Vec<NodeId>, WalError> {
         match &self.backend {
-            Backend::Local(root) => {
+            Backend::Local(root, _) => {
                 let entries = match std::fs::read_dir(root) {
                     Ok(entries) => entries,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -396,7 +433,7 @@ impl Wal {
     fn list(&self, source: NodeId) -> Result<Vec<(BatchTime, u64, String)>, WalError> {
         let names: Vec<String> =
             match &self.backend {
-                Backend::Local(root) => {
+                Backend::Local(root, _) => {
                     let dir = root.join(source.to_string());
                     match std::fs::read_dir(&dir) {
                         Ok(entries) => entries
@@ -452,7 +489,7 @@ impl Wal {
                 continue;
             }
             let bytes = match &self.backend {
-                Backend::Local(root) => {
+                Backend::Local(root, _) => {
                     let path = root.join(source.to_string()).join(&name);
                     std::fs::read(&path).map_err(|source| WalError::Io {
                         action: "read",
@@ -651,23 +688,43 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_location_names_the_file() {
+    fn a_second_log_on_one_location_is_refused_while_the_first_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let location = dir.path().to_str().unwrap();
+        let open = || {
+            Wal::open(
+                location,
+                &Default::default(),
+                WalSync::Never,
+                rt.handle().clone(),
+            )
+        };
+        let first = open().unwrap();
+        let e = open().unwrap_err().to_string();
+        assert!(
+            e.starts_with("another sluice process is running a job on checkpoint location"),
+            "{e}"
+        );
+        drop(first);
+        open().unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_location_names_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, b"not a directory").unwrap();
         let rt = runtime();
-        let wal = Wal::open(
+        let e = Wal::open(
             blocker.to_str().unwrap(),
             &Default::default(),
             WalSync::Always,
             rt.handle().clone(),
         )
-        .unwrap();
-        let e = wal
-            .append(0, BatchTime(1000), 0, b"x")
-            .unwrap_err()
-            .to_string();
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("write-ahead log: cannot create"), "{e}");
-        assert!(e.contains("file/wal/0"), "{e}");
+        assert!(e.contains("file/wal: Not a directory"), "{e}");
     }
 }

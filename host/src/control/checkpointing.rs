@@ -62,6 +62,17 @@ impl Checkpointing {
         partitions: u32,
         runtime: tokio::runtime::Handle,
     ) -> Result<(Checkpointing, Start), JobError> {
+        // The log first: on a local location it holds the lock that keeps a
+        // second process away.
+        let open_wal = || {
+            Wal::open(
+                location,
+                &config.storage_options,
+                config.wal_sync,
+                runtime.clone(),
+            )
+        };
+        let mut wal = open_wal()?;
         let mut checkpoints = Checkpoints::open(
             location,
             &config.storage_options,
@@ -70,6 +81,9 @@ impl Checkpointing {
         )?;
         if config.reset {
             checkpoints.reset()?;
+            // The reset deleted the lock file too: take a new one.
+            drop(wal);
+            wal = open_wal()?;
             tracing::warn!(
                 job = %graph.name,
                 "--reset: deleted every checkpoint and log record at {location}; starting afresh"
@@ -114,7 +128,6 @@ impl Checkpointing {
                 }
             }
         };
-        let wal = Wal::open(location, &config.storage_options, config.wal_sync, runtime)?;
         let mut base = base;
         base.first_batch_ms = start.first.as_millis();
         tracing::info!(

@@ -8,12 +8,21 @@
 //! carries fractions exactly. A record's timestamp is the time it was due.
 //! Over budget it generates nothing and catches up later, at most one
 //! block's worth per tick. It never ends.
+//!
+//! Its position, for checkpoints, is `t0` and the number of records in the
+//! batches a checkpoint covers; a restarted receiver goes on from there (the
+//! records of the batches after the checkpoint come again, with the same
+//! counters and due times, in the batches after the restart).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 use tokio::time::sleep_until;
 
 use super::generator::BlockGenerator;
 use super::{ReceiverContext, stop_requested};
-use crate::batching::{ReceiverHandle, now_ms};
+use crate::batching::{BatchTime, ReceiverHandle, now_ms};
 use crate::data::codec::write_pair;
 
 /// Bytes of one record (20) plus its offset (4).
@@ -23,6 +32,43 @@ pub(super) async fn run(records_per_second: u64, ctx: ReceiverContext, handle: R
     let mut generator = BlockGenerator::new(handle, &ctx);
     let mut stop = ctx.stop.subscribe();
     let mut rate = Rate::new(records_per_second, now_ms());
+    if let Some(position) = ctx.positions.restored_for(ctx.node) {
+        match serde_json::from_value::<RatePosition>(position.clone()) {
+            Ok(position) => {
+                rate.start = position.start_ms;
+                rate.next = position.records;
+            }
+            Err(e) => {
+                generator.fail(format!(
+                    "the checkpoint's position of the rate source is invalid: {e}"
+                ));
+                return;
+            }
+        }
+    }
+    // (batch, records generated up to its last block), for checkpoints.
+    let history: Arc<Mutex<VecDeque<(BatchTime, u64)>>> = Arc::default();
+    {
+        let history = Arc::clone(&history);
+        let (start, initial) = (rate.start, rate.next);
+        ctx.positions.publish(ctx.node, move |done| {
+            let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
+            let records = history
+                .iter()
+                .rev()
+                .find(|(batch, _)| *batch <= done)
+                .map_or(initial, |(_, records)| *records);
+            // What a later checkpoint needs is kept.
+            while history.len() > 1 && history[1].0 <= done {
+                history.pop_front();
+            }
+            serde_json::to_value(RatePosition {
+                start_ms: start,
+                records,
+            })
+            .expect("a position serializes")
+        });
+    }
     // One `(timestamp, counter)` record, encoded.
     let mut record = Vec::with_capacity(20);
     let max_per_tick = (generator.max_block_bytes() / RECORD_BYTES).max(1) as u64;
@@ -42,12 +88,28 @@ pub(super) async fn run(records_per_second: u64, ctx: ReceiverContext, handle: R
                         generator.rows().push(&record);
                     });
                 }
-                generator.tick();
+                let tick_ms = generator.tick();
+                let batch = ctx.clock.batch_for(tick_ms);
+                let mut history = history.lock().unwrap_or_else(|e| e.into_inner());
+                match history.back_mut() {
+                    Some((last, records)) if *last == batch => *records = rate.next,
+                    _ => history.push_back((batch, rate.next)),
+                }
+                drop(history);
                 tick.as_mut().reset(generator.deadline());
             }
         }
     }
     generator.finish();
+}
+
+/// A rate source's position in a checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+struct RatePosition {
+    /// `t0`, the time record 0 was due after.
+    start_ms: u64,
+    /// Records in the batches the checkpoint covers.
+    records: u64,
 }
 
 /// Which records are due when.
