@@ -608,6 +608,9 @@ fn checkpoints_on_s3_survive_kill_9_with_exact_totals() {
             !out.stderr.contains("error:"),
             "the run failed before it was killed; {out:?}"
         );
+        if kills > 0 {
+            out.assert_stderr_contains(&["resuming from the checkpoint of batch"]);
+        }
         kills += 1;
     }
     let out = job().output();
