@@ -27,7 +27,7 @@ const BATCH_MS: u64 = 250;
 const CHECKPOINT_MS: u64 = 500;
 /// Files appear (by modification time) one per batch from this long after
 /// the test starts: time for the first run to compile the plugin.
-const LEAD_MS: u64 = 4000;
+const LEAD_MS: u64 = 5000;
 /// How long one run may take.
 const TIMEOUT: Duration = Duration::from_secs(90);
 

@@ -858,11 +858,10 @@ fn accept_one(listener: &TcpListener, give_up: impl Fn() -> bool) -> Result<Opti
     }
 }
 
-/// Sends SIGTERM (what a service manager sends) to a running process,
-/// unless it has already ended; like [`Running::interrupt`], a graceful
-/// stop.
 #[cfg(unix)]
 impl Running {
+    /// Sends SIGTERM (what a service manager sends) to the process, unless
+    /// it has already ended; like [`Running::interrupt`], a graceful stop.
     #[track_caller]
     pub fn terminate(&mut self) {
         if !matches!(self.child.try_wait(), Ok(None)) {
