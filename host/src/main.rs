@@ -1,10 +1,21 @@
 //! The `sluice` binary: logs to stderr (so a job's `print` output on stdout
 //! can be piped), then hands over to [`sluice::cli`].
+//!
+//! On Unix it ignores SIGXFSZ first: a write past the file size limit
+//! (`ulimit -f`) then fails with EFBIG ("File too large"), which the job
+//! reports naming the file, instead of killing the process with no message.
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists;
+    // SIG_IGN installs no handler of ours, and no code of this program
+    // relies on SIGXFSZ's default action.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -14,6 +14,8 @@ mod file_stream;
 mod instances;
 mod keyed;
 mod outputs;
+#[cfg(unix)]
+mod recovery;
 mod sandbox;
 #[cfg(unix)]
 mod stopping;

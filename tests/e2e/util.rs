@@ -857,3 +857,188 @@ fn accept_one(listener: &TcpListener, give_up: impl Fn() -> bool) -> Result<Opti
         }
     }
 }
+
+#[cfg(unix)]
+impl Running {
+    /// Sends SIGTERM (what a service manager sends) to the process, unless
+    /// it has already ended; like [`Running::interrupt`], a graceful stop.
+    #[track_caller]
+    pub fn terminate(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a process id fits in pid_t");
+        // SAFETY: as in `interrupt`: kill(2) touches no memory of ours, and
+        // `pid` is our unreaped child.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, SIGTERM): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(unix)]
+impl Sluice {
+    /// Starts the binary with a file size limit of `blocks` × 512 bytes
+    /// (`sh -c 'ulimit -f BLOCKS; exec "$0" "$@"'`): a write past it fails
+    /// with EFBIG ("File too large"), a full disk in miniature.
+    pub fn spawn_with_file_size_limit(self, blocks: u32) -> Running {
+        let bin = env!("CARGO_BIN_EXE_sluice");
+        let script = format!("ulimit -f {blocks}; exec \"$0\" \"$@\"");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .arg(bin)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start sh -c {script:?} {bin}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Running {
+            command: format!("sh -c {script:?} {bin} {}", shell_words(&self.args)),
+            child,
+            stdout: Some(read_all(stdout)),
+            stderr: Some(read_all(stderr)),
+            started: Instant::now(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// An S3-protocol server on loopback for `s3://` checkpoint locations:
+/// moto (`scripts/s3-test-server`, installed by `scripts/s3-test-server
+/// --install`, which `scripts/test` runs) on a free port, with one bucket;
+/// killed on drop. Credentials: any (see [`S3Server::env`]).
+pub struct S3Server {
+    child: std::process::Child,
+    /// The port it listens on.
+    pub port: u16,
+    /// The bucket it was started with.
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// Starts the server (without installing it) and creates `bucket`.
+    /// Fails the test, saying how to install it, when it does not start.
+    pub fn start(bucket: &str) -> S3Server {
+        let script = repo_root().join("scripts").join("s3-test-server");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let log = tempfile::NamedTempFile::new().expect("a temporary file");
+        let child = Command::new(&script)
+            .args(["--no-install", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().expect("reopen the log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let mut server = S3Server {
+            child,
+            port,
+            bucket: bucket.to_string(),
+        };
+        let fail = |why: String| -> ! {
+            let log = fs::read_to_string(log.path()).unwrap_or_default();
+            panic!(
+                "the S3 test server did not start ({why}); install it with \
+                 `scripts/s3-test-server --install` (scripts/test does). Its output:\n{log}"
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                fail(format!("it exited with {status}"));
+            }
+            if let Ok(response) = http_request(port, "GET", "/")
+                && http_status(&response) == Some(200)
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                fail(format!("no answer on port {port} within 60 s"));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        match http_request(port, "PUT", &format!("/{bucket}")) {
+            Ok(response) if http_status(&response) == Some(200) => {}
+            other => fail(format!("creating bucket {bucket}: {other:?}")),
+        }
+        server
+    }
+
+    /// The environment of a `sluice` process using this server.
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+
+    /// The `--storage-option` values for this server.
+    pub fn storage_options(&self) -> [String; 2] {
+        [
+            format!("aws_endpoint=http://127.0.0.1:{}", self.port),
+            "aws_allow_http=true".to_string(),
+        ]
+    }
+
+    /// The keys of the bucket's objects under `prefix` (ListObjectsV2; up
+    /// to 1000, which the tests stay under).
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let response = http_request(
+            self.port,
+            "GET",
+            &format!("/{}?list-type=2&prefix={prefix}", self.bucket),
+        )?;
+        ensure!(
+            http_status(&response) == Some(200),
+            "listing {prefix} in bucket {}: {response}",
+            self.bucket
+        );
+        ensure!(
+            !response.contains("<IsTruncated>true</IsTruncated>"),
+            "listing {prefix} in bucket {} is truncated",
+            self.bucket
+        );
+        Ok(response
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request with an empty body to `127.0.0.1:port`; the whole
+/// response.
+fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+fn http_status(response: &str) -> Option<u16> {
+    response.split_whitespace().nth(1)?.parse().ok()
+}
