@@ -106,7 +106,7 @@ fn measure(runtime: &Runtime, op: &str, length: &str, inputs: &[Vec<Rows>]) -> D
         plan,
         workers,
         Sinks::new(io.handle().clone()),
-        Datasets::new(io.handle().clone()),
+        Datasets::new(io.handle().clone(), Default::default()),
     ));
     let mut measured = Duration::ZERO;
     for b in 1..=BATCHES {

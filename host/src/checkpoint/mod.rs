@@ -634,7 +634,9 @@ impl Checkpoints {
     pub fn latest(&mut self) -> Result<Option<Restored>, CheckpointError> {
         let runtime = self.runtime.clone();
         runtime.block_on(async {
-            for time in self.manifest_times().await?.into_iter().rev() {
+            let manifests = self.manifest_times().await?;
+            self.warn_unfinished(manifests.last().copied()).await?;
+            for time in manifests.into_iter().rev() {
                 match self.load(time).await {
                     Ok((manifest, restored)) => {
                         self.references.insert(time, manifest.files());
@@ -652,6 +654,30 @@ impl Checkpoints {
             }
             Ok(None)
         })
+    }
+
+    /// Warns about the checkpoints newer than the newest manifest that have
+    /// data but no manifest: a process stopped while writing them, so they
+    /// never became visible (retention deletes their files).
+    async fn warn_unfinished(&self, newest_manifest: Option<u64>) -> Result<(), CheckpointError> {
+        let mut unfinished: Vec<u64> = self
+            .list("data")
+            .await?
+            .iter()
+            .filter_map(|name| name.strip_prefix("data/")?.split_once('/')?.0.parse().ok())
+            .filter(|&time| newest_manifest.is_none_or(|newest| time > newest))
+            .collect();
+        unfinished.sort_unstable();
+        unfinished.dedup();
+        for time in unfinished {
+            tracing::warn!(
+                "checkpoint {} in {} skipped: its manifest is missing (the process stopped while \
+                 writing it)",
+                manifest_name(time),
+                self.location
+            );
+        }
+        Ok(())
     }
 
     /// Reads and checks checkpoint `time`.
