@@ -440,3 +440,146 @@ fn sqlite_output_killed_at_random_holds_every_batch_once() {
     );
     assert_eq!(tally.kills, kills, "every kill landed on a running job");
 }
+
+/// The lines of every write-ahead log record of source node 0, by batch,
+/// read with the format `host/src/batching/wal.rs` documents.
+fn logged_lines(checkpoint: &Path) -> BTreeMap<u64, Vec<String>> {
+    let mut batches: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(checkpoint.join("wal").join("0")) else {
+        return batches;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".rec") || name.starts_with('.') {
+            continue;
+        }
+        let bytes = fs::read(entry.path()).unwrap();
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(&bytes[..4], b"SLWR", "{name}");
+        assert_eq!(u32_at(4), 1, "{name}: format version");
+        let batch = u64_at(8);
+        let len = u32_at(16) as usize;
+        assert_eq!(bytes.len(), 20 + len + 4, "{name}: a whole record");
+        // The payload: invalid records, record count, end offsets, bytes.
+        let payload = 20;
+        let count = u32_at(payload + 8) as usize;
+        let data = payload + 12 + 4 * count;
+        let mut start = 0;
+        let lines = batches.entry(batch).or_default();
+        for i in 0..count {
+            let end = u32_at(payload + 12 + 4 * i) as usize;
+            lines.push(String::from_utf8(bytes[data + start..data + end].to_vec()).unwrap());
+            start = end;
+        }
+    }
+    batches
+}
+
+#[test]
+fn socket_lines_in_the_write_ahead_log_at_a_kill_are_counted_exactly_once_after_recovery() {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    let mut random = Random(env_u64("SLUICE_CRASH_SEED", 12) ^ 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, database) = (tmp.path().join("checkpoint"), tmp.path().join("counts.db"));
+    let mut corpus = sluice_corpus::Corpus::new(random.next());
+    let mut text = Vec::new();
+    for _ in 0..4000 {
+        corpus.line(&mut text);
+    }
+    let text = String::from_utf8(text).unwrap();
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    let sent_lines = lines.clone();
+
+    // The first connection gets the lines, 40 at a time every 25 ms, until
+    // the process dies; the second (the restarted process) gets nothing and
+    // is closed, which ends the source.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut first, _) = listener.accept().unwrap();
+        let mut sent = 0;
+        for chunk in lines.chunks(40) {
+            let mut bytes = chunk.join("\n");
+            bytes.push('\n');
+            if first.write_all(bytes.as_bytes()).is_err() {
+                break;
+            }
+            sent += chunk.len();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        drop(first);
+        let (second, _) = listener.accept().unwrap();
+        drop(second);
+        sent
+    });
+    let job = || {
+        Sluice::run(
+            &plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+            &tmp.path().join("data"),
+        )
+        .job_arg("host", "127.0.0.1")
+        .job_arg("port", port)
+        .job_arg("sqlite", database.display())
+        .opt("--batch-interval", format!("{BATCH_MS}ms"))
+        .opt("--checkpoint", &checkpoint)
+        .opt("--checkpoint-interval", format!("{CHECKPOINT_MS}ms"))
+        .arg("--until-sources-end")
+    };
+    let running = job().spawn();
+    std::thread::sleep(Duration::from_millis(1500 + random.below(800)));
+    let killed = running.kill();
+    assert!(!killed.stderr.contains("error:"), "{killed:?}");
+    let logged = logged_lines(&checkpoint);
+    assert!(!logged.is_empty(), "the log held records at the kill");
+
+    let out = job().output();
+    out.assert_success();
+    let sent = server.join().unwrap();
+
+    let db = rusqlite::Connection::open(&database).unwrap();
+    let mut rows: BTreeMap<u64, Counts> = BTreeMap::new();
+    let mut statement = db
+        .prepare("SELECT batch_time, key, value FROM word_counts")
+        .unwrap();
+    for row in statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap()
+    {
+        let (time, word, count) = row.unwrap();
+        rows.entry(time as u64).or_default().insert(word, count);
+    }
+    // Every batch the log held: its lines counted exactly once, in it.
+    let mut logged_total = 0;
+    for (batch, lines) in &logged {
+        let expected = count_words(lines.iter().map(String::as_str));
+        let stored = rows.get(batch).cloned().unwrap_or_default();
+        crate::util::assert_counts_eq(&expected, &stored, &format!("logged batch {batch}"));
+        logged_total += lines.len();
+    }
+    // And nothing counted that was not sent, nor anything twice.
+    let sent_counts = count_words(sent_lines[..sent].iter().map(String::as_str));
+    let mut stored_totals = Counts::new();
+    for counts in rows.values() {
+        crate::util::add_counts(&mut stored_totals, counts);
+    }
+    for (word, count) in &stored_totals {
+        let at_most = sent_counts.get(word).copied().unwrap_or(0);
+        assert!(*count <= at_most, "{word}: {count} counted, {at_most} sent");
+    }
+    eprintln!(
+        "socket recovery: {} lines sent, {logged_total} in the write-ahead log at the kill ({} \
+         batches), each counted once after recovery",
+        sent,
+        logged.len()
+    );
+}

@@ -284,7 +284,7 @@ fn torn_checkpoint_resumes_from_the_previous(tear: Tear, seed: u64) {
         "the graceful stop checkpointed the last batch it ran"
     );
     let manifest = setup.checkpoint.join(manifest_name(newest));
-    let mut expected_warning = None;
+    let expected_warning;
     match tear {
         Tear::DeleteManifest => {
             fs::remove_file(&manifest).unwrap();

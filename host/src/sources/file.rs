@@ -635,7 +635,6 @@ impl super::lines::LineSink for ReplaySink<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, SystemTime};
 
     use object_store::path::Path;
