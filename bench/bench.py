@@ -305,7 +305,10 @@ class Config:
 PLUGINS = {"count": "network_word_count", "window": "windowed_word_count", "state": "stateful_word_count"}
 
 
-def sluice_command(batch: str, block: str, *extra: str, job: str = "count") -> Callable[[Tools, Run], list[str]]:
+def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
+                   checkpoint: str | None = None) -> Callable[[Tools, Run], list[str]]:
+    """`checkpoint`: the `--wal-sync` policy of a run with `--checkpoint` (a
+    directory of the run, default interval), or None for no checkpoint."""
     def command(tools: Tools, run: Run) -> list[str]:
         plugin = tools.plugin if job == "count" else tools.target / "wasm32-wasip2" / "release" / f"{PLUGINS[job]}.wasm"
         argv = [str(tools.sluice), "run", str(plugin),
@@ -313,6 +316,8 @@ def sluice_command(batch: str, block: str, *extra: str, job: str = "count") -> C
                 "--arg", f"output={run.output_prefix}"]
         for e in extra:
             argv += ["--arg", e]
+        if checkpoint is not None:
+            argv += ["--checkpoint", str(run.dir / "checkpoint"), "--wal-sync", checkpoint]
         return argv + ["--batch-interval", batch, "--block-interval", block,
                        "--until-sources-end", "--metrics-json", str(run.metrics)]
     return command
@@ -347,6 +352,15 @@ def all_configs() -> list[Config]:
                f"Sluice, 100 ms batches, input paced at {PACED_WORDS_PER_S:,} words/s (stability)", 100,
                sluice_command("100ms", "50ms"), "batches",
                paced_words_per_s=PACED_WORDS_PER_S, in_ratios=False),
+        Config("sluice-1s-checkpoint", "sluice",
+               "Sluice, 1 s batches, --checkpoint (default 10 s interval), --wal-sync always", 1000,
+               sluice_command("1s", "200ms", checkpoint="always"), "batches", in_ratios=False),
+        Config("sluice-1s-checkpoint-batch", "sluice",
+               "Sluice, 1 s batches, --checkpoint, --wal-sync batch", 1000,
+               sluice_command("1s", "200ms", checkpoint="batch"), "batches", in_ratios=False),
+        Config("sluice-1s-checkpoint-never", "sluice",
+               "Sluice, 1 s batches, --checkpoint, --wal-sync never", 1000,
+               sluice_command("1s", "200ms", checkpoint="never"), "batches", in_ratios=False),
         Config("spark", "spark", f"Spark Streaming {SPARK_VERSION}, Java DStream API, 1 s batches, local[2]", 1000,
                spark_command(), "batches"),
         Config("sluice-window", "sluice",
@@ -357,6 +371,10 @@ def all_configs() -> list[Config]:
                spark_command("window"), "last-batch", job="window"),
         Config("sluice-state", "sluice", "Sluice, stateful word count: update_state_by_key, 1 s batches", 1000,
                sluice_command("1s", "200ms", job="state"), "last-batch", job="state"),
+        Config("sluice-state-checkpoint", "sluice",
+               "Sluice, stateful word count, --checkpoint (default 10 s interval, --wal-sync always)", 1000,
+               sluice_command("1s", "200ms", job="state", checkpoint="always"), "last-batch", job="state",
+               in_ratios=False),
         Config("spark-state", "spark", f"Spark Streaming {SPARK_VERSION}, updateStateByKey, 1 s batches, local[2]",
                1000, spark_command("state"), "last-batch", job="state"),
         Config("native-1thread", "native", "native Rust, 1 s batches, 1 thread", 1000,

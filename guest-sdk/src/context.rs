@@ -101,7 +101,10 @@ impl StreamingContext {
 
     /// Lines of the files that appear in `directory` (Spark's
     /// `textFileStream`). Files must be moved in atomically; names starting
-    /// with `.` or `_` and nested directories are ignored.
+    /// with `.` or `_` and nested directories are ignored. As in Spark, a
+    /// file belongs to the batch of its modification time (one found late,
+    /// to the first batch still open), and it is read whole into that batch;
+    /// after a restart from a checkpoint, each file is still counted once.
     ///
     /// ```
     /// # use sluice_guest::prelude::*;

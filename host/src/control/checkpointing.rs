@@ -89,7 +89,7 @@ impl Checkpointing {
                 "--reset: deleted every checkpoint and log record at {location}; starting afresh"
             );
         }
-        let interval_ms = checkpoint_interval(config, graph);
+        let interval_ms = checkpoint_interval(config, graph)?;
         let clock = BatchClock::new(config.batch_interval);
         let base = Metadata {
             job: graph.name.clone(),
@@ -262,19 +262,31 @@ impl Checkpointing {
 /// The job's checkpoint interval: `--checkpoint-interval`, or the smallest
 /// multiple of the batch interval at least 10 s; shortened to the shortest
 /// a stream asks for (`.checkpoint(..)`). Milliseconds.
-fn checkpoint_interval(config: &JobConfig, graph: &JobGraph) -> u64 {
+fn checkpoint_interval(config: &JobConfig, graph: &JobGraph) -> Result<u64, JobError> {
     let batch = (config.batch_interval.as_millis() as u64).max(1);
     let default = DEFAULT_INTERVAL.as_millis() as u64;
-    let job = config
-        .checkpoint_interval
-        .map_or(default.div_ceil(batch) * batch, |d| d.as_millis() as u64);
-    graph
+    let job = match config.checkpoint_interval {
+        None => default.div_ceil(batch) * batch,
+        Some(d) => {
+            let ms = d.as_millis() as u64;
+            if ms == 0 || !ms.is_multiple_of(batch) || d.subsec_nanos() % 1_000_000 != 0 {
+                return Err(JobError::CheckpointInterval {
+                    interval: humantime::format_duration(d).to_string(),
+                    batch: humantime::format_duration(config.batch_interval).to_string(),
+                });
+            }
+            ms
+        }
+    };
+    // Validation made every stream's a multiple of its slide, which is a
+    // multiple of the batch interval.
+    Ok(graph
         .nodes
         .iter()
         .filter_map(|n| n.checkpoint)
         .map(|d| d.as_millis() as u64)
         .fold(job, u64::min)
-        .max(batch)
+        .max(batch))
 }
 
 /// The graph as a checkpoint shows it: each node's index, name, operator,
@@ -341,4 +353,53 @@ fn check_compatible(location: &str, found: &Metadata, now: &Metadata) -> Result<
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::NodeKind;
+    use crate::plan::graph::{test_node, test_socket};
+
+    fn graph(checkpoint: Option<Duration>) -> JobGraph {
+        let mut mapped = test_node("map at a", NodeKind::Map(0), &[0], "string");
+        mapped.checkpoint = checkpoint;
+        JobGraph {
+            name: "test".into(),
+            nodes: vec![test_socket(), mapped],
+            broadcasts: Vec::new(),
+            remember: None,
+        }
+    }
+
+    fn config(batch_ms: u64, interval_ms: Option<u64>) -> JobConfig {
+        let mut config = JobConfig::new("job.wasm".into());
+        config.batch_interval = Duration::from_millis(batch_ms);
+        config.checkpoint_interval = interval_ms.map(Duration::from_millis);
+        config
+    }
+
+    #[test]
+    fn the_interval_defaults_to_the_first_multiple_of_the_batch_interval_from_10_s() {
+        let interval = |batch, job, stream: Option<u64>| {
+            checkpoint_interval(
+                &config(batch, job),
+                &graph(stream.map(Duration::from_millis)),
+            )
+        };
+        assert_eq!(interval(1_000, None, None).unwrap(), 10_000);
+        assert_eq!(interval(3_000, None, None).unwrap(), 12_000);
+        assert_eq!(interval(250, None, None).unwrap(), 10_000);
+        assert_eq!(interval(1_000, Some(2_000), None).unwrap(), 2_000);
+        // A stream asking for more often wins; asking for less does not.
+        assert_eq!(interval(1_000, None, Some(5_000)).unwrap(), 5_000);
+        assert_eq!(interval(1_000, Some(2_000), Some(5_000)).unwrap(), 2_000);
+        for bad in [0, 1_500] {
+            let e = interval(1_000, Some(bad), None).unwrap_err().to_string();
+            assert!(
+                e.contains("must be a positive multiple of the batch interval (1s)"),
+                "{e}"
+            );
+        }
+    }
 }

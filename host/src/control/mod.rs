@@ -160,6 +160,17 @@ pub enum JobError {
         /// This plugin's digest.
         now: String,
     },
+    /// `--checkpoint-interval` is not a multiple of the batch interval.
+    #[error(
+        "--checkpoint-interval {interval} must be a positive multiple of the batch interval \
+         ({batch}): checkpoints are taken between batches"
+    )]
+    CheckpointInterval {
+        /// As given.
+        interval: String,
+        /// The batch interval.
+        batch: String,
+    },
     /// A setting that must not change for a job changed.
     #[error(
         "the checkpoints at {location} were made with {what} {was}, and this run has {is}: it \

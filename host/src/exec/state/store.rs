@@ -98,9 +98,9 @@ impl KeyGroupState {
         at
     }
 
-    /// Sets the value of `key`.
+    /// Sets the value of `key`. Setting the value it has leaves the group
+    /// unchanged (a checkpoint need not write it again).
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
-        self.changed = true;
         let h = hash(key);
         let arena = &self.arena;
         match self.table.find(h, |&at| entry(arena, at).0 == key).copied() {
@@ -108,9 +108,14 @@ impl KeyGroupState {
                 let old = u32_at(&self.arena, at + 4);
                 if old == value.len() {
                     let start = at + HEADER + key.len();
-                    self.arena[start..start + old].copy_from_slice(value);
+                    let slot = &mut self.arena[start..start + old];
+                    if slot != value {
+                        slot.copy_from_slice(value);
+                        self.changed = true;
+                    }
                     return;
                 }
+                self.changed = true;
                 self.garbage += HEADER + key.len() + old;
                 self.bytes = self.bytes - old + value.len();
                 let new = self.append(key, value);
@@ -123,6 +128,7 @@ impl KeyGroupState {
                 self.compact_if_wasteful();
             }
             None => {
+                self.changed = true;
                 let at = self.append(key, value);
                 let arena = &self.arena;
                 self.table
@@ -506,6 +512,18 @@ mod tests {
         );
         assert!(op.group(0).remove(b"k"));
         assert!(op.group(0).is_changed());
+        op.group(0).insert(b"k", b"v1");
+        op.group(0).mark_unchanged();
+        op.group(0).insert(b"k", b"v1");
+        assert!(
+            !op.group(0).is_changed(),
+            "writing the same value changes nothing"
+        );
+        op.group(0).insert(b"k", b"v2");
+        assert!(op.group(0).is_changed(), "a new value of the same width");
+        op.group(0).mark_unchanged();
+        op.group(0).insert(b"k", b"v10");
+        assert!(op.group(0).is_changed(), "a new value of another width");
     }
 
     proptest::proptest! {
