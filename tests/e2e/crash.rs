@@ -18,9 +18,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::util::{Counts, Sluice, count_words, plugin, read_saved_batches};
+use crate::util::{
+    Counts, Sluice, TimedFile, count_words, now_ms, parse_counts, plugin, read_saved_batches,
+    sqlite_word_counts, write_timed_file,
+};
 
 /// Batch interval of the harness's jobs.
 const BATCH_MS: u64 = 250;
@@ -54,27 +57,14 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_millis() as u64
-}
-
 /// The batch a time belongs to (the host's `BatchClock::batch_for`).
 fn batch_for(t: u64) -> u64 {
     t.div_ceil(BATCH_MS) * BATCH_MS
 }
 
-/// One input file: its lines and the batch it belongs to.
-struct InputFile {
-    lines: Vec<String>,
-    batch: u64,
-}
-
 /// Writes `count` files of seeded Zipf text into `dir`, file `i` modified
 /// at `first + i` batches (a little inside the batch), and returns them.
-fn write_input(dir: &Path, count: usize, first_ms: u64, random: &mut Random) -> Vec<InputFile> {
+fn write_input(dir: &Path, count: usize, first_ms: u64, random: &mut Random) -> Vec<TimedFile> {
     fs::create_dir_all(dir).unwrap();
     let mut corpus = sluice_corpus::Corpus::new(random.next());
     let mut files = Vec::new();
@@ -86,15 +76,7 @@ fn write_input(dir: &Path, count: usize, first_ms: u64, random: &mut Random) -> 
         }
         let modified = first_ms + i as u64 * BATCH_MS + 1 + random.below(BATCH_MS - 2);
         let path = dir.join(format!("part-{i:04}.txt"));
-        fs::write(&path, &text).unwrap();
-        let file = fs::File::options().write(true).open(&path).unwrap();
-        file.set_modified(UNIX_EPOCH + Duration::from_millis(modified))
-            .unwrap();
-        let text = String::from_utf8(text).expect("the corpus is UTF-8");
-        files.push(InputFile {
-            lines: text.lines().map(String::from).collect(),
-            batch: batch_for(modified),
-        });
+        files.push(write_timed_file(&path, &text, modified, BATCH_MS));
     }
     files
 }
@@ -180,30 +162,16 @@ fn run_with_kills(
     }
 }
 
-/// Parses `(word,count)` lines.
-fn parse_counts<'a>(lines: impl Iterator<Item = &'a str>) -> Counts {
-    lines
-        .map(|line| {
-            let inner = line
-                .strip_prefix('(')
-                .and_then(|l| l.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("not a (word,count) line: {line:?}"));
-            let (word, count) = inner.rsplit_once(',').expect("a pair");
-            (word.to_string(), count.parse().expect("a count"))
-        })
-        .collect()
-}
-
 /// Every saved directory of `prefix`, by batch time, as counts.
 fn saved(prefix: &Path) -> BTreeMap<u64, Counts> {
     read_saved_batches(prefix, None)
         .unwrap()
         .into_iter()
-        .map(|batch| (batch.time_ms, parse_counts(batch.lines())))
+        .map(|batch| (batch.time_ms, parse_counts(batch.lines()).unwrap()))
         .collect()
 }
 
-fn counts_of(files: &[InputFile], within: impl Fn(u64) -> bool) -> Counts {
+fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
     count_words(
         files
             .iter()
@@ -219,7 +187,7 @@ struct Setup {
     checkpoint: PathBuf,
     prefix: PathBuf,
     data: PathBuf,
-    files: Vec<InputFile>,
+    files: Vec<TimedFile>,
     random: Random,
 }
 
@@ -259,103 +227,55 @@ fn job(setup: &Setup, wasm: &str, extra: &[(&str, &str)]) -> Sluice {
     job
 }
 
-fn records(files: &[InputFile]) -> usize {
+fn records(files: &[TimedFile]) -> usize {
     files.iter().map(|f| f.lines.len()).sum()
 }
 
-#[test]
-fn stateful_word_count_killed_at_random_equals_an_uninterrupted_run() {
+/// Kills `wasm` (with job arguments `args`) at random, then checks that it
+/// saved one directory every `step_ms` from its first to its last, each
+/// equal to `expected(setup files, time)`, the last covering the last file.
+fn saved_outputs_survive_kills(
+    what: &str,
+    wasm: &str,
+    args: &[(&str, &str)],
+    step_ms: u64,
+    expected: impl Fn(&[TimedFile], u64) -> Counts,
+    salt: u64,
+) {
     let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
-    // About 1.2 s between kills, one file per batch: enough files to
-    // outlast the kills.
     let mut setup = setup(kills * 5 + 8);
-    let mut random = Random(setup.random.next());
+    let mut random = Random(setup.random.next() ^ salt);
     let setup = setup;
     let tally = run_with_kills(
-        || job(&setup, sluice_test_artifacts::STATEFUL_WORD_COUNT, &[]),
+        || job(&setup, wasm, args),
         kills,
         &mut random,
         &setup.scratch,
     );
     let saved = saved(&setup.prefix);
     let (&first, &last) = (
-        saved.keys().next().expect("batches were saved"),
-        saved.keys().last().expect("batches were saved"),
+        saved.keys().next().expect("outputs were saved"),
+        saved.keys().last().expect("outputs were saved"),
     );
-    // Every batch from the first to the last saved once, each with the
-    // running counts of the files of the batches up to it.
-    let expected_times: Vec<u64> = (first..=last).step_by(BATCH_MS as usize).collect();
+    let expected_times: Vec<u64> = (first..=last).step_by(step_ms as usize).collect();
     assert_eq!(
         saved.keys().copied().collect::<Vec<_>>(),
         expected_times,
-        "one directory per batch, none missing"
+        "{what}: one directory every {step_ms} ms, none missing"
     );
     for (&time, counts) in &saved {
-        let expected = counts_of(&setup.files, |batch| batch <= time);
-        crate::util::assert_counts_eq(&expected, counts, &format!("running counts at {time}"));
-    }
-    let last_file = setup.files.iter().map(|f| f.batch).max().unwrap();
-    assert!(last >= last_file, "the last file's batch {last_file} ran");
-    let totals = counts_of(&setup.files, |_| true);
-    crate::util::assert_counts_eq(&totals, &saved[&last], "final running totals");
-    eprintln!(
-        "crash harness (stateful word count): {} kills ({} while a checkpoint was written), {} \
-         restarts, {} records in {} files, {} batches checked: nothing lost or doubled; median \
-         recovery (restart to first batch done) {:?}",
-        tally.kills,
-        tally.kills_at_checkpoints,
-        tally.restarts,
-        records(&setup.files),
-        setup.files.len(),
-        saved.len(),
-        tally.median_recovery()
-    );
-    assert_eq!(tally.kills, kills, "every kill landed on a running job");
-}
-
-#[test]
-fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
-    let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
-    let mut setup = setup(kills * 5 + 8);
-    let mut random = Random(setup.random.next() ^ 1);
-    let setup = setup;
-    let (window, slide) = (2_000u64, 500u64);
-    let tally = run_with_kills(
-        || {
-            job(
-                &setup,
-                sluice_test_artifacts::WINDOWED_WORD_COUNT,
-                &[("window", "2s"), ("slide", "500ms")],
-            )
-        },
-        kills,
-        &mut random,
-        &setup.scratch,
-    );
-    let saved = saved(&setup.prefix);
-    let (&first, &last) = (
-        saved.keys().next().expect("windows were saved"),
-        saved.keys().last().expect("windows were saved"),
-    );
-    let expected_times: Vec<u64> = (first..=last).step_by(slide as usize).collect();
-    assert_eq!(
-        saved.keys().copied().collect::<Vec<_>>(),
-        expected_times,
-        "one directory per slide, none missing"
-    );
-    for (&time, counts) in &saved {
-        let expected = counts_of(&setup.files, |batch| batch + window > time && batch <= time);
-        crate::util::assert_counts_eq(&expected, counts, &format!("window at {time}"));
+        let expected = expected(&setup.files, time);
+        crate::util::assert_counts_eq(&expected, counts, &format!("{what} at {time}"));
     }
     let last_file = setup.files.iter().map(|f| f.batch).max().unwrap();
     assert!(
         last >= last_file,
-        "the window of the last file's batch {last_file} ran"
+        "{what}: the output of the last file's batch {last_file} ran"
     );
     eprintln!(
-        "crash harness (windowed word count): {} kills ({} while a checkpoint was written), {} \
-         restarts, {} records in {} files, {} windows checked: nothing lost or doubled; median \
-         recovery (restart to first batch done) {:?}",
+        "crash harness ({what}): {} kills ({} while a checkpoint was written), {} restarts, {} \
+         records in {} files, {} outputs checked: nothing lost or doubled; median recovery \
+         (restart to first batch done) {:?}",
         tally.kills,
         tally.kills_at_checkpoints,
         tally.restarts,
@@ -365,6 +285,34 @@ fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
         tally.median_recovery()
     );
     assert_eq!(tally.kills, kills, "every kill landed on a running job");
+}
+
+#[test]
+fn stateful_word_count_killed_at_random_equals_an_uninterrupted_run() {
+    // Every batch saves the running counts of the files of the batches up
+    // to it; the last ones are the totals of all files.
+    saved_outputs_survive_kills(
+        "stateful word count",
+        sluice_test_artifacts::STATEFUL_WORD_COUNT,
+        &[],
+        BATCH_MS,
+        |files, time| counts_of(files, |batch| batch <= time),
+        0,
+    );
+}
+
+#[test]
+fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
+    // A 2 s window every 500 ms: the files of the batches in (T - 2 s, T].
+    let window = 2_000;
+    saved_outputs_survive_kills(
+        "windowed word count",
+        sluice_test_artifacts::WINDOWED_WORD_COUNT,
+        &[("window", "2s"), ("slide", "500ms")],
+        500,
+        |files, time| counts_of(files, |batch| batch + window > time && batch <= time),
+        1,
+    );
 }
 
 #[test]
@@ -387,30 +335,8 @@ fn sqlite_output_killed_at_random_holds_every_batch_once() {
         &mut random,
         &setup.scratch,
     );
-    let db = rusqlite::Connection::open(&database).unwrap();
-    let mut rows: BTreeMap<u64, Counts> = BTreeMap::new();
-    let mut statement = db
-        .prepare("SELECT batch_time, key, value FROM word_counts")
-        .unwrap();
-    let all = statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap();
-    let mut stored = 0;
-    for row in all {
-        let (time, word, count) = row.unwrap();
-        let previous = rows
-            .entry(time as u64)
-            .or_default()
-            .insert(word.clone(), count);
-        assert!(previous.is_none(), "({word}) stored twice for batch {time}");
-        stored += 1;
-    }
+    let rows = sqlite_word_counts(&database, "word_counts");
+    let stored: usize = rows.values().map(|counts| counts.len()).sum();
     // Exactly the batches with input, each with its files' counts.
     let mut expected: BTreeMap<u64, Counts> = BTreeMap::new();
     for file in &setup.files {
@@ -540,24 +466,7 @@ fn socket_lines_in_the_write_ahead_log_at_a_kill_are_counted_exactly_once_after_
     out.assert_success();
     let sent = server.join().unwrap();
 
-    let db = rusqlite::Connection::open(&database).unwrap();
-    let mut rows: BTreeMap<u64, Counts> = BTreeMap::new();
-    let mut statement = db
-        .prepare("SELECT batch_time, key, value FROM word_counts")
-        .unwrap();
-    for row in statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (time, word, count) = row.unwrap();
-        rows.entry(time as u64).or_default().insert(word, count);
-    }
+    let rows = sqlite_word_counts(&database, "word_counts");
     // Every batch the log held: its lines counted exactly once, in it.
     let mut logged_total = 0;
     for (batch, lines) in &logged {

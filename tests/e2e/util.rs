@@ -1042,3 +1042,63 @@ fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<String> 
 fn http_status(response: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+/// An input file of a text file stream whose batch is known: the batch of
+/// its modification time (the host's rule, `BatchClock::batch_for`).
+pub struct TimedFile {
+    pub lines: Vec<String>,
+    pub batch: u64,
+}
+
+/// Writes `text` to `path` with modification time `modified_ms`; the file
+/// belongs to batch `ceil(modified / batch_ms) * batch_ms`.
+pub fn write_timed_file(path: &Path, text: &[u8], modified_ms: u64, batch_ms: u64) -> TimedFile {
+    fs::write(path, text).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_millis(modified_ms))
+        .unwrap();
+    let text = std::str::from_utf8(text).expect("the input is UTF-8");
+    TimedFile {
+        lines: text.lines().map(String::from).collect(),
+        batch: modified_ms.div_ceil(batch_ms) * batch_ms,
+    }
+}
+
+/// The rows `(batch_time, key, value)` of a `save_to_sqlite` word count
+/// table, by batch; a word stored twice in one batch fails the test.
+pub fn sqlite_word_counts(database: &Path, table: &str) -> BTreeMap<u64, Counts> {
+    let db = rusqlite::Connection::open(database).unwrap();
+    let mut statement = db
+        .prepare(&format!("SELECT batch_time, key, value FROM {table}"))
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .unwrap();
+    let mut batches: BTreeMap<u64, Counts> = BTreeMap::new();
+    for row in rows {
+        let (time, word, count) = row.unwrap();
+        let previous = batches
+            .entry(time as u64)
+            .or_default()
+            .insert(word.clone(), count);
+        assert!(previous.is_none(), "({word}) stored twice for batch {time}");
+    }
+    batches
+}
