@@ -243,7 +243,8 @@ fn saved_outputs_survive_kills(
     salt: u64,
 ) {
     let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
-    let mut setup = setup(kills * 5 + 8);
+    // Enough files (one per batch) to outlast the kills on a slow machine.
+    let mut setup = setup(kills * 8 + 8);
     let mut random = Random(setup.random.next() ^ salt);
     let setup = setup;
     let tally = run_with_kills(
@@ -318,7 +319,8 @@ fn windowed_word_count_killed_at_random_equals_an_uninterrupted_run() {
 #[test]
 fn sqlite_output_killed_at_random_holds_every_batch_once() {
     let kills = env_u64("SLUICE_CRASH_KILLS", 20) as usize;
-    let mut setup = setup(kills * 5 + 8);
+    // Enough files (one per batch) to outlast the kills on a slow machine.
+    let mut setup = setup(kills * 8 + 8);
     let mut random = Random(setup.random.next() ^ 2);
     let setup = setup;
     let database = setup.scratch.join("counts.db");
@@ -491,4 +493,41 @@ fn socket_lines_in_the_write_ahead_log_at_a_kill_are_counted_exactly_once_after_
         sent,
         logged.len()
     );
+}
+
+#[test]
+fn a_checkpointed_socket_job_counts_every_line_from_its_first_block() {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let database = tmp.path().join("counts.db");
+    let text = String::from_utf8(crate::util::corpus(2000).to_vec()).unwrap();
+    // Everything at once, as soon as the job connects: the first block
+    // holds it, in the job's first batch.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = text.clone();
+    let server = std::thread::spawn(move || {
+        let (mut connection, _) = listener.accept().unwrap();
+        connection.write_all(served.as_bytes()).unwrap();
+    });
+    Sluice::run(
+        &plugin(sluice_test_artifacts::NETWORK_WORD_COUNT),
+        &tmp.path().join("data"),
+    )
+    .job_arg("host", "127.0.0.1")
+    .job_arg("port", port)
+    .job_arg("sqlite", database.display())
+    .opt("--batch-interval", format!("{BATCH_MS}ms"))
+    .opt("--checkpoint", tmp.path().join("checkpoint"))
+    .arg("--until-sources-end")
+    .output()
+    .assert_success();
+    server.join().unwrap();
+    let mut stored = Counts::new();
+    for counts in sqlite_word_counts(&database, "word_counts").values() {
+        crate::util::add_counts(&mut stored, counts);
+    }
+    crate::util::assert_counts_eq(&count_words(text.lines()), &stored, "every line counted");
 }

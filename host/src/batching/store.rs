@@ -617,6 +617,15 @@ impl ReceiverHandle {
         if block.rows.is_empty() && block.invalid_records == 0 {
             return Ok(());
         }
+        if self
+            .store
+            .lock()
+            .resumed
+            .is_some_and(|done| block.batch <= done)
+        {
+            // A batch the checkpoint covers: `push` would drop it too.
+            return Ok(());
+        }
         self.log(
             block.batch,
             &encode_block(&block.rows, block.invalid_records),

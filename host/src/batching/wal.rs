@@ -288,11 +288,18 @@ impl Wal {
         };
         let mut dirs = Vec::new();
         for (_, path) in &due {
-            let file = std::fs::File::open(path).map_err(|source| WalError::Io {
-                action: "open",
-                path: path.clone(),
-                source,
-            })?;
+            let file = match std::fs::File::open(path) {
+                Ok(file) => file,
+                // Deleted since: a checkpoint covers its batch.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(WalError::Io {
+                        action: "open",
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            };
             file.sync_data().map_err(|source| WalError::Io {
                 action: "sync",
                 path: path.clone(),

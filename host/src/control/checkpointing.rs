@@ -120,7 +120,9 @@ impl Checkpointing {
                 }
             }
             None => {
-                let first = clock.next(clock.batch_for(now_ms()));
+                // Every block a receiver cuts from now on belongs to this
+                // batch or a later one.
+                let first = clock.batch_for(now_ms());
                 Start {
                     first,
                     done: BatchTime(first.as_millis() - clock.interval_ms()),

@@ -119,6 +119,7 @@ impl LineSink for Entries {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::super::spawn;
@@ -164,6 +165,37 @@ mod tests {
             assert_eq!(batches[2].blocks[&ctx.node].len(), 1, "one block per entry");
             assert!(store.all_finished());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resumed_queue_gives_the_entries_after_the_checkpoint_to_their_batches() {
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let (ctx, _stop) = context(&store, 20, 40, true);
+        // The job's first batch, and a checkpoint after its second.
+        let first = ctx.clock.batch_for(crate::batching::now_ms());
+        store.resume(first, ctx.clock.nth_from(first, 1));
+        let spec = SourceSpec::Queue(vec![
+            entry(&["a"]),
+            entry(&["b"]),
+            entry(&["c"]),
+            entry(&["d"]),
+        ]);
+        let task = spawn(spec, ctx.clone());
+        let (taker, clock) = (Arc::clone(&store), ctx.clock);
+        let got = tokio::task::spawn_blocking(move || {
+            (2..4)
+                .map(|i| {
+                    let input = taker.take_batch(clock.nth_from(first, i)).unwrap();
+                    taker.release(input.unreleased_bytes);
+                    lines(&input)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        task.await.unwrap();
+        assert_eq!(got, [vec!["c".to_string()], vec!["d".to_string()]]);
+        assert!(store.all_finished());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -183,6 +183,67 @@ mod tests {
         assert_eq!(n, 100);
     }
 
+    /// The counters of a run's records, in order.
+    fn counters(batches: &[crate::batching::BatchInput]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.blocks.values().flatten())
+            .flat_map(|rows| rows.iter())
+            .map(|record| i64::from_le_bytes(record[12..].try_into().unwrap()))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resumed_rate_source_goes_on_from_the_counter_of_its_checkpoint() {
+        // A first run, and its position once its batches are done.
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        let (mut ctx, stop) = context(&store, 20, 40, false);
+        ctx.positions = crate::sources::Positions::default();
+        let spec = SourceSpec::Rate {
+            records_per_second: 500,
+        };
+        let task = spawn(spec.clone(), ctx.clone());
+        let mut seen = 0;
+        let first = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_batches(&store, &ctx, move |input| {
+                seen += input.records;
+                seen >= 30
+            }),
+        )
+        .await
+        .unwrap();
+        let done = first.last().unwrap().time;
+        let position = ctx.positions.snapshot(done).remove(&ctx.node).unwrap();
+        stop.stop();
+        task.await.unwrap();
+        let before = counters(&first);
+        assert_eq!(before, (0..before.len() as i64).collect::<Vec<_>>());
+
+        // A restart from that position: the counter goes on, none twice.
+        let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
+        store.resume(done, done);
+        let (mut ctx, stop) = context(&store, 20, 40, false);
+        ctx.positions =
+            crate::sources::Positions::resuming([(ctx.node, position)].into_iter().collect());
+        let task = spawn(spec, ctx.clone());
+        let mut seen = 0;
+        let second = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_batches(&store, &ctx, move |input| {
+                seen += input.records;
+                seen >= 30
+            }),
+        )
+        .await
+        .unwrap();
+        stop.stop();
+        task.await.unwrap();
+        let after = counters(&second);
+        let next = before.len() as i64;
+        assert_eq!(after, (next..next + after.len() as i64).collect::<Vec<_>>());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rate_source_counts_without_gaps_in_its_codec() {
         let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
