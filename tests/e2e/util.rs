@@ -256,18 +256,26 @@ impl Sluice {
     /// Starts the binary; the caller waits with [`Running::wait`].
     pub fn spawn(self) -> Running {
         let bin = env!("CARGO_BIN_EXE_sluice");
-        let mut child = Command::new(bin)
-            .args(&self.args)
+        let label = format!("{bin} {}", shell_words(&self.args));
+        let mut command = Command::new(bin);
+        command.args(&self.args);
+        self.start(command, label)
+    }
+
+    /// Starts `command` (the binary, perhaps through a wrapper) with this
+    /// command line's environment, output captured.
+    fn start(&self, mut command: Command, label: String) -> Running {
+        let mut child = command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("start {label}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         Running {
-            command: format!("{bin} {}", shell_words(&self.args)),
+            command: label,
             child,
             stdout: Some(read_all(stdout)),
             stderr: Some(read_all(stderr)),
@@ -888,27 +896,10 @@ impl Sluice {
     pub fn spawn_with_file_size_limit(self, blocks: u32) -> Running {
         let bin = env!("CARGO_BIN_EXE_sluice");
         let script = format!("ulimit -f {blocks}; exec \"$0\" \"$@\"");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .arg(bin)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start sh -c {script:?} {bin}: {e}"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        Running {
-            command: format!("sh -c {script:?} {bin} {}", shell_words(&self.args)),
-            child,
-            stdout: Some(read_all(stdout)),
-            stderr: Some(read_all(stderr)),
-            started: Instant::now(),
-            timeout: self.timeout,
-        }
+        let label = format!("sh -c {script:?} {bin} {}", shell_words(&self.args));
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(&script).arg(bin).args(&self.args);
+        self.start(command, label)
     }
 }
 

@@ -183,6 +183,33 @@ mod tests {
         assert_eq!(n, 100);
     }
 
+    /// Runs a rate source of 500 records/s on `store` until its batches
+    /// hold at least `records`; returns them.
+    async fn run_rate(
+        store: &Arc<BlockStore>,
+        ctx: &crate::sources::ReceiverContext,
+        stop: &crate::sources::StopSignal,
+        records: u64,
+    ) -> Vec<crate::batching::BatchInput> {
+        let spec = SourceSpec::Rate {
+            records_per_second: 500,
+        };
+        let task = spawn(spec, ctx.clone());
+        let mut seen = 0;
+        let batches = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_batches(store, ctx, move |input| {
+                seen += input.records;
+                seen >= records
+            }),
+        )
+        .await
+        .unwrap();
+        stop.stop();
+        task.await.unwrap();
+        batches
+    }
+
     /// The counters of a run's records, in order.
     fn counters(batches: &[crate::batching::BatchInput]) -> Vec<i64> {
         batches
@@ -197,26 +224,10 @@ mod tests {
     async fn a_resumed_rate_source_goes_on_from_the_counter_of_its_checkpoint() {
         // A first run, and its position once its batches are done.
         let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
-        let (mut ctx, stop) = context(&store, 20, 40, false);
-        ctx.positions = crate::sources::Positions::default();
-        let spec = SourceSpec::Rate {
-            records_per_second: 500,
-        };
-        let task = spawn(spec.clone(), ctx.clone());
-        let mut seen = 0;
-        let first = tokio::time::timeout(
-            Duration::from_secs(60),
-            run_batches(&store, &ctx, move |input| {
-                seen += input.records;
-                seen >= 30
-            }),
-        )
-        .await
-        .unwrap();
+        let (ctx, stop) = context(&store, 20, 40, false);
+        let first = run_rate(&store, &ctx, &stop, 30).await;
         let done = first.last().unwrap().time;
         let position = ctx.positions.snapshot(done).remove(&ctx.node).unwrap();
-        stop.stop();
-        task.await.unwrap();
         let before = counters(&first);
         assert_eq!(before, (0..before.len() as i64).collect::<Vec<_>>());
 
@@ -226,20 +237,7 @@ mod tests {
         let (mut ctx, stop) = context(&store, 20, 40, false);
         ctx.positions =
             crate::sources::Positions::resuming([(ctx.node, position)].into_iter().collect());
-        let task = spawn(spec, ctx.clone());
-        let mut seen = 0;
-        let second = tokio::time::timeout(
-            Duration::from_secs(60),
-            run_batches(&store, &ctx, move |input| {
-                seen += input.records;
-                seen >= 30
-            }),
-        )
-        .await
-        .unwrap();
-        stop.stop();
-        task.await.unwrap();
-        let after = counters(&second);
+        let after = counters(&run_rate(&store, &ctx, &stop, 30).await);
         let next = before.len() as i64;
         assert_eq!(after, (next..next + after.len() as i64).collect::<Vec<_>>());
     }
@@ -248,24 +246,7 @@ mod tests {
     async fn rate_source_counts_without_gaps_in_its_codec() {
         let store = BlockStore::new(BlockStore::DEFAULT_BUDGET);
         let (ctx, stop) = context(&store, 20, 40, false);
-        let task = spawn(
-            SourceSpec::Rate {
-                records_per_second: 500,
-            },
-            ctx.clone(),
-        );
-        let mut seen = 0;
-        let batches = tokio::time::timeout(
-            Duration::from_secs(60),
-            run_batches(&store, &ctx, move |input| {
-                seen += input.records;
-                seen >= 50
-            }),
-        )
-        .await
-        .unwrap();
-        stop.stop();
-        task.await.unwrap();
+        let batches = run_rate(&store, &ctx, &stop, 50).await;
 
         let codec: Codec = "tuple<i64,i64>".parse().unwrap();
         let mut expected = 0i64;
