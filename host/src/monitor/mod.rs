@@ -10,6 +10,7 @@
 //! Later: the web UI, REST and Prometheus read the same [`BatchInfo`] events.
 
 mod accumulators;
+pub mod logs;
 
 pub use accumulators::{AccumulatorValue, Accumulators, KindMismatch};
 
