@@ -3,6 +3,7 @@
 //! Parsing lives here; everything else is the library's.
 
 mod demo;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +37,11 @@ enum Command {
 struct RunArgs {
     /// The plugin: a component built for wasm32-wasip2 against sluice-guest.
     plugin: PathBuf,
+    /// Upgrade the running job whenever the plugin file changes (state and
+    /// positions kept; an incompatible or failing version is refused or
+    /// rolled back, and the job goes on).
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -152,7 +158,11 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(run) => {
             let config = run.job.config(run.plugin);
-            let summary = run_job(&config, stop)?;
+            let summary = if run.watch {
+                watch::run(config, stop)?
+            } else {
+                run_job(&config, stop)?
+            };
             tracing::info!("done: {summary}");
             Ok(())
         }

@@ -224,6 +224,23 @@ impl Checkpointing {
         Ok(())
     }
 
+    /// Checkpoints from now on name `digest` and `graph` (an upgrade's
+    /// switch, or its rollback).
+    pub(super) fn set_version(&mut self, digest: String, graph: &JobGraph) {
+        self.base.plugin_digest = digest;
+        self.base.graph = describe(graph);
+    }
+
+    /// A checkpoint of batch `time` now, whatever the interval says.
+    pub(super) fn write_now(
+        &mut self,
+        time: BatchTime,
+        executor: &Executor,
+        metrics: &Metrics,
+    ) -> Result<(), JobError> {
+        self.write(time, executor, metrics)
+    }
+
     fn write(
         &mut self,
         time: BatchTime,

@@ -1,24 +1,37 @@
-//! Starting and stopping a job — Spark's `StreamingContext.start()` and
-//! `stop(stopGracefully = true)`: load the plugin, ask it for its graph,
-//! validate and plan it, start its receivers, run the batch loop, and stop
-//! cleanly. Deploying, serving several jobs and hot upgrade will go through
-//! this same path.
+//! Starting, stopping and upgrading a job — Spark's
+//! `StreamingContext.start()` and `stop(stopGracefully = true)`, plus what
+//! Spark cannot do: replacing the job's code while it runs.
+//!
+//! Files: this one ([`JobConfig`], [`JobError`], [`run_job`]), `version`
+//! (one version of the code: load, `define`, validate, plan — the one path
+//! for a start, an upgrade and a rollback), `job` ([`JobHandle`]: the job on
+//! its own threads, its status, the switch between versions and the
+//! rollback), `upgrade` (whether a new version may take over, by operator
+//! names), `checkpointing` (checkpoints and the write-ahead log around the
+//! batch loop).
 
 mod checkpointing;
+mod job;
+mod upgrade;
+mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::batching::{BatchClock, BlockStore, WalSync};
+pub use job::{
+    JobHandle, JobState, JobStatus, UpgradeError, UpgradeOutcome, UpgradeRequest, VersionEvent,
+    VersionEventKind,
+};
+
+use crate::batching::{BlockStore, WalSync};
 use crate::data::KeyGroups;
-use crate::exec::scheduler::{self, Limits, ScheduleError};
-use crate::exec::{Datasets, Executor, Workers, WorkersConfig};
-use crate::monitor::{Metrics, Summary};
-use crate::plan::{self, BroadcastValue, JobGraph, Plan, PlanError};
-use crate::sinks::Sinks;
-use crate::sources::{self, ReceiverContext, StopSignal};
-use crate::wasm::{Broadcasts, CallError, Runtime, WasmConfig, WasmError};
+use crate::exec::scheduler::ScheduleError;
+use crate::monitor::Summary;
+use crate::monitor::logs::{self, JobLog};
+use crate::plan::{BroadcastValue, JobGraph, PlanError};
+use crate::sources::StopSignal;
+use crate::wasm::{Broadcasts, CallError, WasmError};
 
 /// Everything `sluice run` is told.
 #[derive(Debug, Clone)]
@@ -66,6 +79,9 @@ pub struct JobConfig {
     pub wal_sync: WalSync,
     /// `--storage-option KEY=VALUE` pairs for every object store URL.
     pub storage_options: crate::storage::StorageOptions,
+    /// Batches after an upgrade during which a failure rolls the job back
+    /// to the version before.
+    pub probation_batches: u32,
 }
 
 impl JobConfig {
@@ -92,6 +108,7 @@ impl JobConfig {
             reset: false,
             wal_sync: WalSync::default(),
             storage_options: crate::storage::StorageOptions::default(),
+            probation_batches: 10,
         }
     }
 }
@@ -203,173 +220,13 @@ pub enum JobError {
 /// stops gracefully: receivers stop reading, what they received is
 /// processed, outputs are written.
 pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError> {
-    plan::check_timing(config.batch_interval, config.block_interval)?;
-    let runtime = Runtime::new(WasmConfig {
-        memory_limit: config.memory_limit,
-        call_timeout: config.call_timeout,
-        cache_dir: Some(cache_dir(config.data_dir.as_deref())),
-    })?;
-    let plugin = runtime.load(&config.plugin)?;
-    let label = config
-        .plugin
-        .file_stem()
-        .map_or_else(|| "job".to_string(), |s| s.to_string_lossy().into_owned());
-    let define = || -> Result<JobGraph, JobError> {
-        let mut instance = plugin.instantiate(&label)?;
-        instance.set_task("define");
-        instance.define(&config.args).map_err(JobError::Define)
-    };
-    let graph = define()?;
-    // Every instance must define this graph; the workers check each fresh
-    // one, and a second instance now refuses most offenders before the start.
-    if let Some(difference) = graph.first_difference(&define()?) {
-        return Err(JobError::UnstableDefine {
-            plugin: config.plugin.clone(),
-            difference,
-        });
-    }
-    let validated = plan::validate(
-        &graph,
-        config.batch_interval,
-        config.block_interval,
-        config.key_groups,
-    )?;
-    for warning in &validated.warnings {
-        tracing::warn!(job = %graph.name, "{warning}");
-    }
-    let plan = Plan::new(&graph, validated, config.key_groups, config.batch_interval);
-    tracing::info!(
-        job = %graph.name,
-        plugin = %config.plugin.display(),
-        digest = %&plugin.digest()[..12],
-        steps = plan.steps.len(),
-        "job defined"
-    );
-
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sluice-io")
-        .enable_all()
-        .build()
-        .map_err(|e| JobError::Threads(e.to_string()))?;
-    let broadcasts = load_broadcasts(&graph, tokio.handle(), &config.storage_options)?;
-    let partitions = u32::try_from(config.workers).unwrap_or(u32::MAX);
-    let mut checkpointing = match &config.checkpoint {
-        Some(location) => Some(checkpointing::Checkpointing::open(
-            config,
-            location,
-            &graph,
-            plugin.digest(),
-            partitions,
-            tokio.handle().clone(),
-        )?),
-        None => None,
-    };
-    let workers = Workers::new(
-        plugin.with_broadcasts(broadcasts),
-        graph.clone(),
-        config.args.clone(),
-        WorkersConfig {
-            threads: config.workers,
-            retries: config.task_retries,
-            recycle_above: (config.memory_limit / 2).min(RECYCLE_ABOVE),
-        },
-    )
-    .map_err(|e| JobError::Threads(e.to_string()))?;
-    let mut metrics = Metrics::new(match &config.metrics_json {
-        Some(path) => {
-            Some(
-                std::fs::File::create(path).map_err(|source| JobError::MetricsFile {
-                    path: path.clone(),
-                    source,
-                })?,
-            )
-        }
-        None => None,
-    });
-
-    let clock = BatchClock::new(config.batch_interval);
-    let store = BlockStore::new(config.max_pending_bytes as u64);
-    let positions = match &checkpointing {
-        Some((checkpointing, start)) => {
-            checkpointing.prepare(&store, start);
-            checkpointing.positions().clone()
-        }
-        None => sources::Positions::default(),
-    };
-    let mut receivers = Vec::with_capacity(plan.sources.len());
-    for (node, name, spec) in &plan.sources {
-        receivers.push(sources::spawn(
-            spec.clone(),
-            ReceiverContext {
-                node: *node,
-                name: name.clone(),
-                block_interval: config.block_interval,
-                clock,
-                store: Arc::clone(&store),
-                stop: stop.clone(),
-                until_end: config.until_sources_end,
-                runtime: tokio.handle().clone(),
-                positions: positions.clone(),
-            },
-        ));
-    }
-    let executor = Arc::new(Executor::new(
-        plan,
-        workers,
-        Sinks::new(tokio.handle().clone()).with_storage_options(config.storage_options.clone()),
-        Datasets::new(tokio.handle().clone(), config.storage_options.clone()),
-    ));
-    let mut start = None;
-    let result = (|| -> Result<(), JobError> {
-        let mut after_batch: Box<scheduler::AfterBatch<'_>> = match &mut checkpointing {
-            Some((checkpointing, first)) => {
-                checkpointing.restore(first, &executor, &mut metrics)?;
-                start = Some(clock.next(first.done));
-                Box::new(|time, executor: &Executor, metrics: &Metrics| {
-                    checkpointing
-                        .after_batch(time, executor, metrics)
-                        .map_err(|e| Box::new(e) as _)
-                })
-            }
-            None => Box::new(|_, _: &Executor, _: &Metrics| Ok(())),
-        };
-        let last = scheduler::run_batches(
-            &executor,
-            &store,
-            &clock,
-            &mut metrics,
-            Limits {
-                max_batches: config.max_batches,
-                until_sources_end: config.until_sources_end,
-                stop: stop.clone(),
-            },
-            start,
-            &mut *after_batch,
-        )?;
-        drop(after_batch);
-        // A graceful end: a last checkpoint of the last batch run.
-        if let (Some((checkpointing, _)), Some(last)) = (&mut checkpointing, last) {
-            checkpointing.finish(last, &executor, &metrics)?;
-        }
-        Ok(())
-    })();
-    // Stop and join everything the job started before returning: the
-    // receivers, the early chains and the worker threads, the I/O runtime.
-    stop.stop();
-    executor.shutdown();
-    let joined = tokio.block_on(async {
-        tokio::time::timeout(RECEIVER_STOP, futures::future::join_all(receivers)).await
-    });
-    if joined.is_err() {
-        tracing::warn!(
-            "a receiver did not stop within {RECEIVER_STOP:?} of the stop signal; dropping it"
-        );
-    }
-    tokio.shutdown_timeout(RECEIVER_STOP);
-    drop(runtime);
-    result?;
-    Ok(metrics.summary())
+    JobHandle::start_with(
+        "job",
+        config.clone(),
+        JobLog::new(logs::DEFAULT_CAPACITY),
+        stop,
+    )?
+    .join()
 }
 
 /// The job's broadcast values: the bytes the plugin gave, and the files it

@@ -21,9 +21,9 @@ type EarlyOutput = (NodeId, u64, Result<Rows, ExecError>);
 #[derive(Default)]
 pub(super) struct Early {
     next_block: u64,
-    outstanding: BTreeMap<BatchTime, usize>,
+    pub(super) outstanding: BTreeMap<BatchTime, usize>,
     /// (chain slot, block sequence number, output) of finished blocks.
-    done: BTreeMap<BatchTime, Vec<EarlyOutput>>,
+    pub(super) done: BTreeMap<BatchTime, Vec<EarlyOutput>>,
 }
 
 impl Executor {

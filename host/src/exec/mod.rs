@@ -24,11 +24,13 @@
 //! (native combine, bucketing, `reduce_by_key`), `window` (`window`,
 //! `reduce_by_key_and_window`), `state` (the state kept per operator name and
 //! key group; `update_state_by_key`, `map_with_state`), `join` (joins,
-//! `cogroup`, joins with a reference dataset), `output` (outputs),
+//! `cogroup`, joins with a reference dataset), `output` (outputs), `handover`
+//! (what moves to another version's executor in an upgrade),
 //! [`shuffle`] (the partition-level algorithms of keyed operators), `workers`
 //! (the pool and the retry policy), [`scheduler`] (the batch loop).
 
 mod early;
+mod handover;
 mod join;
 mod keyed;
 mod output;
@@ -54,6 +56,7 @@ use crate::monitor::Accumulators;
 use crate::plan::{NodeId, Plan, Reducer, Stage, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 use early::Early;
+pub use handover::Handover;
 pub use join::Datasets;
 pub use state::StateStore;
 use window::Windows;

@@ -13,13 +13,19 @@
 //! multiple of each window's slide at or after `E` (for the windows that
 //! cover `E`), and no window is produced after its own one
 //! ([`Executor::end_windows_at`]).
+//!
+//! Around each batch it calls the job's [`Hooks`]: checkpoints after a
+//! batch, and an upgrade's switch to another executor before one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::batching::{BatchClock, BatchTime, BlockStore, SourceError};
-use crate::exec::{ExecError, Executor};
+use crate::data::Rows;
+use crate::exec::{BatchOutcome, ExecError, Executor};
 use crate::monitor::{BatchInfo, Metrics};
+use crate::plan::NodeId;
 use crate::sources::StopSignal;
 
 /// How often the loop looks for new blocks to start early chains on.
@@ -48,34 +54,103 @@ pub enum ScheduleError {
     /// The metrics file could not be written.
     #[error("cannot write metrics: {0}")]
     Metrics(#[from] std::io::Error),
-    /// What runs after each batch (a checkpoint) failed.
+    /// What runs around batches (a checkpoint, an upgrade's switch) failed.
     #[error(transparent)]
-    AfterBatch(Box<dyn std::error::Error + Send + Sync>),
+    Hook(HookError),
 }
 
-/// Runs after each batch, with its time (a checkpoint).
-pub type AfterBatch<'a> = dyn FnMut(BatchTime, &Executor, &Metrics) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-    + 'a;
+/// An error of a [`Hooks`] method.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the job's control does around batches: checkpoints, and the
+/// switch between two versions of the job's code (a hot upgrade and its
+/// rollback). Every method has a default that does nothing.
+pub trait Hooks {
+    /// Whether the loop may hand blocks to early chains now (not while an
+    /// upgrade waits for its switch or keeps the raw input of its batches).
+    fn early_chains(&self) -> bool {
+        true
+    }
+
+    /// Before batch `time` takes its input: may replace the executor (the
+    /// switch to another version).
+    fn before(
+        &mut self,
+        _time: BatchTime,
+        _executor: &mut Arc<Executor>,
+        _metrics: &Metrics,
+    ) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// The input of batch `time`, before it runs.
+    fn input(&mut self, _time: BatchTime, _blocks: &HashMap<NodeId, Vec<Rows>>) {}
+
+    /// After batch `time` ran and its metrics were recorded.
+    fn after(
+        &mut self,
+        _time: BatchTime,
+        _executor: &Executor,
+        _metrics: &Metrics,
+    ) -> Result<(), HookError> {
+        Ok(())
+    }
+
+    /// Batch `time` failed with `error`. Returns the error to end the loop,
+    /// or the outcome of running it again some other way (an upgrade rolled
+    /// back to the version before it, with `executor` replaced).
+    fn failed(
+        &mut self,
+        _time: BatchTime,
+        error: ExecError,
+        _executor: &mut Arc<Executor>,
+        _metrics: &mut Metrics,
+    ) -> Result<BatchOutcome, ScheduleError> {
+        Err(error.into())
+    }
+
+    /// Whether to stop now, before the next batch, leaving what was
+    /// received to the write-ahead log (`sluice stop --now`).
+    fn abort(&self) -> bool {
+        false
+    }
+}
+
+/// No hooks.
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
 
 /// Runs batches from `start` (default: the batch of the current time)
-/// until the limits or the sources say stop, calling `after_batch` after
-/// each. Returns the time of the last batch run. Batches whose time has
-/// passed (a job resuming from a checkpoint) run without waiting.
+/// until the limits or the sources say stop, calling `hooks` around each.
+/// Returns the time of the last batch run. Batches whose time has passed
+/// (a job resuming from a checkpoint) run without waiting.
 pub fn run_batches(
-    executor: &Arc<Executor>,
+    executor: &mut Arc<Executor>,
     store: &Arc<BlockStore>,
     clock: &BatchClock,
     metrics: &mut Metrics,
     limits: Limits,
     start: Option<BatchTime>,
-    after_batch: &mut AfterBatch<'_>,
+    hooks: &mut dyn Hooks,
 ) -> Result<Option<BatchTime>, ScheduleError> {
     let mut time = start.unwrap_or_else(|| clock.batch_for(now_millis()));
     let mut batches = 0u64;
-    let early_sources = executor.early_sources();
+    let mut last_run = None;
     // Once the sources have ended: the last batch to run.
     let mut last_batch: Option<BatchTime> = None;
     loop {
+        if hooks.abort() {
+            return Ok(last_run);
+        }
+        hooks
+            .before(time, executor, metrics)
+            .map_err(ScheduleError::Hook)?;
+        let early_sources = if hooks.early_chains() {
+            executor.early_sources()
+        } else {
+            Vec::new()
+        };
         if !early_sources.is_empty() {
             // Hand blocks to their early chains as they are cut, until the
             // batch's input is complete.
@@ -99,10 +174,14 @@ pub fn run_batches(
         let records = input.records;
         let invalid_records = input.invalid_records;
         let bytes = input.bytes;
+        hooks.input(time, &input.blocks);
         let result = executor.run_batch(time, input.blocks);
         let early_bytes = result.as_ref().map_or(0, |outcome| outcome.early_bytes);
         store.release(input.unreleased_bytes + early_bytes);
-        let outcome = result?;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => hooks.failed(time, error, executor, metrics)?,
+        };
         let processing = started.elapsed().unwrap_or_default();
         metrics.record(&BatchInfo {
             batch_time_ms: time.as_millis(),
@@ -115,7 +194,10 @@ pub fn run_batches(
             accumulators: outcome.accumulators,
         })?;
         batches += 1;
-        after_batch(time, executor, metrics).map_err(ScheduleError::AfterBatch)?;
+        last_run = Some(time);
+        hooks
+            .after(time, executor, metrics)
+            .map_err(ScheduleError::Hook)?;
         let ended = (limits.until_sources_end || limits.stop.is_stopped()) && store.all_finished();
         if ended && last_batch.is_none() {
             last_batch = Some(executor.end_windows_at(time));

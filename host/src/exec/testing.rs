@@ -99,6 +99,7 @@ pub(crate) fn executor(
             threads: WORKERS,
             retries: 0,
             recycle_above: 32 << 20,
+            log: None,
         },
     )
     .expect("workers");

@@ -116,6 +116,20 @@ impl Windows {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Moves what the steps `moves` names keep (node here, node in `to`)
+    /// to `to`, and the end of the sources: an upgrade's handover.
+    pub(super) fn hand_over(&self, to: &Windows, moves: &[(NodeId, NodeId)]) {
+        let mut old = self.lock();
+        let mut new = to.lock();
+        for (from_node, to_node) in moves {
+            if let Some(kept) = old.remove(from_node) {
+                new.insert(*to_node, kept);
+            }
+        }
+        *to.end.lock().unwrap_or_else(|e| e.into_inner()) =
+            *self.end.lock().unwrap_or_else(|e| e.into_inner());
+    }
+
     /// Whether a step with this slide is past its last window.
     fn past_end(&self, time: BatchTime, slide: u64) -> bool {
         let end = *self.end.lock().unwrap_or_else(|e| e.into_inner());

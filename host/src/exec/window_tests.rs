@@ -379,7 +379,7 @@ proptest! {
 #[test]
 fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_other() {
     use crate::batching::{BatchClock, Block, BlockStore, now_ms};
-    use crate::exec::scheduler::{Limits, run_batches};
+    use crate::exec::scheduler::{Limits, NoHooks, run_batches};
     use crate::monitor::Metrics;
     use std::sync::Arc;
 
@@ -391,7 +391,7 @@ fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_ot
         ("slide", "2s".to_string()),
     ];
     let (executor, source) = executor(&args, &output);
-    let executor = Arc::new(executor);
+    let mut executor = Arc::new(executor);
     let store = BlockStore::new(1 << 20);
     let receiver = store.register(source, "queue".into());
     let clock = BatchClock::new(Duration::from_secs(1));
@@ -404,13 +404,13 @@ fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_ot
         ..Limits::default()
     };
     run_batches(
-        &executor,
+        &mut executor,
         &store,
         &clock,
         &mut Metrics::new(None),
         limits,
         None,
-        &mut |_, _, _| Ok(()),
+        &mut NoHooks,
     )
     .expect("runs");
     let written: Vec<u64> = std::fs::read_dir(dir.path())

@@ -154,6 +154,9 @@ pub struct WorkersConfig {
     /// An instance whose linear memory grew past this many bytes is dropped
     /// after its call, and the next task gets a fresh one.
     pub recycle_above: usize,
+    /// The job's own log, which the worker threads' log lines (and the
+    /// guests' output) also go to.
+    pub log: Option<std::sync::Arc<crate::monitor::logs::JobLog>>,
 }
 
 impl Workers {
@@ -170,10 +173,16 @@ impl Workers {
         let live = Arc::new(LiveThreads::default());
         let (started, exited) = (Arc::clone(&live), Arc::clone(&live));
         let job = graph.name.clone();
+        let log = config.log.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("sluice-worker-{i}"))
-            .start_handler(move |_| started.add(1))
+            .start_handler(move |_| {
+                if let Some(log) = &log {
+                    log.attach();
+                }
+                started.add(1);
+            })
             .exit_handler(move |_| exited.add(-1))
             // Tasks catch their panics; this is for anything else, which
             // would otherwise abort the process.
@@ -369,6 +378,7 @@ mod tests {
             threads: 2,
             retries: 1,
             recycle_above: usize::MAX,
+            log: None,
         };
         Workers::new(plugin, graph, args(args_), config).expect("a pool")
     }
@@ -498,6 +508,7 @@ mod tests {
             threads: 1,
             retries: 2,
             recycle_above: usize::MAX,
+            log: None,
         };
         let workers = Workers::new(plugin.with_broadcasts(broadcasts), graph, job_args, config)
             .expect("pool");

@@ -85,9 +85,26 @@ impl JobLog {
         CURRENT.with(|current| *current.borrow_mut() = Some(Arc::clone(self)));
     }
 
+    /// Attaches the current thread to this log until the guard is dropped,
+    /// then back to the log it was attached to before (if any).
+    pub fn enter(self: &Arc<Self>) -> Entered {
+        Entered(CURRENT.with(|current| current.borrow_mut().replace(Arc::clone(self))))
+    }
+
     /// The log the current thread is attached to.
     pub fn current() -> Option<Arc<JobLog>> {
         CURRENT.with(|current| current.borrow().clone())
+    }
+}
+
+/// Returned by [`JobLog::enter`].
+#[must_use = "the thread is attached until this is dropped"]
+pub struct Entered(Option<Arc<JobLog>>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
     }
 }
 
@@ -161,7 +178,11 @@ mod tests {
         let a = a.recent();
         assert_eq!(a.len(), 2, "{a:?}");
         assert!(a[0].ends_with(" INFO batch done batch=1000"), "{}", a[0]);
-        assert!(a[1].ends_with(" WARN guest: hello from the guest task=map"), "{}", a[1]);
+        assert!(
+            a[1].ends_with(" WARN guest: hello from the guest task=map"),
+            "{}",
+            a[1]
+        );
         assert_eq!(b.recent().len(), 1);
         assert!(b.recent()[0].ends_with("for b"));
     }

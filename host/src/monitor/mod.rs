@@ -70,7 +70,12 @@ pub struct Metrics {
     max_processing: Duration,
     max_scheduling_delay: Duration,
     accumulators: Accumulators,
+    /// The last [`RECENT`] batches, oldest first.
+    recent: std::collections::VecDeque<BatchInfo>,
 }
+
+/// Batches [`Metrics::recent`] keeps.
+pub const RECENT: usize = 20;
 
 impl Metrics {
     /// A collector; with `json`, each batch is also appended to that file as
@@ -87,6 +92,20 @@ impl Metrics {
             max_processing: Duration::ZERO,
             max_scheduling_delay: Duration::ZERO,
             accumulators: Accumulators::default(),
+            recent: std::collections::VecDeque::with_capacity(RECENT),
+        }
+    }
+
+    /// The last batches recorded, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &BatchInfo> {
+        self.recent.iter()
+    }
+
+    /// Adds what a re-run batch added to accumulators (a batch run again
+    /// after a rollback, whose first run's additions were undone).
+    pub fn add_replayed(&mut self, accumulators: &Accumulators) {
+        if let Err(e) = self.accumulators.merge(accumulators) {
+            tracing::error!("{e}");
         }
     }
 
@@ -131,6 +150,10 @@ impl Metrics {
         self.processing += info.processing;
         self.max_processing = self.max_processing.max(info.processing);
         self.max_scheduling_delay = self.max_scheduling_delay.max(info.scheduling_delay);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(info.clone());
         if let Some(json) = &mut self.json {
             let line = JsonLine {
                 batch: info,

@@ -131,7 +131,7 @@ impl Node {
     }
 
     /// `` `map at src/lib.rs:3:7` (map of function 2, reading node 1, codec `string`) ``.
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let function = match &self.kind {
             NodeKind::Map(f)
             | NodeKind::FlatMap(f)

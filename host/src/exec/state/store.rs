@@ -65,7 +65,7 @@ fn entry_len(data: &[u8], at: usize) -> usize {
 /// arena, and a table of their offsets. A value rewritten at its width is
 /// overwritten in place; otherwise (or when a key is removed) the old entry
 /// becomes garbage, compacted away once it is half the arena.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct KeyGroupState {
     table: HashTable<usize>,
     arena: Vec<u8>,
@@ -426,6 +426,53 @@ impl StateStore {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// Removes and returns the state kept under `name` (an upgrade moves it
+    /// to the new version's store).
+    pub fn take(&self, name: &str) -> Option<Arc<OperatorState>> {
+        self.operators
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name)
+    }
+
+    /// Keeps `state` under `name`, replacing what was there.
+    pub fn put(&self, name: &str, state: Arc<OperatorState>) {
+        self.operators
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_string(), state);
+    }
+
+    /// A copy of every operator's state (kept to roll an upgrade back),
+    /// with every key group marked changed: whatever checkpoint is written
+    /// after it is restored writes all of it.
+    pub fn deep_copy(&self) -> StateStore {
+        let operators = self
+            .operators
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(name, op)| {
+                let groups = (0..op.key_groups.get())
+                    .map(|g| {
+                        let mut group = op.group(g).clone();
+                        group.changed = true;
+                        Mutex::new(group)
+                    })
+                    .collect();
+                let copy = OperatorState {
+                    key_groups: op.key_groups,
+                    groups,
+                };
+                (name.clone(), Arc::new(copy))
+            })
+            .collect();
+        StateStore {
+            key_groups: self.key_groups,
+            operators: RwLock::new(operators),
+        }
     }
 
     /// Keys and bytes of every operator, by name (for logs and metrics).
