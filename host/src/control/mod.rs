@@ -66,6 +66,9 @@ pub struct JobConfig {
     pub wal_sync: WalSync,
     /// `--storage-option KEY=VALUE` pairs for every object store URL.
     pub storage_options: crate::storage::StorageOptions,
+    /// What the plugin's sandbox grants (`--allow-dir`, `--allow-net`,
+    /// `--env`); default: nothing.
+    pub grants: crate::wasm::Grants,
 }
 
 impl JobConfig {
@@ -92,6 +95,7 @@ impl JobConfig {
             reset: false,
             wal_sync: WalSync::default(),
             storage_options: crate::storage::StorageOptions::default(),
+            grants: crate::wasm::Grants::default(),
         }
     }
 }
@@ -208,6 +212,7 @@ pub fn run_job(config: &JobConfig, stop: StopSignal) -> Result<Summary, JobError
         memory_limit: config.memory_limit,
         call_timeout: config.call_timeout,
         cache_dir: Some(cache_dir(config.data_dir.as_deref())),
+        grants: config.grants.clone(),
     })?;
     let plugin = runtime.load(&config.plugin)?;
     let label = config
