@@ -32,7 +32,7 @@
 //! internal names. Grants by IP address avoid that channel entirely; a job
 //! given a name is trusted with lookups.
 //!
-//! [`Grants::resolve`] checks the directories and resolves the names when
+//! `Grants::resolve` checks the directories and resolves the names when
 //! the job starts ([`Runtime::new`](super::Runtime::new)), with errors that
 //! name the flag and the grant. Every job has its own runtime, so grants
 //! never leak from one job's instances to another's.
@@ -83,8 +83,9 @@ pub struct NetGrant {
     pub port: u16,
 }
 
-/// `--env NAME=VALUE`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// `--env NAME=VALUE`. Its `Debug` form hides the value (it may be a
+/// secret); `Display` and the JSON form carry it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct EnvGrant {
     /// The variable's name: not empty, no `=`.
@@ -150,9 +151,10 @@ impl Grants {
             name_lookup |= grant.host.parse::<IpAddr>().is_err();
         }
         for grant in &self.env {
+            // The name only: the value may be a secret.
             check_env_name(&grant.name).map_err(|reason| GrantError {
                 flag: ENV,
-                grant: grant.to_string(),
+                grant: format!("{}=…", grant.name),
                 reason,
             })?;
         }
@@ -456,6 +458,15 @@ impl fmt::Display for NetGrant {
     }
 }
 
+impl fmt::Debug for EnvGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvGrant")
+            .field("name", &self.name)
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .finish()
+    }
+}
+
 impl fmt::Display for EnvGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.name, self.value)
@@ -726,6 +737,20 @@ mod tests {
     }
 
     #[test]
+    fn the_debug_form_hides_env_values() {
+        let grants = Grants {
+            env: vec![env("TOKEN=hunter2").unwrap()],
+            ..Grants::default()
+        };
+        let debug = format!("{grants:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains(r#"EnvGrant { name: "TOKEN", value: <7 bytes> }"#),
+            "{debug}"
+        );
+    }
+
+    #[test]
     fn grants_round_trip_through_json_as_their_flag_syntax() {
         let grants = Grants {
             dirs: vec![
@@ -850,7 +875,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "--env A=B=c: the variable name `A=B` contains `=` or a NUL character"
+            "--env A=B=…: the variable name `A=B` contains `=` or a NUL character"
         );
         let err = Grants {
             net: vec![NetGrant {

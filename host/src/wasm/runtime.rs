@@ -95,7 +95,8 @@ impl Runtime {
     /// The engine (component model, epoch interruption) and its driver
     /// thread. Checks the grants first: a granted directory that does not
     /// exist, or a granted host name that does not resolve, is an error
-    /// naming the flag and the grant.
+    /// naming the flag and the grant. Resolving names blocks: call it off
+    /// the async runtime.
     pub fn new(config: WasmConfig) -> Result<Runtime, WasmError> {
         let sandbox = config.grants.resolve()?;
         let mut wasmtime_config = Config::new();
