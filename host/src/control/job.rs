@@ -262,6 +262,7 @@ impl JobHandle {
             memory_limit: config.memory_limit,
             call_timeout: config.call_timeout,
             cache_dir: Some(cache_dir(config.data_dir.as_deref())),
+            grants: config.grants.clone(),
         })?;
         let version = Version::build(&runtime, &config, &config.plugin)?;
         tracing::info!(
