@@ -215,9 +215,25 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     let logs = host.client(["logs", "wc"]).output();
     logs.assert_success();
     assert!(logs.stdout.contains("deploying version"), "{logs:?}");
+    // A follower gets the lines to come, and ends with the job.
+    let follower = host.client(["logs", "wc", "--follow"]).spawn();
 
     let stop = host.client(["stop", "wc"]).output();
     stop.assert_success();
+    let followed = follower.wait();
+    followed.assert_success();
+    assert!(
+        followed.stdout.contains("deploying version"),
+        "{followed:?}"
+    );
+    assert!(
+        followed.stdout.contains("stopping gracefully"),
+        "{followed:?}"
+    );
+    assert!(
+        followed.stdout.trim_end().ends_with("stopped"),
+        "{followed:?}"
+    );
     assert!(stop.stdout.contains("stopped"), "{stop:?}");
     assert_eq!(host.status("wc")["state"], "stopped");
     let record: serde_json::Value =
@@ -385,4 +401,60 @@ fn a_host_killed_with_sigkill_resumes_every_job_and_counts_every_line_once() {
         let expected = counts_of(&files_two, |batch| batch <= time);
         assert_counts_eq(&expected, counts, &format!("job two at {time}"));
     }
+}
+
+#[test]
+fn a_job_that_fails_is_marked_failed_and_a_deploy_that_cannot_start_exits_4() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Host::start(&tmp.path().join("data"));
+    let wasm = plugin(sluice_test_artifacts::MISBEHAVING);
+
+    // `define` fails (no input named): the deploy fails (4), no job is left.
+    let out = host
+        .client(["deploy"])
+        .arg(&wasm)
+        .opt("--name", "nothing")
+        .output();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    out.assert_stderr_contains(&["job `nothing` did not start", "define"]);
+    assert!(!host.data.join("jobs/nothing").exists());
+    let out = host
+        .client(["deploy"])
+        .arg(&wasm)
+        .opt("--name", "Bad Name")
+        .output();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // A guest that panics on every record fails its first batch after its
+    // retries; the job is marked failed, with its reason.
+    let input = tmp.path().join("lines.txt");
+    fs::write(&input, "a b\nc d\n").unwrap();
+    let out = host
+        .client(["deploy"])
+        .arg(&wasm)
+        .opt("--name", "bad")
+        .opt("--arg", "fault=panic")
+        .opt("--arg", format!("input={}", input.display()))
+        .opt("--batch-interval", "200ms")
+        .opt("--task-retries", "1")
+        .opt("--workers", "1")
+        .output();
+    out.assert_success();
+    let failed = wait_until(util::RUN_TIMEOUT / 2, || {
+        host.status("bad")["state"] == "failed"
+    });
+    let status = host.status("bad");
+    assert!(failed, "{status}");
+    let reason = status["reason"].as_str().unwrap();
+    assert!(reason.contains("boom: deliberate failure"), "{status}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(host.data.join("jobs/bad/job.json")).unwrap()).unwrap();
+    assert_eq!(record["failed"].as_str(), Some(reason));
+    assert_eq!(record["should_run"], false);
+    let jobs = host.client(["jobs"]).output();
+    jobs.assert_success();
+    assert!(jobs.stdout.contains("failed: "), "{jobs:?}");
+    // It does not run: an upgrade is refused (3).
+    let out = host.client(["upgrade", "bad"]).arg(&wasm).output();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
 }

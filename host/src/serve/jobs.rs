@@ -469,8 +469,8 @@ impl Jobs {
             .is_none_or(|entry| entry.job.is_none() && !entry.busy)
     }
 
-    /// Takes a job for an upgrade, rollback or stop: its handle and record.
-    fn take_busy(&self, name: &str) -> Result<(Arc<dyn Job>, JobRecord, Arc<JobLog>), JobsError> {
+    /// Takes a job for an upgrade, rollback or stop: its handle and log.
+    fn take_busy(&self, name: &str) -> Result<(Arc<dyn Job>, Arc<JobLog>), JobsError> {
         let mut entries = self.entries();
         let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
         if entry.busy {
@@ -485,7 +485,7 @@ impl Jobs {
             )));
         };
         entry.busy = true;
-        Ok((job, entry.record.clone(), Arc::clone(&entry.log)))
+        Ok((job, Arc::clone(&entry.log)))
     }
 
     fn release(&self, name: &str) {
@@ -507,7 +507,7 @@ impl Jobs {
                 "no component {digest} was uploaded (PUT /v1/plugins first)"
             ))
         })?;
-        let (job, _, log) = self.take_busy(name)?;
+        let (job, log) = self.take_busy(name)?;
         self.note(
             &log,
             name,
@@ -593,7 +593,7 @@ impl Jobs {
     /// Stops a job (gracefully, or `now`) and waits for its end; a stopped
     /// job stays stopped when the host restarts.
     pub fn stop(&self, name: &str, now: bool) -> Result<JobStatus, JobsError> {
-        let (job, _, log) = self.take_busy(name)?;
+        let (job, log) = self.take_busy(name)?;
         {
             let mut entries = self.entries();
             if let Some(entry) = entries.get_mut(name) {
@@ -763,13 +763,25 @@ pub(crate) mod fake {
         }
     }
 
-    /// Starts [`FakeJob`]s.
-    pub struct FakeLauncher;
+    impl FakeJob {
+        /// Ends the job by itself with `reason`, as a job whose batch failed.
+        pub fn fail(&self, reason: &str) {
+            *self.ended.lock().unwrap() = Some(Err(reason.into()));
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts [`FakeJob`]s, and keeps them for the test.
+    #[derive(Default)]
+    pub struct FakeLauncher {
+        /// Every job started, by name.
+        pub started: Mutex<Vec<(String, Arc<FakeJob>)>>,
+    }
 
     impl Launcher for FakeLauncher {
         fn start(
             &self,
-            _: &str,
+            name: &str,
             config: JobConfig,
             _: Arc<JobLog>,
         ) -> Result<Arc<dyn Job>, StartFailure> {
@@ -778,11 +790,16 @@ pub(crate) mod fake {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            Ok(Arc::new(FakeJob {
+            let job = Arc::new(FakeJob {
                 digest: Mutex::new(digest),
                 stopped: AtomicBool::new(false),
                 ended: Mutex::new(Some(Ok(()))),
-            }))
+            });
+            self.started
+                .lock()
+                .unwrap()
+                .push((name.to_string(), Arc::clone(&job)));
+            Ok(job)
         }
     }
 }
@@ -799,7 +816,7 @@ mod tests {
         let registry = Registry::open(dir.path()).unwrap();
         let a = registry.store_plugin(b"version a").unwrap();
         let b = registry.store_plugin(b"version b").unwrap();
-        let jobs = Jobs::new(registry.clone(), Arc::new(FakeLauncher));
+        let jobs = Jobs::new(registry.clone(), Arc::new(FakeLauncher::default()));
         let deploy = |name: &str, digest: &str| {
             jobs.deploy(DeployRequest {
                 name: name.into(),
@@ -865,11 +882,67 @@ mod tests {
     }
 
     #[test]
+    fn a_job_that_fails_is_marked_failed_with_its_reason_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let a = registry.store_plugin(b"version a").unwrap();
+        let launcher = Arc::new(FakeLauncher::default());
+        let jobs = Jobs::new(registry.clone(), launcher.clone());
+        let supervisor = jobs.supervise().unwrap();
+        for name in ["bad", "good"] {
+            jobs.deploy(DeployRequest {
+                name: name.into(),
+                digest: a.clone(),
+                spec: JobSpec::default(),
+            })
+            .unwrap();
+        }
+        launcher.started.lock().unwrap()[0]
+            .1
+            .fail("batch 1000 failed after 4 retries");
+        let mut bad = jobs.status("bad").unwrap();
+        for _ in 0..100 {
+            if bad.state == "failed" {
+                break;
+            }
+            std::thread::sleep(POLL);
+            bad = jobs.status("bad").unwrap();
+        }
+        assert_eq!(bad.state, "failed");
+        assert_eq!(
+            bad.reason.as_deref(),
+            Some("batch 1000 failed after 4 retries")
+        );
+        assert_eq!(jobs.status("good").unwrap().state, "running");
+        let records: Vec<JobRecord> = registry
+            .load_jobs()
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            records[0].failed.as_deref(),
+            Some("batch 1000 failed after 4 retries")
+        );
+        assert!(!records[0].should_run);
+        assert!(records[1].should_run && records[1].failed.is_none());
+        assert!(matches!(
+            jobs.upgrade("bad", &a, Vec::new()),
+            Err(JobsError::Conflict(_))
+        ));
+        jobs.shutdown();
+        supervisor.join().unwrap();
+        // A graceful host stop leaves the good one to be resumed.
+        let record = registry.load_jobs().unwrap().remove(1).unwrap();
+        assert!(record.should_run);
+    }
+
+    #[test]
     fn a_restarted_host_resumes_the_jobs_that_should_run() {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::open(dir.path()).unwrap();
         let a = registry.store_plugin(b"version a").unwrap();
-        let jobs = Jobs::new(registry.clone(), Arc::new(FakeLauncher));
+        let jobs = Jobs::new(registry.clone(), Arc::new(FakeLauncher::default()));
         for name in ["one", "two", "three"] {
             jobs.deploy(DeployRequest {
                 name: name.into(),
@@ -879,7 +952,7 @@ mod tests {
             .unwrap();
         }
         jobs.stop("two", false).unwrap();
-        let again = Jobs::new(registry, Arc::new(FakeLauncher));
+        let again = Jobs::new(registry, Arc::new(FakeLauncher::default()));
         again.resume().unwrap();
         let states: Vec<(String, String)> = again
             .list()

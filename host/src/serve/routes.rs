@@ -398,7 +398,7 @@ mod tests {
 
     fn app(dir: &std::path::Path) -> axum::Router {
         let registry = Registry::open(dir).unwrap();
-        let jobs = Jobs::new(registry, Arc::new(FakeLauncher));
+        let jobs = Jobs::new(registry, Arc::new(FakeLauncher::default()));
         router(jobs, Token::new("secret")).0
     }
 
