@@ -149,6 +149,10 @@ pub enum ClientCommand {
         /// A version's digest, or its first 12 characters or more.
         #[arg(long, value_name = "DIGEST")]
         to: Option<String>,
+        /// Drop the state of this stateful operator (the earlier version
+        /// lacks it, or has it with other codecs) (repeatable).
+        #[arg(long = "reset-state", value_name = "OPERATOR")]
+        reset_state: Vec<String>,
         #[command(flatten)]
         connection: Connection,
         #[command(flatten)]
@@ -382,13 +386,19 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Rollback {
             name,
             to,
+            reset_state,
             connection,
             output,
         } => {
             let client = Client::new(&connection)?;
             let url = client.url(&format!("/v1/jobs/{name}/rollback"));
             let (done, json) = client
-                .call(client.http.post(url).json_body(&RollbackRequest { to })?)
+                .call(
+                    client
+                        .http
+                        .post(url)
+                        .json_body(&RollbackRequest { to, reset_state })?,
+                )
                 .await?;
             print_upgrade(&done, &json, output.json)
         }
@@ -681,6 +691,7 @@ fn print_status(status: &JobStatus) {
         print_table(&["NAME", "TOTAL"], &rows);
     }
     println!("\nversions");
+    let running = matches!(status.state.as_str(), "running" | "upgrading");
     let rows: Vec<Vec<String>> = status
         .versions
         .iter()
@@ -689,7 +700,11 @@ fn print_status(status: &JobStatus) {
                 if v.digest == status.version { "*" } else { "" }.into(),
                 short(&v.digest).into(),
                 format_ms(v.first_ran_ms),
-                format_ms(v.last_ran_ms),
+                if v.digest == status.version && running {
+                    "now".into()
+                } else {
+                    format_ms(v.last_ran_ms)
+                },
             ]
         })
         .collect();

@@ -171,6 +171,10 @@ pub struct RollbackRequest {
     /// ran [default: the version it ran before the current one].
     #[serde(default)]
     pub to: Option<String>,
+    /// Stateful operators whose state is dropped (ones the earlier version
+    /// does not have, or has with other codecs).
+    #[serde(default)]
+    pub reset_state: Vec<String>,
 }
 
 /// `POST /v1/jobs/{name}/stop`.

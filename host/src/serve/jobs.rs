@@ -521,7 +521,12 @@ impl Jobs {
         entry.busy = false;
         match result {
             Ok(outcome) => {
-                entry.record.switch_to(&outcome.to, now_ms());
+                // The first batch of the new version, when there was a switch.
+                let at = match outcome.switched_at_ms {
+                    0 => now_ms(),
+                    at => at,
+                };
+                entry.record.switch_to(&outcome.to, at);
                 self.registry.save_job(&entry.record)?;
                 drop(entries);
                 self.note(
@@ -559,7 +564,12 @@ impl Jobs {
     /// Returns a running job to the version it ran before the current one,
     /// or to the one `to` (a digest prefix of at least 12 characters) names:
     /// an upgrade to that version.
-    pub fn rollback(&self, name: &str, to: Option<&str>) -> Result<UpgradeDone, JobsError> {
+    pub fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+        reset_state: Vec<String>,
+    ) -> Result<UpgradeDone, JobsError> {
         let digest = {
             let entries = self.entries();
             let entry = entries.get(name).ok_or_else(|| not_found(name))?;
@@ -587,7 +597,7 @@ impl Jobs {
                     .clone(),
             }
         };
-        self.upgrade(name, &digest, Vec::new())
+        self.upgrade(name, &digest, reset_state)
     }
 
     /// Stops a job (gracefully, or `now`) and waits for its end; a stopped
@@ -832,7 +842,7 @@ mod tests {
             Err(JobsError::NotFound(_))
         ));
         assert!(matches!(
-            jobs.rollback("wc", None),
+            jobs.rollback("wc", None, Vec::new()),
             Err(JobsError::Conflict(_))
         ));
         let done = jobs.upgrade("wc", &b, Vec::new()).unwrap();
@@ -840,12 +850,12 @@ mod tests {
             (done.from.as_str(), done.to.as_str()),
             (a.as_str(), b.as_str())
         );
-        let back = jobs.rollback("wc", None).unwrap();
+        let back = jobs.rollback("wc", None, Vec::new()).unwrap();
         assert_eq!(back.to, a);
-        let forth = jobs.rollback("wc", Some(&b[..12])).unwrap();
+        let forth = jobs.rollback("wc", Some(&b[..12]), Vec::new()).unwrap();
         assert_eq!(forth.to, b);
         assert!(matches!(
-            jobs.rollback("wc", Some(&b[..11])),
+            jobs.rollback("wc", Some(&b[..11]), Vec::new()),
             Err(JobsError::BadRequest(_))
         ));
 

@@ -359,7 +359,7 @@ async fn rollback(
     Body400(request): Body400<RollbackRequest>,
 ) -> Result<Json<UpgradeDone>, JobsError> {
     blocking(jobs, move |jobs| {
-        jobs.rollback(&name, request.to.as_deref())
+        jobs.rollback(&name, request.to.as_deref(), request.reset_state)
     })
     .await
     .map(Json)
