@@ -94,6 +94,7 @@ fn measure(runtime: &Runtime, op: &str, length: &str, inputs: &[Vec<Rows>]) -> D
             threads: 2,
             retries: 0,
             recycle_above: 32 << 20,
+            log: None,
         },
     )
     .expect("workers");

@@ -21,6 +21,7 @@ mod sandbox;
 mod serve;
 #[cfg(unix)]
 mod stopping;
+mod upgrade;
 mod util;
 mod wordcount;
 
@@ -41,6 +42,10 @@ fn every_plugin_is_tested() {
                     "network_word_count",
                     "stateful_word_count",
                     "stream_join",
+                    "upgrade_lower",
+                    "upgrade_text_state",
+                    "upgrade_trap",
+                    "upgrade_v1",
                     "windowed_word_count"
                 ]
                 .contains(&stringify!($name)),

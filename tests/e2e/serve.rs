@@ -2,8 +2,9 @@
 //! HTTP: the token and its file, 401s, a non-loopback address refused, a
 //! deployed socket word count counting every line sent exactly once, two
 //! jobs resumed by a host restarted after SIGKILL with every line counted
-//! exactly once, SIGTERM stopping the host gracefully, and the client's
-//! exit codes.
+//! exactly once, SIGTERM stopping the host gracefully, upgrades and
+//! rollbacks through the API (done, refused, rolled back), a job that fails
+//! marked failed, and the client's exit codes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -457,4 +458,135 @@ fn a_job_that_fails_is_marked_failed_and_a_deploy_that_cannot_start_exits_4() {
     // It does not run: an upgrade is refused (3).
     let out = host.client(["upgrade", "bad"]).arg(&wasm).output();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+/// Word counts with every word lower-cased: what the `upgrade-*` fixtures
+/// count between them, whichever version saw a line.
+fn lower_cased(counts: &Counts) -> Counts {
+    let mut lower = Counts::new();
+    for (word, n) in counts {
+        *lower.entry(word.to_lowercase()).or_default() += n;
+    }
+    lower
+}
+
+#[test]
+fn upgrade_and_rollback_through_the_api_say_what_happened_and_count_every_line_once() {
+    const LINES: usize = 30_000;
+    let corpus = util::corpus(LINES);
+    let text = std::str::from_utf8(corpus).unwrap();
+    let expected = lower_cased(&count_words(lines_of(text)));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Host::start(&tmp.path().join("data"));
+    // About 20 s of stream: the upgrades happen while it flows.
+    let server = Server::serve_paced(corpus.to_vec(), 80, Duration::from_millis(250));
+    let prefix = tmp.path().join("out").join("counts");
+    let deploy = |wasm: &str| {
+        let out = host
+            .client(["deploy"])
+            .arg(plugin(wasm))
+            .opt("--name", "wc")
+            .opt("--arg", "host=127.0.0.1")
+            .opt("--arg", format!("port={}", server.port))
+            .opt("--arg", format!("output={}", prefix.display()))
+            .opt("--batch-interval", "500ms")
+            .opt("--workers", "2")
+            .arg("--json")
+            .output();
+        out.assert_success();
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let v1 = deploy(sluice_test_artifacts::UPGRADE_V1);
+    assert!(
+        wait_until(util::RUN_TIMEOUT / 2, || !saved(&prefix).is_empty()),
+        "no batch saved"
+    );
+    let upgrade = |wasm: &str| {
+        host.client(["upgrade", "wc"])
+            .arg(plugin(wasm))
+            .arg("--json")
+            .output()
+    };
+
+    // A compatible version: done (0), from v1 to it.
+    let out = upgrade(sluice_test_artifacts::UPGRADE_LOWER);
+    out.assert_success();
+    let done: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(done["from"], v1.as_str(), "{done}");
+    let lower = done["to"].as_str().unwrap().to_string();
+    assert_ne!(lower, v1);
+
+    // Another state codec: refused (3), with the reason and the graph diff.
+    let out = upgrade(sluice_test_artifacts::UPGRADE_TEXT_STATE);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    out.assert_stderr_contains(&["running-counts", "@@"]);
+
+    // A version that traps on every record: rolled back (4).
+    let out = upgrade(sluice_test_artifacts::UPGRADE_TRAP);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    out.assert_stderr_contains(&["went back to version", &lower[..12]]);
+    assert_eq!(host.status("wc")["version"], lower.as_str());
+
+    // Back to the previous version (v1), then to `lower` by its digest.
+    let out = host.client(["rollback", "wc", "--json"]).output();
+    out.assert_success();
+    let back: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (back["from"].as_str(), back["to"].as_str()),
+        (Some(lower.as_str()), Some(v1.as_str()))
+    );
+    let out = host
+        .client(["rollback", "wc", "--to", &lower[..12]])
+        .output();
+    out.assert_success();
+    assert!(out.stdout.contains(&lower[..12]), "{out:?}");
+
+    let status = host.status("wc");
+    assert_eq!(status["version"], lower.as_str());
+    let versions: Vec<&str> = status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [v1.as_str(), lower.as_str()]);
+    let kinds: Vec<&str> = status["live"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["started", "upgraded", "refused", "rolled-back"] {
+        assert!(
+            kinds.contains(&kind),
+            "no `{kind}` in the history {kinds:?}"
+        );
+    }
+
+    // Every line counted once, by one version or another: the last running
+    // counts, lower-cased, are those of the whole text.
+    let complete = wait_until(util::RUN_TIMEOUT / 2, || {
+        saved(&prefix)
+            .values()
+            .next_back()
+            .is_some_and(|last| lower_cased(last) == expected)
+    });
+    server.finish();
+    let last = saved(&prefix).into_values().next_back().unwrap();
+    assert!(
+        complete,
+        "{:?}",
+        util::diff_counts(&expected, &lower_cased(&last))
+    );
+    host.client(["stop", "wc"]).output().assert_success();
+    let last = saved(&prefix).into_values().next_back().unwrap();
+    assert_counts_eq(
+        &expected,
+        &lower_cased(&last),
+        "all versions, every line once",
+    );
 }

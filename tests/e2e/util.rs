@@ -13,7 +13,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -274,11 +274,13 @@ impl Sluice {
             .unwrap_or_else(|e| panic!("start {label}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let live_stderr = Arc::new(Mutex::new(Vec::new()));
         Running {
             command: label,
             child,
-            stdout: Some(read_all(stdout)),
-            stderr: Some(read_all(stderr)),
+            stdout: Some(read_all(stdout, Arc::default())),
+            stderr: Some(read_all(stderr, Arc::clone(&live_stderr))),
+            live_stderr,
             started: Instant::now(),
             timeout: self.timeout,
         }
@@ -297,11 +299,18 @@ pub struct Running {
     child: std::process::Child,
     stdout: Option<JoinHandle<String>>,
     stderr: Option<JoinHandle<String>>,
+    live_stderr: Arc<Mutex<Vec<u8>>>,
     started: Instant,
     timeout: Duration,
 }
 
 impl Running {
+    /// What the process wrote to stderr so far (escape sequences removed).
+    pub fn stderr_so_far(&self) -> String {
+        let bytes = self.live_stderr.lock().unwrap_or_else(|e| e.into_inner());
+        strip_ansi(&String::from_utf8_lossy(&bytes))
+    }
+
     /// Fails the test (after killing the process) if it is past its deadline.
     pub fn check_deadline(&mut self) {
         if self.started.elapsed() > self.timeout {
@@ -406,10 +415,20 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
-fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
+/// Reads `r` to its end in a thread, keeping what was read so far in
+/// `live` too.
+fn read_all(mut r: impl Read + Send + 'static, live: Arc<Mutex<Vec<u8>>>) -> JoinHandle<String> {
     thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            live.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&chunk[..n]);
+        }
+        let buf = live.lock().unwrap_or_else(|e| e.into_inner());
         String::from_utf8_lossy(&buf).into_owned()
     })
 }

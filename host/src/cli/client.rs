@@ -25,6 +25,7 @@ use crate::serve::api::{
 };
 use crate::serve::jobs::short;
 use crate::serve::{DEFAULT_LISTEN, default_data_dir};
+use crate::wasm::{DirGrant, EnvGrant, Grants, NetGrant};
 
 /// The exit codes of the client commands (and of `sluice` as a whole).
 pub mod exit {
@@ -97,7 +98,7 @@ pub struct Output {
 pub enum ClientCommand {
     /// Upload a plugin to `sluice serve` and start it as a job; returns once
     /// it runs, printing its version (the component's SHA-256).
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List the host's jobs.
     Jobs {
         #[command(flatten)]
@@ -218,8 +219,18 @@ pub struct DeployArgs {
     /// [default: 32MiB].
     #[arg(long, value_parser = super::parse_size)]
     max_pending: Option<usize>,
-    // GRANTS: --allow-dir / --allow-net / --env go here once
-    // `crate::wasm::Grants` lands, into `JobSpec::grants`.
+    /// Let the plugin use this host directory (repeatable): preopened at
+    /// GUEST_PATH (absolute; default: the host path), read-write, or
+    /// read-only with `:ro`. The path is the host's, where `serve` runs.
+    #[arg(long = "allow-dir", value_name = "HOST_PATH[:GUEST_PATH][:ro]")]
+    allow_dirs: Vec<DirGrant>,
+    /// Let the plugin open TCP connections to this address (repeatable).
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<NetGrant>,
+    /// An environment variable the plugin sees (repeatable); it sees none of
+    /// the host's.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<EnvGrant>,
     #[command(flatten)]
     connection: Connection,
     #[command(flatten)]
@@ -248,6 +259,11 @@ impl DeployArgs {
             task_retries: self.task_retries,
             key_groups: self.key_groups,
             max_pending: self.max_pending.map(|m| m as u64),
+            grants: Grants {
+                dirs: self.allow_dirs.clone(),
+                net: self.allow_net.clone(),
+                env: self.env.clone(),
+            },
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::control::{JobConfig, run_job};
 use crate::data::KeyGroups;
 use crate::sources::StopSignal;
 use crate::storage::StorageOptions;
+use crate::wasm::{DirGrant, EnvGrant, Grants, NetGrant};
 
 /// Sluice: Spark-Streaming-style jobs as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -141,6 +142,21 @@ struct JobArgs {
     /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
     #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     storage_options: Vec<(String, String)>,
+    /// Let the plugin use this host directory (repeatable): preopened at
+    /// GUEST_PATH (absolute; default: the host path), read-write, or
+    /// read-only with `:ro`. Paths cannot contain `:`.
+    #[arg(long = "allow-dir", value_name = "HOST_PATH[:GUEST_PATH][:ro]")]
+    allow_dirs: Vec<DirGrant>,
+    /// Let the plugin open TCP connections to this address (repeatable; an
+    /// IPv6 address in brackets). A name is resolved at the start, to all its
+    /// addresses, and lets the plugin look names up. Nothing else: no other
+    /// address, no listening, no UDP.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<NetGrant>,
+    /// An environment variable the plugin sees (repeatable); it sees none of
+    /// the host's.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<EnvGrant>,
 }
 
 impl JobArgs {
@@ -172,6 +188,11 @@ impl JobArgs {
             .storage_options
             .into_iter()
             .fold(StorageOptions::new(), |options, (k, v)| options.with(k, v));
+        config.grants = Grants {
+            dirs: self.allow_dirs,
+            net: self.allow_net,
+            env: self.env,
+        };
         config
     }
 }
@@ -360,6 +381,61 @@ mod tests {
         assert_eq!(parse(&["--key-groups", "32768"]).unwrap(), 32768);
         assert!(parse(&["--key-groups", "0"]).is_err());
         assert!(parse(&["--key-groups", "32769"]).is_err());
+    }
+
+    #[test]
+    fn sandbox_flags_become_the_grants_in_order() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "job.wasm",
+            "--allow-dir",
+            "/srv/in:/in:ro",
+            "--allow-net",
+            "db:5432",
+            "--allow-dir",
+            "out",
+            "--env",
+            "A=1",
+            "--allow-net",
+            "[::1]:80",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            unreachable!("parsed `run`")
+        };
+        let grants = run.job.config(run.plugin).grants;
+        let shown = |v: Vec<String>| v.join(" ");
+        assert_eq!(
+            shown(grants.dirs.iter().map(ToString::to_string).collect()),
+            "/srv/in:/in:ro out"
+        );
+        assert_eq!(
+            shown(grants.net.iter().map(ToString::to_string).collect()),
+            "db:5432 [::1]:80"
+        );
+        assert_eq!(
+            shown(grants.env.iter().map(ToString::to_string).collect()),
+            "A=1"
+        );
+    }
+
+    #[test]
+    fn a_bad_sandbox_flag_is_refused_with_its_syntax() {
+        let err = Cli::try_parse_from(["sluice", "run", "job.wasm", "--allow-dir", "/a:b:c:d"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "invalid value '/a:b:c:d' for '--allow-dir <HOST_PATH[:GUEST_PATH][:ro]>': \
+                 `/a:b:c:d` has 3 `:`"
+            ),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["sluice", "run", "job.wasm", "--env", "HOME"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`HOME` is not NAME=VALUE"), "{err}");
     }
 
     #[test]

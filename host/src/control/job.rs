@@ -18,9 +18,10 @@
 //!    the new one, the old one's threads are stopped, and a checkpoint of
 //!    the last batch is written under the new digest. Batch `T` and all
 //!    after it run the new code entirely.
-//! 3. Probation: for its first batches (`probation_batches`) the new version
-//!    keeps a copy of what the old one held at the switch and the raw input
-//!    of each batch (early chains stay off). If one of those batches fails
+//! 3. Probation: for its first batches (`probation_batches`, and while
+//!    their input fits the job's byte budget) the new version keeps a copy
+//!    of what the old one held at the switch and the raw input of each batch
+//!    (early chains stay off). If one of those batches fails
 //!    after its retries, the job goes back: the old version's executor is
 //!    rebuilt from the copy, the batches since the switch run again with the
 //!    old code, and a full checkpoint is written. The upgrade's caller hears
@@ -41,7 +42,7 @@ use super::checkpointing::Checkpointing;
 use super::upgrade::{self, Takeover};
 use super::version::Version;
 use super::{JobConfig, JobError, RECEIVER_STOP, cache_dir};
-use crate::batching::{BatchClock, BatchTime, BlockStore, now_ms};
+use crate::batching::{BatchClock, BatchTime, BlockStore, now_ms, rows_bytes};
 use crate::data::Rows;
 use crate::exec::scheduler::{self, HookError, Hooks, Limits, ScheduleError};
 use crate::exec::{BatchOutcome, ExecError, Executor, StateStore};
@@ -261,6 +262,7 @@ impl JobHandle {
             memory_limit: config.memory_limit,
             call_timeout: config.call_timeout,
             cache_dir: Some(cache_dir(config.data_dir.as_deref())),
+            grants: config.grants.clone(),
         })?;
         let version = Version::build(&runtime, &config, &config.plugin)?;
         tracing::info!(
@@ -678,6 +680,8 @@ struct Probation {
     accumulators: Accumulators,
     /// The raw input of each batch since the switch.
     inputs: Vec<(BatchTime, HashMap<NodeId, Vec<Rows>>)>,
+    /// Their bytes: past the job's byte budget, the probation ends.
+    input_bytes: u64,
     /// Batches left.
     left: u32,
     /// The upgrade's caller, until the new version ran a batch with records.
@@ -730,6 +734,7 @@ impl Control<'_> {
             windows: old.windows_snapshot(),
             accumulators: metrics.accumulator_totals().clone(),
             inputs: Vec::new(),
+            input_bytes: 0,
             left: self.config.probation_batches.max(1),
             reply: None,
         };
@@ -883,6 +888,7 @@ impl Hooks for Control<'_> {
 
     fn input(&mut self, time: BatchTime, blocks: &HashMap<NodeId, Vec<Rows>>) {
         if let Some(probation) = &mut self.probation {
+            probation.input_bytes += blocks.values().flatten().map(rows_bytes).sum::<u64>();
             probation.inputs.push((time, blocks.clone()));
         }
     }
@@ -899,7 +905,9 @@ impl Hooks for Control<'_> {
                 probation.reply(Ok);
             }
             probation.left -= 1;
-            if probation.left == 0 {
+            // Keeping more input than the job may hold unprocessed would
+            // cost more memory than the budget promises: accept the version.
+            if probation.left == 0 || probation.input_bytes > self.config.max_pending_bytes as u64 {
                 probation.reply(Ok);
                 tracing::info!(
                     "version {} passed its probation; the previous version's copy is dropped",

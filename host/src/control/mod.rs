@@ -82,6 +82,9 @@ pub struct JobConfig {
     /// Batches after an upgrade during which a failure rolls the job back
     /// to the version before.
     pub probation_batches: u32,
+    /// What the plugin's sandbox grants (`--allow-dir`, `--allow-net`,
+    /// `--env`); default: nothing.
+    pub grants: crate::wasm::Grants,
 }
 
 impl JobConfig {
@@ -109,6 +112,7 @@ impl JobConfig {
             wal_sync: WalSync::default(),
             storage_options: crate::storage::StorageOptions::default(),
             probation_batches: 10,
+            grants: crate::wasm::Grants::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ fn runtime() -> &'static Runtime {
             memory_limit: 256 << 20,
             call_timeout: Duration::from_secs(60),
             cache_dir: None,
+            grants: Default::default(),
         })
         .expect("engine")
     })

@@ -14,7 +14,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -108,7 +108,8 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// A pool of worker threads, each with its own instance of the job's plugin.
 pub struct Workers {
     pool: rayon::ThreadPool,
-    live: Arc<LiveThreads>,
+    /// The pool's threads, joined by [`Workers::shutdown`].
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// Set by [`Workers::cancel`]: tasks make no further attempt.
     cancelled: AtomicBool,
     instances: Vec<Mutex<Option<Instance>>>,
@@ -119,30 +120,6 @@ pub struct Workers {
     recycle_above: usize,
     /// What successful tasks added to accumulators, by batch.
     accumulators: Mutex<BTreeMap<BatchTime, Accumulators>>,
-}
-
-/// The number of a pool's threads that have started and not yet exited.
-#[derive(Default)]
-struct LiveThreads {
-    count: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl LiveThreads {
-    fn add(&self, delta: isize) {
-        let mut count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        *count = count.saturating_add_signed(delta);
-        self.changed.notify_all();
-    }
-
-    fn wait_for_none(&self) {
-        let count = self.count.lock().unwrap_or_else(|e| e.into_inner());
-        drop(
-            self.changed
-                .wait_while(count, |count| *count > 0)
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-    }
 }
 
 /// Settings of a [`Workers`] pool.
@@ -170,20 +147,28 @@ impl Workers {
         config: WorkersConfig,
     ) -> Result<Workers, rayon::ThreadPoolBuildError> {
         let threads = config.threads.max(1);
-        let live = Arc::new(LiveThreads::default());
-        let (started, exited) = (Arc::clone(&live), Arc::clone(&live));
+        let handles = Arc::new(Mutex::new(Vec::with_capacity(threads)));
+        let spawned = Arc::clone(&handles);
         let job = graph.name.clone();
         let log = config.log.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("sluice-worker-{i}"))
+            // Our own threads, so that `shutdown` can join them.
+            .spawn_handler(move |thread| {
+                let handle = std::thread::Builder::new()
+                    .name(format!("sluice-worker-{}", thread.index()))
+                    .spawn(move || thread.run())?;
+                spawned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(handle);
+                Ok(())
+            })
             .start_handler(move |_| {
                 if let Some(log) = &log {
                     log.attach();
                 }
-                started.add(1);
             })
-            .exit_handler(move |_| exited.add(-1))
             // Tasks catch their panics; this is for anything else, which
             // would otherwise abort the process.
             .panic_handler(move |payload| {
@@ -192,7 +177,7 @@ impl Workers {
             .build()?;
         Ok(Workers {
             pool,
-            live,
+            threads: handles,
             cancelled: AtomicBool::new(false),
             // One more slot for calls made from outside the pool.
             instances: (0..=threads).map(|_| Mutex::new(None)).collect(),
@@ -211,12 +196,19 @@ impl Workers {
         self.cancelled.store(true, Ordering::SeqCst);
     }
 
-    /// Stops the pool and waits until its threads have exited (each finishes
-    /// the task it is running first); the instances are dropped.
-    pub fn shutdown(self) {
-        let live = Arc::clone(&self.live);
+    /// Stops the pool and joins its threads (each finishes the task it is
+    /// running first); the instances are dropped. Returns the number of
+    /// threads joined. Must not be called from one of them.
+    pub fn shutdown(self) -> usize {
+        let threads = Arc::clone(&self.threads);
         drop(self);
-        live.wait_for_none();
+        let handles = std::mem::take(&mut *threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let joined = handles.len();
+        for handle in handles {
+            // A worker's panics are caught and logged by the pool.
+            let _ = handle.join();
+        }
+        joined
     }
 
     /// Number of worker threads: the default parallelism of shuffles.
@@ -449,7 +441,6 @@ mod tests {
     #[test]
     fn cancelled_tasks_make_no_attempt_and_shutdown_joins_the_threads() {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
-        let live = Arc::clone(&workers.live);
         workers
             .install(|| workers.run("map", &partition(0), |_| Ok(())))
             .unwrap();
@@ -458,12 +449,7 @@ mod tests {
             .install(|| workers.run("map", &partition(1), |_| Ok(())))
             .unwrap_err();
         assert!(matches!(err.cause, TaskCause::Cancelled), "{err}");
-        workers.shutdown();
-        assert_eq!(
-            *live.count.lock().unwrap(),
-            0,
-            "every worker thread has exited"
-        );
+        assert_eq!(workers.shutdown(), 2, "every worker thread was joined");
     }
 
     /// A task that trapped after adding to an accumulator, then succeeded on

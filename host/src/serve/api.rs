@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::registry::{JobRecord, VersionRecord};
 use crate::control::JobConfig;
 use crate::data::KeyGroups;
+use crate::wasm::Grants;
 
 /// One `--arg KEY=VALUE` of a job's `define`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -64,8 +65,25 @@ pub struct JobSpec {
     /// [default: 32 MiB].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u64>,
-    // GRANTS: when `JobConfig::grants` (crate::wasm::Grants) lands, add
-    // `grants: Grants` here (serde default: none) and set it in `config`.
+    /// What the job's sandbox grants its plugin [default: nothing].
+    #[serde(default, skip_serializing_if = "Grants::is_empty")]
+    #[schema(value_type = GrantsSchema)]
+    pub grants: Grants,
+}
+
+/// The OpenAPI shape of [`Grants`]: each grant in its flag's syntax.
+#[derive(ToSchema)]
+#[schema(as = Grants)]
+#[allow(dead_code)]
+pub struct GrantsSchema {
+    /// Host directories preopened in the guest, as
+    /// `HOST_PATH[:GUEST_PATH][:ro]` (`--allow-dir`).
+    dirs: Vec<String>,
+    /// Addresses the guest may open TCP connections to, as `HOST:PORT`
+    /// (`--allow-net`).
+    net: Vec<String>,
+    /// The guest's environment variables, as `NAME=VALUE` (`--env`).
+    env: Vec<String>,
 }
 
 impl JobSpec {
@@ -124,6 +142,7 @@ impl JobSpec {
             config.max_pending_bytes = usize::try_from(pending)
                 .map_err(|_| format!("max_pending {pending} is too large"))?;
         }
+        config.grants = self.grants.clone();
         config.data_dir = Some(data_dir.to_path_buf());
         Ok(config)
     }

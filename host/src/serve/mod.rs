@@ -123,10 +123,18 @@ pub fn serve(config: ServeConfig, stop: StopSignal) -> Result<(), ServeError> {
         });
     };
     let data_dir = config.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    // Private: it holds the token, and job specs (grants' environment
+    // variables among them).
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&data_dir)
+        .map_err(|source| ServeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
     let token = match &config.token_file {
         Some(file) => Token::read(file)?,
         None if !addresses.iter().all(|a| a.ip().is_loopback()) => {

@@ -393,6 +393,14 @@ mod tests {
             key: "port".into(),
             value: "9999".into(),
         });
+        job.spec
+            .grants
+            .env
+            .push("GREETING=hello world".parse().unwrap());
+        job.spec
+            .grants
+            .dirs
+            .push("/srv/ref:/ref:ro".parse().unwrap());
         registry.save_job(&job).unwrap();
         job.switch_to(&"b".repeat(64), 5);
         registry.save_job(&job).unwrap();

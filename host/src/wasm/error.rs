@@ -12,6 +12,10 @@ pub enum WasmError {
     /// The wasmtime engine could not be configured or its epoch thread started.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// A sandbox grant cannot be given (a directory that does not exist, a
+    /// name that does not resolve).
+    #[error("cannot grant {0}")]
+    Grant(#[from] crate::wasm::GrantError),
     /// The plugin file could not be read.
     #[error("cannot read plugin {}: {source}", path.display())]
     Read {

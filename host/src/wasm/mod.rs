@@ -26,8 +26,9 @@
 //!
 //! Files: `runtime` (engine, epoch ticker, loading and its checks),
 //! `contract` (the `sluice:plugin` version this host speaks), `cache`
-//! (precompiled components on disk), `plugin` (instantiation in a sandbox
-//! that grants nothing), `instance` (calls, limits, trap classification),
+//! (precompiled components on disk), `grants` (what a job's sandbox
+//! grants: directories, TCP addresses, environment variables; nothing by
+//! default), `plugin` (instantiation in that sandbox), `instance` (calls, limits, trap classification),
 //! `limits` (memory accounting), `host_api` (the `host` interface plugins
 //! import: accumulators and broadcast values), `output` (guest stdout/stderr to the log),
 //! `convert` (WIT values to and from plan and data types), `bindings`
@@ -38,6 +39,7 @@ mod cache;
 mod contract;
 mod convert;
 mod error;
+mod grants;
 mod host_api;
 mod instance;
 mod limits;
@@ -49,6 +51,7 @@ mod tests;
 
 pub use contract::CONTRACT_VERSION;
 pub use error::{CallError, TrapReason, WasmError};
+pub use grants::{DirGrant, EnvGrant, GrantError, Grants, NetGrant, ParseGrantError};
 pub use host_api::Broadcasts;
 pub use instance::Instance;
 pub use plugin::Plugin;

@@ -1,8 +1,9 @@
 //! [`Plugin`]: a loaded, checked and compiled plugin, ready to be
 //! instantiated any number of times (its imports are resolved once, so a
 //! fresh instance costs microseconds). Each instance is sandboxed: a WASI
-//! context that grants nothing (no directories, environment, arguments,
-//! network or stdin), its stdout and stderr captured, its memory capped.
+//! context that grants only the job's [`Grants`](super::Grants) (none by
+//! default: no directories, environment, network; never arguments or
+//! stdin), its stdout and stderr captured, its memory capped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,13 +98,18 @@ impl Plugin {
         let runtime = &self.inner.runtime;
         let stdout = Capture::default();
         let stderr = Capture::default();
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        // Nothing else unless granted: no stdin, arguments, directories,
+        // environment or sockets.
+        if let Err(reason) = runtime.sandbox().apply(&mut wasi, label) {
+            return Err(WasmError::Instantiate {
+                path: self.inner.path.clone(),
+                label: label.to_string(),
+                reason,
+            });
+        }
+        let wasi = wasi.build();
         let mut store = Store::new(
             runtime.engine(),
             StoreState {

@@ -30,6 +30,7 @@ use super::bindings::PluginPre;
 use super::cache;
 use super::contract::{self, ContractError};
 use super::error::WasmError;
+use super::grants::{Grants, Sandbox};
 use super::instance::StoreState;
 use super::plugin::Plugin;
 
@@ -45,6 +46,9 @@ pub struct WasmConfig {
     /// Where compiled components are kept between runs; compile in memory
     /// every time when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// What the sandbox of every instance grants (default: nothing).
+    /// Checked by [`Runtime::new`].
+    pub grants: Grants,
 }
 
 impl Default for WasmConfig {
@@ -53,6 +57,7 @@ impl Default for WasmConfig {
             memory_limit: 1 << 30,
             call_timeout: Duration::from_secs(60),
             cache_dir: None,
+            grants: Grants::default(),
         }
     }
 }
@@ -71,6 +76,8 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<StoreState>,
     config: WasmConfig,
+    /// [`WasmConfig::grants`], checked against the host.
+    sandbox: Sandbox,
     /// Epoch ticks a call may run: the time limit in [`EPOCH_TICK`]s.
     deadline_ticks: u64,
     driver: Driver,
@@ -85,8 +92,13 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// The engine (component model, epoch interruption) and its driver thread.
+    /// The engine (component model, epoch interruption) and its driver
+    /// thread. Checks the grants first: a granted directory that does not
+    /// exist, or a granted host name that does not resolve, is an error
+    /// naming the flag and the grant. Resolving names blocks: call it off
+    /// the async runtime.
     pub fn new(config: WasmConfig) -> Result<Runtime, WasmError> {
+        let sandbox = config.grants.resolve()?;
         let mut wasmtime_config = Config::new();
         wasmtime_config
             .wasm_component_model(true)
@@ -115,6 +127,7 @@ impl Runtime {
                 engine,
                 linker,
                 config,
+                sandbox,
                 deadline_ticks,
                 driver,
             }),
@@ -197,6 +210,10 @@ impl Runtime {
 
     pub(super) fn config(&self) -> &WasmConfig {
         &self.inner.config
+    }
+
+    pub(super) fn sandbox(&self) -> &Sandbox {
+        &self.inner.sandbox
     }
 
     pub(super) fn deadline_ticks(&self) -> u64 {

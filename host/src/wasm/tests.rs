@@ -24,6 +24,7 @@ fn runtime() -> &'static Runtime {
             memory_limit: MEMORY_LIMIT,
             call_timeout: CALL_TIMEOUT,
             cache_dir: None,
+            grants: Default::default(),
         })
         .expect("engine")
     })

@@ -32,6 +32,28 @@
 //!     attempts: open `/etc/hostname` for reading, connect a TCP socket to
 //!     `127.0.0.1:<port>` (the `port` argument, else 9), read the environment
 //!     variable `HOME` (and list the environment: any variable is `ALLOWED`).
+//!
+//!     Aimed attempts replace these when any of the following arguments is
+//!     given (each a comma-separated list, tried in this order, each once
+//!     per record):
+//!     - `read=PATH,...`: read the file whole;
+//!     - `write=PATH,...`: create (or truncate) the file and write the record
+//!       to it, without a newline;
+//!     - `connect=HOST:PORT,...`: open a TCP connection (by name too), then
+//!       close it;
+//!     - `listen=ADDR:PORT,...`: bind a TCP listener;
+//!     - `env=NAME,...`: read the variable; the name `*` lists every
+//!       variable's name.
+//!
+//!     The record then becomes one token per attempt, separated by spaces:
+//!     `<kind>[<target>]=ALLOWED[:<detail>]` or
+//!     `<kind>[<target>]=denied:<error>`, where `<error>` is the Rust
+//!     `io::ErrorKind` (`Debug` form, e.g. `PermissionDenied`; `NotPresent`
+//!     for a missing variable) and `<detail>` is, for `read`, the file's
+//!     contents, for `env`, the value, for `env[*]`, the names joined by `;`
+//!     (`denied:none` when there are none). Targets and details are escaped:
+//!     every byte outside `!`..`~`, and `%`, becomes `%XX` (hex, upper case),
+//!     so a token never contains a space.
 //!   - `error`: passes records through, but the `foreach_partition` output
 //!     returns `Err("deliberate error in batch <ms> partition <p>")` for
 //!     every partition that has a record (no trap: a user error).
@@ -116,6 +138,7 @@ impl Job for Misbehaving {
             lines
         };
         let port = args.parse_optional::<u16>("port")?.unwrap_or(9);
+        let attempts = Attempts::from_args(args);
 
         let checked = lines.map(move |line: String| {
             if line.contains(fault_on.as_str()) {
@@ -126,7 +149,8 @@ impl Job for Misbehaving {
                     Fault::Grow => drop(std::hint::black_box(vec![1u8; 48 << 20])),
                     Fault::Sleep => std::thread::sleep(std::time::Duration::from_secs(3600)),
                     Fault::Stdin => read_stdin_forever(),
-                    Fault::Sandbox => return try_escape(port),
+                    Fault::Sandbox if attempts.is_empty() => return try_escape(port),
+                    Fault::Sandbox => return attempts.run(&line),
                     Fault::Poison | Fault::Error | Fault::None => {}
                 }
             }
@@ -219,6 +243,108 @@ fn try_escape(port: u16) -> String {
         outcome(socket),
         outcome(env)
     )
+}
+
+/// The aimed attempts of `fault=sandbox` (see the crate's docs).
+#[derive(Clone, Default)]
+struct Attempts {
+    read: Vec<String>,
+    write: Vec<String>,
+    connect: Vec<String>,
+    listen: Vec<String>,
+    env: Vec<String>,
+}
+
+impl Attempts {
+    fn from_args(args: &Args) -> Attempts {
+        let list = |key: &str| -> Vec<String> {
+            args.get(key)
+                .map(|v| v.split(',').map(String::from).collect())
+                .unwrap_or_default()
+        };
+        Attempts {
+            read: list("read"),
+            write: list("write"),
+            connect: list("connect"),
+            listen: list("listen"),
+            env: list("env"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.read.is_empty()
+            && self.write.is_empty()
+            && self.connect.is_empty()
+            && self.listen.is_empty()
+            && self.env.is_empty()
+    }
+
+    /// One token per attempt, in order, separated by spaces.
+    fn run(&self, record: &str) -> String {
+        let mut tokens = Vec::new();
+        let mut report = |kind: &str, target: &str, outcome: Result<Option<String>, String>| {
+            let outcome = match outcome {
+                Ok(None) => "ALLOWED".to_string(),
+                Ok(Some(detail)) => format!("ALLOWED:{}", escape(&detail)),
+                Err(error) => format!("denied:{error}"),
+            };
+            tokens.push(format!("{kind}[{}]={outcome}", escape(target)));
+        };
+        let kind = |e: std::io::Error| format!("{:?}", e.kind());
+        for path in &self.read {
+            let read =
+                std::fs::read(path).map(|bytes| Some(String::from_utf8_lossy(&bytes).into_owned()));
+            report("read", path, read.map_err(kind));
+        }
+        for path in &self.write {
+            let written = std::fs::write(path, record).map(|()| None);
+            report("write", path, written.map_err(kind));
+        }
+        for target in &self.connect {
+            let connected = std::net::TcpStream::connect(target.as_str())
+                .map(drop)
+                .map(|()| None);
+            report("connect", target, connected.map_err(kind));
+        }
+        for target in &self.listen {
+            let bound = std::net::TcpListener::bind(target.as_str())
+                .map(drop)
+                .map(|()| None);
+            report("listen", target, bound.map_err(kind));
+        }
+        for name in &self.env {
+            let value = if name == "*" {
+                let names: Vec<String> = std::env::vars_os()
+                    .map(|(k, _)| k.to_string_lossy().into_owned())
+                    .collect();
+                if names.is_empty() {
+                    Err("none".to_string())
+                } else {
+                    Ok(Some(names.join(";")))
+                }
+            } else {
+                std::env::var(name).map(Some).map_err(|e| match e {
+                    std::env::VarError::NotPresent => "NotPresent".to_string(),
+                    std::env::VarError::NotUnicode(_) => "NotUnicode".to_string(),
+                })
+            };
+            report("env", name, value);
+        }
+        tokens.join(" ")
+    }
+}
+
+/// Every byte outside `!`..`~`, and `%`, as `%XX`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn spin_forever() -> ! {

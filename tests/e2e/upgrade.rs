@@ -1,0 +1,385 @@
+//! Hot upgrade, end to end: a stateful word count reads a socket that never
+//! stops, and its plugin is replaced while it runs (`sluice run --watch`,
+//! which takes the same upgrade path as `sluice upgrade`). Every line must
+//! be counted exactly once, by the version that ran its batch, with the
+//! state carried across versions.
+//!
+//! The fixtures (`tests/plugins/upgrade-*`) share one graph: `upgrade-v1`
+//! counts words as they are, `upgrade-lower` lower-cases them, `upgrade-trap`
+//! traps on every word, `upgrade-text-state` keeps its counts as text (an
+//! incompatible state codec). Each line starts with a token `LineNNNNNN`, so
+//! the final counts tell which version saw each line (`Line…` or `line…`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::util::{
+    Counts, Running, SavedBatch, Sluice, StreamServer, count_words, diff_counts, parse_counts,
+    plugin, read_metrics, read_saved_batches, wait_until,
+};
+
+/// Words of the same length, so that every line has the same length; some
+/// differ only in case, so that the lower-casing version merges them.
+const WORDS: [&str; 6] = ["Apple", "apple", "Bread", "CHEER", "delta", "Eagle"];
+/// Bytes of a line: `LineNNNNNN` and three words, spaces and the newline.
+const LINE: usize = 10 + 3 * 6 + 1;
+
+/// `lines` lines: `LineNNNNNN` and three of [`WORDS`].
+fn text(lines: usize) -> &'static [u8] {
+    let mut text = String::with_capacity(lines * LINE);
+    for i in 0..lines {
+        text.push_str(&format!(
+            "Line{i:06} {} {} {}\n",
+            WORDS[i % 6],
+            WORDS[(i / 6) % 6],
+            WORDS[(i * 7 + 3) % 6]
+        ));
+    }
+    Box::leak(text.into_bytes().into_boxed_slice())
+}
+
+/// A socket feeding [`text`] at about 1,000 lines a second, whole lines at
+/// a time.
+fn feed() -> StreamServer {
+    StreamServer::start(text(200_000), LINE * 20, Duration::from_millis(20))
+}
+
+/// A stateful word count under `--watch`, reading `port`, its plugin a copy
+/// of `first` at `job`, saving the running counts under `prefix`.
+fn watched(dir: &Path, first: &str, port: u16) -> (Running, PathBuf, PathBuf) {
+    let job = dir.join("job.wasm");
+    std::fs::copy(plugin(first), &job).expect("copy the first version");
+    let prefix = dir.join("counts");
+    let running = Sluice::run(&job, &dir.join("data"))
+        .arg("--watch")
+        .job_arg("host", "127.0.0.1")
+        .job_arg("port", port)
+        .job_arg("output", prefix.display())
+        .opt("--batch-interval", "500ms")
+        .opt("--block-interval", "100ms")
+        .opt("--metrics-json", dir.join("metrics.json"))
+        .spawn();
+    (running, job, prefix)
+}
+
+/// Replaces the plugin file with `next` (whole, by a rename).
+fn replace(job: &Path, next: &str) {
+    let staged = job.with_extension("staged");
+    std::fs::copy(plugin(next), &staged).expect("stage the next version");
+    std::fs::rename(&staged, job).expect("replace the plugin file");
+}
+
+/// A switch the log reports: the first batch of the new version, and the
+/// pause it took.
+#[derive(Debug, Clone, Copy)]
+struct Switch {
+    batch_ms: u64,
+    pause_ms: f64,
+}
+
+/// The switches the log reports so far, in order.
+fn switches(stderr: &str) -> Vec<Switch> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!(" {name}="))? + name.len() + 2;
+        Some(line[start..].split_whitespace().next()?.to_string())
+    };
+    stderr
+        .lines()
+        .filter(|l| l.contains("upgraded from"))
+        .map(|l| Switch {
+            batch_ms: field(l, "batch")
+                .and_then(|v| v.parse().ok())
+                .expect("batch="),
+            pause_ms: field(l, "pause_ms")
+                .and_then(|v| v.parse().ok())
+                .expect("pause_ms="),
+        })
+        .collect()
+}
+
+/// Waits until the log reports `n` switches.
+fn wait_for_switches(running: &mut Running, n: usize) -> Vec<Switch> {
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            running.check_deadline();
+            switches(&running.stderr_so_far()).len() >= n
+        }),
+        "no upgrade #{n} within 60 s; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    switches(&running.stderr_so_far())
+}
+
+/// Waits until at least `n` batches were saved.
+fn wait_for_batches(running: &mut Running, prefix: &Path, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            running.check_deadline();
+            read_saved_batches(prefix, None).is_ok_and(|b| b.len() >= n)
+        }),
+        "fewer than {n} batches saved within 60 s; stderr:\n{}",
+        running.stderr_so_far()
+    );
+}
+
+/// Stops the feed, lets the job read to the end of it, stops the job
+/// gracefully; returns the text sent and the saved batches.
+fn finish(
+    mut running: Running,
+    server: StreamServer,
+    prefix: &Path,
+) -> (String, Vec<SavedBatch>, String) {
+    let sent = server.finish();
+    std::thread::sleep(Duration::from_secs(2));
+    running.interrupt();
+    let out = running.wait();
+    out.assert_success();
+    let text = String::from_utf8(text(200_000)[..sent].to_vec()).expect("ASCII");
+    let batches = read_saved_batches(prefix, None).expect("read the saved batches");
+    assert!(!batches.is_empty(), "nothing saved; {out:?}");
+    (text, batches, out.stderr)
+}
+
+/// The line number of a `LineNNNNNN` / `lineNNNNNN` key, and whether it was
+/// lower-cased.
+fn token(key: &str) -> Option<(usize, bool)> {
+    let (lower, digits) = if let Some(d) = key.strip_prefix("Line") {
+        (false, d)
+    } else {
+        (true, key.strip_prefix("line")?)
+    };
+    (digits.len() == 6).then(|| digits.parse().ok().map(|n| (n, lower)))?
+}
+
+/// Checks the batches against the versions that ran them: a line is
+/// counted in the first batch whose running counts hold its token, and
+/// that batch's version (lower-casing from each switch to a lower-casing
+/// version on, as `lowers` says) must have made its token. Returns the
+/// counts the whole text must give: each line as its version made it.
+fn expected_counts(text: &str, batches: &[SavedBatch], versions: &[(u64, bool)]) -> Counts {
+    let lines: Vec<&str> = text.lines().collect();
+    let lower_at = |batch_ms: u64| {
+        versions
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= batch_ms)
+            .is_some_and(|(_, lower)| *lower)
+    };
+    let mut seen_in: BTreeMap<usize, (u64, bool)> = BTreeMap::new();
+    for batch in batches {
+        let counts = parse_counts(batch.lines()).expect("(word,count) lines");
+        for key in counts.keys() {
+            if let Some((line, lower)) = token(key) {
+                let first = seen_in.entry(line).or_insert((batch.time_ms, lower));
+                assert_eq!(
+                    first.1, lower,
+                    "line {line} was counted by both versions (in batch {} and {})",
+                    first.0, batch.time_ms
+                );
+            }
+        }
+    }
+    let mut expected = Counts::new();
+    for (i, line) in lines.iter().enumerate() {
+        // A last line cut short by the end of the feed has no full token;
+        // it is in the last batch.
+        let (batch_ms, lower) = match seen_in.get(&i) {
+            Some(&seen) => seen,
+            None if i + 1 == lines.len() => {
+                let last = batches.last().expect("batches").time_ms;
+                (last, lower_at(last))
+            }
+            None => panic!("line {i} ({line:?}) was never counted"),
+        };
+        assert_eq!(
+            lower,
+            lower_at(batch_ms),
+            "line {i} was counted in batch {batch_ms} by the wrong version (versions: {versions:?})"
+        );
+        let line = if lower {
+            line.to_lowercase()
+        } else {
+            line.to_string()
+        };
+        for (word, n) in count_words([line.as_str()]) {
+            *expected.entry(word).or_default() += n;
+        }
+    }
+    expected
+}
+
+/// Lines counted as they are and lower-cased, by their tokens in the last
+/// batch.
+fn lines_per_version(batches: &[SavedBatch]) -> (usize, usize) {
+    let last = batches.last().expect("batches");
+    let counts = parse_counts(last.lines()).expect("(word,count) lines");
+    let lower = counts
+        .keys()
+        .filter_map(|k| token(k))
+        .filter(|t| t.1)
+        .count();
+    let tokens = counts.keys().filter_map(|k| token(k)).count();
+    (tokens - lower, lower)
+}
+
+fn assert_final_counts(expected: &Counts, batches: &[SavedBatch]) {
+    let last = batches.last().expect("batches");
+    let actual = parse_counts(last.lines()).expect("(word,count) lines");
+    if let Some(diff) = diff_counts(expected, &actual) {
+        panic!(
+            "the running counts of the last batch ({}) are wrong: {diff}",
+            last.time_ms
+        );
+    }
+}
+
+#[test]
+fn an_upgrade_mid_stream_counts_every_line_once_and_carries_the_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = feed();
+    let (mut running, job, prefix) =
+        watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
+    wait_for_batches(&mut running, &prefix, 4);
+    replace(&job, sluice_test_artifacts::UPGRADE_LOWER);
+    let switch = wait_for_switches(&mut running, 1)[0];
+    // Some batches of the new version.
+    let after = read_saved_batches(&prefix, None).expect("batches").len();
+    wait_for_batches(&mut running, &prefix, after + 4);
+    let (text, batches, stderr) = finish(running, server, &prefix);
+
+    let versions = [(0, false), (switch.batch_ms, true)];
+    let expected = expected_counts(&text, &batches, &versions);
+    assert_final_counts(&expected, &batches);
+    // Both versions saw lines; the counts of the last batch (all of them)
+    // hold the first version's counts plus the second's, so the state went
+    // across: `apple` was counted as it is by the first version and from
+    // `Apple` and `apple` by the second.
+    let (old, new) = lines_per_version(&batches);
+    assert!(
+        old > 0 && new > 0,
+        "lines seen: {old} by the first version, {new} by the second"
+    );
+    assert!(stderr.contains("run the new version"), "{stderr}");
+}
+
+#[test]
+fn a_version_that_traps_is_rolled_back_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = feed();
+    let (mut running, job, prefix) =
+        watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
+    wait_for_batches(&mut running, &prefix, 3);
+    replace(&job, sluice_test_artifacts::UPGRADE_TRAP);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            running.check_deadline();
+            running.stderr_so_far().contains("rolled back to")
+        }),
+        "no rollback; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    let rolled_back = read_saved_batches(&prefix, None).expect("batches").len();
+    wait_for_batches(&mut running, &prefix, rolled_back + 3);
+    let (text, batches, stderr) = finish(running, server, &prefix);
+    // Every line as the first version counts it: the trapping version's
+    // batches ran again with it.
+    let expected = expected_counts(&text, &batches, &[(0, false)]);
+    assert_final_counts(&expected, &batches);
+    assert!(
+        stderr.contains("deliberate trap on"),
+        "the trap's message: {stderr}"
+    );
+}
+
+#[test]
+fn an_incompatible_version_is_refused_with_a_diff_and_the_job_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = feed();
+    let (mut running, job, prefix) =
+        watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
+    wait_for_batches(&mut running, &prefix, 3);
+    replace(&job, sluice_test_artifacts::UPGRADE_TEXT_STATE);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            running.check_deadline();
+            running.stderr_so_far().contains("upgrade refused")
+        }),
+        "no refusal; stderr:\n{}",
+        running.stderr_so_far()
+    );
+    let refused = read_saved_batches(&prefix, None).expect("batches").len();
+    wait_for_batches(&mut running, &prefix, refused + 3);
+    let (text, batches, stderr) = finish(running, server, &prefix);
+    assert!(
+        stderr.contains("`running-counts`: its state codec changed from `i64` to `string`")
+            && stderr.contains("--reset-state running-counts"),
+        "the reason names the operator, the change and the way out: {stderr}"
+    );
+    assert!(
+        stderr.contains("-#") && stderr.contains("+#"),
+        "the refusal shows a diff of the two graphs: {stderr}"
+    );
+    let expected = expected_counts(&text, &batches, &[(0, false)]);
+    assert_final_counts(&expected, &batches);
+}
+
+#[test]
+fn twenty_upgrades_back_and_forth_under_load_count_every_line_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = feed();
+    let (mut running, job, prefix) =
+        watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
+    wait_for_batches(&mut running, &prefix, 2);
+    let mut versions = vec![(0, false)];
+    for i in 1..=20 {
+        let lower = i % 2 == 1;
+        replace(
+            &job,
+            if lower {
+                sluice_test_artifacts::UPGRADE_LOWER
+            } else {
+                sluice_test_artifacts::UPGRADE_V1
+            },
+        );
+        let switch = wait_for_switches(&mut running, i)[i - 1];
+        versions.push((switch.batch_ms, lower));
+    }
+    let after = read_saved_batches(&prefix, None).expect("batches").len();
+    wait_for_batches(&mut running, &prefix, after + 2);
+    let (text, batches, stderr) = finish(running, server, &prefix);
+    let expected = expected_counts(&text, &batches, &versions);
+    assert_final_counts(&expected, &batches);
+    // The pause of each upgrade, for the record (not asserted: speed is for
+    // benchmarks): the switch itself, and the extra delay of the first batch
+    // after it (its total delay minus the median of the batches that are not
+    // the first after a switch).
+    let switched = switches(&stderr);
+    let metrics = read_metrics(&dir.path().join("metrics.json")).expect("metrics");
+    let first: Vec<u64> = switched.iter().map(|s| s.batch_ms).collect();
+    let mut usual: Vec<f64> = metrics
+        .iter()
+        .filter(|m| !first.contains(&m.batch_time_ms))
+        .map(|m| m.total_delay_ms)
+        .collect();
+    usual.sort_by(f64::total_cmp);
+    let usual = usual[usual.len() / 2];
+    let mut extra: Vec<f64> = metrics
+        .iter()
+        .filter(|m| first.contains(&m.batch_time_ms))
+        .map(|m| m.total_delay_ms - usual)
+        .collect();
+    let mut pauses: Vec<f64> = switched.iter().map(|s| s.pause_ms).collect();
+    let median_max = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (pause_median, pause_max) = median_max(&mut pauses);
+    let (extra_median, extra_max) = median_max(&mut extra);
+    eprintln!(
+        "{} upgrades: switch median {pause_median:.2} ms, max {pause_max:.2} ms; extra delay of \
+         the first batch after the switch median {extra_median:.1} ms, max {extra_max:.1} ms \
+         (usual total delay {usual:.1} ms)",
+        pauses.len()
+    );
+}
