@@ -786,6 +786,9 @@ pub(crate) mod fake {
     pub struct FakeLauncher {
         /// Every job started, by name.
         pub started: Mutex<Vec<(String, Arc<FakeJob>)>>,
+        /// The version "the checkpoints" were made by: starting another
+        /// fails as `JobHandle::start` does.
+        pub checkpointed_by: Option<String>,
     }
 
     impl Launcher for FakeLauncher {
@@ -800,6 +803,14 @@ pub(crate) mod fake {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if let Some(found) = &self.checkpointed_by
+                && *found != digest
+            {
+                return Err(StartFailure::OtherPlugin {
+                    found: found.clone(),
+                    message: format!("the checkpoints were made by {found}"),
+                });
+            }
             let job = Arc::new(FakeJob {
                 digest: Mutex::new(digest),
                 stopped: AtomicBool::new(false),
@@ -945,6 +956,56 @@ mod tests {
         // A graceful host stop leaves the good one to be resumed.
         let record = registry.load_jobs().unwrap().remove(1).unwrap();
         assert!(record.should_run);
+    }
+
+    #[test]
+    fn a_resumed_job_runs_the_known_version_its_checkpoint_was_made_by() {
+        // The host was killed between an upgrade's switch (the checkpoint
+        // under the new digest) and its record.
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let a = registry.store_plugin(b"version a").unwrap();
+        let b = registry.store_plugin(b"version b").unwrap();
+        let mut record = JobRecord {
+            name: "wc".into(),
+            spec: JobSpec::default(),
+            current: a.clone(),
+            versions: Vec::new(),
+            should_run: true,
+            failed: None,
+            deployed_ms: 1,
+        };
+        record.switch_to(&a, 1);
+        record.switch_to(&b, 2);
+        record.switch_to(&a, 3);
+        registry.save_job(&record).unwrap();
+        let launcher = FakeLauncher {
+            checkpointed_by: Some(b.clone()),
+            ..FakeLauncher::default()
+        };
+        let jobs = Jobs::new(registry.clone(), Arc::new(launcher));
+        jobs.resume().unwrap();
+        let status = jobs.status("wc").unwrap();
+        assert_eq!(
+            (status.state.as_str(), status.version.as_str()),
+            ("running", b.as_str())
+        );
+        assert_eq!(
+            registry.load_jobs().unwrap()[0].as_ref().unwrap().current,
+            b
+        );
+
+        // A version it never ran: not started, marked failed.
+        let c = registry.store_plugin(b"version c").unwrap();
+        let launcher = FakeLauncher {
+            checkpointed_by: Some(c),
+            ..FakeLauncher::default()
+        };
+        let jobs = Jobs::new(registry.clone(), Arc::new(launcher));
+        jobs.resume().unwrap();
+        let status = jobs.status("wc").unwrap();
+        assert_eq!(status.state, "failed");
+        assert!(status.reason.unwrap().contains("cannot resume"));
     }
 
     #[test]
