@@ -78,11 +78,14 @@ pub struct JobSpec {
 pub struct GrantsSchema {
     /// Host directories preopened in the guest, as
     /// `HOST_PATH[:GUEST_PATH][:ro]` (`--allow-dir`).
+    #[schema(required = false)]
     dirs: Vec<String>,
     /// Addresses the guest may open TCP connections to, as `HOST:PORT`
     /// (`--allow-net`).
+    #[schema(required = false)]
     net: Vec<String>,
     /// The guest's environment variables, as `NAME=VALUE` (`--env`).
+    #[schema(required = false)]
     env: Vec<String>,
 }
 

@@ -10,6 +10,8 @@
 //!   with the running jobs and marks a job that fails as failed.
 //! - [`routes`]: the HTTP routes and the OpenAPI document.
 //! - [`api`]: the request and response bodies.
+//! - `handle`: [`ControlLauncher`], the jobs started by the job control
+//!   (`control::JobHandle`), mapped onto the API's types.
 //!
 //! On start the host resumes every job its registry says should run, each
 //! from its checkpoint (every job checkpoints, by default under
