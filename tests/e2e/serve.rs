@@ -122,6 +122,35 @@ fn serve_creates_a_private_token_and_every_request_needs_it() {
 }
 
 #[test]
+fn serve_with_a_token_file_takes_its_token_and_creates_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, token_file) = (tmp.path().join("data"), tmp.path().join("my-token"));
+    fs::write(&token_file, "correct-horse-battery-staple\n").unwrap();
+    let port = free_port();
+    let mut running = Sluice::new(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .opt("--data-dir", &data)
+        .opt("--token-file", &token_file)
+        .spawn();
+    let up = wait_until(util::RUN_TIMEOUT / 2, || {
+        running.check_deadline();
+        http_request_with(port, "GET", "/v1/jobs", &[]).is_ok()
+    });
+    assert!(up, "sluice serve did not answer");
+    let get = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        let response =
+            http_request_with(port, "GET", "/v1/jobs", &[("Authorization", &bearer)]).unwrap();
+        http_status(&response)
+    };
+    assert_eq!(get("correct-horse-battery-staple"), Some(200));
+    assert_eq!(get("correct-horse-battery-stapl"), Some(401));
+    assert!(!data.join("token").exists());
+    running.terminate();
+    running.wait().assert_success();
+}
+
+#[test]
 fn the_client_without_a_server_exits_unreachable() {
     let port = free_port();
     let out = Sluice::new(["jobs", "--server"])
@@ -213,6 +242,16 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     assert_eq!(status["state"], "running");
     assert_eq!(status["version"], digest.as_str());
     assert_eq!(status["live"]["records"], lines.len() as u64, "{status}");
+    let table = host.client(["status", "wc"]).output();
+    table.assert_success();
+    for needle in [
+        "state       running",
+        &digest[..12],
+        "last batches",
+        "versions",
+    ] {
+        assert!(table.stdout.contains(needle), "no {needle:?} in {table:?}");
+    }
     let logs = host.client(["logs", "wc"]).output();
     logs.assert_success();
     assert!(logs.stdout.contains("deploying version"), "{logs:?}");
@@ -441,15 +480,17 @@ fn a_job_that_fails_is_marked_failed_and_a_deploy_that_cannot_start_exits_4() {
         .opt("--workers", "1")
         .output();
     out.assert_success();
-    let failed = wait_until(util::RUN_TIMEOUT / 2, || {
-        host.status("bad")["state"] == "failed"
-    });
+    // The record is written once the supervisor has reaped the job.
+    let record = || -> serde_json::Value {
+        serde_json::from_slice(&fs::read(host.data.join("jobs/bad/job.json")).unwrap()).unwrap()
+    };
+    let failed = wait_until(util::RUN_TIMEOUT / 2, || record()["failed"].is_string());
     let status = host.status("bad");
     assert!(failed, "{status}");
+    assert_eq!(status["state"], "failed");
     let reason = status["reason"].as_str().unwrap();
     assert!(reason.contains("boom: deliberate failure"), "{status}");
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(host.data.join("jobs/bad/job.json")).unwrap()).unwrap();
+    let record = record();
     assert_eq!(record["failed"].as_str(), Some(reason));
     assert_eq!(record["should_run"], false);
     let jobs = host.client(["jobs"]).output();
