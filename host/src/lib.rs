@@ -10,8 +10,9 @@
 //! metrics), [`storage`] (paths and object store URLs for checkpoints,
 //! outputs and reference data, and their options), [`checkpoint`] (state
 //! and metadata written incrementally to a checkpoint location and read
-//! back), [`control`] (starting and stopping a job) and [`cli`] (the `sluice`
-//! command).
+//! back), [`control`] (starting and stopping a job), [`serve`] (`sluice
+//! serve`: the HTTP API, the registry of deployed jobs, their supervisor)
+//! and [`cli`] (the `sluice` command, also the API's client).
 
 pub mod batching;
 pub mod checkpoint;
@@ -21,6 +22,7 @@ pub mod data;
 pub mod exec;
 pub mod monitor;
 pub mod plan;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod storage;

@@ -43,7 +43,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
             eprintln!("error: {message}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(sluice::cli::exit_code(&error))
         }
     }
 }

@@ -18,6 +18,8 @@ mod outputs;
 mod recovery;
 mod sandbox;
 #[cfg(unix)]
+mod serve;
+#[cfg(unix)]
 mod stopping;
 mod upgrade;
 mod util;

@@ -1038,19 +1038,42 @@ impl Drop for S3Server {
 /// One HTTP/1.1 request with an empty body to `127.0.0.1:port`; the whole
 /// response.
 fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    http_request_with(port, method, path, &[])
+}
+
+/// One HTTP/1.1 request with an empty body and these extra headers to
+/// `127.0.0.1:port`, written by hand (no client library in between); the
+/// whole response, status line and headers included.
+pub fn http_request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     Ok(String::from_utf8_lossy(&response).into_owned())
 }
 
-fn http_status(response: &str) -> Option<u16> {
+/// The status code of an HTTP response.
+pub fn http_status(response: &str) -> Option<u16> {
     response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A loopback port that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 /// Wall-clock milliseconds since the Unix epoch.

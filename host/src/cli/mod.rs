@@ -1,7 +1,11 @@
 //! The `sluice` command line: `sluice run` runs a job plugin, `sluice demo`
-//! runs the network word count against a text stream it serves itself.
-//! Parsing lives here; everything else is the library's.
+//! runs the network word count against a text stream it serves itself,
+//! `sluice serve` hosts jobs behind an HTTP API, and the client commands
+//! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`, in
+//! [`client`]) talk to it. Parsing lives here; everything else is the
+//! library's.
 
+pub mod client;
 mod demo;
 mod watch;
 
@@ -19,7 +23,7 @@ use crate::wasm::{DirGrant, EnvGrant, Grants, NetGrant};
 
 /// Sluice: Spark-Streaming-style jobs as WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version, about, after_help = client::EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +36,27 @@ enum Command {
     /// Run the network word count on Zipf text it serves on loopback (the
     /// generator of bench/corpus).
     Demo(demo::DemoArgs),
+    /// Host jobs behind an HTTP API (with a bearer token) and keep them
+    /// running: deployed jobs resume when it starts again.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+/// `sluice serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address the API listens on; a non-loopback one needs --token-file.
+    #[arg(long, default_value = crate::serve::DEFAULT_LISTEN)]
+    listen: String,
+    /// Where deployed jobs, their components, checkpoints and the token are
+    /// kept [default: $XDG_DATA_HOME/sluice or ~/.local/share/sluice].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A file holding the API's bearer token [default: <data-dir>/token,
+    /// created with a random token on first start].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -172,11 +197,32 @@ impl JobArgs {
     }
 }
 
+/// The exit code of a failed command: a client command's own (see
+/// [`client::exit`]), else 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .downcast_ref::<client::ClientError>()
+        .map_or(client::exit::ERROR, |e| e.code)
+}
+
 /// Runs the command line; the binary's `main` maps the result to an exit code.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let stop = StopSignal::new();
+    if let Command::Client(command) = cli.command {
+        // A client stops at Ctrl-C like any command line tool.
+        return Ok(client::run(command)?);
+    }
     stop_on_signals(stop.clone());
     match cli.command {
+        Command::Client(_) => unreachable!("handled above"),
+        Command::Serve(args) => Ok(crate::serve::serve(
+            crate::serve::ServeConfig {
+                listen: args.listen,
+                data_dir: args.data_dir,
+                token_file: args.token_file,
+            },
+            stop,
+        )?),
         Command::Run(run) => {
             let config = run.job.config(run.plugin);
             let summary = if run.watch {
@@ -254,7 +300,7 @@ impl Signals {
 /// Spark's default block interval, 200 ms, when the batch interval is a
 /// multiple of it; otherwise their greatest common divisor (100 ms for a 500 ms
 /// batch), so that every block belongs to one batch.
-fn default_block_interval(batch: Duration) -> Duration {
+pub(crate) fn default_block_interval(batch: Duration) -> Duration {
     const DEFAULT_MS: u64 = 200;
     let batch_ms = batch.as_millis() as u64;
     if batch_ms == 0 {
@@ -328,7 +374,7 @@ mod tests {
             argv.extend_from_slice(extra);
             Cli::try_parse_from(argv).map(|cli| match cli.command {
                 Command::Run(run) => run.job.config(run.plugin).key_groups.get(),
-                Command::Demo(_) => unreachable!("parsed `run`"),
+                _ => unreachable!("parsed `run`"),
             })
         };
         assert_eq!(parse(&[]).unwrap(), 128);
