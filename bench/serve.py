@@ -136,9 +136,18 @@ def upgrades(host: Host, tools: bench.Tools, wasm: dict[str, Path], count: int, 
     corpus = bench.prepare_corpus(lines, bench.corpus_generator(tools.target)[0], "serve")
     server = subprocess.Popen([str(tools.corpus_server), "--file", str(corpus.path), "--loops", "1000",
                                "--bytes-per-second", str(rate)], stdout=subprocess.PIPE, text=True)
-    port = int(server.stdout.readline())
+    try:
+        port = int(server.stdout.readline())
+        return upgrade_loaded(host, wasm, count, port, workdir)
+    finally:
+        server.kill()
+
+
+def upgrade_loaded(host: Host, wasm: dict[str, Path], count: int, port: int,
+                   workdir: Path) -> tuple[list[float], list[float], float]:
     done = host.client("deploy", str(wasm["upgrade-v1"]), "--name", "load", "--arg", "host=127.0.0.1",
-                       "--arg", f"port={port}", "--checkpoint", str(workdir / "load-checkpoint"))
+                       "--arg", f"port={port}", "--arg", f"output={workdir / 'out' / 'counts'}",
+                       "--checkpoint", str(workdir / "load-checkpoint"))
     if done.returncode != 0:
         sys.exit(f"deploy load: {done.stderr}")
     time.sleep(5)
@@ -155,7 +164,6 @@ def upgrades(host: Host, tools: bench.Tools, wasm: dict[str, Path], count: int, 
             seen[batch["batch_time_ms"]] = batch["total_delay_ms"]
         log(f"  upgrade {i + 1} to {version}: switch {outcome['pause_ms']:.2f} ms at batch {outcome['switched_at_ms']}")
     host.client("stop", "load", "--now")
-    server.kill()
     usual = statistics.median(v for t, v in seen.items() if t not in firsts)
     extra = [seen[t] - usual for t in firsts if t in seen]
     return switches, extra, usual

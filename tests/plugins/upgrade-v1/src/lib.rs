@@ -4,12 +4,12 @@
 use sluice_guest::prelude::*;
 
 /// The job.
-pub struct Version;
+pub struct UpgradeWordCount;
 
-impl Job for Version {
+impl Job for UpgradeWordCount {
     fn define(ctx: &mut StreamingContext, args: &Args) -> Result<(), String> {
         upgrade_common::define(ctx, args, str::to_string)
     }
 }
 
-sluice_guest::export_job!(Version);
+sluice_guest::export_job!(UpgradeWordCount);
