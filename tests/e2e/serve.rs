@@ -281,9 +281,21 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     assert_eq!(record["should_run"], false);
     assert_counts_eq(&expected, &total(&saved(&prefix)), "every line, once");
 
-    // Stopped: a second stop is refused (3).
+    // Stopped: a second stop is refused (3). Started again it runs; a
+    // running job cannot be removed (3), a stopped one can.
     let again = host.client(["stop", "wc"]).output();
     assert_eq!(again.status.code(), Some(3), "{again:?}");
+    host.client(["start", "wc"]).output().assert_success();
+    assert_eq!(host.status("wc")["state"], "running");
+    let remove = host.client(["remove", "wc"]).output();
+    assert_eq!(remove.status.code(), Some(3), "{remove:?}");
+    host.client(["stop", "wc", "--now"])
+        .output()
+        .assert_success();
+    host.client(["remove", "wc"]).output().assert_success();
+    assert!(!host.data.join("jobs/wc").exists());
+    let jobs = host.client(["jobs", "--json"]).output();
+    assert_eq!(jobs.stdout.trim(), "[]", "{jobs:?}");
 }
 
 /// Batch interval of the resumed jobs.

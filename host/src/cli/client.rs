@@ -1,5 +1,5 @@
 //! The CLI as a client of `sluice serve`'s API: `deploy`, `jobs`, `status`,
-//! `logs`, `upgrade`, `rollback`, `stop`. Each prints a table for a person,
+//! `logs`, `upgrade`, `rollback`, `stop`, `start`, `remove`. Each prints a table for a person,
 //! or with `--json` the API's JSON for scripts, and exits with a code that
 //! says what happened (see [`exit`]).
 //!
@@ -49,7 +49,7 @@ pub mod exit {
 
 /// The exit codes, as `sluice --help` shows them.
 pub const EXIT_CODES_HELP: &str = "Exit codes of the client commands (deploy, jobs, status, logs, \
-upgrade, rollback, stop):
+upgrade, rollback, stop, start, remove):
   0  done
   1  another error
   2  bad usage
@@ -158,6 +158,24 @@ pub enum ClientCommand {
         connection: Connection,
         #[command(flatten)]
         output: Output,
+    },
+    /// Start a stopped or failed job again, from its checkpoint, with its
+    /// current version; returns once it runs.
+    Start {
+        /// The job.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Forget a stopped or failed job: its record, and its checkpoints when
+    /// they are in the default location.
+    Remove {
+        /// The job.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
     },
     /// Stop a job (gracefully: what was received is processed, a last
     /// checkpoint written); returns once it stopped.
@@ -418,6 +436,23 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
                 .await?;
             print_upgrade(&done, &json, output.json)
         }
+        ClientCommand::Start {
+            name,
+            connection,
+            output,
+        } => {
+            let client = Client::new(&connection)?;
+            let url = client.url(&format!("/v1/jobs/{name}/start"));
+            let (status, json) = client.call(client.http.post(url)).await?;
+            print_state(&status, &json, output.json)
+        }
+        ClientCommand::Remove { name, connection } => {
+            let client = Client::new(&connection)?;
+            let url = client.url(&format!("/v1/jobs/{name}"));
+            client.send(client.http.delete(url)).await?;
+            println!("removed {name}");
+            Ok(())
+        }
         ClientCommand::Stop {
             name,
             now,
@@ -426,26 +461,35 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
         } => {
             let client = Client::new(&connection)?;
             let url = client.url(&format!("/v1/jobs/{name}/stop"));
-            let (status, json): (JobStatus, _) = client
+            let (status, json) = client
                 .call(client.http.post(url).json_body(&StopRequest { now })?)
                 .await?;
-            if output.json {
-                return print_json(&json);
-            }
-            print_table(
-                &["NAME", "VERSION", "STATE"],
-                &[vec![
-                    status.name.clone(),
-                    short(&status.version).into(),
-                    match &status.reason {
-                        Some(reason) => format!("{}: {reason}", status.state),
-                        None => status.state.clone(),
-                    },
-                ]],
-            );
-            Ok(())
+            print_state(&status, &json, output.json)
         }
     }
+}
+
+/// A job's name, version and state: the answer to `start` and `stop`.
+fn print_state(
+    status: &JobStatus,
+    json: &serde_json::Value,
+    as_json: bool,
+) -> Result<(), ClientError> {
+    if as_json {
+        return print_json(json);
+    }
+    print_table(
+        &["NAME", "VERSION", "STATE"],
+        &[vec![
+            status.name.clone(),
+            short(&status.version).into(),
+            match &status.reason {
+                Some(reason) => format!("{}: {reason}", status.state),
+                None => status.state.clone(),
+            },
+        ]],
+    );
+    Ok(())
 }
 
 /// A JSON request body.

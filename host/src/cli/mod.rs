@@ -1,8 +1,8 @@
 //! The `sluice` command line: `sluice run` runs a job plugin, `sluice demo`
 //! runs the network word count against a text stream it serves itself,
 //! `sluice serve` hosts jobs behind an HTTP API, and the client commands
-//! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`, in
-//! [`client`]) talk to it. Parsing lives here; everything else is the
+//! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`,
+//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here; everything else is the
 //! library's.
 
 pub mod client;

@@ -266,17 +266,26 @@ impl Jobs {
     }
 
     fn resume_one(&self, name: &str) {
+        // A failure is in the record, the status and the log.
+        let _ = self.launch(name, "resuming");
+    }
+
+    /// Starts the recorded job `name` (marked busy by the caller) with its
+    /// current version — or with the known version its latest checkpoint
+    /// was made by — and records the outcome: running, or failed with the
+    /// reason (which is returned).
+    fn launch(&self, name: &str, what: &str) -> Result<(), String> {
         let (mut record, log) = {
             let entries = self.entries();
-            let Some(entry) = entries.get(name) else {
-                return;
-            };
+            let entry = entries
+                .get(name)
+                .ok_or_else(|| format!("no job named `{name}`"))?;
             (entry.record.clone(), Arc::clone(&entry.log))
         };
         self.note(
             &log,
             name,
-            &format!("resuming with version {}", short(&record.current)),
+            &format!("{what} with version {}", short(&record.current)),
         );
         let mut result = self.start(&record, &record.current, &log);
         if let Err(StartFailure::OtherPlugin { found, .. }) = &result
@@ -300,10 +309,10 @@ impl Jobs {
         }
         let mut entries = self.entries();
         let Some(entry) = entries.get_mut(name) else {
-            return;
+            return Err(format!("job `{name}` vanished"));
         };
         entry.busy = false;
-        match result {
+        let outcome = match result {
             Ok(job) => {
                 if let Some(v) = record
                     .versions
@@ -312,21 +321,65 @@ impl Jobs {
                 {
                     v.last_ran_ms = now_ms();
                 }
+                record.failed = None;
+                record.should_run = true;
                 entry.job = Some(job);
-                entry.record = record;
+                entry.last = None;
+                Ok(())
             }
             Err(e) => {
-                let reason = format!("cannot resume: {e}");
+                let reason = format!("cannot start: {e}");
                 tracing::error!(job = name, "{reason}");
-                log.push(format!("ERROR {reason}"));
-                record.failed = Some(reason);
+                log.push(format!(
+                    "{} ERROR {reason}",
+                    humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                ));
+                record.failed = Some(reason.clone());
                 record.should_run = false;
-                entry.record = record;
+                Err(reason)
             }
-        }
+        };
+        entry.record = record;
         if let Err(e) = self.registry.save_job(&entry.record) {
             tracing::error!(job = name, "{e}");
         }
+        outcome
+    }
+
+    /// Starts a stopped or failed job again, from its checkpoint, with its
+    /// current version; returns once it runs.
+    pub fn start_again(&self, name: &str) -> Result<JobStatus, JobsError> {
+        {
+            let mut entries = self.entries();
+            let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+            if entry.busy || entry.job.is_some() {
+                let state = entry.status(&self.registry).state;
+                return Err(JobsError::Conflict(format!(
+                    "job `{name}` is {state}: only a stopped or failed job can be started"
+                )));
+            }
+            entry.busy = true;
+        }
+        self.launch(name, "starting")
+            .map_err(|reason| JobsError::Failed(format!("job `{name}`: {reason}")))?;
+        self.status(name)
+    }
+
+    /// Forgets a stopped or failed job: its record, and its checkpoints if
+    /// they are in the default location (`<data-dir>/jobs/<name>/`).
+    pub fn remove(&self, name: &str) -> Result<(), JobsError> {
+        let mut entries = self.entries();
+        let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
+        if entry.busy || entry.job.is_some() {
+            let state = entry.status(&self.registry).state;
+            return Err(JobsError::Conflict(format!(
+                "job `{name}` is {state}: stop it first"
+            )));
+        }
+        entries.remove(name);
+        drop(entries);
+        tracing::info!(job = name, "removed");
+        Ok(self.registry.remove_job(name)?)
     }
 
     /// Starts `record`'s job with version `digest`.
@@ -876,6 +929,21 @@ mod tests {
             jobs.stop("wc", false),
             Err(JobsError::Conflict(_))
         ));
+        // Started again, and stopped; a running job is neither started nor
+        // removed.
+        assert_eq!(jobs.start_again("wc").unwrap().state, "running");
+        assert!(matches!(
+            jobs.start_again("wc"),
+            Err(JobsError::Conflict(_))
+        ));
+        assert!(matches!(jobs.remove("wc"), Err(JobsError::Conflict(_))));
+        assert!(
+            registry.load_jobs().unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .should_run
+        );
+        jobs.stop("wc", false).unwrap();
         let record = registry.load_jobs().unwrap().remove(0).unwrap();
         assert_eq!(record.current, b);
         assert!(!record.should_run);
@@ -900,6 +968,10 @@ mod tests {
                 .unwrap()
                 .ends_with("jobs/wc/checkpoint")
         );
+        jobs.remove("wc").unwrap();
+        assert!(registry.load_jobs().unwrap().is_empty());
+        assert!(matches!(jobs.status("wc"), Err(JobsError::NotFound(_))));
+        assert!(matches!(jobs.remove("wc"), Err(JobsError::NotFound(_))));
     }
 
     #[test]
@@ -1005,7 +1077,7 @@ mod tests {
         jobs.resume().unwrap();
         let status = jobs.status("wc").unwrap();
         assert_eq!(status.state, "failed");
-        assert!(status.reason.unwrap().contains("cannot resume"));
+        assert!(status.reason.unwrap().contains("cannot start"));
     }
 
     #[test]

@@ -411,9 +411,20 @@ mod tests {
             .into_iter()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(loaded, vec![record("other"), job]);
+        assert_eq!(loaded, vec![record("other"), job.clone()]);
         let files: Vec<String> = read_dir(&registry.job_dir("wc")).unwrap();
         assert_eq!(files, ["job.json"]);
+        // A write cut short (killed before its rename) leaves its temporary
+        // file, never a torn record: the record read is the last complete one.
+        fs::write(
+            registry.job_dir("wc").join(".job.json.tmp-1"),
+            b"{\"name\": \"w",
+        )
+        .unwrap();
+        let again = registry.load_jobs().unwrap().remove(1).unwrap();
+        assert_eq!(again, job);
+        write_atomically(&registry.job_dir("wc").join("job.json"), b"{}").unwrap();
+        assert!(registry.load_jobs().unwrap()[1].is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! | `POST /v1/jobs/{name}/upgrade` | a new version; returns once it runs | 200, 404, 409, 422 |
 //! | `POST /v1/jobs/{name}/rollback` | back to an earlier version | 200, 400, 404, 409, 422 |
 //! | `POST /v1/jobs/{name}/stop` | stop; returns once it stopped | 200, 404, 409 |
+//! | `POST /v1/jobs/{name}/start` | start a stopped or failed job again | 200, 404, 409, 422 |
+//! | `DELETE /v1/jobs/{name}` | forget a stopped or failed job | 204, 404, 409 |
 //! | `GET /v1/openapi.json` | this API's OpenAPI 3 document | 200 |
 //!
 //! Every route needs the bearer token (401 otherwise). Errors have an
@@ -74,11 +76,12 @@ pub fn router(jobs: Arc<Jobs>, token: Token) -> (axum::Router, utoipa::openapi::
         .routes(routes!(put_plugin))
         .routes(routes!(get_versions))
         .routes(routes!(deploy, list_jobs))
-        .routes(routes!(job_status))
+        .routes(routes!(job_status, remove))
         .routes(routes!(job_logs))
         .routes(routes!(upgrade))
         .routes(routes!(rollback))
         .routes(routes!(stop))
+        .routes(routes!(start))
         .with_state(jobs)
         .split_for_parts();
     let document = Arc::new(openapi.clone());
@@ -388,6 +391,49 @@ async fn stop(
         .map(Json)
 }
 
+/// Start a stopped or failed job again, from its checkpoint, with its
+/// current version; returns once it runs.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{name}/start",
+    params(("name" = String, Path, description = "The job")),
+    responses(
+        (status = 200, description = "It runs", body = JobStatus),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "It runs already", body = ErrorBody),
+        (status = 422, description = "It did not start", body = ErrorBody),
+    )
+)]
+async fn start(
+    State(jobs): State<Arc<Jobs>>,
+    Path(name): Path<String>,
+) -> Result<Json<JobStatus>, JobsError> {
+    blocking(jobs, move |jobs| jobs.start_again(&name))
+        .await
+        .map(Json)
+}
+
+/// Forget a stopped or failed job: its record, and its checkpoints when
+/// they are in the default location.
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{name}",
+    params(("name" = String, Path, description = "The job")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "It runs", body = ErrorBody),
+    )
+)]
+async fn remove(
+    State(jobs): State<Arc<Jobs>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, JobsError> {
+    blocking(jobs, move |jobs| jobs.remove(&name))
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +523,7 @@ mod tests {
                 "/v1/jobs/{name}",
                 "/v1/jobs/{name}/logs",
                 "/v1/jobs/{name}/rollback",
+                "/v1/jobs/{name}/start",
                 "/v1/jobs/{name}/stop",
                 "/v1/jobs/{name}/upgrade",
                 "/v1/plugins",
@@ -484,6 +531,7 @@ mod tests {
             ]
         );
         assert!(paths["/v1/jobs"]["post"].is_object());
+        assert!(paths["/v1/jobs/{name}"]["delete"].is_object());
         assert!(document["components"]["schemas"]["JobSpec"].is_object());
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     }
