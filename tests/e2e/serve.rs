@@ -8,68 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::util::{
-    self, Counts, Output, Running, Server, Sluice, TimedFile, add_counts, assert_counts_eq,
+    self, Counts, Host, Output, Server, Sluice, TimedFile, add_counts, assert_counts_eq,
     count_words, free_port, http_request_with, http_status, lines_of, now_ms, parse_counts, plugin,
     read_saved_batches, wait_until, write_timed_file,
 };
-
-/// A `sluice serve` on a loopback port, with its data directory.
-struct Host {
-    running: Running,
-    port: u16,
-    data: PathBuf,
-}
-
-impl Host {
-    /// Starts `sluice serve` on a free port and waits until it answers.
-    fn start(data: &Path) -> Host {
-        Self::start_on(data, free_port())
-    }
-
-    fn start_on(data: &Path, port: u16) -> Host {
-        let running = Sluice::new(["serve", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .opt("--data-dir", data)
-            .spawn();
-        let mut host = Host {
-            running,
-            port,
-            data: data.to_path_buf(),
-        };
-        let up = wait_until(util::RUN_TIMEOUT / 2, || {
-            host.running.check_deadline();
-            assert!(!host.running.has_exited(), "sluice serve exited");
-            http_request_with(port, "GET", "/v1/jobs", &[]).is_ok()
-        });
-        assert!(up, "sluice serve did not answer on port {port}");
-        host
-    }
-
-    fn token(&self) -> String {
-        fs::read_to_string(self.data.join("token"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    /// A client command against this host (`--server`, `SLUICE_TOKEN`).
-    fn client<const N: usize>(&self, args: [&str; N]) -> Sluice {
-        Sluice::new(args)
-            .opt("--server", format!("http://127.0.0.1:{}", self.port))
-            .env("SLUICE_TOKEN", self.token())
-    }
-
-    /// `sluice status NAME --json`.
-    fn status(&self, name: &str) -> serde_json::Value {
-        let out = self.client(["status", name, "--json"]).output();
-        out.assert_success();
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}; {out:?}"))
-    }
-}
 
 #[cfg(unix)]
 #[test]

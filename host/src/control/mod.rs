@@ -168,8 +168,9 @@ pub enum JobError {
     /// The checkpoint location holds the checkpoints of another plugin.
     #[error(
         "the checkpoints at {location} were made by plugin {} and this is plugin {}: to run the \
-         new code with the old state use `sluice upgrade` (next: `sluice serve`), or give a new \
-         --checkpoint location, or --reset to start afresh there",
+         new code with the old state, upgrade the running job (`sluice upgrade` of a job that \
+         `sluice serve` runs, or `sluice run --watch`), or give a new --checkpoint location, or \
+         --reset to start afresh there",
         &found[..found.len().min(12)],
         &now[..now.len().min(12)]
     )]

@@ -322,7 +322,8 @@ fn read_dir(dir: &Path) -> Result<Vec<String>, RegistryError> {
 }
 
 /// Replaces `path` by `bytes` atomically and durably: a temporary file in
-/// the same directory, fsync, rename, fsync of the directory.
+/// the same directory, fsync, rename, fsync of the directory. The file is
+/// readable by its owner only (a job's record holds its `--env` values).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
@@ -333,7 +334,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> 
         let path = path.to_path_buf();
         move |source| RegistryError::Io { what, path, source }
     };
-    let mut file = fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(io("cannot create", &tmp))?;
     file.write_all(bytes).map_err(io("cannot write", &tmp))?;
     file.sync_all().map_err(io("cannot sync", &tmp))?;
     drop(file);
