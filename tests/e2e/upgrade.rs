@@ -274,29 +274,38 @@ fn an_upgrade_mid_stream_counts_every_line_once_and_carries_the_state() {
     assert!(stderr.contains("run the new version"), "{stderr}");
 }
 
-#[test]
-fn a_version_that_traps_is_rolled_back_and_nothing_is_lost() {
+/// Runs the first version under `--watch`, replaces it with `next`, waits
+/// until the log says `logged`, lets three more batches run, and checks
+/// that every line was counted by the first version: the attempt changed
+/// nothing. Returns the log.
+fn attempt_under_watch(next: &str, logged: &str) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = feed();
     let (mut running, job, prefix) =
         watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
     wait_for_batches(&mut running, &prefix, 3);
-    replace(&job, sluice_test_artifacts::UPGRADE_TRAP);
+    replace(&job, next);
     assert!(
         wait_until(Duration::from_secs(60), || {
             running.check_deadline();
-            running.stderr_so_far().contains("rolled back to")
+            running.stderr_so_far().contains(logged)
         }),
-        "no rollback; stderr:\n{}",
+        "no `{logged}` in the log; stderr:\n{}",
         running.stderr_so_far()
     );
-    let rolled_back = read_saved_batches(&prefix, None).expect("batches").len();
-    wait_for_batches(&mut running, &prefix, rolled_back + 3);
+    let then = read_saved_batches(&prefix, None).expect("batches").len();
+    wait_for_batches(&mut running, &prefix, then + 3);
     let (text, batches, stderr) = finish(running, server, &prefix);
-    // Every line as the first version counts it: the trapping version's
-    // batches ran again with it.
     let expected = expected_counts(&text, &batches, &[(0, false)], 0);
     assert_final_counts(&expected, &batches);
+    stderr
+}
+
+#[test]
+fn a_version_that_traps_is_rolled_back_and_nothing_is_lost() {
+    // Every line as the first version counts it: the trapping version's
+    // batches ran again with it.
+    let stderr = attempt_under_watch(sluice_test_artifacts::UPGRADE_TRAP, "rolled back to");
     assert!(
         stderr.contains("deliberate trap on"),
         "the trap's message: {stderr}"
@@ -305,34 +314,16 @@ fn a_version_that_traps_is_rolled_back_and_nothing_is_lost() {
 
 #[test]
 fn an_incompatible_version_is_refused_with_a_diff_and_the_job_goes_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = feed();
-    let (mut running, job, prefix) =
-        watched(dir.path(), sluice_test_artifacts::UPGRADE_V1, server.port);
-    wait_for_batches(&mut running, &prefix, 3);
-    replace(&job, sluice_test_artifacts::UPGRADE_TEXT_STATE);
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            running.check_deadline();
-            running.stderr_so_far().contains("upgrade refused")
-        }),
-        "no refusal; stderr:\n{}",
-        running.stderr_so_far()
-    );
-    let refused = read_saved_batches(&prefix, None).expect("batches").len();
-    wait_for_batches(&mut running, &prefix, refused + 3);
-    let (text, batches, stderr) = finish(running, server, &prefix);
+    let stderr = attempt_under_watch(sluice_test_artifacts::UPGRADE_TEXT_STATE, "upgrade refused");
     assert!(
         stderr.contains("`running-counts`: its state codec changed from `i64` to `string`")
             && stderr.contains("--reset-state running-counts"),
         "the reason names the operator, the change and the way out: {stderr}"
     );
     assert!(
-        stderr.contains("-#") && stderr.contains("+#"),
+        stderr.contains("-#3 `running-counts") && stderr.contains("+#3 `running-counts"),
         "the refusal shows a diff of the two graphs: {stderr}"
     );
-    let expected = expected_counts(&text, &batches, &[(0, false)], 0);
-    assert_final_counts(&expected, &batches);
 }
 
 /// `sluice deploy`s the stateful word count of `first` on `host` as `job`,
@@ -372,6 +363,30 @@ fn switched_at(out: &Output) -> Switch {
     }
 }
 
+/// A host running the stateful word count of `first` as `job`, fed by a
+/// socket, after its first `batches` batches.
+struct Served {
+    dir: tempfile::TempDir,
+    host: Host,
+    server: StreamServer,
+    prefix: PathBuf,
+}
+
+fn served(first: &str, batches: usize) -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut host = Host::start(&dir.path().join("data"));
+    let server = feed();
+    let prefix = dir.path().join("counts");
+    deploy(&host, first, server.port, &prefix);
+    wait_for_batches(&mut host.running, &prefix, batches);
+    Served {
+        dir,
+        host,
+        server,
+        prefix,
+    }
+}
+
 /// Stops the feed, lets the job read to its end, stops the job
 /// gracefully (`sluice stop`); returns the text sent and the saved batches.
 fn finish_served(host: &Host, server: StreamServer, prefix: &Path) -> (String, Vec<SavedBatch>) {
@@ -386,17 +401,12 @@ fn finish_served(host: &Host, server: StreamServer, prefix: &Path) -> (String, V
 
 #[test]
 fn an_upgrade_of_a_served_job_mid_stream_counts_every_line_once_and_carries_the_state() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut host = Host::start(&dir.path().join("data"));
-    let server = feed();
-    let prefix = dir.path().join("counts");
-    deploy(
-        &host,
-        sluice_test_artifacts::UPGRADE_V1,
-        server.port,
-        &prefix,
-    );
-    wait_for_batches(&mut host.running, &prefix, 4);
+    let Served {
+        dir: _dir,
+        mut host,
+        server,
+        prefix,
+    } = served(sluice_test_artifacts::UPGRADE_V1, 4);
     let switch = switched_at(&upgrade(&host, sluice_test_artifacts::UPGRADE_LOWER, &[]));
     let after = read_saved_batches(&prefix, None).expect("batches").len();
     wait_for_batches(&mut host.running, &prefix, after + 4);
@@ -412,17 +422,12 @@ fn an_upgrade_of_a_served_job_mid_stream_counts_every_line_once_and_carries_the_
 
 #[test]
 fn an_incompatible_upgrade_is_refused_with_a_diff_and_applied_with_reset_state() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut host = Host::start(&dir.path().join("data"));
-    let server = feed();
-    let prefix = dir.path().join("counts");
-    deploy(
-        &host,
-        sluice_test_artifacts::UPGRADE_V1,
-        server.port,
-        &prefix,
-    );
-    wait_for_batches(&mut host.running, &prefix, 3);
+    let Served {
+        dir: _dir,
+        mut host,
+        server,
+        prefix,
+    } = served(sluice_test_artifacts::UPGRADE_V1, 3);
     let out = upgrade(&host, sluice_test_artifacts::UPGRADE_TEXT_STATE, &[]);
     assert_eq!(out.status.code(), Some(3), "refused: {out:?}");
     out.assert_stderr_contains(&[
@@ -448,17 +453,12 @@ fn an_incompatible_upgrade_is_refused_with_a_diff_and_applied_with_reset_state()
 
 #[test]
 fn twenty_upgrades_back_and_forth_under_load_count_every_line_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut host = Host::start(&dir.path().join("data"));
-    let server = feed();
-    let prefix = dir.path().join("counts");
-    deploy(
-        &host,
-        sluice_test_artifacts::UPGRADE_V1,
-        server.port,
-        &prefix,
-    );
-    wait_for_batches(&mut host.running, &prefix, 2);
+    let Served {
+        dir: _dir,
+        mut host,
+        server,
+        prefix,
+    } = served(sluice_test_artifacts::UPGRADE_V1, 2);
     let mut versions = vec![(0, false)];
     let mut pauses = Vec::new();
     for i in 1..=20 {
@@ -489,17 +489,12 @@ fn twenty_upgrades_back_and_forth_under_load_count_every_line_once() {
 
 #[test]
 fn jobs_in_an_endless_loop_and_allocating_without_bound_fail_alone_while_another_keeps_its_pace() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut host = Host::start(&dir.path().join("data"));
-    let server = feed();
-    let prefix = dir.path().join("counts");
-    deploy(
-        &host,
-        sluice_test_artifacts::UPGRADE_V1,
-        server.port,
-        &prefix,
-    );
-    wait_for_batches(&mut host.running, &prefix, 2);
+    let Served {
+        dir,
+        host,
+        server,
+        prefix,
+    } = served(sluice_test_artifacts::UPGRADE_V1, 2);
     let input = dir.path().join("lines.txt");
     std::fs::write(&input, "a b\n".repeat(50)).expect("write the input");
     for (name, fault) in [("looping", "loop"), ("bomb", "alloc")] {

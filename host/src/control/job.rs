@@ -15,9 +15,10 @@
 //!    version's early work drains into the batches it belongs to.
 //! 2. Before a batch `T` for which the old version holds no early work,
 //!    what the old executor keeps (state by operator name, windows) moves to
-//!    the new one, the old one's threads are stopped, and a checkpoint of
-//!    the last batch is written under the new digest. Batch `T` and all
-//!    after it run the new code entirely.
+//!    the new one, and the old one's threads are stopped in the background.
+//!    Batch `T` and all after it run the new code entirely; the checkpoints
+//!    from then on name the new digest (a restart before the first of them
+//!    resumes the old version from the checkpoint before, consistently).
 //! 3. Probation: for its first batches (`probation_batches`, and while
 //!    their input fits the job's byte budget) the new version keeps a copy
 //!    of what the old one held at the switch and the raw input of each batch
@@ -717,14 +718,9 @@ impl Control<'_> {
     }
 
     /// Switches to the pending version before batch `time`.
-    fn switch(
-        &mut self,
-        time: BatchTime,
-        executor: &mut Arc<Executor>,
-        metrics: &Metrics,
-    ) -> Result<(), HookError> {
+    fn switch(&mut self, time: BatchTime, executor: &mut Arc<Executor>, metrics: &Metrics) {
         let Some(pending) = self.pending.take() else {
-            return Ok(());
+            return;
         };
         let started = Instant::now();
         let old = std::mem::replace(executor, pending.executor);
@@ -742,11 +738,11 @@ impl Control<'_> {
         shut_down_in_background(old);
         let from = probation.previous.digest().to_string();
         let to = pending.version.digest().to_string();
+        // Checkpoints from now on name the new version. Until the next one,
+        // a restart resumes the old version from the last checkpoint (and
+        // replays the log with it), which is as consistent as this.
         if let Some(checkpointing) = &mut self.checkpointing {
             checkpointing.set_version(to.clone(), &pending.version.graph);
-            if let Some(last) = self.last_run {
-                checkpointing.write_now(last, executor, metrics)?;
-            }
         }
         let pause = started.elapsed();
         tracing::info!(
@@ -783,7 +779,6 @@ impl Control<'_> {
             )),
             ..probation
         });
-        Ok(())
     }
 
     /// Goes back to the version before the switch after batch `time` failed
@@ -881,7 +876,7 @@ impl Hooks for Control<'_> {
             }
         }
         if self.pending.is_some() && !executor.has_early_work_from(time) {
-            self.switch(time, executor, metrics)?;
+            self.switch(time, executor, metrics);
         }
         Ok(())
     }
