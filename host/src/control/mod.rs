@@ -5,13 +5,15 @@
 //! Files: this one ([`JobConfig`], [`JobError`], [`run_job`]), `version`
 //! (one version of the code: load, `define`, validate, plan — the one path
 //! for a start, an upgrade and a rollback), `job` ([`JobHandle`]: the job on
-//! its own threads, its status, the switch between versions and the
-//! rollback), `upgrade` (whether a new version may take over, by operator
+//! its own threads, its status, upgrades), `switch` (the batch loop's hooks:
+//! checkpoints, the switch between versions, the probation and rollback),
+//! `upgrade` (whether a new version may take over, by operator
 //! names), `checkpointing` (checkpoints and the write-ahead log around the
 //! batch loop).
 
 mod checkpointing;
 mod job;
+mod switch;
 mod upgrade;
 mod version;
 
