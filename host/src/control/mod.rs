@@ -70,7 +70,7 @@ pub struct JobConfig {
     /// Where checkpoints and the write-ahead log go (a directory or an
     /// object store URL); none: no checkpoints.
     pub checkpoint: Option<String>,
-    /// Time between checkpoints (see [`checkpointing`]); default: the
+    /// Time between checkpoints (see `control/checkpointing.rs`); default: the
     /// smallest multiple of the batch interval that is at least 10 s.
     pub checkpoint_interval: Option<Duration>,
     /// Checkpoints kept.
