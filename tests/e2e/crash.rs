@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::util::{
-    Counts, Sluice, TimedFile, count_words, now_ms, parse_counts, plugin, read_saved_batches,
-    sqlite_word_counts, write_timed_file,
+    Counts, Sluice, TimedFile, count_words, counts_of, now_ms, parse_counts, plugin,
+    read_saved_batches, sqlite_word_counts, write_timed_file,
 };
 
 /// Batch interval of the harness's jobs.
@@ -169,15 +169,6 @@ fn saved(prefix: &Path) -> BTreeMap<u64, Counts> {
         .into_iter()
         .map(|batch| (batch.time_ms, parse_counts(batch.lines()).unwrap()))
         .collect()
-}
-
-fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
-    count_words(
-        files
-            .iter()
-            .filter(|f| within(f.batch))
-            .flat_map(|f| f.lines.iter().map(String::as_str)),
-    )
 }
 
 struct Setup {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::util::{
     self, Counts, Host, Output, Server, Sluice, TimedFile, add_counts, assert_counts_eq,
-    count_words, free_port, http_request_with, http_status, lines_of, now_ms, parse_counts, plugin,
-    read_saved_batches, wait_until, write_timed_file,
+    count_words, counts_of, free_port, http_request_with, http_status, lines_of, now_ms,
+    parse_counts, plugin, read_saved_batches, wait_until, write_timed_file,
 };
 
 #[cfg(unix)]
@@ -148,19 +148,7 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     let server = Server::serve_paced(corpus.to_vec(), 20, Duration::from_millis(100));
     let prefix = tmp.path().join("out").join("counts");
     let wasm = plugin(sluice_test_artifacts::NETWORK_WORD_COUNT);
-    let out = host
-        .client(["deploy"])
-        .arg(&wasm)
-        .opt("--name", "wc")
-        .opt("--arg", "host=127.0.0.1")
-        .opt("--arg", format!("port={}", server.port))
-        .opt("--arg", format!("output={}", prefix.display()))
-        .opt("--batch-interval", "500ms")
-        .opt("--workers", "2")
-        .arg("--json")
-        .output();
-    out.assert_success();
-    let deployed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let deployed = deploy_socket_count(&host, &wasm, server.port, &prefix);
     let digest = deployed["version"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64, "{deployed}");
     assert_eq!(
@@ -268,13 +256,23 @@ fn timed_files(dir: &Path, count: usize, first_ms: u64, seed: u64) -> Vec<TimedF
         .collect()
 }
 
-fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
-    count_words(
-        files
-            .iter()
-            .filter(|f| within(f.batch))
-            .flat_map(|f| f.lines.iter().map(String::as_str)),
-    )
+/// Deploys the socket word count `wasm` as job `wc`, reading the server on
+/// `port` and saving under `prefix` (500 ms batches, 2 workers); its
+/// `--json` answer.
+fn deploy_socket_count(host: &Host, wasm: &Path, port: u16, prefix: &Path) -> serde_json::Value {
+    let out = host
+        .client(["deploy"])
+        .arg(wasm)
+        .opt("--name", "wc")
+        .opt("--arg", "host=127.0.0.1")
+        .opt("--arg", format!("port={port}"))
+        .opt("--arg", format!("output={}", prefix.display()))
+        .opt("--batch-interval", "500ms")
+        .opt("--workers", "2")
+        .arg("--json")
+        .output();
+    out.assert_success();
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 fn deploy_file_job(host: &Host, name: &str, wasm: &str, input: &Path, prefix: &Path) -> Output {
@@ -482,19 +480,7 @@ fn upgrade_and_rollback_through_the_api_say_what_happened_and_count_every_line_o
     let server = Server::serve_paced(corpus.to_vec(), 80, Duration::from_millis(250));
     let prefix = tmp.path().join("out").join("counts");
     let deploy = |wasm: &str| {
-        let out = host
-            .client(["deploy"])
-            .arg(plugin(wasm))
-            .opt("--name", "wc")
-            .opt("--arg", "host=127.0.0.1")
-            .opt("--arg", format!("port={}", server.port))
-            .opt("--arg", format!("output={}", prefix.display()))
-            .opt("--batch-interval", "500ms")
-            .opt("--workers", "2")
-            .arg("--json")
-            .output();
-        out.assert_success();
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
+        deploy_socket_count(&host, &plugin(wasm), server.port, &prefix)["version"]
             .as_str()
             .unwrap()
             .to_string()
