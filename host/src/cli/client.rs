@@ -518,8 +518,11 @@ impl Client {
             )
         };
         let mut url = reqwest::Url::parse(&self.base).map_err(|e| not_a_base(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(not_a_base(format!("its scheme is `{}`", url.scheme())));
+        }
         url.path_segments_mut()
-            .map_err(|()| not_a_base("it has no path".into()))?
+            .map_err(|()| not_a_base("it cannot have a path".into()))?
             .pop_if_empty()
             .push("v1")
             .extend(segments);
@@ -793,5 +796,46 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            token: None,
+            token_source: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_job_name_is_one_percent_encoded_segment_under_the_servers_path() {
+        let url = client("http://127.0.0.1:7077")
+            .url(&["jobs", "wc", "logs"])
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:7077/v1/jobs/wc/logs");
+        let url = client("http://proxy:8080/sluice/")
+            .url(&["jobs", "a/b?c d"])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://proxy:8080/sluice/v1/jobs/a%2Fb%3Fc%20d"
+        );
+        let error = client("127.0.0.1:7077").url(&["jobs"]).unwrap_err();
+        assert_eq!(error.code, exit::USAGE, "{error}");
+        assert!(
+            error.message.starts_with("--server 127.0.0.1:7077 "),
+            "{error}"
+        );
+        let error = client("localhost:7077").url(&["jobs"]).unwrap_err();
+        assert_eq!(error.code, exit::USAGE, "{error}");
+        assert!(
+            error.message.ends_with("its scheme is `localhost`"),
+            "{error}"
+        );
     }
 }

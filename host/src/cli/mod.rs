@@ -2,8 +2,9 @@
 //! runs the network word count against a text stream it serves itself,
 //! `sluice serve` hosts jobs behind an HTTP API, and the client commands
 //! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`,
-//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here; everything else is the
-//! library's.
+//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here (the
+//! flags `run`, `demo` and `deploy` share are one `SpecArgs` and one
+//! `GrantArgs`); everything else is the library's.
 
 pub mod client;
 mod demo;
