@@ -202,7 +202,8 @@ pub fn serve(config: ServeConfig, stop: StopSignal) -> Result<(), ServeError> {
     jobs.shutdown();
     let _ = supervisor.join();
     let _ = close.send(());
-    let drained = runtime.block_on(tokio::time::timeout(SERVER_DRAIN, server));
+    // The timer is made inside the runtime, which it needs.
+    let drained = runtime.block_on(async { tokio::time::timeout(SERVER_DRAIN, server).await });
     if drained.is_err() {
         tracing::warn!(
             "requests still under way after {}: dropping them",
