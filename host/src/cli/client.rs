@@ -273,27 +273,19 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
                 digest,
                 spec: args.spec(),
             };
-            let (status, json): (JobStatus, _) = client
-                .call(
-                    client
-                        .http
-                        .post(client.url(&["jobs"])?)
-                        .json_body(&request)?,
-                )
+            let url = client.url(&["jobs"])?;
+            let answer = client
+                .call(client.http.post(url).json_body(&request)?)
                 .await?;
-            if as_json {
-                return print_json(&json);
-            }
-            print_table(
+            print_one(
+                answer,
+                as_json,
                 &["NAME", "VERSION", "STATE", "CHECKPOINT"],
-                &[vec![
-                    status.name.clone(),
-                    short(&status.version).into(),
-                    status.state.clone(),
-                    status.checkpoint.clone(),
-                ]],
-            );
-            Ok(())
+                |status: JobStatus| {
+                    let version = short(&status.version).into();
+                    vec![status.name, version, status.state, status.checkpoint]
+                },
+            )
         }
         ClientCommand::Jobs { connection, output } => {
             let client = Client::new(&connection)?;
@@ -431,23 +423,30 @@ fn state_and_reason(state: &str, reason: Option<&str>) -> String {
     }
 }
 
-/// A job's name, version and state: the answer to `start` and `stop`.
-fn print_state(
-    (status, json): (JobStatus, serde_json::Value),
+/// The JSON answer with `--json`, else `header` over the one row `row`
+/// makes of it.
+fn print_one<T>(
+    (answer, json): (T, serde_json::Value),
     as_json: bool,
+    header: &[&str],
+    row: impl FnOnce(T) -> Vec<String>,
 ) -> Result<(), ClientError> {
     if as_json {
         return print_json(&json);
     }
-    print_table(
-        &["NAME", "VERSION", "STATE"],
-        &[vec![
+    print_table(header, &[row(answer)]);
+    Ok(())
+}
+
+/// A job's name, version and state: the answer to `start` and `stop`.
+fn print_state(answer: (JobStatus, serde_json::Value), as_json: bool) -> Result<(), ClientError> {
+    print_one(answer, as_json, &["NAME", "VERSION", "STATE"], |status| {
+        vec![
             status.name.clone(),
             short(&status.version).into(),
             state_and_reason(&status.state, status.reason.as_deref()),
-        ]],
-    );
-    Ok(())
+        ]
+    })
 }
 
 /// A JSON request body.
@@ -658,23 +657,23 @@ fn print_json(json: &serde_json::Value) -> Result<(), ClientError> {
 
 /// The answer to `upgrade` and `rollback`.
 fn print_upgrade(
-    (done, json): (UpgradeDone, serde_json::Value),
+    answer: (UpgradeDone, serde_json::Value),
     as_json: bool,
 ) -> Result<(), ClientError> {
-    if as_json {
-        return print_json(&json);
-    }
-    print_table(
+    print_one(
+        answer,
+        as_json,
         &["NAME", "FROM", "TO", "SWITCHED AT", "PAUSE"],
-        &[vec![
-            done.name.clone(),
-            short(&done.from).into(),
-            short(&done.to).into(),
-            format_ms(done.switched_at_ms),
-            format!("{:.1} ms", done.pause_ms),
-        ]],
-    );
-    Ok(())
+        |done| {
+            vec![
+                done.name.clone(),
+                short(&done.from).into(),
+                short(&done.to).into(),
+                format_ms(done.switched_at_ms),
+                format!("{:.1} ms", done.pause_ms),
+            ]
+        },
+    )
 }
 
 /// A time in ms since the Unix epoch, as RFC 3339 (UTC, ms).
