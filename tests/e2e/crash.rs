@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::util::{
-    Counts, Sluice, TimedFile, count_words, now_ms, parse_counts, plugin, read_saved_batches,
+    Counts, Sluice, TimedFile, count_words, counts_of, now_ms, plugin, saved_counts,
     sqlite_word_counts, write_timed_file,
 };
 
@@ -162,24 +162,6 @@ fn run_with_kills(
     }
 }
 
-/// Every saved directory of `prefix`, by batch time, as counts.
-fn saved(prefix: &Path) -> BTreeMap<u64, Counts> {
-    read_saved_batches(prefix, None)
-        .unwrap()
-        .into_iter()
-        .map(|batch| (batch.time_ms, parse_counts(batch.lines()).unwrap()))
-        .collect()
-}
-
-fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
-    count_words(
-        files
-            .iter()
-            .filter(|f| within(f.batch))
-            .flat_map(|f| f.lines.iter().map(String::as_str)),
-    )
-}
-
 struct Setup {
     _tmp: tempfile::TempDir,
     scratch: PathBuf,
@@ -253,7 +235,7 @@ fn saved_outputs_survive_kills(
         &mut random,
         &setup.scratch,
     );
-    let saved = saved(&setup.prefix);
+    let saved = saved_counts(&setup.prefix);
     let (&first, &last) = (
         saved.keys().next().expect("outputs were saved"),
         saved.keys().last().expect("outputs were saved"),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::util::{
     self, Counts, Host, Output, Server, Sluice, TimedFile, add_counts, assert_counts_eq,
-    count_words, free_port, http_request_with, http_status, lines_of, now_ms, parse_counts, plugin,
-    read_saved_batches, wait_until, write_timed_file,
+    count_words, counts_of, free_port, http_request_with, http_status, lines_of, now_ms, plugin,
+    saved_counts, wait_until, write_timed_file,
 };
 
 #[cfg(unix)]
@@ -118,15 +118,6 @@ fn serve_refuses_a_non_loopback_address_without_a_token_file() {
     assert!(!tmp.path().join("token").exists());
 }
 
-/// The counts of every committed batch directory of `prefix`, by time.
-fn saved(prefix: &Path) -> BTreeMap<u64, Counts> {
-    read_saved_batches(prefix, None)
-        .unwrap()
-        .into_iter()
-        .map(|batch| (batch.time_ms, parse_counts(batch.lines()).unwrap()))
-        .collect()
-}
-
 fn total(saved: &BTreeMap<u64, Counts>) -> Counts {
     let mut total = Counts::new();
     for counts in saved.values() {
@@ -148,19 +139,7 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     let server = Server::serve_paced(corpus.to_vec(), 20, Duration::from_millis(100));
     let prefix = tmp.path().join("out").join("counts");
     let wasm = plugin(sluice_test_artifacts::NETWORK_WORD_COUNT);
-    let out = host
-        .client(["deploy"])
-        .arg(&wasm)
-        .opt("--name", "wc")
-        .opt("--arg", "host=127.0.0.1")
-        .opt("--arg", format!("port={}", server.port))
-        .opt("--arg", format!("output={}", prefix.display()))
-        .opt("--batch-interval", "500ms")
-        .opt("--workers", "2")
-        .arg("--json")
-        .output();
-    out.assert_success();
-    let deployed: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let deployed = deploy_socket_count(&host, &wasm, server.port, &prefix);
     let digest = deployed["version"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64, "{deployed}");
     assert_eq!(
@@ -172,7 +151,7 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     assert_eq!(fs::read(&stored).unwrap(), fs::read(&wasm).unwrap());
 
     let counted = wait_until(util::RUN_TIMEOUT / 2, || {
-        total(&saved(&prefix)).values().sum::<i64>() >= expected.values().sum::<i64>()
+        total(&saved_counts(&prefix)).values().sum::<i64>() >= expected.values().sum::<i64>()
     });
     server.finish();
     assert!(counted, "the job did not count every line in time");
@@ -225,7 +204,11 @@ fn a_deployed_socket_word_count_counts_every_line_sent_once() {
     let record: serde_json::Value =
         serde_json::from_slice(&fs::read(host.data.join("jobs/wc/job.json")).unwrap()).unwrap();
     assert_eq!(record["should_run"], false);
-    assert_counts_eq(&expected, &total(&saved(&prefix)), "every line, once");
+    assert_counts_eq(
+        &expected,
+        &total(&saved_counts(&prefix)),
+        "every line, once",
+    );
 
     // Stopped: a second stop is refused (3). Started again it runs; a
     // running job cannot be removed (3), a stopped one can.
@@ -268,13 +251,23 @@ fn timed_files(dir: &Path, count: usize, first_ms: u64, seed: u64) -> Vec<TimedF
         .collect()
 }
 
-fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
-    count_words(
-        files
-            .iter()
-            .filter(|f| within(f.batch))
-            .flat_map(|f| f.lines.iter().map(String::as_str)),
-    )
+/// Deploys the socket word count `wasm` as job `wc`, reading the server on
+/// `port` and saving under `prefix` (500 ms batches, 2 workers); its
+/// `--json` answer.
+fn deploy_socket_count(host: &Host, wasm: &Path, port: u16, prefix: &Path) -> serde_json::Value {
+    let out = host
+        .client(["deploy"])
+        .arg(wasm)
+        .opt("--name", "wc")
+        .opt("--arg", "host=127.0.0.1")
+        .opt("--arg", format!("port={port}"))
+        .opt("--arg", format!("output={}", prefix.display()))
+        .opt("--batch-interval", "500ms")
+        .opt("--workers", "2")
+        .arg("--json")
+        .output();
+    out.assert_success();
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 fn deploy_file_job(host: &Host, name: &str, wasm: &str, input: &Path, prefix: &Path) -> Output {
@@ -335,7 +328,7 @@ fn a_host_killed_with_sigkill_resumes_every_job_and_counts_every_line_once() {
     // Kill the host once about half of the files' batches have run.
     let middle = files_one[FILES / 2].batch;
     let reached = wait_until(util::RUN_TIMEOUT, || {
-        saved(&out_one).keys().any(|&t| t >= middle)
+        saved_counts(&out_one).keys().any(|&t| t >= middle)
     });
     assert!(reached, "job `one` did not reach batch {middle}");
     let killed = host.running.kill();
@@ -346,7 +339,7 @@ fn a_host_killed_with_sigkill_resumes_every_job_and_counts_every_line_once() {
     let done = wait_until(util::RUN_TIMEOUT, || {
         [&out_one, &out_two]
             .iter()
-            .all(|prefix| saved(prefix).keys().any(|&t| t >= last_batch))
+            .all(|prefix| saved_counts(prefix).keys().any(|&t| t >= last_batch))
     });
     assert!(done, "the resumed jobs did not reach batch {last_batch}");
     let jobs = host.client(["jobs", "--json"]).output();
@@ -377,7 +370,7 @@ fn a_host_killed_with_sigkill_resumes_every_job_and_counts_every_line_once() {
     // Job one: each batch's counts are those of its files, every file's
     // batch is there; job two: the running totals of the files up to each
     // batch. Every line counted exactly once across the kill.
-    let saved_one = saved(&out_one);
+    let saved_one = saved_counts(&out_one);
     for (&time, counts) in &saved_one {
         let expected = counts_of(&files_one, |batch| batch == time);
         assert_counts_eq(&expected, counts, &format!("job one at {time}"));
@@ -394,7 +387,7 @@ fn a_host_killed_with_sigkill_resumes_every_job_and_counts_every_line_once() {
         &total(&saved_one),
         "job one: all lines",
     );
-    let saved_two = saved(&out_two);
+    let saved_two = saved_counts(&out_two);
     for (&time, counts) in &saved_two {
         let expected = counts_of(&files_two, |batch| batch <= time);
         assert_counts_eq(&expected, counts, &format!("job two at {time}"));
@@ -482,26 +475,14 @@ fn upgrade_and_rollback_through_the_api_say_what_happened_and_count_every_line_o
     let server = Server::serve_paced(corpus.to_vec(), 80, Duration::from_millis(250));
     let prefix = tmp.path().join("out").join("counts");
     let deploy = |wasm: &str| {
-        let out = host
-            .client(["deploy"])
-            .arg(plugin(wasm))
-            .opt("--name", "wc")
-            .opt("--arg", "host=127.0.0.1")
-            .opt("--arg", format!("port={}", server.port))
-            .opt("--arg", format!("output={}", prefix.display()))
-            .opt("--batch-interval", "500ms")
-            .opt("--workers", "2")
-            .arg("--json")
-            .output();
-        out.assert_success();
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["version"]
+        deploy_socket_count(&host, &plugin(wasm), server.port, &prefix)["version"]
             .as_str()
             .unwrap()
             .to_string()
     };
     let v1 = deploy(sluice_test_artifacts::UPGRADE_V1);
     assert!(
-        wait_until(util::RUN_TIMEOUT / 2, || !saved(&prefix).is_empty()),
+        wait_until(util::RUN_TIMEOUT / 2, || !saved_counts(&prefix).is_empty()),
         "no batch saved"
     );
     let upgrade = |wasm: &str| {
@@ -569,20 +550,20 @@ fn upgrade_and_rollback_through_the_api_say_what_happened_and_count_every_line_o
     // Every line counted once, by one version or another: the last running
     // counts, lower-cased, are those of the whole text.
     let complete = wait_until(util::RUN_TIMEOUT / 2, || {
-        saved(&prefix)
+        saved_counts(&prefix)
             .values()
             .next_back()
             .is_some_and(|last| lower_cased(last) == expected)
     });
     server.finish();
-    let last = saved(&prefix).into_values().next_back().unwrap();
+    let last = saved_counts(&prefix).into_values().next_back().unwrap();
     assert!(
         complete,
         "{:?}",
         util::diff_counts(&expected, &lower_cased(&last))
     );
     host.client(["stop", "wc"]).output().assert_success();
-    let last = saved(&prefix).into_values().next_back().unwrap();
+    let last = saved_counts(&prefix).into_values().next_back().unwrap();
     assert_counts_eq(
         &expected,
         &lower_cased(&last),

@@ -1091,6 +1091,26 @@ pub struct TimedFile {
     pub batch: u64,
 }
 
+/// The word counts of every saved batch directory of `prefix`, by batch
+/// time.
+pub fn saved_counts(prefix: &Path) -> std::collections::BTreeMap<u64, Counts> {
+    read_saved_batches(prefix, None)
+        .unwrap()
+        .into_iter()
+        .map(|batch| (batch.time_ms, parse_counts(batch.lines()).unwrap()))
+        .collect()
+}
+
+/// The word counts of the lines of `files` whose batch is `within`.
+pub fn counts_of(files: &[TimedFile], within: impl Fn(u64) -> bool) -> Counts {
+    count_words(
+        files
+            .iter()
+            .filter(|f| within(f.batch))
+            .flat_map(|f| f.lines.iter().map(String::as_str)),
+    )
+}
+
 /// Writes `text` to `path` with modification time `modified_ms`; the file
 /// belongs to batch `ceil(modified / batch_ms) * batch_ms`.
 pub fn write_timed_file(path: &Path, text: &[u8], modified_ms: u64, batch_ms: u64) -> TimedFile {

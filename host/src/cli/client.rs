@@ -19,13 +19,14 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 
+use super::{GrantArgs, SpecArgs};
+use crate::data::KeyGroups;
 use crate::serve::api::{
     DeployRequest, ErrorBody, JobArg, JobSpec, JobStatus, JobSummary, PluginStored,
     RollbackRequest, StopRequest, UpgradeDone, UpgradeRequest,
 };
 use crate::serve::jobs::short;
 use crate::serve::{DEFAULT_LISTEN, default_data_dir};
-use crate::wasm::{DirGrant, EnvGrant, Grants, NetGrant};
 
 /// The exit codes of the client commands (and of `sluice` as a whole).
 pub mod exit {
@@ -35,7 +36,8 @@ pub mod exit {
     pub const ERROR: u8 = 1;
     /// Bad usage (clap's code).
     pub const USAGE: u8 = 2;
-    /// Refused: the request was wrong or conflicts (HTTP 400, 404, 409),
+    /// Refused: the request was wrong or conflicts (HTTP 400, 404, 409,
+    /// 413),
     /// e.g. an incompatible upgrade, a taken name, an unknown job.
     pub const REFUSED: u8 = 3;
     /// Failed: the job or its new version failed (HTTP 422), e.g. a job that
@@ -201,16 +203,8 @@ pub struct DeployArgs {
     /// The job's name: lower-case letters, digits, `-` and `_`, at most 64.
     #[arg(long)]
     name: String,
-    /// An argument for the job's `define`, as KEY=VALUE (repeatable).
-    #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
-    args: Vec<(String, String)>,
-    /// Time between batches [default: 1s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    batch_interval: Option<Duration>,
-    /// Time between blocks of a receiver [default: 200ms, or the largest
-    /// divisor of the batch interval below it].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    block_interval: Option<Duration>,
+    #[command(flatten)]
+    spec: SpecArgs,
     /// Where the job checkpoints (a directory or an object store URL)
     /// [default: <data-dir>/jobs/NAME/checkpoint on the host].
     #[arg(long, value_name = "LOCATION")]
@@ -218,37 +212,8 @@ pub struct DeployArgs {
     /// Time between checkpoints (a multiple of the batch interval).
     #[arg(long, value_parser = humantime::parse_duration)]
     checkpoint_interval: Option<Duration>,
-    /// Worker threads [default: the host's number of cores].
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Linear memory cap of each plugin instance (e.g. 64MiB) [default: 1GiB].
-    #[arg(long, value_parser = super::parse_size)]
-    memory_limit: Option<usize>,
-    /// Time limit of one guest call [default: 60s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    call_timeout: Option<Duration>,
-    /// Retries of a task whose guest trapped [default: 4].
-    #[arg(long)]
-    task_retries: Option<u32>,
-    /// Key groups of keyed operators, 1 to 32768 [default: 128].
-    #[arg(long)]
-    key_groups: Option<u32>,
-    /// Bytes received but not processed above which receivers stop reading
-    /// [default: 32MiB].
-    #[arg(long, value_parser = super::parse_size)]
-    max_pending: Option<usize>,
-    /// Let the plugin use this host directory (repeatable): preopened at
-    /// GUEST_PATH (absolute; default: the host path), read-write, or
-    /// read-only with `:ro`. The path is the host's, where `serve` runs.
-    #[arg(long = "allow-dir", value_name = "HOST_PATH[:GUEST_PATH][:ro]")]
-    allow_dirs: Vec<DirGrant>,
-    /// Let the plugin open TCP connections to this address (repeatable).
-    #[arg(long = "allow-net", value_name = "HOST:PORT")]
-    allow_net: Vec<NetGrant>,
-    /// An environment variable the plugin sees (repeatable); it sees none of
-    /// the host's.
-    #[arg(long = "env", value_name = "NAME=VALUE")]
-    env: Vec<EnvGrant>,
+    #[command(flatten)]
+    grants: GrantArgs,
     #[command(flatten)]
     connection: Connection,
     #[command(flatten)]
@@ -256,32 +221,27 @@ pub struct DeployArgs {
 }
 
 impl DeployArgs {
-    fn spec(&self) -> JobSpec {
+    /// The deploy request's spec: what was given, the rest left to the host.
+    pub(super) fn spec(self) -> JobSpec {
         let ms = |d: Duration| d.as_millis() as u64;
+        let spec = self.spec;
         JobSpec {
-            args: self
+            args: spec
                 .args
-                .iter()
-                .map(|(key, value)| JobArg {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
+                .into_iter()
+                .map(|(key, value)| JobArg { key, value })
                 .collect(),
-            batch_interval_ms: self.batch_interval.map(ms),
-            block_interval_ms: self.block_interval.map(ms),
-            checkpoint: self.checkpoint.clone(),
+            batch_interval_ms: spec.batch_interval.map(ms),
+            block_interval_ms: spec.block_interval.map(ms),
+            checkpoint: self.checkpoint,
             checkpoint_interval_ms: self.checkpoint_interval.map(ms),
-            workers: self.workers,
-            memory_limit: self.memory_limit.map(|m| m as u64),
-            call_timeout_ms: self.call_timeout.map(ms),
-            task_retries: self.task_retries,
-            key_groups: self.key_groups,
-            max_pending: self.max_pending.map(|m| m as u64),
-            grants: Grants {
-                dirs: self.allow_dirs.clone(),
-                net: self.allow_net.clone(),
-                env: self.env.clone(),
-            },
+            workers: spec.workers,
+            memory_limit: spec.memory_limit.map(|m| m as u64),
+            call_timeout_ms: spec.call_timeout.map(ms),
+            task_retries: spec.task_retries,
+            key_groups: spec.key_groups.map(KeyGroups::get),
+            max_pending: spec.max_pending.map(|m| m as u64),
+            grants: self.grants.grants(),
         }
     }
 }
@@ -298,39 +258,39 @@ pub fn run(command: ClientCommand) -> Result<(), ClientError> {
 async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
     match command {
         ClientCommand::Deploy(args) => {
-            let client = Client::new(&args.connection)?;
-            let digest = client.upload(&args.plugin).await?;
+            let DeployArgs {
+                plugin,
+                name,
+                connection,
+                output,
+                ..
+            } = &*args;
+            let client = Client::new(connection)?;
+            let digest = client.upload(plugin).await?;
+            let as_json = output.json;
             let request = DeployRequest {
-                name: args.name.clone(),
+                name: name.clone(),
                 digest,
                 spec: args.spec(),
             };
-            let (status, json): (JobStatus, _) = client
-                .call(
-                    client
-                        .http
-                        .post(client.url("/v1/jobs"))
-                        .json_body(&request)?,
-                )
+            let url = client.url(&["jobs"])?;
+            let answer = client
+                .call(client.http.post(url).json_body(&request)?)
                 .await?;
-            if args.output.json {
-                return print_json(&json);
-            }
-            print_table(
+            print_one(
+                answer,
+                as_json,
                 &["NAME", "VERSION", "STATE", "CHECKPOINT"],
-                &[vec![
-                    status.name.clone(),
-                    short(&status.version).into(),
-                    status.state.clone(),
-                    status.checkpoint.clone(),
-                ]],
-            );
-            Ok(())
+                |status: JobStatus| {
+                    let version = short(&status.version).into();
+                    vec![status.name, version, status.state, status.checkpoint]
+                },
+            )
         }
         ClientCommand::Jobs { connection, output } => {
             let client = Client::new(&connection)?;
             let (jobs, json): (Vec<JobSummary>, _) =
-                client.call(client.http.get(client.url("/v1/jobs"))).await?;
+                client.call(client.http.get(client.url(&["jobs"])?)).await?;
             if output.json {
                 return print_json(&json);
             }
@@ -340,10 +300,7 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
                     vec![
                         j.name.clone(),
                         short(&j.version).into(),
-                        match &j.reason {
-                            Some(reason) => format!("{}: {reason}", j.state),
-                            None => j.state.clone(),
-                        },
+                        state_and_reason(&j.state, j.reason.as_deref()),
                         j.batches.to_string(),
                         j.records.to_string(),
                     ]
@@ -359,7 +316,7 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
         } => {
             let client = Client::new(&connection)?;
             let (status, json): (JobStatus, _) = client
-                .call(client.http.get(client.url(&format!("/v1/jobs/{name}"))))
+                .call(client.http.get(client.url(&["jobs", &name])?))
                 .await?;
             if output.json {
                 return print_json(&json);
@@ -373,7 +330,8 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
             connection,
         } => {
             let client = Client::new(&connection)?;
-            let url = client.url(&format!("/v1/jobs/{name}/logs?follow={follow}"));
+            let mut url = client.url(&["jobs", &name, "logs"])?;
+            url.set_query(Some(&format!("follow={follow}")));
             let mut response = client.send(client.http.get(url)).await?;
             let mut stdout = std::io::stdout().lock();
             loop {
@@ -411,11 +369,8 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
                 digest,
                 reset_state,
             };
-            let url = client.url(&format!("/v1/jobs/{name}/upgrade"));
-            let (done, json) = client
-                .call(client.http.post(url).json_body(&request)?)
-                .await?;
-            print_upgrade(&done, &json, output.json)
+            let answer = client.post_job(&name, "upgrade", Some(&request)).await?;
+            print_upgrade(answer, output.json)
         }
         ClientCommand::Rollback {
             name,
@@ -425,16 +380,9 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
             output,
         } => {
             let client = Client::new(&connection)?;
-            let url = client.url(&format!("/v1/jobs/{name}/rollback"));
-            let (done, json) = client
-                .call(
-                    client
-                        .http
-                        .post(url)
-                        .json_body(&RollbackRequest { to, reset_state })?,
-                )
-                .await?;
-            print_upgrade(&done, &json, output.json)
+            let request = RollbackRequest { to, reset_state };
+            let answer = client.post_job(&name, "rollback", Some(&request)).await?;
+            print_upgrade(answer, output.json)
         }
         ClientCommand::Start {
             name,
@@ -442,14 +390,14 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
             output,
         } => {
             let client = Client::new(&connection)?;
-            let url = client.url(&format!("/v1/jobs/{name}/start"));
-            let (status, json) = client.call(client.http.post(url)).await?;
-            print_state(&status, &json, output.json)
+            let answer = client.post_job(&name, "start", None::<&()>).await?;
+            print_state(answer, output.json)
         }
         ClientCommand::Remove { name, connection } => {
             let client = Client::new(&connection)?;
-            let url = client.url(&format!("/v1/jobs/{name}"));
-            client.send(client.http.delete(url)).await?;
+            client
+                .send(client.http.delete(client.url(&["jobs", &name])?))
+                .await?;
             println!("removed {name}");
             Ok(())
         }
@@ -460,36 +408,45 @@ async fn run_async(command: ClientCommand) -> Result<(), ClientError> {
             output,
         } => {
             let client = Client::new(&connection)?;
-            let url = client.url(&format!("/v1/jobs/{name}/stop"));
-            let (status, json) = client
-                .call(client.http.post(url).json_body(&StopRequest { now })?)
-                .await?;
-            print_state(&status, &json, output.json)
+            let request = StopRequest { now };
+            let answer = client.post_job(&name, "stop", Some(&request)).await?;
+            print_state(answer, output.json)
         }
     }
 }
 
-/// A job's name, version and state: the answer to `start` and `stop`.
-fn print_state(
-    status: &JobStatus,
-    json: &serde_json::Value,
+/// A state, with its reason when there is one (`failed: …`).
+fn state_and_reason(state: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) => format!("{state}: {reason}"),
+        None => state.to_string(),
+    }
+}
+
+/// The JSON answer with `--json`, else `header` over the one row `row`
+/// makes of it.
+fn print_one<T>(
+    (answer, json): (T, serde_json::Value),
     as_json: bool,
+    header: &[&str],
+    row: impl FnOnce(T) -> Vec<String>,
 ) -> Result<(), ClientError> {
     if as_json {
-        return print_json(json);
+        return print_json(&json);
     }
-    print_table(
-        &["NAME", "VERSION", "STATE"],
-        &[vec![
+    print_table(header, &[row(answer)]);
+    Ok(())
+}
+
+/// A job's name, version and state: the answer to `start` and `stop`.
+fn print_state(answer: (JobStatus, serde_json::Value), as_json: bool) -> Result<(), ClientError> {
+    print_one(answer, as_json, &["NAME", "VERSION", "STATE"], |status| {
+        vec![
             status.name.clone(),
             short(&status.version).into(),
-            match &status.reason {
-                Some(reason) => format!("{}: {reason}", status.state),
-                None => status.state.clone(),
-            },
-        ]],
-    );
-    Ok(())
+            state_and_reason(&status.state, status.reason.as_deref()),
+        ]
+    })
 }
 
 /// A JSON request body.
@@ -550,8 +507,40 @@ impl Client {
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// The URL of `/v1/<segments>` on the server, each segment (a job's
+    /// name among them) percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ClientError> {
+        let not_a_base = |reason: String| {
+            ClientError::new(
+                exit::USAGE,
+                format!("--server {} is not an http:// URL: {reason}", self.base),
+            )
+        };
+        let mut url = reqwest::Url::parse(&self.base).map_err(|e| not_a_base(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(not_a_base(format!("its scheme is `{}`", url.scheme())));
+        }
+        url.path_segments_mut()
+            .map_err(|()| not_a_base("it cannot have a path".into()))?
+            .pop_if_empty()
+            .push("v1")
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// `POST /v1/jobs/<name>/<action>` with a JSON body, if any; the
+    /// decoded answer and its JSON.
+    async fn post_job<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        action: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<(T, serde_json::Value), ClientError> {
+        let mut request = self.http.post(self.url(&["jobs", name, action])?);
+        if let Some(body) = body {
+            request = request.json_body(body)?;
+        }
+        self.call(request).await
     }
 
     /// Sends a request; an error status becomes a [`ClientError`] with its
@@ -596,7 +585,7 @@ impl Client {
                 message = format!("{message} (token: {})", self.token_source);
                 exit::UNAUTHORIZED
             }
-            400 | 404 | 409 => exit::REFUSED,
+            400 | 404 | 409 | 413 => exit::REFUSED,
             422 => exit::FAILED,
             _ => exit::ERROR,
         };
@@ -637,7 +626,7 @@ impl Client {
         })?;
         let request = self
             .http
-            .put(self.url("/v1/plugins"))
+            .put(self.url(&["plugins"])?)
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(bytes);
         let (stored, _): (PluginStored, _) = self.call(request).await?;
@@ -666,25 +655,25 @@ fn print_json(json: &serde_json::Value) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// The answer to `upgrade` and `rollback`.
 fn print_upgrade(
-    done: &UpgradeDone,
-    json: &serde_json::Value,
+    answer: (UpgradeDone, serde_json::Value),
     as_json: bool,
 ) -> Result<(), ClientError> {
-    if as_json {
-        return print_json(json);
-    }
-    print_table(
+    print_one(
+        answer,
+        as_json,
         &["NAME", "FROM", "TO", "SWITCHED AT", "PAUSE"],
-        &[vec![
-            done.name.clone(),
-            short(&done.from).into(),
-            short(&done.to).into(),
-            format_ms(done.switched_at_ms),
-            format!("{:.1} ms", done.pause_ms),
-        ]],
-    );
-    Ok(())
+        |done| {
+            vec![
+                done.name.clone(),
+                short(&done.from).into(),
+                short(&done.to).into(),
+                format_ms(done.switched_at_ms),
+                format!("{:.1} ms", done.pause_ms),
+            ]
+        },
+    )
 }
 
 /// A time in ms since the Unix epoch, as RFC 3339 (UTC, ms).
@@ -693,10 +682,7 @@ fn format_ms(ms: u64) -> String {
 }
 
 fn print_status(status: &JobStatus) {
-    let state = match &status.reason {
-        Some(reason) => format!("{}: {reason}", status.state),
-        None => status.state.clone(),
-    };
+    let state = state_and_reason(&status.state, status.reason.as_deref());
     println!("job         {}", status.name);
     println!("state       {state}");
     println!("version     {}", short(&status.version));
@@ -809,5 +795,46 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            token: None,
+            token_source: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_job_name_is_one_percent_encoded_segment_under_the_servers_path() {
+        let url = client("http://127.0.0.1:7077")
+            .url(&["jobs", "wc", "logs"])
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:7077/v1/jobs/wc/logs");
+        let url = client("http://proxy:8080/sluice/")
+            .url(&["jobs", "a/b?c d"])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://proxy:8080/sluice/v1/jobs/a%2Fb%3Fc%20d"
+        );
+        let error = client("127.0.0.1:7077").url(&["jobs"]).unwrap_err();
+        assert_eq!(error.code, exit::USAGE, "{error}");
+        assert!(
+            error.message.starts_with("--server 127.0.0.1:7077 "),
+            "{error}"
+        );
+        let error = client("localhost:7077").url(&["jobs"]).unwrap_err();
+        assert_eq!(error.code, exit::USAGE, "{error}");
+        assert!(
+            error.message.ends_with("its scheme is `localhost`"),
+            "{error}"
+        );
     }
 }

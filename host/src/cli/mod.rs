@@ -2,8 +2,9 @@
 //! runs the network word count against a text stream it serves itself,
 //! `sluice serve` hosts jobs behind an HTTP API, and the client commands
 //! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`,
-//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here; everything else is the
-//! library's.
+//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here (the
+//! flags `run`, `demo` and `deploy` share are one `SpecArgs` and one
+//! `GrantArgs`); everything else is the library's.
 
 pub mod client;
 mod demo;
@@ -72,22 +73,114 @@ struct RunArgs {
     job: JobArgs,
 }
 
-/// Options shared by `run` and `demo`.
+/// The flags `run`, `demo` and `deploy` share: the job's arguments, its
+/// timing and its limits. A flag not given leaves [`JobConfig`]'s default
+/// (for `deploy`, the host's), the one its doc names.
 #[derive(Debug, Args)]
-struct JobArgs {
+pub(crate) struct SpecArgs {
     /// An argument for the job's `define`, as KEY=VALUE (repeatable).
     #[arg(long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    args: Vec<(String, String)>,
-    /// Time between batches (a multiple of the block interval).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    batch_interval: Duration,
+    pub(crate) args: Vec<(String, String)>,
+    /// Time between batches (a multiple of the block interval) [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) batch_interval: Option<Duration>,
     /// Time between blocks of a receiver; each block is one partition
     /// [default: 200ms, or the largest divisor of the batch interval below it].
     #[arg(long, value_parser = humantime::parse_duration)]
-    block_interval: Option<Duration>,
-    /// Worker threads, each with its own plugin instance [default: number of cores].
+    pub(crate) block_interval: Option<Duration>,
+    /// Worker threads, each with its own plugin instance [default: the
+    /// number of cores of the machine that runs the job].
     #[arg(long)]
-    workers: Option<usize>,
+    pub(crate) workers: Option<usize>,
+    /// Linear memory cap of each plugin instance (e.g. 64MiB) [default: 1GiB].
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) memory_limit: Option<usize>,
+    /// Time limit of one guest call [default: 60s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) call_timeout: Option<Duration>,
+    /// Retries of a task whose guest trapped, each on a fresh instance
+    /// [default: 4].
+    #[arg(long)]
+    pub(crate) task_retries: Option<u32>,
+    /// Bytes received but not processed above which receivers stop reading
+    /// [default: 32MiB].
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) max_pending: Option<usize>,
+    /// Key groups of keyed operators (1 to 32768), fixed for the life of a
+    /// job: a key goes to group murmur2(key) mod N, as Kafka's partitioner
+    /// [default: 128].
+    #[arg(long)]
+    pub(crate) key_groups: Option<KeyGroups>,
+}
+
+impl SpecArgs {
+    /// Sets what was given on `config`, and the block interval.
+    fn apply(self, config: &mut JobConfig) {
+        config.args = self.args;
+        if let Some(batch) = self.batch_interval {
+            config.batch_interval = batch;
+        }
+        config.block_interval = self
+            .block_interval
+            .unwrap_or_else(|| default_block_interval(config.batch_interval));
+        if let Some(workers) = self.workers {
+            config.workers = workers;
+        }
+        if let Some(limit) = self.memory_limit {
+            config.memory_limit = limit;
+        }
+        if let Some(timeout) = self.call_timeout {
+            config.call_timeout = timeout;
+        }
+        if let Some(retries) = self.task_retries {
+            config.task_retries = retries;
+        }
+        if let Some(pending) = self.max_pending {
+            config.max_pending_bytes = pending;
+        }
+        if let Some(groups) = self.key_groups {
+            config.key_groups = groups;
+        }
+    }
+}
+
+/// The sandbox grants of `run`, `demo` and `deploy`.
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// Let the plugin use this host directory (repeatable): preopened at
+    /// GUEST_PATH (absolute; default: the host path), read-write, or
+    /// read-only with `:ro`. Paths cannot contain `:`; they are the paths of
+    /// the machine that runs the job (for `deploy`, where `serve` runs).
+    #[arg(long = "allow-dir", value_name = "HOST_PATH[:GUEST_PATH][:ro]")]
+    allow_dirs: Vec<DirGrant>,
+    /// Let the plugin open TCP connections to this address (repeatable; an
+    /// IPv6 address in brackets). A name is resolved at the start, to all its
+    /// addresses, and lets the plugin look names up. Nothing else: no other
+    /// address, no listening, no UDP.
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<NetGrant>,
+    /// An environment variable the plugin sees (repeatable); it sees none of
+    /// the host's.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<EnvGrant>,
+}
+
+impl GrantArgs {
+    /// The grants, in the order given.
+    pub(crate) fn grants(self) -> Grants {
+        Grants {
+            dirs: self.allow_dirs,
+            net: self.allow_net,
+            env: self.env,
+        }
+    }
+}
+
+/// Options shared by `run` and `demo`.
+#[derive(Debug, Args)]
+struct JobArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
     /// Stop after this many batches.
     #[arg(long)]
     max_batches: Option<u64>,
@@ -97,25 +190,9 @@ struct JobArgs {
     /// Where Sluice keeps its files [default: ~/.cache/sluice for compiled plugins].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Linear memory cap of each plugin instance (e.g. 64MiB, 1GiB).
-    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
-    memory_limit: usize,
-    /// Time limit of one guest call.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    call_timeout: Duration,
-    /// Retries of a task whose guest trapped, each on a fresh instance.
-    #[arg(long, default_value_t = 4)]
-    task_retries: u32,
-    /// Bytes received but not processed above which receivers stop reading.
-    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
-    max_pending: usize,
     /// Append one JSON object per batch to this file.
     #[arg(long)]
     metrics_json: Option<PathBuf>,
-    /// Key groups of keyed operators (1 to 32768), fixed for the life of a
-    /// job: a key goes to group murmur2(key) mod N, as Kafka's partitioner.
-    #[arg(long, default_value_t = KeyGroups::default())]
-    key_groups: KeyGroups,
     /// Checkpoint the job here (a directory, or an s3://, gs://, az://,
     /// file:// URL) and keep its write-ahead log; a location that holds a
     /// checkpoint of this job resumes it.
@@ -142,43 +219,18 @@ struct JobArgs {
     /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
     #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     storage_options: Vec<(String, String)>,
-    /// Let the plugin use this host directory (repeatable): preopened at
-    /// GUEST_PATH (absolute; default: the host path), read-write, or
-    /// read-only with `:ro`. Paths cannot contain `:`.
-    #[arg(long = "allow-dir", value_name = "HOST_PATH[:GUEST_PATH][:ro]")]
-    allow_dirs: Vec<DirGrant>,
-    /// Let the plugin open TCP connections to this address (repeatable; an
-    /// IPv6 address in brackets). A name is resolved at the start, to all its
-    /// addresses, and lets the plugin look names up. Nothing else: no other
-    /// address, no listening, no UDP.
-    #[arg(long = "allow-net", value_name = "HOST:PORT")]
-    allow_net: Vec<NetGrant>,
-    /// An environment variable the plugin sees (repeatable); it sees none of
-    /// the host's.
-    #[arg(long = "env", value_name = "NAME=VALUE")]
-    env: Vec<EnvGrant>,
+    #[command(flatten)]
+    grants: GrantArgs,
 }
 
 impl JobArgs {
     fn config(self, plugin: PathBuf) -> JobConfig {
         let mut config = JobConfig::new(plugin);
-        config.args = self.args;
-        config.batch_interval = self.batch_interval;
-        config.block_interval = self
-            .block_interval
-            .unwrap_or_else(|| default_block_interval(self.batch_interval));
-        if let Some(workers) = self.workers {
-            config.workers = workers;
-        }
+        self.spec.apply(&mut config);
         config.max_batches = self.max_batches;
         config.until_sources_end = self.until_sources_end;
         config.data_dir = self.data_dir;
-        config.memory_limit = self.memory_limit;
-        config.call_timeout = self.call_timeout;
-        config.task_retries = self.task_retries;
-        config.max_pending_bytes = self.max_pending;
         config.metrics_json = self.metrics_json;
-        config.key_groups = self.key_groups;
         config.checkpoint = self.checkpoint;
         config.checkpoint_interval = self.checkpoint_interval;
         config.checkpoint_retain = self.checkpoint_retain as usize;
@@ -188,11 +240,7 @@ impl JobArgs {
             .storage_options
             .into_iter()
             .fold(StorageOptions::new(), |options, (k, v)| options.with(k, v));
-        config.grants = Grants {
-            dirs: self.allow_dirs,
-            net: self.allow_net,
-            env: self.env,
-        };
+        config.grants = self.grants.grants();
         config
     }
 }
@@ -381,6 +429,94 @@ mod tests {
         assert_eq!(parse(&["--key-groups", "32768"]).unwrap(), 32768);
         assert!(parse(&["--key-groups", "0"]).is_err());
         assert!(parse(&["--key-groups", "32769"]).is_err());
+    }
+
+    #[test]
+    fn run_without_flags_keeps_its_documented_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "run", "job.wasm"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            unreachable!("parsed `run`")
+        };
+        let config = run.job.config(run.plugin);
+        assert_eq!(config.batch_interval, Duration::from_secs(1));
+        assert_eq!(config.block_interval, Duration::from_millis(200));
+        assert_eq!(config.memory_limit, 1 << 30);
+        assert_eq!(config.call_timeout, Duration::from_secs(60));
+        assert_eq!(config.task_retries, 4);
+        assert_eq!(config.max_pending_bytes, 32 << 20);
+        assert_eq!(config.key_groups.get(), 128);
+        assert_eq!(config.checkpoint_retain, 3);
+        assert!(config.grants.dirs.is_empty() && config.args.is_empty());
+    }
+
+    #[test]
+    fn run_and_deploy_read_the_shared_flags_alike() {
+        let shared = [
+            "--arg",
+            "k=v",
+            "--batch-interval",
+            "500ms",
+            "--workers",
+            "3",
+            "--memory-limit",
+            "64MiB",
+            "--call-timeout",
+            "2s",
+            "--task-retries",
+            "1",
+            "--max-pending",
+            "1MiB",
+            "--key-groups",
+            "16",
+            "--allow-net",
+            "db:5432",
+            "--env",
+            "A=1",
+        ];
+        let mut argv = vec!["sluice", "run", "job.wasm"];
+        argv.extend(shared);
+        let Command::Run(run) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!("parsed `run`")
+        };
+        let config = run.job.config(run.plugin);
+        assert_eq!(config.args, [("k".to_string(), "v".to_string())]);
+        assert_eq!(
+            (config.batch_interval, config.block_interval),
+            (Duration::from_millis(500), Duration::from_millis(100))
+        );
+        assert_eq!((config.workers, config.memory_limit), (3, 64 << 20));
+        assert_eq!(
+            (config.call_timeout, config.task_retries),
+            (Duration::from_secs(2), 1)
+        );
+        assert_eq!(
+            (config.max_pending_bytes, config.key_groups.get()),
+            (1 << 20, 16)
+        );
+        assert_eq!(config.grants.net.len(), 1);
+        assert_eq!(config.grants.env.len(), 1);
+
+        let mut argv = vec!["sluice", "deploy", "job.wasm", "--name", "wc"];
+        argv.extend(shared);
+        let Command::Client(client::ClientCommand::Deploy(deploy)) =
+            Cli::try_parse_from(argv).unwrap().command
+        else {
+            unreachable!("parsed `deploy`")
+        };
+        let spec = serde_json::to_value(deploy.spec()).unwrap();
+        assert_eq!(
+            spec["args"],
+            serde_json::json!([{"key": "k", "value": "v"}])
+        );
+        assert_eq!(spec["batch_interval_ms"], 500);
+        assert_eq!(spec["block_interval_ms"], serde_json::Value::Null);
+        assert_eq!(spec["workers"], 3);
+        assert_eq!(spec["memory_limit"], 64 << 20);
+        assert_eq!(spec["call_timeout_ms"], 2000);
+        assert_eq!(spec["task_retries"], 1);
+        assert_eq!(spec["max_pending"], 1 << 20);
+        assert_eq!(spec["key_groups"], 16);
+        assert_eq!(spec["grants"], serde_json::to_value(config.grants).unwrap());
     }
 
     #[test]

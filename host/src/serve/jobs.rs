@@ -351,6 +351,7 @@ impl Jobs {
     pub fn start_again(&self, name: &str) -> Result<JobStatus, JobsError> {
         {
             let mut entries = self.entries();
+            self.refuse_when_shutting_down("starts")?;
             let entry = entries.get_mut(name).ok_or_else(|| not_found(name))?;
             if entry.busy || entry.job.is_some() {
                 let state = entry.status(&self.registry).state;
@@ -408,6 +409,7 @@ impl Jobs {
 
     /// Deploys a new job and starts it; returns once it runs.
     pub fn deploy(&self, request: DeployRequest) -> Result<JobStatus, JobsError> {
+        self.refuse_when_shutting_down("deploys")?;
         validate_name(&request.name).map_err(JobsError::BadRequest)?;
         if self.registry.plugin(&request.digest).is_none() {
             return Err(JobsError::NotFound(format!(
@@ -438,6 +440,8 @@ impl Jobs {
         let log = JobLog::new(DEFAULT_CAPACITY);
         {
             let mut entries = self.entries();
+            // Checked again under the lock that `shutdown` reads `busy` under.
+            self.refuse_when_shutting_down("deploys")?;
             if let Some(existing) = entries.get_mut(&name) {
                 let state = existing.status(&self.registry).state;
                 return Err(JobsError::Conflict(format!(
@@ -741,23 +745,46 @@ impl Jobs {
 
     /// Stops every job gracefully, all at once, and waits for them; their
     /// records still say they should run, so the next host resumes them.
+    /// From now on no job is deployed or started; one whose deploy or start
+    /// was under way is stopped once it runs.
     pub fn shutdown(&self) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-        let running: Vec<(String, Arc<dyn Job>)> = self
-            .entries()
-            .iter()
-            .filter_map(|(name, e)| e.job.as_ref().map(|j| (name.clone(), Arc::clone(j))))
-            .collect();
-        for (name, job) in &running {
-            tracing::info!(job = %name, "stopping gracefully");
-            job.stop(false);
-        }
-        for (name, job) in &running {
-            while !job.is_finished() {
-                std::thread::sleep(POLL / 2);
+        self.shutting_down.store(true, Ordering::SeqCst);
+        loop {
+            let (running, busy) = {
+                let entries = self.entries();
+                let running: Vec<(String, Arc<dyn Job>)> = entries
+                    .iter()
+                    .filter_map(|(name, e)| e.job.as_ref().map(|j| (name.clone(), Arc::clone(j))))
+                    .collect();
+                (running, entries.values().any(|e| e.busy))
+            };
+            if running.is_empty() && !busy {
+                return;
             }
-            self.reap(name);
+            for (name, job) in &running {
+                tracing::info!(job = %name, "stopping gracefully");
+                job.stop(false);
+            }
+            for (name, job) in &running {
+                while !job.is_finished() {
+                    std::thread::sleep(POLL / 2);
+                }
+                self.reap(name);
+            }
+            // A deploy, start or upgrade still under way, or a job whose
+            // end could not be taken yet: look again.
+            std::thread::sleep(POLL / 2);
         }
+    }
+
+    /// A 409 once the host is shutting down.
+    fn refuse_when_shutting_down(&self, what: &str) -> Result<(), JobsError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(JobsError::Conflict(format!(
+                "the host is shutting down: it {what} no more jobs"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -765,9 +792,13 @@ fn not_found(name: &str) -> JobsError {
     JobsError::NotFound(format!("no job named `{name}`"))
 }
 
-/// The first 12 characters of a digest, as logs and tables show it.
+/// The first 12 characters of a digest, as logs and tables show it (of
+/// any text: it may come from outside).
 pub fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
+    digest
+        .char_indices()
+        .nth(12)
+        .map_or(digest, |(end, _)| &digest[..end])
 }
 
 #[cfg(test)]
@@ -883,6 +914,50 @@ mod tests {
     use super::fake::FakeLauncher;
     use super::*;
     use crate::serve::api::JobSpec;
+
+    #[test]
+    fn short_keeps_the_first_twelve_characters_of_any_text() {
+        assert_eq!(short("0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("ééééééééééééé"), "éééééééééééé");
+        assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn shutdown_stops_every_job_keeps_it_to_resume_and_refuses_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let a = registry.store_plugin(b"version a").unwrap();
+        let launcher = Arc::new(FakeLauncher::default());
+        let jobs = Jobs::new(registry.clone(), launcher.clone());
+        let deploy = |name: &str| {
+            jobs.deploy(DeployRequest {
+                name: name.into(),
+                digest: a.clone(),
+                spec: JobSpec::default(),
+            })
+        };
+        deploy("one").unwrap();
+        deploy("two").unwrap();
+        jobs.shutdown();
+        let started = launcher.started.lock().unwrap();
+        assert_eq!(started.len(), 2);
+        assert!(started.iter().all(|(_, job)| job.is_finished()));
+        drop(started);
+        assert_eq!(jobs.status("one").unwrap().state, "stopped");
+        let records: Vec<(String, bool)> = registry
+            .load_jobs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.map(|r| (r.name, r.should_run)).unwrap())
+            .collect();
+        assert_eq!(records, [("one".into(), true), ("two".into(), true)]);
+        assert!(matches!(deploy("three"), Err(JobsError::Conflict(_))));
+        assert!(matches!(
+            jobs.start_again("one"),
+            Err(JobsError::Conflict(_))
+        ));
+        assert_eq!(launcher.started.lock().unwrap().len(), 2);
+    }
 
     #[test]
     fn deploy_upgrade_rollback_and_stop_keep_the_record_in_step() {

@@ -18,7 +18,9 @@
 //! `<data-dir>/jobs/<name>/checkpoint`); so a host killed even with SIGKILL
 //! resumes its jobs when started again. The first SIGTERM or Ctrl-C stops
 //! every job gracefully (in parallel: what was received is processed, a last
-//! checkpoint written), then the host, which exits 0; a second exits at once.
+//! checkpoint written; the API answers meanwhile, refusing deploys and
+//! starts), then the API (requests under way may end, 5 s at most), then
+//! the host, which exits 0; a second exits at once.
 
 pub mod api;
 pub mod auth;
@@ -38,6 +40,10 @@ use crate::sources::StopSignal;
 use auth::{Token, TokenError};
 use jobs::{Jobs, Launcher};
 use registry::{Registry, RegistryError};
+
+/// How long the API may take to end the requests under way when the host
+/// stops.
+const SERVER_DRAIN: Duration = Duration::from_secs(5);
 
 /// The address `sluice serve` listens on, and the CLI's default server.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7077";
@@ -171,9 +177,17 @@ pub fn serve(config: ServeConfig, stop: StopSignal) -> Result<(), ServeError> {
         "serving the API on http://{local} (data directory {})",
         data_dir.display()
     );
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!("the API server stopped: {e}");
+    let (close, closed) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(async move {
+        let closed = async {
+            // An error means the sender is gone: close too.
+            let _ = closed.await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(closed)
+            .await
+        {
+            tracing::error!("the API server on {local} stopped: {e}");
         }
     });
     let mut stopped = stop.subscribe();
@@ -182,8 +196,20 @@ pub fn serve(config: ServeConfig, stop: StopSignal) -> Result<(), ServeError> {
         let _ = stopped.wait_for(|stopped| *stopped).await;
     });
     tracing::info!("stopping every job gracefully");
+    // The API answers while the jobs stop (a deploy or start is refused);
+    // then it takes no more connections and lets the requests under way end
+    // (a followed log ends with its job), for a few seconds at most.
     jobs.shutdown();
     let _ = supervisor.join();
+    let _ = close.send(());
+    // The timer is made inside the runtime, which it needs.
+    let drained = runtime.block_on(async { tokio::time::timeout(SERVER_DRAIN, server).await });
+    if drained.is_err() {
+        tracing::warn!(
+            "requests still under way after {}: dropping them",
+            humantime::format_duration(SERVER_DRAIN)
+        );
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("every job stopped; the host stops");
     Ok(())

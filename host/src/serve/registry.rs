@@ -123,7 +123,7 @@ impl JobRecord {
                 self.name,
                 self.versions
                     .iter()
-                    .map(|v| &v.digest[..v.digest.len().min(12)])
+                    .map(|v| super::jobs::short(&v.digest))
                     .collect::<Vec<_>>()
                     .join(", ")
             )),

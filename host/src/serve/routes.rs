@@ -18,8 +18,10 @@
 //! | `GET /v1/openapi.json` | this API's OpenAPI 3 document | 200 |
 //!
 //! Every route needs the bearer token (401 otherwise). Errors have an
-//! [`ErrorBody`]. Calls that wait for a job (deploy, upgrade, rollback,
-//! stop) run on the blocking pool.
+//! [`ErrorBody`]. A component may have [`MAX_PLUGIN_BYTES`], a JSON body
+//! axum's default 2 MiB (413 beyond). Every call of [`Jobs`] runs on the
+//! blocking pool: some wait for a job (deploy, upgrade, rollback, stop),
+//! and every one may wait for the jobs' lock while a record is written.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -72,8 +74,12 @@ impl Modify for BearerAuth {
 /// The API's router, every route behind the token, and its OpenAPI
 /// document (also served at `/v1/openapi.json`).
 pub fn router(jobs: Arc<Jobs>, token: Token) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    // Only a component may be large.
+    let plugins = OpenApiRouter::new()
         .routes(routes!(put_plugin))
+        .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(plugins)
         .routes(routes!(get_versions))
         .routes(routes!(deploy, list_jobs))
         .routes(routes!(job_status, remove))
@@ -93,7 +99,6 @@ pub fn router(jobs: Arc<Jobs>, token: Token) -> (axum::Router, utoipa::openapi::
                 async move { Json((*document).clone()) }
             }),
         )
-        .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES))
         .layer(axum::middleware::from_fn_with_state(token, require_token));
     (router, openapi)
 }
@@ -138,24 +143,43 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(JobsError::Failed(format!("the call panicked: {e}"))))
 }
 
-/// A JSON body, with a 400 that says what is wrong with it.
+/// [`blocking`], its answer as JSON.
+async fn blocking_json<T: Send + 'static>(
+    jobs: Arc<Jobs>,
+    call: impl FnOnce(&Jobs) -> Result<T, JobsError> + Send + 'static,
+) -> Result<Json<T>, JobsError> {
+    blocking(jobs, call).await.map(Json)
+}
+
+/// A JSON body, with a 400 that says what is wrong with it (413 when it is
+/// too large).
 struct Body400<T>(T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body400<T> {
-    type Rejection = JobsError;
+    type Rejection = Response;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, JobsError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| JobsError::BadRequest(e.body_text()))?;
-        if bytes.is_empty() {
-            return serde_json::from_slice(b"{}")
-                .map(Body400)
-                .map_err(|e| JobsError::BadRequest(format!("a body is needed: {e}")));
-        }
-        serde_json::from_slice(&bytes)
-            .map(Body400)
-            .map_err(|e| JobsError::BadRequest(format!("the body is not the JSON expected: {e}")))
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| {
+            let kind = match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+                _ => "bad-request",
+            };
+            let body = ErrorBody {
+                error: format!("cannot read the body: {}", e.body_text()),
+                kind: kind.into(),
+                diff: None,
+            };
+            (e.status(), Json(body)).into_response()
+        })?;
+        let parsed = if bytes.is_empty() {
+            serde_json::from_slice(b"{}")
+                .map_err(|e| JobsError::BadRequest(format!("a body is needed: {e}")))
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                JobsError::BadRequest(format!("the body is not the JSON expected: {e}"))
+            })
+        };
+        parsed.map(Body400).map_err(IntoResponse::into_response)
     }
 }
 
@@ -192,9 +216,12 @@ async fn put_plugin(
     responses((status = 200, body = Versions), (status = 401, body = ErrorBody))
 )]
 async fn get_versions(State(jobs): State<Arc<Jobs>>) -> Result<Json<Versions>, JobsError> {
-    Ok(Json(Versions {
-        plugins: jobs.registry().plugins()?,
-    }))
+    blocking_json(jobs, |jobs| {
+        Ok(Versions {
+            plugins: jobs.registry().plugins()?,
+        })
+    })
+    .await
 }
 
 /// Deploy a stored component as a new job; returns once it runs.
@@ -224,8 +251,8 @@ async fn deploy(
     path = "/v1/jobs",
     responses((status = 200, body = Vec<JobSummary>), (status = 401, body = ErrorBody))
 )]
-async fn list_jobs(State(jobs): State<Arc<Jobs>>) -> Json<Vec<JobSummary>> {
-    Json(jobs.list())
+async fn list_jobs(State(jobs): State<Arc<Jobs>>) -> Result<Json<Vec<JobSummary>>, JobsError> {
+    blocking_json(jobs, |jobs| Ok(jobs.list())).await
 }
 
 /// A job's status: state, version, last batches, errors, accumulators,
@@ -240,7 +267,7 @@ async fn job_status(
     State(jobs): State<Arc<Jobs>>,
     Path(name): Path<String>,
 ) -> Result<Json<JobStatus>, JobsError> {
-    jobs.status(&name).map(Json)
+    blocking_json(jobs, move |jobs| jobs.status(&name)).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -268,7 +295,10 @@ async fn job_logs(
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> Result<Response, JobsError> {
-    let log = jobs.log(&name)?;
+    let log = {
+        let name = name.clone();
+        blocking(Arc::clone(&jobs), move |jobs| jobs.log(&name)).await?
+    };
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if !query.follow {
         let mut text = log.recent().join("\n");
@@ -334,11 +364,10 @@ async fn upgrade(
     Path(name): Path<String>,
     Body400(request): Body400<UpgradeRequest>,
 ) -> Result<Json<UpgradeDone>, JobsError> {
-    blocking(jobs, move |jobs| {
+    blocking_json(jobs, move |jobs| {
         jobs.upgrade(&name, &request.digest, request.reset_state)
     })
     .await
-    .map(Json)
 }
 
 /// Return a running job to the version it ran before, or to the one `to`
@@ -361,11 +390,10 @@ async fn rollback(
     Path(name): Path<String>,
     Body400(request): Body400<RollbackRequest>,
 ) -> Result<Json<UpgradeDone>, JobsError> {
-    blocking(jobs, move |jobs| {
+    blocking_json(jobs, move |jobs| {
         jobs.rollback(&name, request.to.as_deref(), request.reset_state)
     })
     .await
-    .map(Json)
 }
 
 /// Stop a job (gracefully unless `now`); returns once it stopped. It stays
@@ -386,9 +414,7 @@ async fn stop(
     Path(name): Path<String>,
     Body400(request): Body400<StopRequest>,
 ) -> Result<Json<JobStatus>, JobsError> {
-    blocking(jobs, move |jobs| jobs.stop(&name, request.now))
-        .await
-        .map(Json)
+    blocking_json(jobs, move |jobs| jobs.stop(&name, request.now)).await
 }
 
 /// Start a stopped or failed job again, from its checkpoint, with its
@@ -408,9 +434,7 @@ async fn start(
     State(jobs): State<Arc<Jobs>>,
     Path(name): Path<String>,
 ) -> Result<Json<JobStatus>, JobsError> {
-    blocking(jobs, move |jobs| jobs.start_again(&name))
-        .await
-        .map(Json)
+    blocking_json(jobs, move |jobs| jobs.start_again(&name)).await
 }
 
 /// Forget a stopped or failed job: its record, and its checkpoints when
@@ -534,6 +558,40 @@ mod tests {
         assert!(paths["/v1/jobs/{name}"]["delete"].is_object());
         assert!(document["components"]["schemas"]["JobSpec"].is_object());
         assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[tokio::test]
+    async fn only_a_component_may_be_larger_than_two_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        let large = 3 << 20;
+        let request = |method: &str, path: &str, body: Vec<u8>| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::AUTHORIZATION, "Bearer secret")
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        wasm.resize(large, 0);
+        let (status, body, _) = call(&app, request("PUT", "/v1/plugins", wasm)).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let stored: PluginStored = serde_json::from_slice(&body).unwrap();
+        assert_eq!(stored.size, large as u64);
+
+        let mut json = br#"{"name": "wc", "digest": ""#.to_vec();
+        json.resize(large, b'0');
+        json.extend_from_slice(br#""}"#);
+        let (status, body, _) = call(&app, request("POST", "/v1/jobs", json)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.kind, "too-large", "{}", body.error);
+        let (status, body, _) = call(&app, get("/v1/jobs", Some("Bearer secret"))).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (StatusCode::OK, b"[]".as_slice())
+        );
     }
 
     #[tokio::test]
