@@ -206,7 +206,7 @@ pub struct DeployArgs {
     #[command(flatten)]
     spec: SpecArgs,
     /// Where the job checkpoints (a directory or an object store URL)
-    /// [default: <data-dir>/jobs/NAME/checkpoint on the host].
+    /// [default: `<data-dir>/jobs/NAME/checkpoint` on the host].
     #[arg(long, value_name = "LOCATION")]
     checkpoint: Option<String>,
     /// Time between checkpoints (a multiple of the batch interval).

@@ -39,7 +39,7 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_interval_ms: Option<u64>,
     /// Where the job checkpoints (a directory or an object store URL)
-    /// [default: `<data-dir>/jobs/<name>/checkpoint`].
+    /// (default: `<data-dir>/jobs/<name>/checkpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
     /// Time between checkpoints, ms [default: the smallest multiple of the
