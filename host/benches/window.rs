@@ -93,7 +93,10 @@ fn measure(runtime: &Runtime, op: &str, length: &str, inputs: &[Vec<Rows>]) -> D
         WorkersConfig {
             threads: 2,
             retries: 0,
-            recycle_above: 32 << 20,
+            recycle: sluice::exec::Recycle {
+                after_calls: None,
+                growth_above: 32 << 20,
+            },
             log: None,
         },
     )

@@ -173,19 +173,41 @@ fn instance_above_the_memory_watermark_is_recycled_and_counts_stay_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let lines = corpus_lines(6);
     let expected = count_words(lines.iter().map(String::as_str));
-    // Every record grows the instance's memory to 48 MiB (the watermark is
-    // 32 MiB); 3 batches of 2 lines, one chain call each.
+    // Every record grows the instance's memory by 48 MiB (the limit on
+    // growth above its size after `define` is 32 MiB); 3 batches of 2
+    // lines, one chain call each.
     let out = misbehaving(tmp.path(), &lines, 2, &[("fault", "grow")])
         .opt("--workers", "1")
         .env("SLUICE_LOG", "info,sluice::exec::workers=debug")
         .output();
     out.assert_success();
     assert_counts_eq(&expected, &saved_total(tmp.path(), &out), "word counts");
-    let recycled = stderr_lines(&out, "recycling an instance above the memory watermark");
+    let recycled = stderr_lines(&out, "recycling an instance: its memory grew");
     assert_eq!(
         recycled.len(),
         3,
         "one recycling after each of the 3 chain calls that grew the memory; {out:?}"
+    );
+}
+
+#[test]
+fn recycle_after_calls_replaces_the_instance_after_that_many_calls_and_counts_stay_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = corpus_lines(8);
+    let expected = count_words(lines.iter().map(String::as_str));
+    // 4 batches of 2 lines, one chain call each on one worker: a fresh
+    // instance every 2 calls.
+    let out = misbehaving(tmp.path(), &lines, 2, &[("fault", "none")])
+        .opt("--workers", "1")
+        .opt("--recycle-after-calls", "2")
+        .env("SLUICE_LOG", "info,sluice::exec::workers=debug")
+        .output();
+    out.assert_success();
+    assert_counts_eq(&expected, &saved_total(tmp.path(), &out), "word counts");
+    let recycled = stderr_lines(&out, "recycling an instance: it served 2 calls");
+    assert!(
+        recycled.len() >= 2,
+        "a fresh instance after every second call; {out:?}"
     );
 }
 

@@ -241,6 +241,8 @@ impl DeployArgs {
             task_retries: spec.task_retries,
             key_groups: spec.key_groups.map(KeyGroups::get),
             max_pending: spec.max_pending.map(|m| m as u64),
+            recycle_after_calls: spec.recycle_after_calls,
+            recycle_above_growth: spec.recycle_above_growth.map(|m| m as u64),
             grants: self.grants.grants(),
         }
     }

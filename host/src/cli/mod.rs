@@ -111,6 +111,15 @@ pub(crate) struct SpecArgs {
     /// [default: 128].
     #[arg(long)]
     pub(crate) key_groups: Option<KeyGroups>,
+    /// Replace a worker's plugin instance with a fresh one after this many
+    /// calls [default: never for that reason].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) recycle_after_calls: Option<u64>,
+    /// Replace a worker's plugin instance once its linear memory grew this
+    /// much above its size after `define` (at most half of --memory-limit)
+    /// [default: 32MiB].
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) recycle_above_growth: Option<usize>,
 }
 
 impl SpecArgs {
@@ -140,6 +149,12 @@ impl SpecArgs {
         }
         if let Some(groups) = self.key_groups {
             config.key_groups = groups;
+        }
+        if self.recycle_after_calls.is_some() {
+            config.recycle.after_calls = self.recycle_after_calls;
+        }
+        if let Some(growth) = self.recycle_above_growth {
+            config.recycle.growth_above = growth;
         }
     }
 }

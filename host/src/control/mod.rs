@@ -84,6 +84,9 @@ pub struct JobConfig {
     /// Batches after an upgrade during which a failure rolls the job back
     /// to the version before.
     pub probation_batches: u32,
+    /// When a worker replaces its instance with a fresh one; the growth
+    /// limit is at most half the memory limit.
+    pub recycle: crate::exec::Recycle,
     /// What the plugin's sandbox grants (`--allow-dir`, `--allow-net`,
     /// `--env`); default: nothing.
     pub grants: crate::wasm::Grants,
@@ -114,6 +117,10 @@ impl JobConfig {
             wal_sync: WalSync::default(),
             storage_options: crate::storage::StorageOptions::default(),
             probation_batches: 10,
+            recycle: crate::exec::Recycle {
+                after_calls: None,
+                growth_above: RECYCLE_ABOVE,
+            },
             grants: crate::wasm::Grants::default(),
         }
     }
@@ -271,8 +278,9 @@ fn load_broadcasts(
 /// and push its last block.
 const RECEIVER_STOP: Duration = Duration::from_secs(5);
 
-/// An instance whose linear memory grew past this is replaced after its call
-/// (a fresh one costs about 150 µs): linear memory never shrinks.
+/// An instance whose linear memory grew more than this above its size after
+/// `define` is replaced after its call (a fresh one costs about 150 µs):
+/// linear memory never shrinks.
 const RECYCLE_ABOVE: usize = 32 << 20;
 
 fn cache_dir(data_dir: Option<&std::path::Path>) -> PathBuf {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{JobConfig, JobError, RECYCLE_ABOVE, load_broadcasts};
+use super::{JobConfig, JobError, load_broadcasts};
 use crate::exec::{Datasets, Executor, Workers, WorkersConfig};
 use crate::monitor::logs::JobLog;
 use crate::plan::{self, JobGraph, Plan};
@@ -99,7 +99,10 @@ impl Version {
             WorkersConfig {
                 threads: config.workers,
                 retries: config.task_retries,
-                recycle_above: (config.memory_limit / 2).min(RECYCLE_ABOVE),
+                recycle: crate::exec::Recycle {
+                    growth_above: (config.memory_limit / 2).min(config.recycle.growth_above),
+                    ..config.recycle
+                },
                 log: log.cloned(),
             },
         )

@@ -61,7 +61,7 @@ pub use join::Datasets;
 pub use state::StateStore;
 use window::Windows;
 pub use window::WindowsRestoreError;
-pub use workers::{Part, Place, TaskCause, TaskError, Workers, WorkersConfig};
+pub use workers::{Part, Place, Recycle, TaskCause, TaskError, Workers, WorkersConfig};
 
 /// Why a batch failed.
 #[derive(Debug, thiserror::Error)]

@@ -99,7 +99,10 @@ pub(crate) fn executor(
         WorkersConfig {
             threads: WORKERS,
             retries: 0,
-            recycle_above: 32 << 20,
+            recycle: crate::exec::Recycle {
+                after_calls: None,
+                growth_above: 32 << 20,
+            },
             log: None,
         },
     )

@@ -112,14 +112,52 @@ pub struct Workers {
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// Set by [`Workers::cancel`]: tasks make no further attempt.
     cancelled: AtomicBool,
-    instances: Vec<Mutex<Option<Instance>>>,
+    instances: Vec<Mutex<Option<Slot>>>,
     plugin: Plugin,
     args: Vec<(String, String)>,
     graph: JobGraph,
     retries: u32,
-    recycle_above: usize,
+    recycle: Recycle,
     /// What successful tasks added to accumulators, by batch.
     accumulators: Mutex<BTreeMap<BatchTime, Accumulators>>,
+}
+
+/// When a worker replaces its instance with a fresh one (after a call that
+/// succeeded; a trap always does). Linear memory never shrinks, and some
+/// guests (Python, JavaScript) grow a little with every call, from a size
+/// after `define` that is already tens of MiB: the limits are relative to
+/// that size, and a count of calls bounds the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recycle {
+    /// After this many calls; `None`: no limit.
+    pub after_calls: Option<u64>,
+    /// When its linear memory grew more than this many bytes above its size
+    /// right after `define`.
+    pub growth_above: usize,
+}
+
+impl Recycle {
+    /// Why an instance of `memory` bytes, `defined` after `define`, that
+    /// served `calls` calls is due for replacement, if it is.
+    fn due(&self, memory: usize, defined: usize, calls: u64) -> Option<String> {
+        let grown = memory.saturating_sub(defined);
+        if grown > self.growth_above {
+            return Some(format!(
+                "its memory grew {grown} bytes above its size after `define` (limit {})",
+                self.growth_above
+            ));
+        }
+        self.after_calls
+            .filter(|&n| calls >= n)
+            .map(|n| format!("it served {n} calls"))
+    }
+}
+
+/// A worker's instance, its size after `define` and the calls it served.
+struct Slot {
+    instance: Instance,
+    defined_bytes: usize,
+    calls: u64,
 }
 
 /// Settings of a [`Workers`] pool.
@@ -128,9 +166,9 @@ pub struct WorkersConfig {
     pub threads: usize,
     /// Retries of a task after a trap.
     pub retries: u32,
-    /// An instance whose linear memory grew past this many bytes is dropped
-    /// after its call, and the next task gets a fresh one.
-    pub recycle_above: usize,
+    /// When an instance is dropped after its call, for the next task to
+    /// get a fresh one.
+    pub recycle: Recycle,
     /// The job's own log, which the worker threads' log lines (and the
     /// guests' output) also go to.
     pub log: Option<std::sync::Arc<crate::monitor::logs::JobLog>>,
@@ -185,7 +223,7 @@ impl Workers {
             args,
             graph,
             retries: config.retries,
-            recycle_above: config.recycle_above,
+            recycle: config.recycle,
             accumulators: Mutex::new(BTreeMap::new()),
         })
     }
@@ -273,12 +311,18 @@ impl Workers {
                 return Err(fail(attempt, TaskCause::Cancelled));
             }
             if guard.is_none() {
-                let fresh = self
+                let instance = self
                     .fresh_instance()
                     .map_err(|cause| fail(attempt, cause))?;
-                *guard = Some(fresh);
+                *guard = Some(Slot {
+                    defined_bytes: instance.memory_bytes(),
+                    calls: 0,
+                    instance,
+                });
             }
-            let instance = guard.as_mut().expect("filled above");
+            let slot = guard.as_mut().expect("filled above");
+            slot.calls += 1;
+            let instance = &mut slot.instance;
             instance.set_task(&task);
             let outcome = catch_unwind(AssertUnwindSafe(|| call(instance)));
             match outcome {
@@ -297,8 +341,13 @@ impl Workers {
                             ));
                         }
                     }
-                    if instance.memory_bytes() > self.recycle_above {
-                        tracing::debug!(job = %job, "recycling an instance above the memory watermark");
+                    let due = self.recycle.due(
+                        slot.instance.memory_bytes(),
+                        slot.defined_bytes,
+                        slot.calls,
+                    );
+                    if let Some(why) = due {
+                        tracing::debug!(job = %job, "recycling an instance: {why}");
                         *guard = None;
                     }
                     return Ok(value);
@@ -369,7 +418,10 @@ mod tests {
         let config = WorkersConfig {
             threads: 2,
             retries: 1,
-            recycle_above: usize::MAX,
+            recycle: Recycle {
+                after_calls: None,
+                growth_above: usize::MAX,
+            },
             log: None,
         };
         Workers::new(plugin, graph, args(args_), config).expect("a pool")
@@ -439,6 +491,32 @@ mod tests {
     }
 
     #[test]
+    fn instances_are_recycled_by_growth_above_their_defined_size_or_by_calls() {
+        const MIB: usize = 1 << 20;
+        let by_growth = Recycle {
+            after_calls: None,
+            growth_above: 32 * MIB,
+        };
+        // A 40 MiB instance (a Python guest) is not recycled for its size,
+        // only for what it grew since `define`.
+        assert_eq!(by_growth.due(72 * MIB, 40 * MIB, 1_000), None);
+        assert!(
+            by_growth
+                .due(73 * MIB, 40 * MIB, 1)
+                .is_some_and(|why| why.contains("grew 34603008 bytes"))
+        );
+        let by_calls = Recycle {
+            after_calls: Some(3),
+            ..by_growth
+        };
+        assert_eq!(by_calls.due(40 * MIB, 40 * MIB, 2), None);
+        assert_eq!(
+            by_calls.due(40 * MIB, 40 * MIB, 3).as_deref(),
+            Some("it served 3 calls")
+        );
+    }
+
+    #[test]
     fn cancelled_tasks_make_no_attempt_and_shutdown_joins_the_threads() {
         let workers = workers(&[LINES_FILE], &[LINES_FILE]);
         workers
@@ -493,7 +571,10 @@ mod tests {
         let config = WorkersConfig {
             threads: 1,
             retries: 2,
-            recycle_above: usize::MAX,
+            recycle: Recycle {
+                after_calls: None,
+                growth_above: usize::MAX,
+            },
             log: None,
         };
         let workers = Workers::new(plugin.with_broadcasts(broadcasts), graph, job_args, config)

@@ -65,6 +65,14 @@ pub struct JobSpec {
     /// [default: 32 MiB].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u64>,
+    /// Replace a worker's instance after this many calls [default: never
+    /// for that reason].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_after_calls: Option<u64>,
+    /// Replace a worker's instance once its memory grew this many bytes
+    /// above its size after `define` [default: 32 MiB].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_above_growth: Option<u64>,
     /// What the job's sandbox grants its plugin [default: nothing].
     #[serde(default, skip_serializing_if = "Grants::is_empty")]
     #[schema(value_type = GrantsSchema)]
@@ -144,6 +152,13 @@ impl JobSpec {
         if let Some(pending) = self.max_pending {
             config.max_pending_bytes = usize::try_from(pending)
                 .map_err(|_| format!("max_pending {pending} is too large"))?;
+        }
+        if self.recycle_after_calls.is_some() {
+            config.recycle.after_calls = self.recycle_after_calls;
+        }
+        if let Some(growth) = self.recycle_above_growth {
+            config.recycle.growth_above = usize::try_from(growth)
+                .map_err(|_| format!("recycle_above_growth {growth} is too large"))?;
         }
         config.grants = self.grants.clone();
         config.data_dir = Some(data_dir.to_path_buf());
