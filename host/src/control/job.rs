@@ -210,6 +210,17 @@ pub(super) struct Pending {
 }
 
 impl Shared {
+    /// `version` runs from now on: the current version and the status say
+    /// so.
+    pub(super) fn run_version(&self, version: Version) {
+        {
+            let mut status = self.status();
+            status.version = version.digest().to_string();
+            status.plugin = version.plugin.path().to_path_buf();
+        }
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = version;
+    }
+
     pub(super) fn config(&self) -> &JobConfig {
         &self.config
     }

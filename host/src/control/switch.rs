@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use super::JobConfig;
@@ -139,21 +139,12 @@ impl<'a> Control<'a> {
             &from[..12],
             pending.version.short()
         );
-        {
-            let mut status = self.shared.status();
-            status.version = to.clone();
-            status.plugin = pending.version.plugin.path().to_path_buf();
-        }
         self.shared.event(
             &to,
             VersionEventKind::Upgraded,
             format!("from {} at batch {}", &from[..12], time.as_millis()),
         );
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = pending.version;
+        self.shared.run_version(pending.version);
         self.probation = Some(Probation {
             reply: Some((
                 pending.reply,
@@ -208,11 +199,6 @@ impl<'a> Control<'a> {
             checkpointing.set_version(digest.clone(), &probation.previous.graph);
         }
         self.force_checkpoint = true;
-        {
-            let mut status = self.shared.status();
-            status.version = digest.clone();
-            status.plugin = probation.previous.plugin.path().to_path_buf();
-        }
         self.shared.error(reason.clone());
         self.shared.event(
             &digest,
@@ -221,11 +207,7 @@ impl<'a> Control<'a> {
         );
         tracing::warn!("rolled back to {}", probation.previous.short());
         probation.reply(|_| Err(UpgradeError::RolledBack { reason }));
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = probation.previous;
+        self.shared.run_version(probation.previous);
         Ok(outcome)
     }
 
