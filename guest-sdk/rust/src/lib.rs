@@ -29,7 +29,7 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` (the crate is
 //! a `cdylib`) and run it with
 //! `sluice run target/wasm32-wasip2/release/network_word_count.wasm --arg host=localhost --arg port=9999`.
-//! See `guest-sdk/README.md` for the whole walk-through.
+//! See `guest-sdk/rust/README.md` for the whole walk-through.
 //!
 //! ## How it runs
 //!
@@ -101,7 +101,7 @@ pub mod prelude {
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../wit",
+        path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_plugin",
         default_bindings_module: "::sluice_guest::bindings",

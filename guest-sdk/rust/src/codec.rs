@@ -5,7 +5,7 @@
 //! decoder. The host never sees Rust types, only the descriptor and the bytes;
 //! it hashes and compares keys as bytes, runs the built-in reducers on
 //! numeric values and formats records for `print` and `save_as_text_files`.
-//! The layouts are specified in `guest-sdk/CODECS.md` so that SDKs in other
+//! The layouts are specified in `wit/CODECS.md` so that SDKs in other
 //! languages can match them byte for byte.
 //!
 //! | Rust type                       | codec                 | encoding                                   |
