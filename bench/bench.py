@@ -262,7 +262,7 @@ class Tools:
 
     @property
     def plugin(self) -> Path:
-        return self.plugin_wasm or self.target / "wasm32-wasip2" / "release" / "network_word_count.wasm"
+        return self.plugin_wasm or plugin_path("network-word-count")
 
 
 @dataclasses.dataclass
@@ -302,7 +302,12 @@ class Config:
 
 
 # The plugin of each job: the guide's three word counts.
-PLUGINS = {"count": "network_word_count", "window": "windowed_word_count", "state": "stateful_word_count"}
+PLUGINS = {"count": "network-word-count", "window": "windowed-word-count", "state": "stateful-word-count"}
+
+
+def plugin_path(name: str) -> Path:
+    """A plugin's component, as `scripts/build-plugins` makes it."""
+    return ROOT / "target" / "plugins" / f"{name}.wasm"
 
 
 def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
@@ -310,7 +315,7 @@ def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
     """`checkpoint`: the `--wal-sync` policy of a run with `--checkpoint` (a
     directory of the run, default interval), or None for no checkpoint."""
     def command(tools: Tools, run: Run) -> list[str]:
-        plugin = tools.plugin if job == "count" else tools.target / "wasm32-wasip2" / "release" / f"{PLUGINS[job]}.wasm"
+        plugin = tools.plugin if job == "count" else plugin_path(PLUGINS[job])
         argv = [str(tools.sluice), "run", str(plugin),
                 "--arg", "host=127.0.0.1", "--arg", f"port={run.port}",
                 "--arg", f"output={run.output_prefix}"]
@@ -406,9 +411,8 @@ def build_native() -> None:
 
 def build_sluice() -> str | None:
     """Builds the sluice binary and the plugin; returns why not, if not."""
-    plugins = [arg for name in PLUGINS.values() for arg in ("-p", name.replace("_", "-"))]
     for argv in (["cargo", "build", "--release", "-p", "sluice"],
-                 ["cargo", "build", "--release", "--target", "wasm32-wasip2"] + plugins):
+                 [str(ROOT / "scripts" / "build-plugins"), *PLUGINS.values()]):
         if sh(argv, cwd=ROOT).returncode != 0:
             return f"build failed: {shlex.join(argv)}"
     return None

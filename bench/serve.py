@@ -38,10 +38,7 @@ PLUGINS = ["network-word-count", "upgrade-v1", "upgrade-lower"]
 def build(target: Path) -> None:
     sh(["cargo", "build", "--release", "-p", "sluice", "-p", "sluice-bench", "-p", "sluice-corpus"],
        cwd=ROOT, check=True)
-    argv = ["cargo", "build", "--release", "--target", "wasm32-wasip2"]
-    for plugin in PLUGINS:
-        argv += ["-p", plugin]
-    sh(argv, cwd=ROOT, check=True)
+    sh([str(ROOT / "scripts" / "build-plugins"), *PLUGINS], cwd=ROOT, check=True)
 
 
 def free_port() -> int:
@@ -180,7 +177,7 @@ def main() -> None:
     target = bench.cargo_target_dir()
     build(target)
     tools = bench.Tools(target=target)
-    wasm = {p: target / "wasm32-wasip2" / "release" / f"{p.replace('-', '_')}.wasm" for p in PLUGINS}
+    wasm = {p: bench.plugin_path(p) for p in PLUGINS}
     with tempfile.TemporaryDirectory(prefix="sluice-serve-bench-") as tmp:
         work = Path(tmp)
         host = Host(tools.sluice, work / "data")

@@ -8,6 +8,8 @@
 
 mod all_operators;
 mod bad_input;
+#[path = "../conformance/mod.rs"]
+mod conformance;
 mod crash;
 mod examples;
 mod file_stream;
@@ -36,6 +38,7 @@ fn every_plugin_is_tested() {
                 [
                     "all_operators",
                     "blacklist_filter",
+                    "conformance_rust",
                     "contract_0_1",
                     "keyed_ops",
                     "misbehaving",

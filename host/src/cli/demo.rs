@@ -19,7 +19,7 @@ use crate::sources::StopSignal;
 
 #[derive(Debug, Args)]
 pub(super) struct DemoArgs {
-    /// The word-count plugin [default: target/wasm32-wasip2/release/network_word_count.wasm].
+    /// The word-count plugin [default: target/plugins/network-word-count.wasm].
     #[arg(long)]
     plugin: Option<PathBuf>,
     /// Lines served per second (about 10 words each).
@@ -60,10 +60,10 @@ pub(super) fn run(args: DemoArgs, stop: StopSignal) -> anyhow::Result<()> {
 
 /// The plugin next to the binary's build tree, or under the working directory.
 fn default_plugin() -> anyhow::Result<PathBuf> {
-    let relative = PathBuf::from("wasm32-wasip2/release/network_word_count.wasm");
+    let relative = PathBuf::from("plugins/network-word-count.wasm");
     let mut candidates = vec![PathBuf::from("target").join(&relative)];
     if let Ok(exe) = std::env::current_exe() {
-        // target/release/sluice → target/wasm32-wasip2/release/…
+        // target/release/sluice → target/plugins/…
         if let Some(target) = exe.parent().and_then(|p| p.parent()) {
             candidates.push(target.join(&relative));
         }
@@ -75,7 +75,7 @@ fn default_plugin() -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!(
                 "the network-word-count plugin is not built (looked in {}); build it with \
-                 `cargo build --release --target wasm32-wasip2 -p network-word-count` or pass --plugin",
+                 `scripts/build-plugins network-word-count` or pass --plugin",
                 candidates
                     .iter()
                     .map(|p| p.display().to_string())

@@ -2,12 +2,14 @@
 //! runs the network word count against a text stream it serves itself,
 //! `sluice serve` hosts jobs behind an HTTP API, and the client commands
 //! (`deploy`, `jobs`, `status`, `logs`, `upgrade`, `rollback`, `stop`,
-//! `start`, `remove`, in [`client`]) talk to it. Parsing lives here (the
+//! `start`, `remove`, in [`client`]) talk to it; `sluice new` and
+//! `sluice build` make plugin projects ([`project`]). Parsing lives here (the
 //! flags `run`, `demo` and `deploy` share are one `SpecArgs` and one
 //! `GrantArgs`); everything else is the library's.
 
 pub mod client;
 mod demo;
+mod project;
 mod watch;
 
 use std::path::PathBuf;
@@ -42,6 +44,11 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
+    /// Create a plugin project: the network word count in Rust, Python or
+    /// JavaScript, ready to build and run.
+    New(project::NewArgs),
+    /// Build a plugin project into DIR/target/<name>.wasm.
+    Build(project::BuildArgs),
 }
 
 /// `sluice serve`.
@@ -62,7 +69,8 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The plugin: a component built for wasm32-wasip2 against sluice-guest.
+    /// The plugin: a component (a .wasm file), or a plugin project's folder
+    /// (see `sluice new`), which is built first.
     plugin: PathBuf,
     /// Upgrade the running job whenever the plugin file changes (state and
     /// positions kept; an incompatible or failing version is refused or
@@ -271,13 +279,16 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 /// Runs the command line; the binary's `main` maps the result to an exit code.
 pub fn main(cli: Cli) -> anyhow::Result<()> {
     let stop = StopSignal::new();
-    if let Command::Client(command) = cli.command {
+    match cli.command {
         // A client stops at Ctrl-C like any command line tool.
-        return Ok(client::run(command)?);
+        Command::Client(command) => return Ok(client::run(command)?),
+        Command::New(args) => return project::new(args),
+        Command::Build(args) => return project::build_command(args),
+        _ => {}
     }
     stop_on_signals(stop.clone());
     match cli.command {
-        Command::Client(_) => unreachable!("handled above"),
+        Command::Client(_) | Command::New(_) | Command::Build(_) => unreachable!("handled above"),
         Command::Serve(args) => Ok(crate::serve::serve(
             crate::serve::ServeConfig {
                 listen: args.listen,
@@ -287,7 +298,12 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
             stop,
         )?),
         Command::Run(run) => {
-            let config = run.job.config(run.plugin);
+            let plugin = if run.plugin.is_dir() {
+                project::build(&run.plugin)?
+            } else {
+                run.plugin
+            };
+            let config = run.job.config(plugin);
             let summary = if run.watch {
                 watch::run(config, stop)?
             } else {

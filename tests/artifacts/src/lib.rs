@@ -1,9 +1,11 @@
-//! Paths of the plugins under `plugins/` and `tests/plugins/`, built for
-//! `wasm32-wasip2` (release) by this crate's build script, for the host's
-//! tests and benchmarks.
+//! Paths of every plugin (Rust, Python and JavaScript, under `plugins/`,
+//! `tests/plugins/` and `tests/conformance/plugins/`), built by this crate's
+//! build script with `scripts/build-plugins` into `target/plugins/`, for the
+//! host's tests and benchmarks.
 //!
-//! Each plugin crate `foo-bar` gives a constant `FOO_BAR`, the absolute path
-//! of its component, and a line in [`foreach_plugin!`] and [`PLUGINS`]:
+//! Each plugin folder `foo-bar` gives a constant `FOO_BAR`, the absolute path
+//! of its component (`target/plugins/foo-bar.wasm`), and a line in
+//! [`foreach_plugin!`] and [`PLUGINS`]:
 //!
 //! ```
 //! let wasm = std::path::Path::new(sluice_test_artifacts::NETWORK_WORD_COUNT);
@@ -11,6 +13,7 @@
 //! ```
 //!
 //! `cargo test` builds them: nothing to do by hand but
-//! `rustup target add wasm32-wasip2`.
+//! `rustup target add wasm32-wasip2` (the Python and JavaScript SDKs' build
+//! tools install their own toolchains from PyPI and npm on first use).
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
