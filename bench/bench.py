@@ -2,11 +2,12 @@
 """The side-by-side word-count benchmark (entry point: bench/run; see bench/README.md).
 
 For every system and configuration, and R times over: start the corpus server on a
-loopback port, start the system against it, sample the peak RSS of the system's whole
-process tree every 50 ms, wait for it to finish, then read the server's first/last-byte
-times, the system's per-batch metrics and its word counts, and check the counts against
-the exact count of the corpus. Report medians over the repeats, the ratios Sluice/Spark
-and Sluice/native, and write bench/.work/results.md.
+loopback port, start the system against it, sample the RSS of the system's whole
+process tree every 50 ms (kept as a series, rss.csv), wait for it to finish, then read
+the server's first/last-byte times, the system's per-batch metrics and its word counts,
+and check the counts against the exact count of the corpus. Report medians over the
+repeats, the ratios Sluice/Spark, Sluice/PySpark and Sluice/native with the issues'
+targets, the peak RSS early and late in the run, and write bench/.work/results.md.
 
 Python 3.11 standard library only, so that CI can run `bench/run --smoke` with nothing
 but Rust and Python.
@@ -41,9 +42,15 @@ DEFAULT_LINES = 1_000_000
 SMOKE_LINES = 10_000
 SPARK_VERSION = "4.3.0"  # the newest on PyPI with the DStream API (see README)
 SPARK_JVM_HEAP = "4g"
+# Every system, in the order of --only's default (all of them).
+SYSTEMS = ("sluice", "py", "js", "spark", "pyspark", "native")
+SMOKE_SYSTEMS = ("sluice", "py", "js", "native")
+# The flatness figure's window: the peak RSS in the first and in the last minute of the data.
+RSS_WINDOW_S = 60.0
 SAMPLE_EVERY_S = 0.05
 PACED_WORDS_PER_S = 1_000_000
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg: str) -> None:
@@ -220,8 +227,9 @@ def children_map() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Sum of the resident set sizes of `root` and all its descendants."""
+def tree_rss_bytes(root: int, cpu_ticks: dict[int, int] | None = None) -> int:
+    """Sum of the resident set sizes of `root` and all its descendants. With `cpu_ticks`, also
+    records each process's user + system time so far (clock ticks), by pid."""
     kids = children_map()
     total, todo = 0, [root]
     while todo:
@@ -230,6 +238,11 @@ def tree_rss_bytes(root: int) -> int:
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
                 total += int(f.read().split()[1]) * PAGE_SIZE
+            if cpu_ticks is not None:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    stat = f.read()
+                fields = stat[stat.rfind(b")") + 2:].split()
+                cpu_ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
         except (OSError, IndexError, ValueError):
             pass
     return total
@@ -247,6 +260,7 @@ class Tools:
     spark_heap: str = SPARK_JVM_HEAP
     sluice_bin: Path | None = None  # instead of the workspace's build
     plugin_wasm: Path | None = None
+    sluice_extra: list[str] = dataclasses.field(default_factory=list)  # more `sluice run` flags
 
     @property
     def corpus_server(self) -> Path:
@@ -287,11 +301,15 @@ class Run:
     def totals(self) -> Path:
         return self.dir / "totals.txt"
 
+    @property
+    def rss(self) -> Path:
+        return self.dir / "rss.csv"
+
 
 @dataclasses.dataclass
 class Config:
     name: str
-    system: str  # sluice | spark | native
+    system: str  # one of SYSTEMS: sluice | py | js (Sluice with a Python / JavaScript plugin) | spark | pyspark | native
     label: str
     batch_ms: int
     command: Callable[[Tools, Run], list[str]]
@@ -299,10 +317,14 @@ class Config:
     paced_words_per_s: int | None = None  # pace the server instead of "as fast as read"
     in_ratios: bool = True
     job: str = "count"  # count | window | state: which word count (compared with Spark's same job)
+    guest_plugin: str | None = None  # a Python or JavaScript plugin (skipped, not failed, when not built)
+    targets: dict[str, float] = dataclasses.field(default_factory=dict)  # other config -> words/s ratio to reach
 
 
 # The plugin of each job: the guide's three word counts.
 PLUGINS = {"count": "network-word-count", "window": "windowed-word-count", "state": "stateful-word-count"}
+# The network word count in the other guest languages (issue 14), by system.
+GUEST_PLUGINS = {"py": "network-word-count-py", "js": "network-word-count-js"}
 
 
 def plugin_path(name: str) -> Path:
@@ -311,11 +333,15 @@ def plugin_path(name: str) -> Path:
 
 
 def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
-                   checkpoint: str | None = None) -> Callable[[Tools, Run], list[str]]:
+                   checkpoint: str | None = None, plugin_name: str | None = None) -> Callable[[Tools, Run], list[str]]:
     """`checkpoint`: the `--wal-sync` policy of a run with `--checkpoint` (a
-    directory of the run, default interval), or None for no checkpoint."""
+    directory of the run, default interval), or None for no checkpoint.
+    `plugin_name`: another plugin of `target/plugins/` (the Python and JavaScript word counts)."""
     def command(tools: Tools, run: Run) -> list[str]:
-        plugin = tools.plugin if job == "count" else plugin_path(PLUGINS[job])
+        if plugin_name:
+            plugin = plugin_path(plugin_name)
+        else:
+            plugin = tools.plugin if job == "count" else plugin_path(PLUGINS[job])
         argv = [str(tools.sluice), "run", str(plugin),
                 "--arg", "host=127.0.0.1", "--arg", f"port={run.port}",
                 "--arg", f"output={run.output_prefix}"]
@@ -324,7 +350,7 @@ def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
         if checkpoint is not None:
             argv += ["--checkpoint", str(run.dir / "checkpoint"), "--wal-sync", checkpoint]
         return argv + ["--batch-interval", batch, "--block-interval", block,
-                       "--until-sources-end", "--metrics-json", str(run.metrics)]
+                       "--until-sources-end", "--metrics-json", str(run.metrics)] + tools.sluice_extra
     return command
 
 
@@ -344,11 +370,24 @@ def spark_command(job: str = "count") -> Callable[[Tools, Run], list[str]]:
     return command
 
 
+def pyspark_command() -> Callable[[Tools, Run], list[str]]:
+    def command(tools: Tools, run: Run) -> list[str]:
+        return [str(venv_python()), str(BENCH / "spark" / "network_word_count.py"), "127.0.0.1", str(run.port),
+                str(run.output_prefix), str(run.metrics), "1000", "local[2]", str(run.timing), tools.spark_heap]
+    return command
+
+
 def all_configs() -> list[Config]:
     cores = os.cpu_count() or 1
     return [
         Config("sluice-1s", "sluice", "Sluice, 1 s batches, reducer in the plugin (closure)", 1000,
-               sluice_command("1s", "200ms"), "batches"),
+               sluice_command("1s", "200ms"), "batches", targets={"spark": 10.0, "native-percore": 0.5}),
+        Config("sluice-py", "py", "Sluice, Python plugin (network-word-count-py), 1 s batches", 1000,
+               sluice_command("1s", "200ms", plugin_name=GUEST_PLUGINS["py"]), "batches",
+               guest_plugin=GUEST_PLUGINS["py"], targets={"pyspark": 10.0}),
+        Config("sluice-js", "js", "Sluice, JavaScript plugin (network-word-count-js), 1 s batches", 1000,
+               sluice_command("1s", "200ms", plugin_name=GUEST_PLUGINS["js"]), "batches",
+               guest_plugin=GUEST_PLUGINS["js"], targets={"pyspark": 2.0}),
         Config("sluice-1s-sum", "sluice", "Sluice, 1 s batches, built-in `sum` reducer", 1000,
                sluice_command("1s", "200ms", "reducer=builtin"), "batches"),
         Config("sluice-100ms", "sluice", "Sluice, 100 ms batches (50 ms blocks), closure reducer", 100,
@@ -368,6 +407,9 @@ def all_configs() -> list[Config]:
                sluice_command("1s", "200ms", checkpoint="never"), "batches", in_ratios=False),
         Config("spark", "spark", f"Spark Streaming {SPARK_VERSION}, Java DStream API, 1 s batches, local[2]", 1000,
                spark_command(), "batches"),
+        Config("pyspark", "pyspark",
+               f"PySpark {SPARK_VERSION}, Python DStream API (network_word_count.py), 1 s batches, local[2]", 1000,
+               pyspark_command(), "batches"),
         Config("sluice-window", "sluice",
                "Sluice, windowed word count: reduce_by_key_and_window_inv, 30 s window, 1 s slide", 1000,
                sluice_command("1s", "200ms", "window=30s", "slide=1s", job="window"), "last-batch", job="window"),
@@ -409,21 +451,53 @@ def build_native() -> None:
     sh(["cargo", "build", "--release", "-p", "sluice-bench", "-p", "sluice-corpus"], cwd=ROOT, check=True)
 
 
-def build_sluice() -> str | None:
-    """Builds the sluice binary and the plugin; returns why not, if not."""
-    for argv in (["cargo", "build", "--release", "-p", "sluice"],
-                 [str(ROOT / "scripts" / "build-plugins"), *PLUGINS.values()]):
+def build_sluice(binary: bool = True, plugins: bool = True) -> str | None:
+    """Builds the sluice binary and the Rust plugins; returns why not, if not."""
+    steps = ([["cargo", "build", "--release", "-p", "sluice"]] if binary else []) + (
+        [[str(ROOT / "scripts" / "build-plugins"), *PLUGINS.values()]] if plugins else [])
+    for argv in steps:
         if sh(argv, cwd=ROOT).returncode != 0:
             return f"build failed: {shlex.join(argv)}"
     return None
+
+
+def guest_plugin_source(name: str) -> Path | None:
+    """The folder of a Python or JavaScript plugin, if this checkout has it."""
+    for base in ("plugins", "tests/plugins"):
+        folder = ROOT / base / name
+        if (folder / "app.py").is_file() or (folder / "app.js").is_file():
+            return folder
+    return None
+
+
+def build_guest_plugin(name: str) -> str | None:
+    """Builds a Python or JavaScript plugin with scripts/build-plugins when its source is in this
+    checkout; returns why it failed, if it did (a missing source is not a failure: the
+    configuration is skipped as not built)."""
+    if guest_plugin_source(name) is None:
+        return None
+    argv = [str(ROOT / "scripts" / "build-plugins"), name]
+    if sh(argv, cwd=ROOT).returncode != 0:
+        return f"build failed: {shlex.join(argv)}"
+    return None
+
+
+def guest_plugin_missing(name: str) -> str | None:
+    """Why a Python or JavaScript plugin's configuration is skipped, or None if its component exists."""
+    if plugin_path(name).exists():
+        return None
+    if guest_plugin_source(name) is None:
+        return (f"not built: plugins/{name} is not in this checkout, so there is no "
+                f"target/plugins/{name}.wasm")
+    return f"not built: target/plugins/{name}.wasm is missing (build it: scripts/build-plugins {name})"
 
 
 def venv_python() -> Path:
     return WORK / "venv" / "bin" / "python"
 
 
-def setup_spark(tools: Tools, version: str) -> str | None:
-    """Installs pyspark into bench/.work/venv, compiles the job; returns why not, if not."""
+def setup_pyspark_venv(version: str) -> tuple[Path | None, str | None]:
+    """Installs pyspark into bench/.work/venv; returns its package folder, or why not."""
     py = venv_python()
     if not py.exists():
         sh([sys.executable, "-m", "venv", str(WORK / "venv")], check=True)
@@ -431,10 +505,37 @@ def setup_spark(tools: Tools, version: str) -> str | None:
                           capture_output=True, text=True)
     if have.returncode != 0 or have.stdout.strip() != version:
         if sh([str(py), "-m", "pip", "install", "--progress-bar", "off", f"pyspark=={version}"]).returncode != 0:
-            return f"pip install pyspark=={version} failed"
+            return None, f"pip install pyspark=={version} failed"
     site = subprocess.run([str(py), "-c", "import pyspark, os; print(os.path.dirname(pyspark.__file__))"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    jars = Path(site) / "jars"
+    return Path(site), None
+
+
+def setup_pyspark(version: str) -> str | None:
+    """The PySpark job needs the venv's pyspark with its DStream API (`pyspark.streaming`) and a
+    `java` for the driver JVM; returns why not, if not."""
+    site, why = setup_pyspark_venv(version)
+    if why:
+        return why
+    probe = subprocess.run([str(venv_python()), "-c",
+                            "import pyspark.streaming, pyspark.streaming.listener"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return (f"pyspark {version} has no pyspark.streaming (the DStream API): "
+                "use --spark-version with an older release")
+    if not list((site / "jars").glob("spark-streaming_*.jar")):
+        return (f"pyspark {version} has no spark-streaming jar (the DStream API): "
+                "use --spark-version with an older release")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no `java` on PATH and no JAVA_HOME: PySpark's driver is a JVM"
+    return None
+
+
+def setup_spark(tools: Tools, version: str) -> str | None:
+    """Installs pyspark into bench/.work/venv, compiles the job; returns why not, if not."""
+    site, why = setup_pyspark_venv(version)
+    if why:
+        return why
+    jars = site / "jars"
     if not list(jars.glob("spark-streaming_*.jar")):
         return (f"pyspark {version} has no spark-streaming jar (the DStream API): "
                 "use --spark-version with an older release")
@@ -473,6 +574,13 @@ class Result:
     data_batches: int = 0
     wall_s: float = 0.0
     notes: list[str] = dataclasses.field(default_factory=list)
+    skipped: str = ""  # why the configuration was not run (a plugin not built); not a failure
+    # Memory over time (rss.csv): the span from the first byte to the last batch done, and the
+    # peak RSS of the process tree in its first and in its last `rss_window_s` seconds.
+    data_span_s: float | None = None
+    rss_window_s: float | None = None
+    rss_first_peak: int | None = None
+    rss_last_peak: int | None = None
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -521,6 +629,8 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
     with open(rundir / "stdout", "wb") as out, open(rundir / "stderr", "wb") as err:
         proc = subprocess.Popen(argv, cwd=rundir, stdout=out, stderr=err, start_new_session=True)
     peak = 0
+    samples: list[tuple[float, int]] = []  # (epoch ms, RSS bytes of the process tree)
+    cpu_ticks: dict[int, int] = {}  # pid -> user + system clock ticks, last seen
     status = rusage = None
     try:
         while True:
@@ -528,7 +638,9 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 break
-            peak = max(peak, tree_rss_bytes(proc.pid))
+            rss = tree_rss_bytes(proc.pid, cpu_ticks)
+            samples.append((time.time() * 1000, rss))
+            peak = max(peak, rss)
             if time.monotonic() - started > timeout_s:
                 kill_group(proc)
                 result.failure = f"timed out after {timeout_s:.0f} s"
@@ -548,10 +660,16 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
         pass
     result.wall_s = time.monotonic() - started
     result.peak_rss = peak
+    with open(run.rss, "w") as f:
+        f.write("epoch_ms,rss_bytes\n")
+        f.writelines(f"{t:.0f},{rss}\n" for t, rss in samples)
     if rusage is not None:
         # Not ru_maxrss: Linux carries the high-water mark of the process image
         # replaced by exec (here, the forked runner) into it.
         result.cpu_s = rusage.ru_utime + rusage.ru_stime
+    # wait4 counts only the descendants the process reaped itself: PySpark's driver JVM and Python
+    # workers are not. The sampled times of every process of the tree (to within 50 ms) cover them.
+    result.cpu_s = max(result.cpu_s, sum(cpu_ticks.values()) / CLOCK_TICKS)
     if result.failure:
         return result
     if proc.returncode != 0:
@@ -604,6 +722,12 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
             result.notes.append(f"batches report {records} records for {corpus.lines * loops} lines")
     else:
         result.notes.append("no batch metrics with records")
+    # Memory over the data: from the first byte to the last batch done, or the last sample if earlier
+    # (Sluice runs its last batch as soon as the sources have ended, before that batch's time).
+    end_ms = samples[-1][0] if samples else first_ms
+    if data and first_ms < last_done_ms < end_ms:
+        end_ms = last_done_ms
+    rss_flatness(result, samples, first_ms, end_ms)
 
     # Correctness: every word's total equals the exact count.
     try:
@@ -631,6 +755,24 @@ def median_max(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), max(values)
 
 
+def rss_flatness(result: Result, samples: list[tuple[float, int]], start_ms: float, end_ms: float) -> None:
+    """The peak RSS in the first and in the last RSS_WINDOW_S seconds of [start, end] (a quarter of
+    the span each when the span is shorter than two windows: then it says little about flatness)."""
+    span_s = (end_ms - start_ms) / 1000
+    inside = [(t, rss) for t, rss in samples if start_ms <= t <= end_ms]
+    if span_s <= 0 or not inside:
+        return
+    window_s = RSS_WINDOW_S if span_s >= 2 * RSS_WINDOW_S else span_s / 4
+    first = [rss for t, rss in inside if t <= start_ms + window_s * 1000]
+    last = [rss for t, rss in inside if t >= end_ms - window_s * 1000]
+    if not first or not last:
+        return
+    result.data_span_s = span_s
+    result.rss_window_s = window_s
+    result.rss_first_peak = max(first)
+    result.rss_last_peak = max(last)
+
+
 # ---------------------------------------------------------------------------
 # Summaries
 
@@ -643,6 +785,11 @@ class Summary:
     @property
     def ok(self) -> bool:
         return bool(self.runs) and all(r.ok for r in self.runs)
+
+    @property
+    def skipped(self) -> str:
+        """Why the configuration was not run (every run skipped), or ''."""
+        return self.runs[0].skipped if self.runs and all(r.skipped for r in self.runs) else ""
 
     def median(self, get) -> float | None:
         values = [v for v in (get(r) for r in self.runs) if v is not None]
@@ -669,6 +816,9 @@ def table(summaries: list[Summary]) -> list[str]:
             "| peak RSS MiB (process tree) | CPU s | batches with data | check |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for s in summaries:
+        if s.skipped:
+            rows.append(f"| {s.cfg.name} | skipped | | | | | | | {s.skipped.replace('|', '/')} |")
+            continue
         if not s.ok:
             reasons = "; ".join(f"run {r.repeat}: {r.failure}" for r in s.runs if not r.ok)
             rows.append(f"| {s.cfg.name} | FAILED | | | | | | | {reasons.replace('|', '/')} |")
@@ -688,32 +838,77 @@ def table(summaries: list[Summary]) -> list[str]:
     return rows
 
 
+def ratio_others(cfg: Config) -> tuple[str, ...]:
+    """What a configuration is divided by in the ratios (those that ran)."""
+    if cfg.system == "sluice":
+        if cfg.job != "count":
+            return (f"spark-{cfg.job}",)
+        return ("spark", "pyspark", "native-1thread", "native-percore")
+    if cfg.system in ("py", "js"):
+        return ("pyspark", "spark", "sluice-1s")
+    if cfg.system == "pyspark":
+        return ("spark",)
+    return ()
+
+
 def ratios(summaries: list[Summary]) -> list[str]:
     by_name = {s.cfg.name: s for s in summaries}
     lines = []
     for s in summaries:
-        if s.cfg.system != "sluice" or not s.cfg.in_ratios:
+        if not s.cfg.in_ratios:
             continue
-        others = ("spark", "native-1thread", "native-percore") if s.cfg.job == "count" else (f"spark-{s.cfg.job}",)
-        for other in others:
+        for other in ratio_others(s.cfg):
             o = by_name.get(other)
             if o is None:
                 continue
+            target = s.cfg.targets.get(other)
+            target_note = f" (target ≥ {target:g}×)" if target else ""
+            if s.skipped or o.skipped:
+                lines.append(f"- {s.cfg.name} / {other}: n/a ({(s.skipped and s.cfg.name) or other} "
+                             f"skipped){target_note}")
+                continue
             if not (s.ok and o.ok):
-                lines.append(f"- {s.cfg.name} / {other}: n/a (a run failed)")
+                lines.append(f"- {s.cfg.name} / {other}: n/a (a run failed){target_note}")
                 continue
             a, b = s.median(lambda r: r.words_per_s), o.median(lambda r: r.words_per_s)
             ia, ib = s.median(lambda r: r.read_words_per_s), o.median(lambda r: r.read_words_per_s)
             ra, rb = s.median(lambda r: r.peak_rss), o.median(lambda r: r.peak_rss)
             parts = []
             if a and b:
-                parts.append(f"words/s ×{a / b:.2f}")
+                verdict = ""
+                if target:
+                    verdict = f" (target ≥ {target:g}×: {'met' if a / b >= target else 'NOT met'})"
+                parts.append(f"words/s ×{a / b:.2f}{verdict}")
+            elif target:
+                parts.append(f"words/s n/a{target_note}")
             if ia and ib:
                 parts.append(f"read words/s ×{ia / ib:.2f}")
             if ra and rb:
                 parts.append(f"peak RSS ×{ra / rb:.2f}")
             lines.append(f"- {s.cfg.name} / {other}: " + (", ".join(parts) or "n/a"))
     return lines
+
+
+def memory_table(summaries: list[Summary]) -> list[str]:
+    """Peak RSS early and late in the data: flat when the last window's peak is not above the first's."""
+    rows = ["| configuration | data span s (first byte → last batch done) | window s "
+            "| peak RSS MiB, first window | peak RSS MiB, last window | last − first MiB |",
+            "|---|---:|---:|---:|---:|---:|"]
+    short = False
+    for s in summaries:
+        if not s.ok or s.median(lambda r: r.rss_window_s) is None:
+            continue
+        span, window = s.median(lambda r: r.data_span_s), s.median(lambda r: r.rss_window_s)
+        first, last = s.median(lambda r: r.rss_first_peak), s.median(lambda r: r.rss_last_peak)
+        short = short or window < RSS_WINDOW_S
+        rows.append(f"| {s.cfg.name} | {span:.0f} | {window:.0f} | {fmt_mb(first)} | {fmt_mb(last)} "
+                    f"| {(last - first) / 2**20:+.0f} |")
+    if len(rows) == 2:
+        return []
+    if short:
+        rows += ["", f"A run shorter than {2 * RSS_WINDOW_S:.0f} s of data compares quarters of its span, "
+                 "which says little about flatness: use --loops for a long run (bench/README.md)."]
+    return rows
 
 
 def machine() -> list[str]:
@@ -755,7 +950,7 @@ def write_results(path: Path, summaries: list[Summary], corpus: Corpus, args, to
     command = os.environ.get("SLUICE_BENCH_COMMAND") or "bench/run " + shlex.join(sys.argv[1:])
     words = corpus.words * args.loops
     out = [
-        "# Word count: Sluice, Spark Streaming and native Rust side by side",
+        "# Word count: Sluice, Spark Streaming, PySpark and native Rust side by side",
         "",
         f"Command: `{command}`",
         "",
@@ -775,6 +970,9 @@ def write_results(path: Path, summaries: list[Summary], corpus: Corpus, args, to
         "",
         *(ratios(summaries) or ["- none (a side was not run)"]),
         "",
+        *((["Memory over the run: the process tree's peak RSS in the first and in the last minute of the "
+            "data (medians; every sample in `runs/<config>/<n>/rss.csv`):", ""] + memory_table(summaries) + [""])
+          if memory_table(summaries) else []),
         "Configurations:",
         "",
         *[f"- `{s.cfg.name}`: {s.cfg.label}" for s in summaries],
@@ -783,6 +981,12 @@ def write_results(path: Path, summaries: list[Summary], corpus: Corpus, args, to
     if any(s.cfg.system == "spark" for s in summaries) and tools.java_opts:
         out += [f"Spark JVM: `java -Xmx{tools.spark_heap}` plus Spark's own launcher options "
                 f"(`{' '.join(tools.java_opts)}`); Kryo serializer, web UI off, MEMORY_ONLY receiver storage.", ""]
+    if any(s.cfg.system == "pyspark" for s in summaries):
+        out += [f"PySpark: `bench/spark/network_word_count.py` run by the venv's Python, driver JVM started by "
+                f"pyspark's spark-submit with `spark.driver.memory={tools.spark_heap}`; Python workers for every "
+                "record; Kryo serializer, web UI off, MEMORY_ONLY receiver storage.", ""]
+    if tools.sluice_extra:
+        out += [f"Extra `sluice run` flags: `{shlex.join(tools.sluice_extra)}`.", ""]
     notes = [f"- {s.cfg.name} run {r.repeat}: {n}" for s in summaries for r in s.runs for n in r.notes]
     if notes:
         out += ["Notes:", "", *notes, ""]
@@ -798,10 +1002,13 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     p.add_argument("--lines", type=int, help=f"corpus lines (default {DEFAULT_LINES:,}; {SMOKE_LINES:,} with --smoke)")
     p.add_argument("--repeat", type=int, help="runs per configuration, median reported (default 3; 1 with --smoke)")
-    p.add_argument("--only", help="comma-separated systems: sluice,spark,native (default all; sluice,native with --smoke)")
+    p.add_argument("--only", help=f"comma-separated systems: {','.join(SYSTEMS)} (default all; "
+                   f"{','.join(SMOKE_SYSTEMS)} with --smoke); py and js are Sluice with the Python and "
+                   "JavaScript plugins")
     p.add_argument("--configs", help="comma-separated configuration names (see results.md), after --only")
     p.add_argument("--smoke", action="store_true",
-                   help="CI mode: Sluice and native only, 10,000 lines, 1 run; exit non-zero if a check fails")
+                   help="CI mode: Sluice (Rust, and the Python and JavaScript plugins when built) and native only, "
+                   "10,000 lines, 1 run; exit non-zero if a check fails")
     p.add_argument("--loops", type=int, default=1,
                    help="serve the corpus this many times over one connection (longer runs, same file)")
     p.add_argument("--warmup", type=float,
@@ -812,18 +1019,21 @@ def main() -> int:
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--sluice-bin", type=Path, help="a sluice binary to use instead of building the workspace's")
     p.add_argument("--plugin", type=Path, help="the network word count plugin (.wasm) to use instead of building it")
+    p.add_argument("--sluice-extra", default="",
+                   help="more `sluice run` flags for every Sluice run, one shell-quoted string, "
+                   "e.g. --sluice-extra='--recycle-after-calls 1000'")
     args = p.parse_args()
 
     lines = args.lines or (SMOKE_LINES if args.smoke else DEFAULT_LINES)
     args.repeat = args.repeat or (1 if args.smoke else 3)
     if args.warmup is None:
         args.warmup = 0.0 if args.smoke else 5.0
-    systems = set((args.only or ("sluice,native" if args.smoke else "sluice,spark,native")).split(","))
-    unknown = systems - {"sluice", "spark", "native"}
+    systems = set((args.only or ",".join(SMOKE_SYSTEMS if args.smoke else SYSTEMS)).split(","))
+    unknown = systems - set(SYSTEMS)
     if unknown:
-        p.error(f"unknown system(s) in --only: {', '.join(sorted(unknown))}")
-    if args.smoke and "spark" in systems:
-        p.error("--smoke runs Sluice and native only")
+        p.error(f"unknown system(s) in --only: {', '.join(sorted(unknown))}; known: {','.join(SYSTEMS)}")
+    if args.smoke and systems - set(SMOKE_SYSTEMS):
+        p.error(f"--smoke runs {','.join(SMOKE_SYSTEMS)} only")
     configs = [c for c in all_configs() if c.system in systems]
     if args.configs:
         wanted = set(args.configs.split(","))
@@ -831,17 +1041,33 @@ def main() -> int:
         if wanted - known:
             p.error(f"unknown configuration(s): {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
         configs = [c for c in configs if c.name in wanted]
+    # Build and set up only what the chosen configurations run.
+    systems = {c.system for c in configs}
 
     tools = Tools(target=cargo_target_dir(), spark_heap=args.spark_heap,
                   sluice_bin=args.sluice_bin and args.sluice_bin.resolve(),
-                  plugin_wasm=args.plugin and args.plugin.resolve())
-    unavailable: dict[str, str] = {}
+                  plugin_wasm=args.plugin and args.plugin.resolve(),
+                  sluice_extra=shlex.split(args.sluice_extra))
+    unavailable: dict[str, str] = {}  # system -> why its runs fail
+    skipped: dict[str, str] = {}  # configuration -> why it is not run (not a failure)
+    guests = [s for s in GUEST_PLUGINS if s in systems]
     if not args.no_build:
         build_native()
+        built_binary = False
         if "sluice" in systems and not (args.sluice_bin and args.plugin):
-            why = build_sluice()
+            built_binary = not args.sluice_bin
+            why = build_sluice(binary=built_binary)
             if why:
                 unavailable["sluice"] = why
+        if guests and not args.sluice_bin and not built_binary:
+            why = build_sluice(plugins=False)
+            if why:
+                unavailable.update({s: why for s in guests})
+        for system in guests:
+            if system not in unavailable:
+                why = build_guest_plugin(GUEST_PLUGINS[system])
+                if why:
+                    unavailable[system] = why
     for needed in (tools.corpus_server, tools.native):
         if not needed.exists():
             sys.exit(f"{needed} is missing: build with `cargo build --release -p sluice-bench` or drop --no-build")
@@ -854,18 +1080,34 @@ def main() -> int:
         for needed in (tools.sluice, tools.plugin):
             if not needed.exists():
                 unavailable["sluice"] = f"{needed} is missing"
+    for system in guests:
+        if system not in unavailable and not tools.sluice.exists():
+            unavailable[system] = f"{tools.sluice} is missing"
+    for cfg in configs:
+        if cfg.guest_plugin and cfg.system not in unavailable:
+            why = guest_plugin_missing(cfg.guest_plugin)
+            if why:
+                skipped[cfg.name] = why
+                log(f"{cfg.name}: skipped, {why}")
     if "spark" in systems:
         why = setup_spark(tools, args.spark_version)
         if why:
             unavailable["spark"] = why
+    if "pyspark" in systems:
+        why = setup_pyspark(args.spark_version)
+        if why:
+            unavailable["pyspark"] = why
     for cfg in configs:
-        if cfg.system == "spark":
+        if cfg.system in ("spark", "pyspark"):
             cfg.label = cfg.label.replace(SPARK_VERSION, args.spark_version)
 
     summaries = []
     for cfg in configs:
         runs = []
         for rep in range(1, args.repeat + 1):
+            if cfg.name in skipped:
+                runs.append(Result(cfg.name, rep, ok=False, skipped=skipped[cfg.name]))
+                continue
             if cfg.system in unavailable:
                 runs.append(Result(cfg.name, rep, ok=False, failure=unavailable[cfg.system]))
                 continue
@@ -885,8 +1127,13 @@ def main() -> int:
     print("\n".join(table(summaries)))
     print()
     print("\n".join(ratios(summaries)))
+    memory = memory_table(summaries)
+    if memory:
+        print()
+        print("\n".join(memory))
     print(f"\nwritten: {results.relative_to(ROOT)}")
-    return 0 if all(s.ok for s in summaries) else 1
+    # A configuration skipped because its plugin is not built is not a failure.
+    return 0 if all(s.ok or s.skipped for s in summaries) else 1
 
 
 if __name__ == "__main__":
