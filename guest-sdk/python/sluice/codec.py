@@ -12,6 +12,7 @@ import dataclasses
 import json
 import struct
 from itertools import accumulate
+from operator import itemgetter
 
 from .types import INTEGERS, FLOATS, Type
 
@@ -390,9 +391,10 @@ def encode_one(t, v):
     return encoder(t)(v)
 
 
-def decode_rows(t, data, ends, lo=0, hi=None):
+def decode_rows(t, data, ends, lo=0, hi=None, text=None):
     """Records ``lo`` to ``hi`` of a partition, decoded; raises
-    ``DecodeError`` whose message starts with ``record i:``."""
+    ``DecodeError`` whose message starts with ``record i:``. For ``string``
+    records, ``text`` may be ``data`` decoded as ASCII (see ``ascii_text``)."""
     if hi is None:
         hi = len(ends)
     if hi <= lo:
@@ -403,8 +405,14 @@ def decode_rows(t, data, ends, lo=0, hi=None):
         raise DecodeError("record %d: ends at %d, past the %d bytes of the partition"
                           % (hi - 1, stop[-1], len(data)))
     if t.kind == "string":
-        if data.isascii():
-            text = data.decode("ascii")
+        if text is None:
+            piece = data[starts[0]:stop[-1]]
+            if piece.isascii():
+                text = piece.decode("ascii")
+                base = starts[0]
+                if base:
+                    return [text[a - base:b - base] for a, b in zip(starts, stop)]
+        if text is not None:
             return [text[a:b] for a, b in zip(starts, stop)]
         try:
             return [data[a:b].decode() for a, b in zip(starts, stop)]
@@ -425,6 +433,14 @@ def decode_rows(t, data, ends, lo=0, hi=None):
         except (DecodeError, ValueError) as x:
             raise DecodeError("record %d: %s" % (lo + i, x)) from None
     raise DecodeError("a record does not decode")
+
+
+def ascii_text(t, data):
+    """``data`` as a ``str`` when the records are strings and all ASCII
+    (then byte offsets are character offsets), else None."""
+    if t.kind == "string" and data.isascii():
+        return data.decode("ascii")
+    return None
 
 
 class EncodeFailure(Exception):
@@ -453,6 +469,61 @@ def encode_parts(t, values):
     raise EncodeFailure(0, None, "a value does not encode")
 
 
+_LATIN = [U32.pack(n).decode("latin-1") for n in range(256)]
+
+
+def _str_int_pairs(kind):
+    """A fast encoder of a chunk of ``(str, int)`` pairs for
+    ``tuple<string,<integer kind>>``: the whole chunk becomes one latin-1
+    string (ASCII keys are their own bytes), encoded once. Returns
+    ``(data, lengths)`` or None when the chunk is anything else (the generic
+    encoder then handles it, and reports what does not fit)."""
+    pack = struct.Struct(_FIXED[kind]).pack
+    tails = {}
+    width = 4 + struct.calcsize(_FIXED[kind])
+    latin = _LATIN
+    tuple_, str_, int_ = tuple, str, int
+    first, second = itemgetter(0), itemgetter(1)
+    add_width = width.__add__
+
+    def tail(v):
+        t = pack(v).decode("latin-1")
+        if len(tails) < 4096:
+            tails[v] = t
+        return t
+    get = tails.get
+
+    def enc(chunk):
+        if set(map(type, chunk)) != {tuple_}:
+            return None
+        keys = list(map(first, chunk))
+        if set(map(type, keys)) != {str_} or set(map(type, map(second, chunk))) != {int_}:
+            return None
+        if not "".join(keys).isascii():
+            return None
+        try:
+            text = "".join([latin[len(k)] + k + (get(v) or tail(v)) for k, v in chunk])
+        except (struct.error, IndexError, ValueError):
+            return None
+        return text.encode("latin-1"), map(add_width, map(len, keys))
+    return enc
+
+
+_fast_cache = {}
+
+
+def fast_encoder(t):
+    """A whole-chunk encoder for common record types, or None."""
+    if t in _fast_cache:
+        return _fast_cache[t]
+    fast = None
+    if t.kind == "tuple" and len(t.args) == 2 and t.args[0].kind == "string" \
+            and t.args[1].kind in INTEGERS:
+        fast = _str_int_pairs(t.args[1].kind)
+    _fast_cache[t] = fast
+    return fast
+
+
 class RowsBuilder:
     """Accumulates encoded records; ``finish()`` gives ``(data, ends)``."""
 
@@ -464,6 +535,7 @@ class RowsBuilder:
         self.size = 0
 
     def extend(self, parts):
+        """Appends encoded records, one ``bytes`` each."""
         if not parts:
             return
         it = accumulate(map(len, parts), initial=self.size)
@@ -472,6 +544,25 @@ class RowsBuilder:
         ends.extend(it)
         self.size = ends[-1]
         self.parts.extend(parts)
+
+    def extend_joined(self, data, lengths):
+        """Appends records already joined into ``data``, of these lengths."""
+        it = accumulate(lengths, initial=self.size)
+        next(it)
+        ends = self.ends
+        ends.extend(it)
+        if ends:
+            self.size = ends[-1]
+        self.parts.append(data)
+
+    def encode(self, t, values, fast=None):
+        """Encodes and appends ``values``; raises ``EncodeFailure``."""
+        if fast is not None:
+            done = fast(values)
+            if done is not None:
+                self.extend_joined(*done)
+                return
+        self.extend(encode_parts(t, values))
 
     def add(self, part):
         self.parts.append(part)
@@ -487,5 +578,5 @@ class RowsBuilder:
 def encode_rows(t, values):
     """``(data, ends)`` of ``values``; raises ``EncodeFailure``."""
     rb = RowsBuilder()
-    rb.extend(encode_parts(t, values))
+    rb.encode(t, values, fast_encoder(t))
     return rb.finish()

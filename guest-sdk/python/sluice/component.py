@@ -5,6 +5,8 @@ Only this module imports the generated bindings (``wit_world``); everything
 else in the SDK is plain Python and runs natively in the unit tests.
 """
 
+import sys
+
 import app  # the user's job module (the plugin folder's app.py)
 from componentize_py_types import Err
 from wit_world import exports
@@ -33,6 +35,13 @@ class _Host:
 
 
 shared.install_host(_Host())
+
+# Guest output goes to the host's log: write it line by line, not at exit.
+for _stream in (sys.stdout, sys.stderr):
+    try:
+        _stream.reconfigure(line_buffering=True)
+    except Exception:  # pragma: no cover
+        pass
 
 _JOIN = {"inner": t.JoinKind.INNER, "left-outer": t.JoinKind.LEFT_OUTER,
          "right-outer": t.JoinKind.RIGHT_OUTER, "full-outer": t.JoinKind.FULL_OUTER}

@@ -98,6 +98,25 @@ def keyed_by_value(t):
     return t.kind == "tuple" and all(keyed_by_value(a) for a in t.args)
 
 
+def _reference_add(a, b):
+    return a + b
+
+
+def is_addition(f):
+    """Whether ``f`` is ``operator.add`` or a function whose code is exactly
+    ``lambda a, b: a + b`` (then the combine adds inline, with no call)."""
+    import operator
+    if f is operator.add:
+        return True
+    code = getattr(f, "__code__", None)
+    ref = _reference_add.__code__
+    if code is None or getattr(f, "__closure__", None) or getattr(f, "__defaults__", None):
+        return False
+    return (code.co_code == ref.co_code and code.co_argcount == 2 and code.co_flags == ref.co_flags
+            and code.co_consts == ref.co_consts and code.co_names == ref.co_names
+            and code.co_kwonlyargcount == 0)
+
+
 class KeyReducer(Entry):
     """A reduceByKey-style reducer ``(v, v) -> v`` over ``tuple<k,v>``."""
 
@@ -109,6 +128,7 @@ class KeyReducer(Entry):
         self.f = f
         self.in_t = self.out_t = pair_t
         self.by_value = keyed_by_value(pair_t.args[0])
+        self.adds = is_addition(f)
         self.key_encoder = codec.encoder(pair_t.args[0])
 
     def step(self):
@@ -132,9 +152,14 @@ class _Combine:
         f = self.entry.f
         if self.entry.by_value:
             get = d.get
-            for k, v in chunk:
-                a = get(k, _NO)
-                d[k] = v if a is _NO else f(a, v)
+            if self.entry.adds:
+                for k, v in chunk:
+                    a = get(k, _NO)
+                    d[k] = v if a is _NO else a + v
+            else:
+                for k, v in chunk:
+                    a = get(k, _NO)
+                    d[k] = v if a is _NO else f(a, v)
         else:
             enc = self.entry.key_encoder
             for k, v in chunk:
@@ -393,16 +418,18 @@ def _run_chain(stages, data, ends):
             i += 1
         inst.running = blame
         try:
-            out.extend(encode_parts(out_t, chunk))
+            out.encode(out_t, chunk, fast)
         except EncodeFailure as f:
             raise encode_failure(blame, out_t, f) from None
 
+    fast = codec.fast_encoder(out_t)
     in_t = entries[0].in_t
+    text = codec.ascii_text(in_t, data)
     total = len(ends)
     for lo in range(0, total, CHUNK):
         inst.running = names[0]
         try:
-            chunk = decode_rows(in_t, data, ends, lo, lo + CHUNK)
+            chunk = decode_rows(in_t, data, ends, lo, lo + CHUNK, text)
         except DecodeError as e:
             raise TaskError("%s: cannot decode input %s" % (names[0], _decode_detail(e, in_t))) from None
         push(chunk, 0)
