@@ -327,7 +327,7 @@ def _make_encoder(t):
             e0, e1 = encs
 
             def e(v):
-                if v.__class__ is not tuple and not (isinstance(v, (tuple, list)) and len(v) == 2):
+                if len(v) != 2 or not isinstance(v, (tuple, list)):
                     raise EncodeError("not a pair")
                 a = e0(v[0])
                 return _u32_pack(len(a)) + a + e1(v[1])

@@ -98,23 +98,36 @@ def keyed_by_value(t):
     return t.kind == "tuple" and all(keyed_by_value(a) for a in t.args)
 
 
+_reference_adds = (lambda a, b: a + b,)
+
+
 def _reference_add(a, b):
     return a + b
 
 
+_CO_NESTED = 0x10
+
+
 def is_addition(f):
     """Whether ``f`` is ``operator.add`` or a function whose code is exactly
-    ``lambda a, b: a + b`` (then the combine adds inline, with no call)."""
+    ``a + b`` of its two arguments (``lambda a, b: a + b``); the combine then
+    adds inline instead of calling it (the same operation, without a call)."""
     import operator
     if f is operator.add:
         return True
     code = getattr(f, "__code__", None)
-    ref = _reference_add.__code__
-    if code is None or getattr(f, "__closure__", None) or getattr(f, "__defaults__", None):
+    if code is None or getattr(f, "__closure__", None) or getattr(f, "__defaults__", None) \
+            or getattr(f, "__kwdefaults__", None):
         return False
-    return (code.co_code == ref.co_code and code.co_argcount == 2 and code.co_flags == ref.co_flags
-            and code.co_consts == ref.co_consts and code.co_names == ref.co_names
-            and code.co_kwonlyargcount == 0)
+    for ref in (_reference_adds[0].__code__, _reference_add.__code__):
+        if (code.co_code == ref.co_code and code.co_argcount == 2 and code.co_nlocals == 2
+                and code.co_kwonlyargcount == 0 and not code.co_freevars and not code.co_cellvars
+                and (code.co_flags & ~_CO_NESTED) == (ref.co_flags & ~_CO_NESTED)
+                and [c for c in code.co_consts if c is not None] == []
+                and [c for c in ref.co_consts if c is not None] == []
+                and code.co_names == ref.co_names == ()):
+            return True
+    return False
 
 
 class KeyReducer(Entry):
