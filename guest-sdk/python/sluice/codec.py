@@ -166,22 +166,24 @@ def _make_decoder(t):
         inner = decoder(elem_t)
         width = struct.calcsize(_FIXED[elem_t.kind]) if elem_t.kind in _FIXED else None
 
+        fmt = ("I" + _FIXED[elem_t.kind][1]) if width is not None else None
+        structs = {}
+
         def d(b, s, e):
             if e - s < 4:
                 raise DecodeError("list needs a 4-byte count, got %d bytes" % (e - s))
             count = _u32_unpack(b, s)[0]
             p = s + 4
-            if width is not None and e - p == count * (4 + width):
-                out = []
-                append = out.append
-                for _ in range(count):
-                    if _u32_unpack(b, p)[0] != width:
-                        break
-                    append(inner(b, p + 4, p + 4 + width))
-                    p += 4 + width
-                else:
-                    return out
-                p = s + 4
+            if width is not None and e - p == count * (4 + width) and count <= 64:
+                # Fixed-width elements: one unpack of all lengths and values.
+                st = structs.get(count)
+                if st is None:
+                    st = structs[count] = struct.Struct("<" + fmt * count)
+                flat = st.unpack_from(b, p)
+                if flat[0::2].count(width) == count:
+                    values = list(flat[1::2])
+                    if elem_t.kind != "bool":
+                        return values
             out = []
             append = out.append
             for i in range(count):
@@ -375,13 +377,16 @@ def explain(t, v):
             if v is None:
                 return None
             return explain(t.args[0], v.value if isinstance(v, Some) else v)
+        if k in INTEGERS and isinstance(v, int):
+            bits = int(k[1:])
+            lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if k[0] == "i" else (0, (1 << bits) - 1)
+            if not lo <= v <= hi:
+                return "%r is out of the range of %s" % (v, k)
         encoder(t)(v)
         return None
     except (EncodeError, struct.error, AttributeError, TypeError, ValueError,
             OverflowError, UnicodeError) as x:
         spelled = {"string": "str", "i64": "int", "f64": "float", "unit": "None"}.get(k, k)
-        if isinstance(x, struct.error) and "range" in str(x):
-            return "%r is out of the range of %s" % (v, k)
         if k == "json":
             return "a %s that is not JSON (%s)" % (name, x)
         return "a %s where %s is expected" % (name, spelled)
@@ -506,6 +511,35 @@ def _str_int_pairs(kind):
         except (struct.error, IndexError, ValueError):
             return None
         return text.encode("latin-1"), map(add_width, map(len, keys))
+    return enc
+
+
+def constant_tail_encoder(t, c):
+    """For ``tuple<string,<integer>>`` records made by ``lambda w: (w, c)``:
+    encodes a chunk of keys ``w`` straight into pairs (one join with the
+    value's bytes as the separator), or returns None for anything but ASCII
+    ``str`` keys shorter than 256 bytes."""
+    if not (t.kind == "tuple" and len(t.args) == 2 and t.args[0].kind == "string"
+            and t.args[1].kind in INTEGERS):
+        return None
+    try:
+        tail = struct.pack(_FIXED[t.args[1].kind], c).decode("latin-1")
+    except struct.error:
+        return None
+    latin = _LATIN
+    add_width = (4 + len(tail)).__add__
+    str_ = str
+
+    def enc(keys):
+        if not keys:
+            return b"", []
+        if set(map(type, keys)) != {str_} or not "".join(keys).isascii():
+            return None
+        try:
+            text = tail.join([latin[len(k)] + k for k in keys])
+        except IndexError:
+            return None
+        return (text + tail).encode("latin-1"), map(add_width, map(len, keys))
     return enc
 
 

@@ -9,6 +9,8 @@ the ``err`` of the call (never a trap).
 
 import functools
 import inspect
+from collections import Counter
+from itertools import chain as _chain
 import os
 import struct
 import traceback
@@ -21,6 +23,7 @@ __all__ = ["TaskError", "define", "run_chain", "reduce_groups", "reduce_all",
            "foreach_partition", "update_state", "map_with_state", "transform"]
 
 CHUNK = 1024
+_flatten = _chain.from_iterable
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _u32_unpack = struct.Struct("<I").unpack_from
 
@@ -59,15 +62,17 @@ class Narrow(Entry):
         self.in_t = in_t
         self.out_t = out_t
         self.barrier = op == "mapPartitions"
+        # ``lambda w: (w, 1)``: the constant (an int), for the fast paths.
+        self.constant = constant_pair(f) if op == "map" and f is not None else None
 
     def step(self):
         f = self.f
         if self.op == "map":
             return lambda chunk: list(map(f, chunk))
         if self.op == "flatMap":
-            return lambda chunk: [y for x in chunk for y in f(x)]
+            return lambda chunk: list(_flatten(map(f, chunk)))
         if self.op == "filter":
-            return lambda chunk: [x for x in chunk if f(x)]
+            return lambda chunk: list(filter(f, chunk))
         return _MapPartitions(f)
 
 
@@ -128,6 +133,56 @@ def is_addition(f):
                 and code.co_names == ref.co_names == ()):
             return True
     return False
+
+
+_pair_references = {}
+
+
+def _pair_reference(c):
+    ref = _pair_references.get(c)
+    if ref is None:
+        ref = _pair_references[c] = eval("lambda w: (w, %d)" % c).__code__
+    return ref
+
+
+def constant_pair(f):
+    """The int ``c`` when ``f``'s code is exactly ``lambda w: (w, c)``, else
+    None (the chain then counts keys instead of building pairs to add)."""
+    code = getattr(f, "__code__", None)
+    if (code is None or getattr(f, "__closure__", None) or getattr(f, "__defaults__", None)
+            or getattr(f, "__kwdefaults__", None) or code.co_argcount != 1 or code.co_nlocals != 1
+            or code.co_kwonlyargcount or code.co_freevars or code.co_cellvars or code.co_names):
+        return None
+    consts = [(type(x), x) for x in code.co_consts if x is not None]
+    for c in [x for t, x in consts if t is int] + [1, 0]:
+        ref = _pair_reference(c)
+        if (code.co_code == ref.co_code
+                and (code.co_flags & ~_CO_NESTED) == (ref.co_flags & ~_CO_NESTED)
+                and consts == [(type(x), x) for x in ref.co_consts if x is not None]):
+            return c
+    return None
+
+
+class _CountCombine:
+    """``map(lambda w: (w, c))`` then a combine that adds: counts the keys
+    (in C, first-seen order kept) and emits ``(w, n * c)``, the same pairs
+    the two steps give."""
+
+    __slots__ = ("counter", "c")
+
+    def __init__(self, c):
+        self.counter = Counter()
+        self.c = c
+
+    def collect(self, chunk):
+        self.counter.update(chunk)
+
+    def finish(self):
+        counter, self.counter = self.counter, Counter()
+        c = self.c
+        if c == 1:
+            return list(counter.items())
+        return [(k, n * c) for k, n in counter.items()]
 
 
 class KeyReducer(Entry):
@@ -409,9 +464,23 @@ def _run_chain(stages, data, ends):
     steps = [e.step() for e in entries]
     names = [e.name for e in entries]
     barriers = [e.barrier for e in entries]
-    n = len(entries)
-    out = RowsBuilder()
     out_t = entries[-1].out_t
+    tail = None
+    for i in range(len(entries) - 2, -1, -1):
+        e, nxt = entries[i], entries[i + 1]
+        if (isinstance(e, Narrow) and e.constant is not None and isinstance(nxt, KeyReducer)
+                and nxt.adds and nxt.by_value):
+            # map(lambda w: (w, c)) + combine(a + b): count the keys.
+            steps[i:i + 2] = [_CountCombine(e.constant)]
+            names[i:i + 2] = [nxt.name]
+            barriers[i:i + 2] = [True]
+    last = entries[-1]
+    if isinstance(last, Narrow) and last.constant is not None and len(steps) == len(entries):
+        tail = codec.constant_tail_encoder(out_t, last.constant)
+        if tail is not None:
+            steps[-1] = _identity
+    n = len(steps)
+    out = RowsBuilder()
     blame = names[-1]
     for e in reversed(entries):
         if not (isinstance(e, Narrow) and e.op == "filter"):
@@ -431,6 +500,12 @@ def _run_chain(stages, data, ends):
             i += 1
         inst.running = blame
         try:
+            if tail is not None:
+                done = tail(chunk)
+                if done is not None:
+                    out.extend_joined(*done)
+                    return
+                chunk = list(map(last.f, chunk))
             out.encode(out_t, chunk, fast)
         except EncodeFailure as f:
             raise encode_failure(blame, out_t, f) from None
@@ -455,6 +530,10 @@ def _run_chain(stages, data, ends):
     return out.finish()
 
 
+def _identity(chunk):
+    return chunk
+
+
 def reduce_groups(fid, data, ends):
     return guarded(_reduce_groups, fid, data, ends)
 
@@ -470,6 +549,9 @@ def _reduce_groups(fid, data, ends):
     enc = codec.encoder(pair_t.args[1])
     f = entry.f
     fold = functools.reduce
+    # Integers added: sum() is the same left fold (exact), without the calls.
+    adds_ints = entry.adds and pair_t.args[1].kind in codec.INTEGERS
+    total = sum
     parts = []
     start = 0
     n = len(data)
@@ -491,7 +573,7 @@ def _reduce_groups(fid, data, ends):
                             % (name, i, pair_t.args[0].codec, values_t.codec, x)) from None
         if not values:
             continue
-        acc = fold(f, values)
+        acc = total(values) if adds_ints else fold(f, values)
         try:
             parts.append(data[s:m] + enc(acc))
         except Exception:

@@ -79,6 +79,46 @@ class ChainTests(unittest.TestCase):
         finally:
             runtime.CHUNK = old
 
+    def test_the_word_count_fast_paths_give_what_the_plain_steps_give(self):
+        from collections import Counter
+
+        def job(ssc, args):
+            words = ssc.queueStream([["x"]]).flatMap(lambda l: l.split(" "))
+            words.map(lambda w: (w, 1)).reduceByKey(lambda a, b: a + b).pprint()      # 1, 2
+            words.map(lambda w: (w, 3)).reduceByKey(lambda x, y: x + y).pprint()      # 3, 4
+            words.map(lambda w: (w, 1)).reduceByKey(SUM).pprint()                     # 5
+            words.map(lambda w: (w, 1), output_type=(str, st.I32)).pprint()           # 6
+            words.map(lambda w: (w, 1.0)).reduceByKey(lambda a, b: a + b).pprint()    # 7, 8
+        from sluice import types as st
+        define(job)
+        table = runtime.INSTANCE.table
+        self.assertEqual([getattr(e, "constant", None) for e in table], [None, 1, None, 3, None, 1, 1, None, None])
+        self.assertTrue(table[2].adds and table[4].adds and table[8].adds)
+        rnd = random.Random(3)
+        vocabulary = ["a", "", "bb", "é", "日本", "x" * 300, "w1", "w2"]
+        old, runtime.CHUNK = runtime.CHUNK, 5
+        try:
+            for _ in range(100):
+                lines = [" ".join(rnd.choice(vocabulary[:3] + vocabulary[6:] if rnd.random() < 0.7 else vocabulary)
+                                  for _ in range(rnd.randrange(4))) for _ in range(rnd.randrange(12))]
+                words = [w for l in lines for w in l.split(" ")]
+                counts = list(Counter(words).items())
+                inp = rows(T.STRING, lines)
+                got = decoded(PAIR, runtime.run_chain([("apply", 0), ("apply", 1), ("combine", 2)], *inp))
+                self.assertEqual(got, counts)
+                got = decoded(PAIR, runtime.run_chain([("apply", 0), ("apply", 3), ("combine", 4)], *inp))
+                self.assertEqual(got, [(w, 3 * n) for w, n in counts])
+                got = decoded(PAIR, runtime.run_chain([("apply", 0), ("apply", 5)], *inp))
+                self.assertEqual(got, [(w, 1) for w in words])
+                i32 = T.parse("tuple<string,i32>")
+                got = decoded(i32, runtime.run_chain([("apply", 0), ("apply", 6)], *inp))
+                self.assertEqual(got, [(w, 1) for w in words])
+                f64 = T.parse("tuple<string,f64>")
+                got = decoded(f64, runtime.run_chain([("apply", 0), ("apply", 7), ("combine", 8)], *inp))
+                self.assertEqual(got, [(w, float(n)) for w, n in counts])
+        finally:
+            runtime.CHUNK = old
+
     def test_combine_keys_by_encoding_for_float_and_json_keys(self):
         def job(ssc, args):
             ssc.queueStream([[(0.0, 1)]]).reduceByKey(lambda a, b: a + b).pprint()
