@@ -19,7 +19,7 @@ Lines are split on single spaces exactly like Spark's ``split(" ")``.
     sluice run target/plugins/network-word-count-py.wasm --arg host=localhost --arg port=9999
 """
 
-from sluice import SUM
+from sluice import SUM, JobError
 
 APP_NAME = "NetworkWordCount"
 
@@ -29,7 +29,7 @@ def lines(ssc, args):
         return ssc.textFileStream(args["dir"])
     if "host" in args and "port" in args and "dir" not in args:
         return ssc.socketTextStream(args["host"], args.int("port"))
-    raise ValueError("give either `host` and `port` (a socket) or `dir` (a text file stream)")
+    raise JobError("give either `host` and `port` (a socket) or `dir` (a text file stream)")
 
 
 def define(ssc, args):
@@ -40,7 +40,7 @@ def define(ssc, args):
     elif reducer == "builtin":
         word_counts = pairs.reduceByKey(SUM)
     else:
-        raise ValueError("argument `reducer`: expected `closure` or `builtin`, got %r" % reducer)
+        raise JobError("argument `reducer`: expected `closure` or `builtin`, got %r" % reducer)
     word_counts.pprint()
     if "output" in args:
         word_counts.saveAsTextFiles(args["output"])

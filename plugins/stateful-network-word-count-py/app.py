@@ -16,6 +16,8 @@ a name that does not change with the code around it.
         --arg host=localhost --arg port=9999 --checkpoint /tmp/ckpt
 """
 
+from sluice import JobError
+
 APP_NAME = "StatefulNetworkWordCount"
 
 
@@ -28,7 +30,7 @@ def lines(ssc, args):
         return ssc.textFileStream(args["dir"])
     if "host" in args and "port" in args and "dir" not in args:
         return ssc.socketTextStream(args["host"], args.int("port"))
-    raise ValueError("give either `host` and `port` (a socket) or `dir` (a text file stream)")
+    raise JobError("give either `host` and `port` (a socket) or `dir` (a text file stream)")
 
 
 def define(ssc, args):

@@ -15,11 +15,11 @@ Build it into a component with ``guest-sdk/python/build <plugin-dir> <out.wasm>`
 from . import types
 from .args import Args, ArgumentError
 from .codec import Some
-from .context import (COUNT, MAX, MIN, NONZERO, SUM, DStream, MapWithStateDStream, StateSpec,
-                      StreamingContext)
+from .context import (COUNT, MAX, MIN, NONZERO, SUM, DStream, JobError, MapWithStateDStream,
+                      StateSpec, StreamingContext)
 from .runtime import State
 from .shared import Accumulator, Broadcast
 
-__all__ = ["Args", "ArgumentError", "Accumulator", "Broadcast", "COUNT", "DStream", "MAX", "MIN",
+__all__ = ["Args", "ArgumentError", "Accumulator", "Broadcast", "COUNT", "DStream", "JobError", "MAX", "MIN",
            "MapWithStateDStream", "NONZERO", "SUM", "Some", "State", "StateSpec",
            "StreamingContext", "types"]

@@ -13,10 +13,16 @@ from .shared import STATE, Accumulator, Broadcast
 from .types import (I64_T, STRING, UNIT, InferenceError, Type, TypeDeclarationError, list_of,
                     of_value, option, pair)
 
-__all__ = ["StreamingContext", "DStream", "MapWithStateDStream", "StateSpec", "SUM", "MIN", "MAX",
-           "COUNT", "NONZERO", "define"]
+__all__ = ["StreamingContext", "DStream", "JobError", "MapWithStateDStream", "StateSpec", "SUM", "MIN",
+           "MAX", "COUNT", "NONZERO", "define"]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class JobError(Exception):
+    """Raise it in ``define`` to refuse to start with a message and no
+    traceback: ``raise JobError("give either `host` and `port` or `dir`")``
+    fails with ``<job name>: <message>`` (as the Rust SDK's ``Err``)."""
 
 
 class _Builtin:
@@ -808,7 +814,7 @@ def define(job, pairs, default_name="job"):
         job.define(ssc, Args(pairs))
     except DefineError as e:
         raise TaskError(str(e)) from None
-    except ArgumentError as e:
+    except (ArgumentError, JobError) as e:
         raise TaskError("%s: %s" % (name, e)) from None
     except BaseException as e:
         raise TaskError("%s: define failed: %s\n%s" % (name, e, describe_exception(e))) from None

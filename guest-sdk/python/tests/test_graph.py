@@ -43,8 +43,8 @@ class ExampleJobs(unittest.TestCase):
                          "literal for int() with base 10: 'x'")
         with self.assertRaises(runtime.TaskError) as cm:
             app_graph("plugins/network-word-count-py", [("host", "h"), ("port", "1"), ("reducer", "x")])
-        self.assertTrue(str(cm.exception).startswith(
-            "NetworkWordCount: define failed: argument `reducer`: expected `closure` or `builtin`"))
+        self.assertEqual(str(cm.exception),
+                         "NetworkWordCount: argument `reducer`: expected `closure` or `builtin`, got 'x'")
 
     def test_stateful_network_word_count(self):
         g = app_graph("plugins/stateful-network-word-count-py", [("host", "h"), ("port", "1")])

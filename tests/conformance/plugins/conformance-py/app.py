@@ -11,7 +11,7 @@ Jobs: wordcount-closure, wordcount-sum, windowed-wordcount,
 stateful-wordcount, join, foreach-partition, failing.
 """
 
-from sluice import SUM
+from sluice import SUM, JobError
 
 APP_NAME = "Conformance"
 
@@ -62,7 +62,7 @@ def define(ssc, args):
     elif job == "failing":
         result = words(ssc, args).map(fail_on_boom).reduceByKey(SUM)
     else:
-        raise ValueError("unknown job %r" % job)
+        raise JobError("unknown job %r" % job)
     if "output" in args:
         result.saveAsTextFiles(args["output"])
     elif job != "foreach-partition":
