@@ -311,6 +311,13 @@ class StreamingContext:
         """Accepted for PySpark compatibility and ignored: the checkpoint
         location is the host's (``sluice run --checkpoint DIR``)."""
 
+    def start(self):
+        """Accepted for PySpark compatibility: the host starts the job once
+        ``define`` returns."""
+
+    def awaitTermination(self, timeout=None):
+        """Accepted for PySpark compatibility (returns at once)."""
+
     def accumulator(self, name, value=0):
         """A named integer (``0``) or float (``0.0``) sum kept by the host."""
         where = _where()
@@ -763,6 +770,12 @@ class DStream:
     def saveToSqlite(self, path, table):
         """Exactly-once output to a SQLite table (see the contract)."""
         self._output("saveToSqlite at " + _where(), ("save-to-sqlite", str(path), str(table)))
+
+    def foreachRDD(self, func):
+        """Not available: Spark runs it on the driver, and Sluice has none."""
+        raise DefineError("foreachRDD at %s: Sluice has no driver to run it on; use "
+                          "foreachPartition(f(batch_time_ms, partition, records)), which runs "
+                          "once per partition of each batch" % _where())
 
     def foreachPartition(self, f):
         """``f(batch_time_ms, partition, records)`` once per partition per batch
