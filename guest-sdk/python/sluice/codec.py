@@ -486,31 +486,33 @@ def _str_int_pairs(kind):
     pack = struct.Struct(_FIXED[kind]).pack
     tails = {}
     width = 4 + struct.calcsize(_FIXED[kind])
-    latin = _LATIN
+    prefix = _LATIN.__getitem__
     tuple_, str_, int_ = tuple, str, int
     first, second = itemgetter(0), itemgetter(1)
     add_width = width.__add__
 
-    def tail(v):
-        t = pack(v).decode("latin-1")
-        if len(tails) < 4096:
-            tails[v] = t
-        return t
-    get = tails.get
-
     def enc(chunk):
-        if set(map(type, chunk)) != {tuple_}:
+        if set(map(type, chunk)) != {tuple_} or set(map(len, chunk)) != {2}:
             return None
         keys = list(map(first, chunk))
         if set(map(type, keys)) != {str_} or set(map(type, map(second, chunk))) != {int_}:
             return None
         if not "".join(keys).isascii():
             return None
+        values = list(map(second, chunk))
+        n = len(keys)
+        parts = [""] * (3 * n)
         try:
-            text = "".join([latin[len(k)] + k + (get(v) or tail(v)) for k, v in chunk])
-        except (struct.error, IndexError, ValueError):
+            parts[0::3] = list(map(prefix, map(len, keys)))
+            for v in set(values).difference(tails):
+                tails[v] = pack(v).decode("latin-1")
+        except (struct.error, IndexError):
             return None
-        return text.encode("latin-1"), map(add_width, map(len, keys))
+        parts[1::3] = keys
+        parts[2::3] = list(map(tails.__getitem__, values))
+        if len(tails) > 4096:
+            tails.clear()
+        return "".join(parts).encode("latin-1"), map(add_width, map(len, keys))
     return enc
 
 
@@ -526,7 +528,7 @@ def constant_tail_encoder(t, c):
         tail = struct.pack(_FIXED[t.args[1].kind], c).decode("latin-1")
     except struct.error:
         return None
-    latin = _LATIN
+    prefix = _LATIN.__getitem__
     add_width = (4 + len(tail)).__add__
     str_ = str
 
@@ -535,11 +537,14 @@ def constant_tail_encoder(t, c):
             return b"", []
         if set(map(type, keys)) != {str_} or not "".join(keys).isascii():
             return None
+        n = len(keys)
+        parts = [tail] * (3 * n)
         try:
-            text = tail.join([latin[len(k)] + k for k in keys])
+            parts[0::3] = list(map(prefix, map(len, keys)))
         except IndexError:
             return None
-        return (text + tail).encode("latin-1"), map(add_width, map(len, keys))
+        parts[1::3] = keys
+        return "".join(parts).encode("latin-1"), map(add_width, map(len, keys))
     return enc
 
 
