@@ -772,10 +772,34 @@ class DStream:
         self._output("saveToSqlite at " + _where(), ("save-to-sqlite", str(path), str(table)))
 
     def foreachRDD(self, func):
-        """Not available: Spark runs it on the driver, and Sluice has none."""
-        raise DefineError("foreachRDD at %s: Sluice has no driver to run it on; use "
-                          "foreachPartition(f(batch_time_ms, partition, records)), which runs "
-                          "once per partition of each batch" % _where())
+        """The guide's output pattern ``foreachRDD(lambda rdd:
+        rdd.foreachPartition(f))`` (``f`` gets an iterator of a partition's
+        records) or ``rdd.foreach(g)`` (``g`` gets each record). ``func`` is
+        called once, in ``define``, on a stand-in RDD that records those
+        calls (Sluice has no driver to call it every batch); anything else
+        done with the RDD fails ``define``. ``func(time, rdd)`` works too."""
+        where = _where()
+        name = "foreachRDD at " + where
+        self._callable(func, name)
+        rdd = _OutputRDD(name)
+        try:
+            func(0, rdd) if takes_time(func) else func(rdd)
+        except DefineError:
+            raise
+        except Exception as e:
+            raise DefineError("%s: calling the function on a stand-in RDD raised %s: %s (only "
+                              "rdd.foreachPartition(f) and rdd.foreach(f) are supported)"
+                              % (name, type(e).__name__, e)) from None
+        if not rdd.calls:
+            raise DefineError("%s: the function called neither rdd.foreachPartition(f) nor "
+                              "rdd.foreach(f), so it would output nothing" % name)
+        for kind, f in rdd.calls:
+            if kind == "partition":
+                wrapped = (lambda f: lambda t, p, records: f(iter(records)))(f)
+            else:
+                wrapped = (lambda f: lambda t, p, records: [f(r) for r in records] and None)(f)
+            fid = self._graph.add_function(Output(name, wrapped, self._t))
+            self._output(name, ("foreach-partition", fid))
 
     def foreachPartition(self, f):
         """``f(batch_time_ms, partition, records)`` once per partition per batch
@@ -784,6 +808,26 @@ class DStream:
         self._callable(f, name)
         fid = self._graph.add_function(Output(name, f, self._t))
         self._output(name, ("foreach-partition", fid))
+
+
+class _OutputRDD:
+    """What ``foreachRDD``'s function gets in ``define``: it records
+    ``foreachPartition(f)`` and ``foreach(f)``."""
+
+    def __init__(self, name):
+        self._name = name
+        self.calls = []
+
+    def foreachPartition(self, f):
+        self.calls.append(("partition", f))
+
+    def foreach(self, f):
+        self.calls.append(("record", f))
+
+    def __getattr__(self, attr):
+        raise DefineError("%s: rdd.%s is not available: in Sluice, foreachRDD supports "
+                          "rdd.foreachPartition(f) and rdd.foreach(f) (or use "
+                          "foreachPartition(f(batch_time_ms, partition, records)))" % (self._name, attr))
 
 
 class MapWithStateDStream(DStream):

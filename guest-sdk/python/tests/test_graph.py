@@ -215,7 +215,9 @@ class EveryOperator(unittest.TestCase):
              r"cannot infer the record type of `map at .*` \(a value of type set has no codec for the sample \('0', 1\)\)"),
             (lambda ssc, a: q(ssc).map(lambda kv: kv, output_type=set),
              r"^map at .*: output_type=<class 'set'>: <class 'set'> is not a record type"),
-            (lambda ssc, a: q(ssc).foreachRDD(print), r"^foreachRDD at .*: Sluice has no driver"),
+            (lambda ssc, a: q(ssc).foreachRDD(lambda rdd: rdd.collect()),
+             r"^foreachRDD at .*: rdd.collect is not available"),
+            (lambda ssc, a: q(ssc).foreachRDD(lambda rdd: None), r"called neither rdd.foreachPartition"),
             (lambda ssc, a: 1 / 0, r"^TestJob: define failed: division by zero\nTraceback \(most recent call last, last 1 user frames\):\n  File \"test_graph\.py\", line \d+, in <lambda>\n.*\nZeroDivisionError: division by zero$"),
         ]
         for job, pattern in cases:

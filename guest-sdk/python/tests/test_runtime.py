@@ -222,6 +222,22 @@ class GroupAndStateTests(unittest.TestCase):
         self.assertEqual(seen, [(2000, 1, [4, 5])])
         self.assertEqual(shared.HOST.sums, {"n": 2, "x": 0.5})
 
+    def test_foreach_rdd_with_foreach_partition_or_foreach_runs_per_partition(self):
+        sent = []
+
+        def send_partition(it):
+            sent.append(("partition", list(it)))
+
+        def job(ssc, args):
+            nums = ssc.queueStream([[1]])
+            nums.foreachRDD(lambda rdd: rdd.foreachPartition(send_partition))
+            nums.foreachRDD(lambda time, rdd: rdd.foreach(lambda r: sent.append(("record", r))))
+        g = define(job)
+        self.assertEqual([n.kind for n in g.nodes[1:]], [("foreach-partition", 0), ("foreach-partition", 1)])
+        runtime.foreach_partition(0, 1000, 0, *rows(T.I64_T, [4, 5]))
+        runtime.foreach_partition(1, 1000, 0, *rows(T.I64_T, [6]))
+        self.assertEqual(sent, [("partition", [4, 5]), ("record", 6)])
+
     def test_broadcast_values_come_from_the_host_after_define(self):
         got = []
 
