@@ -14,7 +14,7 @@ import struct
 from itertools import accumulate
 from operator import itemgetter
 
-from .types import INTEGERS, FLOATS, Type
+from .types import FLOATS, INTEGERS
 
 __all__ = ["Some", "DecodeError", "EncodeError", "decoder", "encoder", "decode_rows",
            "encode_rows", "encode_one", "explain"]
@@ -181,9 +181,7 @@ def _make_decoder(t):
                     st = structs[count] = struct.Struct("<" + fmt * count)
                 flat = st.unpack_from(b, p)
                 if flat[0::2].count(width) == count:
-                    values = list(flat[1::2])
-                    if elem_t.kind != "bool":
-                        return values
+                    return list(flat[1::2])
             out = []
             append = out.append
             for i in range(count):

@@ -10,8 +10,8 @@ from .args import Args, ArgumentError, parse_duration_ms
 from .runtime import (INSTANCE, DefineError, KeyReducer, MapWithState, Narrow, Output, Reducer,
                       State, TaskError, Transform, UpdateState, describe_exception, takes_time)
 from .shared import STATE, Accumulator, Broadcast
-from .types import (I64_T, STRING, UNIT, InferenceError, Type, TypeDeclarationError, list_of,
-                    of_value, option, pair)
+from .types import (I64_T, STRING, UNIT, InferenceError, TypeDeclarationError, list_of, of_value,
+                    option, pair)
 
 __all__ = ["StreamingContext", "DStream", "JobError", "MapWithStateDStream", "StateSpec", "SUM", "MIN",
            "MAX", "COUNT", "NONZERO", "define"]

@@ -19,8 +19,8 @@ from . import codec
 from .codec import DecodeError, EncodeFailure, RowsBuilder, decode_rows, encode_parts
 from .types import Type, list_of, option, pair, python_spelling
 
-__all__ = ["TaskError", "define", "run_chain", "reduce_groups", "reduce_all",
-           "foreach_partition", "update_state", "map_with_state", "transform"]
+__all__ = ["TaskError", "run_chain", "reduce_groups", "reduce_all", "foreach_partition",
+           "update_state", "map_with_state", "transform"]
 
 CHUNK = 1024
 _flatten = _chain.from_iterable

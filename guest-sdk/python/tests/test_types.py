@@ -1,6 +1,7 @@
 """Declarations, return annotations and inference by example."""
 
 import dataclasses
+import sys
 import typing
 import unittest
 
@@ -21,11 +22,13 @@ class DeclarationTests(unittest.TestCase):
             (bool, "bool"), (None, "unit"), (type(None), "unit"), ((str, int), "tuple<string,i64>"),
             (tuple[str, int, bool], "tuple<string,i64,bool>"), (typing.Tuple[str, float], "tuple<string,f64>"),
             ([int], "list<i64>"), (list[str], "list<string>"), (typing.List[int], "list<i64>"),
-            (typing.Optional[int], "option<i64>"), (int | None, "option<i64>"), (dict, "json"),
+            (typing.Optional[int], "option<i64>"), (dict, "json"),
             (dict[str, int], "json"), (Reading, "json"), (st.I32, "i32"), (st.U8, "u8"), (st.F32, "f32"),
             (st.Json, "json"), ("tuple<string,i32>", "tuple<string,i32>"),
             ((str, (st.I8, [typing.Optional[bool]])), "tuple<string,tuple<i8,list<option<bool>>>>"),
         ]
+        if sys.version_info >= (3, 10):
+            cases.append((eval("int | None"), "option<i64>"))
         for decl, want in cases:
             with self.subTest(decl=decl):
                 self.assertEqual(T.declared(decl).codec, want)
