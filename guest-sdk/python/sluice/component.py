@@ -15,6 +15,10 @@ from wit_world.imports import types as t
 
 from . import context, runtime, shared
 
+if not callable(getattr(app, "define", None)):
+    raise ImportError("app.py has no function `define(ssc, args)`: a Sluice job defines its "
+                      "streams in it")
+
 try:
     from _sluice_build import NAME as _DEFAULT_NAME  # written by the build tool
 except ImportError:  # pragma: no cover
