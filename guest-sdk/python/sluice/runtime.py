@@ -11,6 +11,7 @@ import functools
 import inspect
 from collections import Counter
 from itertools import chain as _chain
+from operator import itemgetter
 import os
 import struct
 import traceback
@@ -204,6 +205,7 @@ class KeyReducer(Entry):
 
 
 _NO = object()
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 class _Combine:
@@ -221,6 +223,17 @@ class _Combine:
         if self.entry.by_value:
             get = d.get
             if self.entry.adds:
+                if chunk and set(map(len, chunk)) == {2}:
+                    values = set(map(_second, chunk))
+                    if len(values) == 1:
+                        c = values.pop()
+                        if type(c) is int:
+                            # Every value is the same int: count the keys in C;
+                            # n additions of c are n * c.
+                            for k, n in Counter(map(_first, chunk)).items():
+                                a = get(k, _NO)
+                                d[k] = n * c if a is _NO else a + n * c
+                            return
                 for k, v in chunk:
                     a = get(k, _NO)
                     d[k] = v if a is _NO else a + v

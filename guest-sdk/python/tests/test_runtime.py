@@ -89,10 +89,11 @@ class ChainTests(unittest.TestCase):
             words.map(lambda w: (w, 1)).reduceByKey(SUM).pprint()                     # 5
             words.map(lambda w: (w, 1), output_type=(str, st.I32)).pprint()           # 6
             words.map(lambda w: (w, 1.0)).reduceByKey(lambda a, b: a + b).pprint()    # 7, 8
+            words.map(lambda w: (w.upper(), len(w) % 2)).reduceByKey(lambda a, b: a + b).pprint()  # 9, 10
         from sluice import types as st
         define(job)
         table = runtime.INSTANCE.table
-        self.assertEqual([getattr(e, "constant", None) for e in table], [None, 1, None, 3, None, 1, 1, None, None])
+        self.assertEqual([getattr(e, "constant", None) for e in table], [None, 1, None, 3, None, 1, 1, None, None, None, None])
         self.assertTrue(table[2].adds and table[4].adds and table[8].adds)
         rnd = random.Random(3)
         vocabulary = ["a", "", "bb", "é", "日本", "x" * 300, "w1", "w2"]
@@ -116,6 +117,11 @@ class ChainTests(unittest.TestCase):
                 f64 = T.parse("tuple<string,f64>")
                 got = decoded(f64, runtime.run_chain([("apply", 0), ("apply", 7), ("combine", 8)], *inp))
                 self.assertEqual(got, [(w, float(n)) for w, n in counts])
+                upper = Counter()
+                for w in words:
+                    upper[w.upper()] += len(w) % 2
+                got = decoded(PAIR, runtime.run_chain([("apply", 0), ("apply", 9), ("combine", 10)], *inp))
+                self.assertEqual(got, list(upper.items()))
         finally:
             runtime.CHUNK = old
 
