@@ -391,7 +391,7 @@ def describe_exception(e):
     frames = _user_frames(e.__traceback__)
     if not frames:
         return text
-    lines = ["Traceback (most recent call last, last %d user frames):" % len(frames)]
+    lines = ["Traceback (most recent call last, your code only):"]
     for f in frames:
         lines.append('  File "%s", line %d, in %s' % (os.path.basename(f.filename), f.lineno, f.name))
         if f.line:

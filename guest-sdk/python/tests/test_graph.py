@@ -218,7 +218,7 @@ class EveryOperator(unittest.TestCase):
             (lambda ssc, a: q(ssc).foreachRDD(lambda rdd: rdd.collect()),
              r"^foreachRDD at .*: rdd.collect is not available"),
             (lambda ssc, a: q(ssc).foreachRDD(lambda rdd: None), r"called neither rdd.foreachPartition"),
-            (lambda ssc, a: 1 / 0, r"^TestJob: define failed: division by zero\nTraceback \(most recent call last, last 1 user frames\):\n  File \"test_graph\.py\", line \d+, in <lambda>\n.*\nZeroDivisionError: division by zero$"),
+            (lambda ssc, a: 1 / 0, r"^TestJob: define failed: division by zero\nTraceback \(most recent call last, your code only\):\n  File \"test_graph\.py\", line \d+, in <lambda>\n.*\nZeroDivisionError: division by zero$"),
         ]
         for job, pattern in cases:
             with self.subTest(pattern=pattern):

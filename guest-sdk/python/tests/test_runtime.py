@@ -271,7 +271,7 @@ class ErrorTests(unittest.TestCase):
             runtime.run_chain([("apply", 0)], *rows(T.STRING, ["a", "boom"]))
         self.assertRegex(str(cm.exception),
                          r"^map at test_runtime\.py:\d+: conformance failure on word boom\n"
-                         r"Traceback \(most recent call last, last 1 user frames\):\n"
+                         r"Traceback \(most recent call last, your code only\):\n"
                          r'  File "test_runtime\.py", line \d+, in boom\n'
                          r'    raise ValueError\("conformance failure on word boom"\)\n'
                          r"ValueError: conformance failure on word boom$")
