@@ -5,6 +5,8 @@ Arguments: ``job=NAME``; ``input=FILE`` and ``per=N`` (the lines of FILE, N
 per batch, through the host's lines-file queue source); ``output=PREFIX``
 (``saveAsTextFiles(PREFIX)`` of the job's result; without it, ``pprint``);
 ``input2=FILE`` (join only); ``window-ms=MS``, ``slide-ms=MS`` (windowed only).
+``foreach-partition`` writes no files: its output is its function's lines
+(``fp <batch time> <partition> <records>``) and accumulators.
 Words are each line split on single spaces, like Spark's ``split(" ")``.
 
 Jobs: wordcount-closure, wordcount-sum, windowed-wordcount,
@@ -50,7 +52,6 @@ def define(ssc, args):
         right = pairs(ssc, args, "input2").reduceByKey(SUM)
         result = left.join(right)
     elif job == "foreach-partition":
-        result = pairs(ssc, args).reduceByKey(lambda a, b: a + b)
         records = ssc.accumulator("fp-records", 0)
         counted = ssc.accumulator("fp-words", 0)
 
@@ -58,12 +59,13 @@ def define(ssc, args):
             records.add(len(counts))
             counted.add(sum(n for _, n in counts))
             print("fp %d %d %d" % (batch_time_ms, partition, len(counts)))
-        result.foreachPartition(report)
+        pairs(ssc, args).reduceByKey(lambda a, b: a + b).foreachPartition(report)
+        return
     elif job == "failing":
         result = words(ssc, args).map(fail_on_boom).reduceByKey(SUM)
     else:
-        raise JobError("unknown job %r" % job)
+        raise JobError('argument `job`: unknown job "%s"' % job)
     if "output" in args:
         result.saveAsTextFiles(args["output"])
-    elif job != "foreach-partition":
+    else:
         result.pprint()
