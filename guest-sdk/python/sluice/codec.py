@@ -489,15 +489,10 @@ def _str_int_pairs(kind):
     first, second = itemgetter(0), itemgetter(1)
     add_width = width.__add__
 
-    def enc(chunk):
-        if set(map(type, chunk)) != {tuple_} or set(map(len, chunk)) != {2}:
+    def columns(keys, values):
+        """Keys and values in two lists (the values known to be ints)."""
+        if set(map(type, keys)) != {str_} or not "".join(keys).isascii():
             return None
-        keys = list(map(first, chunk))
-        if set(map(type, keys)) != {str_} or set(map(type, map(second, chunk))) != {int_}:
-            return None
-        if not "".join(keys).isascii():
-            return None
-        values = list(map(second, chunk))
         n = len(keys)
         parts = [""] * (3 * n)
         try:
@@ -511,7 +506,22 @@ def _str_int_pairs(kind):
         if len(tails) > 4096:
             tails.clear()
         return "".join(parts).encode("latin-1"), map(add_width, map(len, keys))
+
+    def enc(chunk):
+        if set(map(type, chunk)) != {tuple_} or set(map(len, chunk)) != {2}:
+            return None
+        values = list(map(second, chunk))
+        if set(map(type, values)) != {int_}:
+            return None
+        return columns(list(map(first, chunk)), values)
+    enc.columns = columns
     return enc
+
+
+def fixed_width(t):
+    """The byte width of a fixed-width number codec, else None."""
+    f = _FIXED.get(t.kind)
+    return struct.calcsize(f) if f else None
 
 
 def constant_tail_encoder(t, c):

@@ -185,6 +185,23 @@ class _CountCombine:
             return list(counter.items())
         return [(k, n * c) for k, n in counter.items()]
 
+    def encode_into(self, out, fast):
+        """When this is the chain's last step: encodes the counts straight
+        from the counter's keys and values (no pairs); False if it cannot."""
+        columns = getattr(fast, "columns", None)
+        if columns is None:
+            return False
+        counter = self.counter
+        values = list(counter.values())
+        if self.c != 1:
+            values = [n * self.c for n in values]
+        done = columns(list(counter), values)
+        if done is None:
+            return False
+        self.counter = Counter()
+        out.extend_joined(*done)
+        return True
+
 
 class KeyReducer(Entry):
     """A reduceByKey-style reducer ``(v, v) -> v`` over ``tuple<k,v>``."""
@@ -537,6 +554,8 @@ def _run_chain(stages, data, ends):
     for i in range(n):
         if barriers[i]:
             inst.running = names[i]
+            if i == n - 1 and isinstance(steps[i], _CountCombine) and steps[i].encode_into(out, fast):
+                continue
             result = steps[i].finish()
             for lo in range(0, len(result), CHUNK):
                 push(result[lo:lo + CHUNK], i + 1)
@@ -568,6 +587,8 @@ def _reduce_groups(fid, data, ends):
     parts = []
     start = 0
     n = len(data)
+    width = codec.fixed_width(pair_t.args[1])
+    single = 8 + width if width else -1
     for i, end in enumerate(ends):
         s = start
         start = end
@@ -577,6 +598,11 @@ def _reduce_groups(fid, data, ends):
             m = s + 4 + _u32_unpack(data, s)[0]
             if m > end:
                 raise DecodeError("tuple element 0: the key's length runs past the end of the record")
+            if end - m == single and _u32_unpack(data, m)[0] == 1 \
+                    and _u32_unpack(data, m + 4)[0] == width:
+                # One fixed-width value: it is the result, bytes as they are.
+                parts.append(data[s:m] + data[m + 8:end])
+                continue
             try:
                 values = dec(data, m, end)
             except DecodeError as x:
