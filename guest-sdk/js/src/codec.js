@@ -130,27 +130,36 @@ export function decodeStrings(data, ends) {
 
 // ------------------------------------------------------------------ writer
 
+const SHORT = 24;
+const SHORT_CACHE_MAX = 65536;
+const SHORT_CACHE = new Map();
+
 /** A growable output buffer; `rows()` returns the records written so far. */
 export class Writer {
   constructor(capacity = 4096) {
     this.buf = new Uint8Array(capacity);
     this.dv = new DataView(this.buf.buffer);
     this.len = 0;
+    this.cap = capacity;
     this.ends = [];
   }
   reserve(n) {
-    const need = this.len + n;
-    if (need <= this.buf.length) return;
-    let c = this.buf.length * 2;
+    if (this.len + n > this.cap) this.grow(this.len + n);
+  }
+  grow(need) {
+    let c = this.cap * 2;
     while (c < need) c *= 2;
     const b = new Uint8Array(c);
     b.set(this.buf.subarray(0, this.len));
     this.buf = b;
+    this.cap = c;
     this.dv = new DataView(b.buffer);
   }
   bytes(b) { this.reserve(b.length); this.buf.set(b, this.len); this.len += b.length; }
   u8(x) { this.reserve(1); this.buf[this.len++] = x; }
-  u32(x) { this.reserve(4); this.dv.setUint32(this.len, x, true); this.len += 4; }
+  u32(x) { this.reserve(4); const b = this.buf, p = this.len; b[p] = x & 255; b[p + 1] = (x >>> 8) & 255; b[p + 2] = (x >>> 16) & 255; b[p + 3] = x >>> 24; this.len = p + 4; }
+  /** Writes u32 `x` at `at` (a length prefix reserved earlier). */
+  patch32(at, x) { const b = this.buf; b[at] = x & 255; b[at + 1] = (x >>> 8) & 255; b[at + 2] = (x >>> 16) & 255; b[at + 3] = x >>> 24; }
   string(s) {
     const n = s.length;
     if (TE !== null && n > 16) {
@@ -158,7 +167,29 @@ export class Writer {
       this.len += TE.encodeInto(s, this.buf.subarray(this.len)).written;
       return;
     }
+    if (TE === null && n <= SHORT) {
+      // Without a native encoder (QuickJS) a JS loop per char is slow: short
+      // strings (words, keys) repeat, so their encodings are kept.
+      let b = SHORT_CACHE.get(s);
+      if (b === undefined) {
+        const w = SCRATCH;
+        w.len = 0;
+        w.reserve(n * 3);
+        w.utf8(s, n);
+        b = w.buf.slice(0, w.len);
+        if (SHORT_CACHE.size >= SHORT_CACHE_MAX) SHORT_CACHE.clear();
+        SHORT_CACHE.set(s, b);
+      }
+      const m = b.length, p = this.len;
+      if (p + m > this.cap) this.grow(p + m);
+      this.buf.set(b, p);
+      this.len = p + m;
+      return;
+    }
     this.reserve(n * 3);
+    this.utf8(s, n);
+  }
+  utf8(s, n) {
     const b = this.buf;
     let p = this.len;
     for (let i = 0; i < n; i++) {
@@ -186,6 +217,7 @@ export class Writer {
   truncate(mark) { this.len = mark; }
   rows() { return { data: this.buf.slice(0, this.len), ends: Uint32Array.from(this.ends) }; }
 }
+const SCRATCH = new Writer(128);
 
 // ---------------------------------------------------------- value checking
 
@@ -215,6 +247,14 @@ const I64_MIN = -(2n ** 63n), I64_MAX = 2n ** 63n - 1n, U64_MAX = 2n ** 64n - 1n
 function writeI64(w, v, unsigned) {
   w.reserve(8);
   const at = w.len;
+  if (typeof v === 'number' && (v | 0) === v && v >= 0) {
+    // The common case (counts): 0 <= v < 2^31, byte by byte.
+    const b = w.buf;
+    b[at] = v & 255; b[at + 1] = (v >>> 8) & 255; b[at + 2] = (v >>> 16) & 255; b[at + 3] = v >>> 24;
+    b[at + 4] = 0; b[at + 5] = 0; b[at + 6] = 0; b[at + 7] = 0;
+    w.len = at + 8;
+    return;
+  }
   if (typeof v === 'number' && Number.isSafeInteger(v)) {
     if (unsigned && v < 0) bad(v, 'u64');
     const hi = Math.floor(v / TWO32);
@@ -280,12 +320,22 @@ function encoderOf(ast) {
     case 'f32': return (w, v) => { if (typeof v !== 'number') bad(v, 'f32'); w.reserve(4); w.dv.setFloat32(w.len, v, true); w.len += 4; };
     case 'tuple': {
       const encs = ast.elems.map(encoderOf), n = encs.length, codec = codecString(ast);
+      if (n === 2) {
+        const [ek, ev] = encs;
+        return (w, v) => {
+          if (!Array.isArray(v) || v.length !== 2) bad(v, codec);
+          w.reserve(4); const at = w.len; w.len += 4;
+          ek(w, v[0]);
+          w.patch32(at, w.len - at - 4);
+          ev(w, v[1]);
+        };
+      }
       return (w, v) => {
         if (!Array.isArray(v) || v.length !== n) bad(v, codec);
         for (let i = 0; i < n - 1; i++) {
           w.reserve(4); const at = w.len; w.len += 4;
           encs[i](w, v[i]);
-          w.dv.setUint32(at, w.len - at - 4, true);
+          w.patch32(at, w.len - at - 4);
         }
         encs[n - 1](w, v[n - 1]);
       };
@@ -306,7 +356,7 @@ function encoderOf(ast) {
         for (let i = 0; i < v.length; i++) {
           w.reserve(4); const at = w.len; w.len += 4;
           enc(w, v[i]);
-          w.dv.setUint32(at, w.len - at - 4, true);
+          w.patch32(at, w.len - at - 4);
         }
       };
     }
