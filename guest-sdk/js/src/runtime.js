@@ -28,15 +28,13 @@ const WHAT = {
 
 /** Encodes `values` with `codec`; a value that does not fit names the operator that made it. */
 function encodeOut(w, codec, values, node, hint) {
-  const enc = compile(codec).enc;
-  for (let i = 0; i < values.length; i++) {
-    const mark = w.len;
-    try { enc(w, values[i]); } catch (e) {
-      w.truncate(mark);
-      if (!(e instanceof CodecError)) throw e;
-      throw new Reported(`${node} returned ${describe(values[i])} where the stream's records are ${codec} (${e.message})${hint ? `; declare ${hint}` : ''}`);
-    }
-    w.end();
+  const enc = compile(codec).enc, n = values.length, ends = w.ends;
+  let i = 0;
+  try {
+    for (; i < n; i++) { enc(w, values[i]); ends.push(w.len); }
+  } catch (e) {
+    if (!(e instanceof CodecError)) throw e;
+    throw new Reported(`${node} returned ${describe(values[i])} where the stream's records are ${codec} (${e.message})${hint ? `; declare ${hint}` : ''}`);
   }
 }
 
