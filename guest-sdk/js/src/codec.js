@@ -95,13 +95,28 @@ export function latin1(data, start, end) {
   return parts.join('');
 }
 
+// Without TextDecoder (QuickJS), a partition being decoded is also kept as one
+// string of one char per byte: a string field is then a slice of it, which
+// is much faster there than a conversion per field.
+let L1_DATA = null, L1_STR = '', L1_ASCII = false;
+
+/** Keeps `data` as a latin1 string while `f()` decodes fields of it. */
+export function withLatin1(data, f) {
+  if (TD !== null || data.length === 0 || L1_DATA !== null) return f();
+  L1_DATA = data;
+  L1_STR = latin1(data, 0, data.length);
+  L1_ASCII = !NON_ASCII.test(L1_STR);
+  try { return f(); } finally { L1_DATA = null; L1_STR = ''; }
+}
+
 /** Strict UTF-8 decoding of data[start, end). */
 export function utf8Decode(data, start, end) {
   if (start === end) return '';
   if (TD !== null) {
     try { return TD.decode(data.subarray(start, end)); } catch (e) { throw new CodecError('invalid UTF-8'); }
   }
-  const s = latin1(data, start, end);
+  const s = data === L1_DATA ? L1_STR.slice(start, end) : latin1(data, start, end);
+  if (data === L1_DATA && L1_ASCII) return s;
   if (!NON_ASCII.test(s)) return s;
   try { return decodeURIComponent(escape(s)); } catch (e) { throw new CodecError('invalid UTF-8'); }
 }
@@ -301,10 +316,6 @@ export function compile(codec) {
   return c;
 }
 
-function need(end, at, n, what) {
-  if (at + n > end) throw new CodecError(`${what}: needs ${n} bytes, ${end - at} left`);
-}
-
 function encoderOf(ast) {
   const k = ast.k;
   switch (k) {
@@ -434,17 +445,33 @@ function decoderOf(ast) {
     case 'f32': return (data, dv, s, e) => { if (e - s !== 4) throw new CodecError(`an f32 is 4 bytes, not ${e - s}`); return dv.getFloat32(s, true); };
     case 'tuple': {
       const decs = ast.elems.map(decoderOf), n = decs.length;
+      if (n === 2) {
+        const [d0, d1] = decs;
+        return (data, dv, s, e) => {
+          let i = 0;
+          try {
+            if (s + 4 > e) throw new CodecError(`needs 4 bytes, ${e - s} left`);
+            const len = dv.getUint32(s, true), p = s + 4 + len;
+            if (p > e) throw new CodecError(`needs ${len} bytes, ${e - s - 4} left`);
+            const a = d0(data, dv, s + 4, p);
+            i = 1;
+            return [a, d1(data, dv, p, e)];
+          } catch (err) { throw wrap(err, `tuple element ${i}`); }
+        };
+      }
       return (data, dv, s, e) => {
         const out = new Array(n);
-        let p = s;
-        for (let i = 0; i < n - 1; i++) {
-          need(e, p, 4, `tuple element ${i}`);
-          const len = dv.getUint32(p, true); p += 4;
-          need(e, p, len, `tuple element ${i}`);
-          try { out[i] = decs[i](data, dv, p, p + len); } catch (err) { throw wrap(err, `tuple element ${i}`); }
-          p += len;
-        }
-        try { out[n - 1] = decs[n - 1](data, dv, p, e); } catch (err) { throw wrap(err, `tuple element ${n - 1}`); }
+        let p = s, i = 0;
+        try {
+          for (; i < n - 1; i++) {
+            if (p + 4 > e) throw new CodecError(`needs 4 bytes, ${e - p} left`);
+            const len = dv.getUint32(p, true); p += 4;
+            if (p + len > e) throw new CodecError(`needs ${len} bytes, ${e - p} left`);
+            out[i] = decs[i](data, dv, p, p + len);
+            p += len;
+          }
+          out[n - 1] = decs[n - 1](data, dv, p, e);
+        } catch (err) { throw wrap(err, `tuple element ${i}`); }
         return out;
       };
     }
@@ -463,17 +490,19 @@ function decoderOf(ast) {
     case 'list': {
       const dec = decoderOf(ast.inner);
       return (data, dv, s, e) => {
-        need(e, s, 4, 'a list count');
+        if (s + 4 > e) throw new CodecError(`a list count: needs 4 bytes, ${e - s} left`);
         const n = dv.getUint32(s, true);
-        let p = s + 4;
+        let p = s + 4, i = 0;
         const out = [];
-        for (let i = 0; i < n; i++) {
-          need(e, p, 4, `list element ${i}`);
-          const len = dv.getUint32(p, true); p += 4;
-          need(e, p, len, `list element ${i}`);
-          try { out.push(dec(data, dv, p, p + len)); } catch (err) { throw wrap(err, `list element ${i}`); }
-          p += len;
-        }
+        try {
+          for (; i < n; i++) {
+            if (p + 4 > e) throw new CodecError(`needs 4 bytes, ${e - p} left`);
+            const len = dv.getUint32(p, true); p += 4;
+            if (p + len > e) throw new CodecError(`needs ${len} bytes, ${e - p} left`);
+            out.push(dec(data, dv, p, p + len));
+            p += len;
+          }
+        } catch (err) { throw wrap(err, `list element ${i}`); }
         if (p !== e) throw new CodecError(`${e - p} bytes left after a list`);
         return out;
       };
@@ -511,15 +540,19 @@ export function decodeRows(codec, rows) {
   const { data, ends } = rows;
   if (codec === 'string') return decodeStrings(data, ends);
   const c = compile(codec), dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const n = ends.length, out = new Array(n);
-  let s = 0;
-  for (let i = 0; i < n; i++) {
-    const e = ends[i];
-    if (e < s || e > data.length) throw new CodecError(`record ${i}: bad end offset ${e}`);
-    try { out[i] = c.dec(data, dv, s, e); } catch (err) { throw wrap(err, `record ${i} (${c.codec})`); }
-    s = e;
-  }
-  return out;
+  return withLatin1(data, () => {
+    const n = ends.length, out = new Array(n);
+    let s = 0, i = 0;
+    try {
+      for (; i < n; i++) {
+        const e = ends[i];
+        if (e < s || e > data.length) throw new CodecError(`bad end offset ${e}`);
+        out[i] = c.dec(data, dv, s, e);
+        s = e;
+      }
+    } catch (err) { throw wrap(err, `record ${i} (${c.codec})`); }
+    return out;
+  });
 }
 
 /** Encodes an array of records into a partition. */

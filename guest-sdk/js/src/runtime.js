@@ -4,7 +4,7 @@
 // Every export catches whatever is thrown and throws a string instead (the
 // WIT `err`): the operator's name, the message and the stack. Never a trap.
 
-import { CodecError, Some, Writer, compile, decodeRows, describe, latin1, pairOf } from './codec.js';
+import { CodecError, Some, Writer, compile, decodeRows, describe, latin1, pairOf, withLatin1 } from './codec.js';
 import { Args, State, StreamingContext, host, phase } from './graph.js';
 import { messageOf, report } from './errors.js';
 
@@ -139,6 +139,10 @@ function splitPair(data, dv, s, e, node, i) {
 }
 
 export function reduceGroups(table, fid, groups, current) {
+  return withLatin1(groups.data, () => reduceGroupsIn(table, fid, groups, current));
+}
+
+function reduceGroupsIn(table, fid, groups, current) {
   const e = entryOf(table, fid, ['keyReducer'], 'a reduceByKey reducer (reduce-groups)');
   current.node = e.name;
   const { data, ends } = groups, dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -195,6 +199,10 @@ export function foreachPartition(table, fid, batchTimeMs, partition, input, curr
 }
 
 export function updateState(table, fid, batchTimeMs, input, current) {
+  return withLatin1(input.data, () => updateStateIn(table, fid, input, current));
+}
+
+function updateStateIn(table, fid, input, current) {
   const e = entryOf(table, fid, ['updateState'], 'an updateStateByKey function (update-state)');
   current.node = e.name;
   const { data, ends } = input, dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
