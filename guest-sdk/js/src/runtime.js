@@ -304,7 +304,10 @@ export function makeJob(app, options = {}) {
       const ssc = new StreamingContext(name);
       phase.defining = true;
       try {
-        app.define(ssc, new Args(args));
+        const r = app.define(ssc, new Args(args));
+        if (r !== null && typeof r === 'object' && typeof r.then === 'function') {
+          throw new Reported(`define of job ${name}: define must build the graph synchronously (it returned a Promise: is it async?)`);
+        }
       } catch (e) {
         throw new Reported(report(`define of job ${name}`, e));
       } finally {

@@ -139,6 +139,8 @@ test('mistakes fail define, naming the operator and its place', () => {
   assert.match(e, /^define of job T: RangeError: bad args\n    at /);
   e = err(() => { throw 'plain'; });
   assert.equal(e, 'define of job T: plain');
+  e = err(async (ssc) => ssc.queueStreamFromLinesFile('/in', 1).print());
+  assert.match(e, /^define of job T: define must build the graph synchronously/);
   e = err((ssc) => ssc.union());
   assert.match(e, /^union at graph\.test\.js:\d+: needs at least one stream$/);
 });
