@@ -309,6 +309,7 @@ export function makeJob(app, options = {}) {
           throw new Reported(`define of job ${name}: define must build the graph synchronously (it returned a Promise: is it async?)`);
         }
       } catch (e) {
+        if (e instanceof Reported) throw e;
         throw new Reported(report(`define of job ${name}`, e));
       } finally {
         phase.defining = false;
