@@ -46,7 +46,8 @@ export function report(node, e) {
     const lines = String(e.stack).split('\n').filter((l) => {
       const m = FRAME.exec(l);
       if (!m) return false;
-      return !m[1].startsWith(SDK_DIR);
+      // Not the SDK's frames, nor componentize-js's generated glue.
+      return !m[1].startsWith(SDK_DIR) && !m[1].endsWith('/sources/initializer.js');
     });
     if (lines.length) text += '\n' + lines.map((l) => l.replace(/^\s*/, '    ')).join('\n');
   }
