@@ -35,7 +35,8 @@ impl Lang {
     fn plugin(self) -> PathBuf {
         util::plugin(match self {
             Lang::Rust => sluice_test_artifacts::CONFORMANCE_RUST,
-            Lang::Python | Lang::Js => unreachable!("merged with the Python and JavaScript SDKs"),
+            Lang::Python => sluice_test_artifacts::CONFORMANCE_PY,
+            Lang::Js => sluice_test_artifacts::CONFORMANCE_JS,
         })
     }
 
@@ -398,6 +399,14 @@ macro_rules! conformance {
                 #[test]
                 fn rust() {
                     super::$job(super::Lang::Rust);
+                }
+                #[test]
+                fn python() {
+                    super::$job(super::Lang::Python);
+                }
+                #[test]
+                fn js() {
+                    super::$job(super::Lang::Js);
                 }
             }
         )*

@@ -19,6 +19,7 @@ mod outputs;
 #[cfg(unix)]
 mod recovery;
 mod sandbox;
+mod sdks;
 #[cfg(unix)]
 mod serve;
 #[cfg(unix)]
@@ -38,11 +39,16 @@ fn every_plugin_is_tested() {
                 [
                     "all_operators",
                     "blacklist_filter",
+                    "conformance_js",
+                    "conformance_py",
                     "conformance_rust",
                     "contract_0_1",
                     "keyed_ops",
                     "misbehaving",
                     "network_word_count",
+                    "network_word_count_js",
+                    "network_word_count_py",
+                    "stateful_network_word_count_py",
                     "stateful_word_count",
                     "stream_join",
                     "upgrade_lower",

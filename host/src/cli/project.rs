@@ -252,8 +252,13 @@ fn build_rust(dir: &Path, wasm: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a build tool with its output on stderr: stdout is the job's (what
+/// `print` shows) when `sluice run DIR` builds first.
 fn run(mut cmd: Command, what: &str) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
+    let status = cmd
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("cannot run {what}"))?;
     ensure!(
         status.success(),
         "{what} failed ({status}); see its output above"
