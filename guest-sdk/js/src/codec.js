@@ -337,17 +337,17 @@ function encoderOf(ast) {
       const encs = ast.elems.map(encoderOf), n = encs.length, codec = codecString(ast);
       if (n === 2) {
         const [ek, ev] = encs;
+        const general = (w, v) => {
+          if (!Array.isArray(v) || v.length !== 2) bad(v, codec);
+          w.reserve(4); const at = w.len; w.len += 4;
+          ek(w, v[0]);
+          w.patch32(at, w.len - at - 4);
+          ev(w, v[1]);
+        };
         if (TE === null && ast.elems[0].k === 'string' && ast.elems[1].k === 'i64') {
           // The hottest codec (word counts) without a native encoder: one
           // function, a cached key, byte stores; anything unusual goes the
           // general way.
-          const general = (w, v) => {
-            if (!Array.isArray(v) || v.length !== 2) bad(v, codec);
-            w.reserve(4); const at = w.len; w.len += 4;
-            ek(w, v[0]);
-            w.patch32(at, w.len - at - 4);
-            ev(w, v[1]);
-          };
           return (w, v) => {
             if (!Array.isArray(v) || v.length !== 2) return general(w, v);
             const s = v[0], x = v[1];
@@ -371,13 +371,7 @@ function encoderOf(ast) {
             w.len = p + m + 8;
           };
         }
-        return (w, v) => {
-          if (!Array.isArray(v) || v.length !== 2) bad(v, codec);
-          w.reserve(4); const at = w.len; w.len += 4;
-          ek(w, v[0]);
-          w.patch32(at, w.len - at - 4);
-          ev(w, v[1]);
-        };
+        return general;
       }
       return (w, v) => {
         if (!Array.isArray(v) || v.length !== n) bad(v, codec);

@@ -326,8 +326,9 @@ impl Datasets {
                 local.handle()
             }
         };
+        let id: TableId = (location.to_string(), key.to_string(), value.to_string());
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((version, table)) = loaded.get(location) {
+        if let Some((version, table)) = loaded.get(&id) {
             match storage::version(runtime, location, &self.options) {
                 Ok(now) if &now == version => return Ok(Arc::clone(table)),
                 Ok(_) => {}
@@ -337,7 +338,7 @@ impl Datasets {
                 }
             }
         }
-        let first = !loaded.contains_key(location);
+        let first = !loaded.contains_key(&id);
         let read = storage::read(runtime, location, &self.options)
             .map_err(|e| e.to_string())
             .and_then(|(bytes, version)| {
@@ -352,13 +353,13 @@ impl Datasets {
                     );
                 }
                 let table = Arc::new(table);
-                loaded.insert(location.to_string(), (version, Arc::clone(&table)));
+                loaded.insert(id, (version, Arc::clone(&table)));
                 Ok(table)
             }
             Err(e) if first => Err(e),
             Err(e) => {
                 tracing::warn!("reference dataset `{location}` changed but is kept as it was: {e}");
-                Ok(Arc::clone(&loaded[location].1))
+                Ok(Arc::clone(&loaded[&id].1))
             }
         }
     }
@@ -517,6 +518,26 @@ mod tests {
         std::fs::rename(&next, &file).unwrap();
         let third = datasets.table(location, &key, &value).unwrap();
         assert_eq!(third.values.len(), 2);
+    }
+
+    #[test]
+    fn one_file_read_as_two_value_types_gives_each_join_its_own_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ref.tsv");
+        std::fs::write(&file, "a\t7\n").unwrap();
+        let location = file.to_str().unwrap();
+        let datasets = Datasets::default();
+        let as_int = datasets
+            .table(location, &Codec::String, &Codec::Num(Numeric::I64))
+            .unwrap();
+        let as_text = datasets
+            .table(location, &Codec::String, &Codec::String)
+            .unwrap();
+        assert_eq!(
+            as_int.values[b"a".as_slice()],
+            vec![7i64.to_le_bytes().to_vec()]
+        );
+        assert_eq!(as_text.values[b"a".as_slice()], vec![b"7".to_vec()]);
     }
 
     /// The brute-force join of `left` and `right` (nested loops over every
