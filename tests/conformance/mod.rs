@@ -244,10 +244,11 @@ fn windowed_wordcount(lang: Lang) {
         .map(|&t| {
             let mut window = Counts::new();
             for (k, &tk) in times.iter().enumerate() {
-                if tk + WINDOW_MS > t && tk <= t {
-                    if let Some(counts) = chunks.get(k) {
-                        util::add_counts(&mut window, counts);
-                    }
+                if tk + WINDOW_MS > t
+                    && tk <= t
+                    && let Some(counts) = chunks.get(k)
+                {
+                    util::add_counts(&mut window, counts);
                 }
             }
             (t, count_lines(&window))

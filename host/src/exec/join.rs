@@ -285,12 +285,17 @@ fn parse_text(text: &str, codec: &Codec) -> Result<Vec<u8>, String> {
 /// before a batch when its object has changed (one metadata request per
 /// batch), so that a job swaps its reference data without a restart: write
 /// the new file elsewhere and rename it into place. If a changed dataset
-/// cannot be read, the previous content stays in use, with a warning.
+/// cannot be read, the previous content stays in use, with a warning. A
+/// table is kept per location and codecs: two joins may read one file as
+/// different types.
 pub struct Datasets {
     runtime: Option<tokio::runtime::Handle>,
     options: StorageOptions,
-    loaded: Mutex<HashMap<String, (Version, Arc<Table>)>>,
+    loaded: Mutex<HashMap<TableId, (Version, Arc<Table>)>>,
 }
+
+/// A dataset as one join reads it: its location, key codec and value codec.
+type TableId = (String, String, String);
 
 impl Default for Datasets {
     /// Datasets read on a runtime of their own making (for tests); jobs pass
