@@ -174,3 +174,37 @@ fn a_folder_that_is_not_a_project_is_refused_with_what_it_lacks() {
     out.assert_failure();
     out.assert_stderr_contains(&["is not a plugin project", "app.py", "app.js", "Cargo.toml"]);
 }
+
+#[test]
+fn sluice_new_refuses_a_bad_name_a_folder_in_use_and_a_missing_sdk_with_the_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Sluice::new(["new", "--lang", "python"])
+        .arg(tmp.path().join("Word Count"))
+        .output();
+    out.assert_failure();
+    out.assert_stderr_contains(&["\"Word Count\" cannot name a plugin", "lower-case letters"]);
+
+    let used = tmp.path().join("wc");
+    std::fs::create_dir(&used).unwrap();
+    std::fs::write(used.join("notes.txt"), "mine").unwrap();
+    let out = Sluice::new(["new", "--lang", "js"]).arg(&used).output();
+    out.assert_failure();
+    out.assert_stderr_contains(&["already exists and is not an empty folder"]);
+    assert_eq!(
+        std::fs::read_to_string(used.join("notes.txt")).unwrap(),
+        "mine",
+        "nothing in the folder was touched"
+    );
+    assert!(!used.join("app.js").exists());
+
+    let out = Sluice::new(["new", "--lang", "rust"])
+        .arg(tmp.path().join("fresh"))
+        .env("SLUICE_SDK", tmp.path().join("no-such-sdk"))
+        .output();
+    out.assert_failure();
+    out.assert_stderr_contains(&["the Sluice SDKs are not at", "no-such-sdk", "SLUICE_SDK"]);
+    assert!(
+        !tmp.path().join("fresh").exists(),
+        "no project is half-written"
+    );
+}

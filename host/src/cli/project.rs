@@ -212,43 +212,53 @@ pub(crate) fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
+/// `cargo build --release --target wasm32-wasip2` in `dir`; the component is
+/// the `.wasm` artifact cargo reports (`--message-format=json`), wherever the
+/// target directory and whatever the library's name.
 fn build_rust(dir: &Path, wasm: &Path) -> anyhow::Result<()> {
     const TARGET: &str = "wasm32-wasip2";
-    let manifest = fs::read_to_string(dir.join("Cargo.toml"))
-        .with_context(|| format!("cannot read {}", dir.join("Cargo.toml").display()))?;
-    let package = manifest
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
-        })
-        .with_context(|| format!("{}: no package name", dir.join("Cargo.toml").display()))?;
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(dir)
+    let what = format!(
+        "cargo build --release --target {TARGET} in {}",
+        dir.display()
+    );
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(dir)
         .args(["build", "--release", "--target", TARGET])
+        .arg("--message-format=json-render-diagnostics")
         // Flags for the machine's own target are wrong for Wasm.
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    run(
-        cmd,
-        &format!(
-            "cargo build --release --target {TARGET} in {}",
-            dir.display()
-        ),
-    )?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
-    let built = target_dir
-        .join(TARGET)
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    fs::copy(&built, wasm).with_context(|| {
-        format!(
-            "cargo built `{package}` but {} is missing: is its library a `cdylib`?",
-            built.display()
-        )
-    })?;
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    ensure!(
+        output.status.success(),
+        "{what} failed ({}); see its output above",
+        output.status
+    );
+    let built: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    let [component] = built.as_slice() else {
+        bail!(
+            "{what} made {} `.wasm` files ({built:?}): a plugin project is one crate whose \
+             library is a `cdylib`",
+            built.len()
+        );
+    };
+    fs::copy(component, wasm)
+        .with_context(|| format!("cannot copy {} to {}", component.display(), wasm.display()))?;
     Ok(())
 }
 
