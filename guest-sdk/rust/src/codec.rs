@@ -53,6 +53,12 @@ pub trait Data: Sized + 'static {
 
     /// Decodes one value from exactly `bytes` (trailing bytes are an error).
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError>;
+    /// Whether `bytes` decode, without keeping the value. The same as
+    /// `decode(bytes).map(drop)`, which is what it does unless the type
+    /// can check without building a value (`String` checks UTF-8).
+    fn check(bytes: &[u8]) -> Result<(), DecodeError> {
+        Self::decode(bytes).map(drop)
+    }
 
     /// How many bytes [`encode`](Data::encode) will append, used to size
     /// buffers before encoding a partition. Exact for the built-in codecs
@@ -241,6 +247,16 @@ mod sealed {
     pub trait Sealed {}
 }
 
+/// `bytes` as a `str`, or the error a `string` that is not UTF-8 is.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::new(format!(
+            "invalid UTF-8 in a string at byte {}",
+            e.valid_up_to()
+        ))
+    })
+}
+
 impl Data for String {
     fn codec() -> String {
         "string".to_string()
@@ -249,13 +265,10 @@ impl Data for String {
         out.extend_from_slice(self.as_bytes());
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(DecodeError::new(format!(
-                "invalid UTF-8 in a string at byte {}",
-                e.valid_up_to()
-            ))),
-        }
+        utf8(bytes).map(str::to_owned)
+    }
+    fn check(bytes: &[u8]) -> Result<(), DecodeError> {
+        utf8(bytes).map(drop)
     }
     fn encoded_size_hint(&self) -> usize {
         self.len()

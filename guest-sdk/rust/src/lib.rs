@@ -62,6 +62,15 @@
 #![forbid(missing_docs)]
 #![deny(unsafe_code)]
 
+#[cfg(any(
+    test,
+    all(
+        feature = "allocator",
+        target_arch = "wasm32",
+        not(target_feature = "atomics")
+    )
+))]
+mod alloc;
 mod args;
 pub mod codec;
 mod context;
@@ -76,9 +85,20 @@ mod state;
 mod time;
 
 pub use args::Args;
+
+/// Small allocations from reusable chunks (`alloc.rs`); the `allocator`
+/// feature, on by default.
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::Arena<std::alloc::System> = alloc::Arena::new(std::alloc::System);
 pub use codec::{Bytes, Data, DecodeError, Json, Numeric};
 pub use context::{Job, StreamingContext};
 pub use dstream::{DStream, MapWithStateDStream};
+pub use function::{Emit, Emitter};
 pub use output::IdempotencyKey;
 pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
 pub use state::{State, StateSpec};
@@ -89,6 +109,7 @@ pub mod prelude {
     pub use crate::codec::{Bytes, Data, Json, Numeric};
     pub use crate::context::{Job, StreamingContext};
     pub use crate::dstream::{DStream, MapWithStateDStream};
+    pub use crate::function::{Emit, Emitter};
     pub use crate::output::IdempotencyKey;
     pub use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator};
     pub use crate::state::{State, StateSpec};

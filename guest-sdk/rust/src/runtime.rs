@@ -19,7 +19,7 @@ use std::sync::Once;
 use crate::args::Args;
 use crate::bindings::sluice::plugin::types::{FunctionId, JobGraph, Rows, Stage};
 use crate::context::{Job, StreamingContext};
-use crate::function::{BatchFn, ChainFn, Entry, Function, OutputSlot};
+use crate::function::{BatchFn, ChainFn, Entry, Function, run_pipeline};
 use crate::graph::Graph;
 use crate::output::IdempotencyKey;
 
@@ -138,11 +138,8 @@ fn chain_stage<'t>(
     }
 }
 
-/// The `run-chain` export: builds the chain's pipeline of sinks from the
-/// last stage back to the first, then decodes the input one record at a time
-/// and pushes each through the pipeline, which encodes what comes out of
-/// the last stage straight into the output. An empty chain returns its
-/// input.
+/// The `run-chain` export: runs the chain's functions as one pipeline
+/// ([`run_pipeline`]). An empty chain returns its input.
 pub fn run_chain(stages: Vec<Stage>, input: Rows) -> Result<Rows, String> {
     TABLE.with_borrow(|table| {
         if stages.is_empty() {
@@ -153,26 +150,8 @@ pub fn run_chain(stages: Vec<Stage>, input: Rows) -> Result<Rows, String> {
             .map(|stage| chain_stage(table, stage))
             .collect::<Result<Vec<_>, _>>()?;
         let _running = Running::enter_chain(chain.iter().map(|(n, _)| Rc::clone(n)).collect());
-        let output: OutputSlot = Rc::new(Cell::new(None));
-        let (_, last) = chain[chain.len() - 1];
-        let mut sink = last.encoder(Rc::clone(&output), &input);
-        for (stage, (_, function)) in chain.iter().enumerate().rev() {
-            sink = function.compose(sink, stage).ok_or_else(|| {
-                // `stage` is not the last one: the encoder takes its output.
-                let (next, next_function) = chain[stage + 1];
-                format!(
-                    "{next}: the previous stage of the chain does not produce {} records; \
-                     the host chained functions of streams that do not follow each other",
-                    next_function.input_codec()
-                )
-            })?;
-        }
-        let (first_name, first) = chain[0];
-        first.feed(&input, sink, first_name)?;
-        drop(input);
-        Ok(output
-            .take()
-            .expect("a finished pipeline leaves its output in the slot"))
+        let chain: Vec<(&str, &dyn ChainFn)> = chain.iter().map(|&(n, f)| (&**n, f)).collect();
+        run_pipeline(&chain, input)
     })
 }
 

@@ -68,11 +68,21 @@ pub(super) fn compile(
     tracing::info!(plugin = %plugin.display(), "compiled plugin in {:.1?}", started.elapsed());
     match component.serialize() {
         Ok(serialized) => match store(dir, &entry, &serialized) {
-            Ok(()) => tracing::info!(
-                plugin = %plugin.display(),
-                "wrote cache entry {}",
-                entry.display()
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    plugin = %plugin.display(),
+                    "wrote cache entry {}",
+                    entry.display()
+                );
+                // Run from the entry, as every later start does: the code is
+                // then a mapped file, whose function names profilers (`perf`)
+                // read, and the same in the first run as in the next.
+                drop(serialized);
+                // SAFETY: as above; `store` has just written this entry.
+                if let Ok(mapped) = unsafe { Component::deserialize_file(engine, &entry) } {
+                    return Ok(mapped);
+                }
+            }
             Err(e) => tracing::warn!(
                 plugin = %plugin.display(),
                 "cannot write the compiled plugin to the cache {}: {e}",

@@ -41,8 +41,8 @@ use std::time::Duration;
 use crate::bindings::sluice::plugin::types::{
     self, FunctionId, NodeId, NodeKind, ReduceByKey, SaveAsTextFiles, SaveToSqlite,
 };
-use crate::codec::{Data, Numeric};
-use crate::function::{Function, KeyReducer, NarrowFn, Output, Reducer};
+use crate::codec::{Bytes, Data, Numeric};
+use crate::function::{Emitter, Function, KeyReducer, NarrowFn, Output, Reducer};
 use crate::graph::{Graph, node_name};
 use crate::output::IdempotencyKey;
 use crate::state::Transform;
@@ -483,6 +483,63 @@ fn builtin_by_key(reducer: types::Reducer, partitions: Option<u32>) -> NodeKind 
 ///
 /// The `_with_partitions` variants set the number of partitions of the
 /// shuffle; the others leave it to the host.
+/// `flat_map` over borrowed lines: no copy of the input, nor of what is
+/// emitted borrowed.
+impl DStream<String> {
+    /// Like [`flat_map`](DStream::flat_map), with `f` taking each record as
+    /// a `&str` (a view of the partition's bytes, no copy) and emitting its
+    /// outputs into an [`Emitter`]: `U` records, or borrowed forms of them
+    /// — a `&str` as a `String`, a `(&str, v)` pair as a `(String, V)` —
+    /// which the next stage takes as encodings. Followed by `reduce_by_key`,
+    /// the words of a word count are merged by their bytes and never
+    /// allocated:
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let lines = ctx.socket_text_stream("localhost", 9999);
+    /// let counts = lines
+    ///     .flat_map_str(|line, out| {
+    ///         for word in line.split(' ') {
+    ///             out.emit((word, 1i64));
+    ///         }
+    ///     })
+    ///     .reduce_by_key(|a, b| a + b);
+    /// // Or words alone, with `extend`:
+    /// let words: DStream<String> = lines.flat_map_str(|line, out| out.extend(line.split(' ')));
+    /// ```
+    ///
+    /// In the job graph it is a `flat_map`.
+    #[track_caller]
+    pub fn flat_map_str<U: Data>(&self, f: impl Fn(&str, &mut Emitter<U>) + 'static) -> DStream<U> {
+        let name = node_name("flat_map_str", Location::caller());
+        self.child_with_function(
+            &name,
+            NarrowFn::<String, U>::flat_map_view(&name, f),
+            NodeKind::FlatMap,
+        )
+    }
+}
+
+/// `flat_map` over borrowed byte records.
+impl DStream<Bytes> {
+    /// [`flat_map_str`](DStream::flat_map_str) for [`Bytes`] records: `f`
+    /// takes each as a `&[u8]`, and emits `U` records, `&[u8]` as [`Bytes`]
+    /// or `(&[u8], v)` pairs as `(Bytes, V)`.
+    #[track_caller]
+    pub fn flat_map_bytes<U: Data>(
+        &self,
+        f: impl Fn(&[u8], &mut Emitter<U>) + 'static,
+    ) -> DStream<U> {
+        let name = node_name("flat_map_bytes", Location::caller());
+        self.child_with_function(
+            &name,
+            NarrowFn::<Bytes, U>::flat_map_view(&name, f),
+            NodeKind::FlatMap,
+        )
+    }
+}
+
 impl<K, V> DStream<(K, V)>
 where
     K: Data + Hash + Eq,

@@ -1,0 +1,501 @@
+//! `flat_map_str` and `flat_map_bytes`: a `flat_map` over borrowed views of
+//! the records, whose function emits its outputs into an [`Emitter`].
+//!
+//! The function gets each input record as a `&str` (`&[u8]`): of the
+//! partition's bytes as the host sent them when the stage is the chain's
+//! first, else of the record pushed into it — never a copy. What it emits
+//! can be borrowed too: a `&str` (`&[u8]`) emitted as a `String` (`Bytes`)
+//! record, or a `(&str, v)` pair as a `(String, V)`, is appended as its
+//! encoding to a buffer the emitter reuses, and the next stage takes the
+//! encodings ([`Sink::push_encoded`]): the combine of a `reduce_by_key`
+//! merges each pair by its key's bytes, so a word that is already a key
+//! costs no allocation at all. Owned records can be emitted too, and keep
+//! their order with the borrowed ones.
+
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use super::{BATCH, EncodedBatch, Sink};
+use crate::codec::{Bytes, Data, DecodeError, utf8};
+use crate::rows::end_offset;
+use crate::runtime::enter_stage;
+
+/// Where the function of [`flat_map_str`](crate::DStream::flat_map_str)
+/// emits its output records (of type `U`), in order: each with
+/// [`emit`](Emitter::emit), or many with `extend`.
+///
+/// ```
+/// # use sluice_guest::prelude::*;
+/// # let ctx = StreamingContext::new("doc");
+/// let lines = ctx.socket_text_stream("localhost", 9999);
+/// // Words as (word, 1) pairs, the words borrowed from the lines.
+/// let pairs = lines.flat_map_str(|line, out| {
+///     for word in line.split(' ') {
+///         out.emit((word, 1i64));
+///     }
+/// });
+/// let counts = pairs.reduce_by_key(|a, b| a + b);
+/// ```
+pub struct Emitter<U> {
+    /// Emitted owned records, not passed on yet.
+    owned: Vec<U>,
+    /// Emitted borrowed records, encoded back to back, not passed on yet.
+    data: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl<U: Data> Emitter<U> {
+    fn new() -> Self {
+        Self {
+            owned: Vec::new(),
+            data: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Emits one output record: a `U`, or a borrowed form of one (see
+    /// [`Emit`]).
+    #[inline]
+    pub fn emit<E: Emit<U>>(&mut self, record: E) {
+        record.emit_into(self);
+    }
+
+    /// Appends an owned record.
+    #[inline]
+    fn push_owned(&mut self, record: U) {
+        if !self.ends.is_empty() {
+            // Keep the order: the encoded records go first. Rare (a
+            // function that emits both kinds), so they are decoded here.
+            let decoded = self.take_encoded();
+            self.owned.extend(decoded);
+        }
+        self.owned.push(record);
+    }
+
+    /// Appends a record as its encoding, written by `encode`.
+    #[inline]
+    fn push_encoded_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.data);
+        self.ends.push(end_offset(&self.data));
+    }
+
+    /// The encoded records, decoded (they are this SDK's own encodings of
+    /// `U`, so they decode).
+    fn take_encoded(&mut self) -> Vec<U> {
+        let mut start = 0;
+        let records = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let record = &self.data[start..end as usize];
+                start = end as usize;
+                U::decode(record).expect("an emitted record decodes")
+            })
+            .collect();
+        self.data.clear();
+        self.ends.clear();
+        records
+    }
+
+    fn len(&self) -> usize {
+        self.owned.len() + self.ends.len()
+    }
+
+    /// Passes what was emitted on to `down`, in order.
+    fn flush(&mut self, down: &mut dyn Sink<U>, node: &str) -> Result<(), String> {
+        if !self.owned.is_empty() {
+            down.push_batch(&mut self.owned)?;
+        }
+        if !self.ends.is_empty() {
+            down.push_encoded(EncodedBatch {
+                data: &self.data,
+                start: 0,
+                ends: &self.ends,
+                first_index: 0,
+                node,
+                from_sdk: true,
+            })?;
+            self.data.clear();
+            self.ends.clear();
+        }
+        Ok(())
+    }
+}
+
+impl<U: Data, E: Emit<U>> Extend<E> for Emitter<U> {
+    fn extend<I: IntoIterator<Item = E>>(&mut self, records: I) {
+        for record in records {
+            record.emit_into(self);
+        }
+    }
+}
+
+/// What an [`Emitter<U>`] takes: a `U`, or a borrowed form of a `U` that it
+/// encodes without making a `U`:
+///
+/// | emitted | as a record of type |
+/// |---|---|
+/// | `U` (any [`Data`]) | `U` |
+/// | `&str` | `String` |
+/// | `&[u8]` | [`Bytes`] |
+/// | `(&str, V)` | `(String, V)` |
+/// | `(&[u8], V)` | `(Bytes, V)` |
+///
+/// Implemented by the SDK only.
+pub trait Emit<U>: sealed::Sealed<U> {
+    #[doc(hidden)]
+    fn emit_into(self, out: &mut Emitter<U>);
+}
+
+mod sealed {
+    pub trait Sealed<U> {}
+}
+
+impl<U: Data> sealed::Sealed<U> for U {}
+impl<U: Data> Emit<U> for U {
+    #[inline]
+    fn emit_into(self, out: &mut Emitter<U>) {
+        out.push_owned(self);
+    }
+}
+
+impl sealed::Sealed<String> for &str {}
+impl Emit<String> for &str {
+    #[inline]
+    fn emit_into(self, out: &mut Emitter<String>) {
+        out.push_encoded_with(|buf| buf.extend_from_slice(self.as_bytes()));
+    }
+}
+
+impl sealed::Sealed<Bytes> for &[u8] {}
+impl Emit<Bytes> for &[u8] {
+    #[inline]
+    fn emit_into(self, out: &mut Emitter<Bytes>) {
+        out.push_encoded_with(|buf| buf.extend_from_slice(self));
+    }
+}
+
+/// A pair whose key is given as its encoding (the codec of a `tuple<k, v>`:
+/// the key's length as a `u32`, little-endian, the key, the value).
+#[inline]
+fn encode_pair<V: Data>(key: &[u8], value: &V, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&end_offset(key).to_le_bytes());
+    buf.extend_from_slice(key);
+    value.encode(buf);
+}
+
+impl<V: Data> sealed::Sealed<(String, V)> for (&str, V) {}
+impl<V: Data> Emit<(String, V)> for (&str, V) {
+    #[inline]
+    fn emit_into(self, out: &mut Emitter<(String, V)>) {
+        out.push_encoded_with(|buf| encode_pair(self.0.as_bytes(), &self.1, buf));
+    }
+}
+
+impl<V: Data> sealed::Sealed<(Bytes, V)> for (&[u8], V) {}
+impl<V: Data> Emit<(Bytes, V)> for (&[u8], V) {
+    #[inline]
+    fn emit_into(self, out: &mut Emitter<(Bytes, V)>) {
+        out.push_encoded_with(|buf| encode_pair(self.0, &self.1, buf));
+    }
+}
+
+/// A record type whose records a `flat_map_str`-like stage borrows:
+/// `String` as `str`, [`Bytes`] as `[u8]`.
+pub(crate) trait Viewed: Data {
+    type View: ?Sized;
+    fn view(&self) -> &Self::View;
+    /// The view of an encoded record, checked as `decode` would check it.
+    fn view_encoded(bytes: &[u8]) -> Result<&Self::View, DecodeError>;
+}
+
+impl Viewed for String {
+    type View = str;
+    fn view(&self) -> &str {
+        self
+    }
+    fn view_encoded(bytes: &[u8]) -> Result<&str, DecodeError> {
+        utf8(bytes)
+    }
+}
+
+impl Viewed for Bytes {
+    type View = [u8];
+    fn view(&self) -> &[u8] {
+        &self.0
+    }
+    fn view_encoded(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+        Ok(bytes)
+    }
+}
+
+/// How many encoded bytes an emitter holds before it passes them on, at
+/// most (plus one function call's worth).
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// The sink of a `flat_map_str` stage.
+pub(crate) struct FlatMapViewSink<T, F, U> {
+    pub(crate) f: Rc<F>,
+    pub(crate) out: Emitter<U>,
+    pub(crate) down: Box<dyn Sink<U>>,
+    pub(crate) stage: usize,
+    /// The stage's node, which the records it emits name.
+    pub(crate) node: Rc<str>,
+    pub(crate) input: PhantomData<fn(T)>,
+}
+
+impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F, U> {
+    /// Creates the sink.
+    pub(crate) fn new(f: Rc<F>, down: Box<dyn Sink<U>>, stage: usize, node: Rc<str>) -> Self {
+        Self {
+            f,
+            out: Emitter::new(),
+            down,
+            stage,
+            node,
+            input: PhantomData,
+        }
+    }
+
+    /// Runs the function over one view, and passes its output on when
+    /// enough has piled up.
+    #[inline]
+    fn apply(&mut self, view: &T::View) -> Result<(), String> {
+        (self.f)(view, &mut self.out);
+        if self.out.len() >= BATCH || self.out.data.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        // Downstream stages report their own.
+        enter_stage(self.stage + 1);
+        self.out.flush(&mut *self.down, &self.node)?;
+        enter_stage(self.stage);
+        Ok(())
+    }
+}
+
+impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> Sink<T> for FlatMapViewSink<T, F, U> {
+    fn push(&mut self, item: T) -> Result<(), String> {
+        enter_stage(self.stage);
+        self.apply(item.view())
+    }
+
+    fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
+        enter_stage(self.stage);
+        for item in items.drain(..) {
+            self.apply(item.view())?;
+        }
+        Ok(())
+    }
+
+    fn push_encoded(&mut self, batch: EncodedBatch<'_>) -> Result<(), String> {
+        enter_stage(self.stage);
+        for (i, record) in batch.records() {
+            let view = T::view_encoded(record?).map_err(|e| batch.decode_error::<T>(i, e))?;
+            self.apply(view)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.flush()?;
+        self.down.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::combine::tests::CollidingState;
+    use super::super::{ChainFn, Function, KeyReducer, NarrowFn, run_pipeline};
+    use super::Emitter;
+    use crate::bindings::sluice::plugin::types::Rows;
+    use crate::codec::Bytes;
+    use crate::rows::{decode_all, encode_all};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    fn chain_fn(function: &Function) -> &dyn ChainFn {
+        match function {
+            Function::Narrow(f) => f.as_ref(),
+            Function::KeyReducer(f) => f.as_ref() as &dyn ChainFn,
+            _ => unreachable!("a chain stage"),
+        }
+    }
+
+    fn run(stages: &[Function], input: &Rows) -> Result<Rows, String> {
+        let chain: Vec<(&str, &dyn ChainFn)> =
+            stages.iter().map(|f| ("stage", chain_fn(f))).collect();
+        run_pipeline(
+            &chain,
+            Rows {
+                data: input.data.clone(),
+                ends: input.ends.clone(),
+            },
+        )
+    }
+
+    /// Lines of words of every kind a key can be: empty (two spaces in a
+    /// row), around the 15 bytes a key is held inline up to, long, not
+    /// ASCII.
+    fn line() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            4 => "[a-d]{0,3}",
+            1 => "[a-b]{14,17}",
+            1 => "[x-z]{30,80}",
+            1 => "[éü€😀]{1,6}",
+        ];
+        vec(word, 0..12).prop_map(|words| words.join(" "))
+    }
+
+    fn add(a: i64, b: i64) -> i64 {
+        a.wrapping_add(b)
+    }
+
+    proptest! {
+        /// A word count with `flat_map_str` emitting borrowed `(word, 1)`
+        /// pairs into the combine gives the same rows as the plain path
+        /// (`flat_map` to owned words, `map`, combine), whether the combine
+        /// writes the output or another stage follows it.
+        #[test]
+        fn borrowed_pairs_count_like_owned_ones(lines in vec(line(), 0..60)) {
+            let input = encode_all(&lines);
+            let plain = || {
+                vec![
+                    NarrowFn::<String, String>::flat_map(|l: String| {
+                        l.split(' ').map(String::from).collect::<Vec<_>>()
+                    }),
+                    NarrowFn::<String, (String, i64)>::map(|w| (w, 1)),
+                    KeyReducer::<String, i64, _>::boxed(add),
+                ]
+            };
+            let borrowed = || {
+                vec![
+                    NarrowFn::<String, (String, i64)>::flat_map_view("f", |l: &str, out| {
+                        for w in l.split(' ') {
+                            out.emit((w, 1i64));
+                        }
+                    }),
+                    KeyReducer::<String, i64, _>::boxed(add),
+                ]
+            };
+            let expected = run(&plain(), &input).unwrap();
+            let got = run(&borrowed(), &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+            prop_assert_eq!(&got.ends, &expected.ends);
+            // With a stage after the combine, it pushes decoded pairs.
+            let then = |mut stages: Vec<Function>| {
+                stages.push(NarrowFn::<(String, i64), (String, i64)>::map(|p| p));
+                stages
+            };
+            let got = run(&then(borrowed()), &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+            let got = run(&then(plain()), &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+            // Every key in one bucket chain.
+            let mut colliding = borrowed();
+            colliding[1] = Function::KeyReducer(Box::new(
+                KeyReducer::<String, i64, fn(i64, i64) -> i64, CollidingState>::new(add),
+            ));
+            let got = run(&colliding, &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+        }
+
+        /// Borrowed words, owned words and both mixed keep their order and
+        /// their bytes, into the encoder and into a following `map`.
+        #[test]
+        fn borrowed_and_owned_records_keep_their_order(lines in vec(line(), 0..40)) {
+            let input = encode_all(&lines);
+            let expected: Vec<String> = lines
+                .iter()
+                .flat_map(|l| l.split(' ').flat_map(|w| [w.to_string(), w.to_uppercase()]))
+                .collect();
+            let mixed = |l: &str, out: &mut Emitter<String>| {
+                for w in l.split(' ') {
+                    out.emit(w);
+                    out.emit(w.to_uppercase());
+                }
+            };
+            let alone = [NarrowFn::<String, String>::flat_map_view("f", mixed)];
+            let got: Vec<String> = decode_all(&run(&alone, &input).unwrap(), "n").unwrap();
+            prop_assert_eq!(&got, &expected);
+            let followed = [
+                NarrowFn::<String, String>::flat_map_view("f", mixed),
+                NarrowFn::<String, String>::map(|w| w),
+            ];
+            let got: Vec<String> = decode_all(&run(&followed, &input).unwrap(), "n").unwrap();
+            prop_assert_eq!(&got, &expected);
+            // As a later stage, fed owned strings.
+            let later = [
+                NarrowFn::<String, String>::map(|l| l),
+                NarrowFn::<String, String>::flat_map_view("f", mixed),
+            ];
+            let got: Vec<String> = decode_all(&run(&later, &input).unwrap(), "n").unwrap();
+            prop_assert_eq!(&got, &expected);
+        }
+
+        /// `flat_map_bytes` over any bytes, invalid UTF-8 included, with
+        /// `(&[u8], v)` pairs into the combine.
+        #[test]
+        fn borrowed_bytes_count_like_owned_ones(records in vec(vec(any::<u8>(), 0..40), 0..40)) {
+            let records: Vec<Bytes> = records.into_iter().map(Bytes).collect();
+            let input = encode_all(&records);
+            let plain = [
+                NarrowFn::<Bytes, (Bytes, i64)>::flat_map(|b: Bytes| {
+                    b.0.split(|&c| c == b'a').map(|w| (Bytes(w.to_vec()), w.len() as i64)).collect::<Vec<_>>()
+                }),
+                KeyReducer::<Bytes, i64, _>::boxed(add),
+            ];
+            let borrowed = [
+                NarrowFn::<Bytes, (Bytes, i64)>::flat_map_view("f", |b: &[u8], out| {
+                    for w in b.split(|&c| c == b'a') {
+                        out.emit((w, w.len() as i64));
+                    }
+                }),
+                KeyReducer::<Bytes, i64, _>::boxed(add),
+            ];
+            let expected = run(&plain, &input).unwrap();
+            let got = run(&borrowed, &input).unwrap();
+            prop_assert_eq!(got.data, expected.data);
+        }
+    }
+
+    /// The input is the host's: a line that is not UTF-8 is the same error
+    /// as on the plain path, naming the stage and the record.
+    #[test]
+    fn invalid_utf8_input_is_the_same_error() {
+        let input = Rows {
+            data: vec![b'o', b'k', 0xff],
+            ends: vec![2, 3],
+        };
+        let borrowed = [NarrowFn::<String, String>::flat_map_view(
+            "f",
+            |l: &str, out| out.emit(l),
+        )];
+        let plain = [NarrowFn::<String, String>::flat_map(|l: String| [l])];
+        let expected = run(&plain, &input).unwrap_err();
+        assert_eq!(run(&borrowed, &input).unwrap_err(), expected);
+        assert!(
+            expected.contains("cannot decode input record 1 as string"),
+            "{expected}"
+        );
+    }
+
+    /// A combine fed the host's pairs directly checks their keys.
+    #[test]
+    fn a_combine_first_checks_the_keys_it_does_not_decode() {
+        let mut input = encode_all(&[("ok".to_string(), 1i64)]);
+        let bad = [1u8, 0, 0, 0, 0xff, 1, 0, 0, 0, 0, 0, 0, 0];
+        input.data.extend_from_slice(&bad);
+        input.ends.push(input.data.len() as u32);
+        let err = run(&[KeyReducer::<String, i64, _>::boxed(add)], &input).unwrap_err();
+        assert!(
+            err.contains(
+                "cannot decode input record 1 as tuple<string,i64>: tuple element 0: invalid UTF-8"
+            ),
+            "{err}"
+        );
+    }
+}
