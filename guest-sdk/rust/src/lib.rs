@@ -82,6 +82,7 @@ mod rows;
 mod runtime;
 pub mod shared;
 mod state;
+pub mod text;
 mod time;
 
 pub use args::Args;

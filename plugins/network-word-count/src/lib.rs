@@ -51,7 +51,7 @@ impl Job for NetworkWordCount {
             // the combine of reduce_by_key takes it by its bytes, without a
             // String per word.
             "borrowed" => lines.flat_map_str(|line, out| {
-                for word in line.split(' ') {
+                for word in sluice_guest::text::split(line, ' ') {
                     out.emit((word, 1i64));
                 }
             }),
