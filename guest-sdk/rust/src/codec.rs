@@ -247,8 +247,12 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// `bytes` as a `str`, or the error a `string` that is not UTF-8 is.
+/// `bytes` as a `str`, or the error a `string` that is not UTF-8 is. ASCII
+/// text is checked 16 bytes at a time ([`crate::text::is_ascii`]).
 pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    if crate::text::is_ascii(bytes) {
+        return Ok(crate::text::ascii_str(bytes));
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         DecodeError::new(format!(
             "invalid UTF-8 in a string at byte {}",

@@ -20,7 +20,10 @@
 ///
 /// If `sep` is not ASCII.
 pub fn split(s: &str, sep: char) -> Split<'_> {
-    assert!(sep.is_ascii(), "text::split takes an ASCII separator, not {sep:?}");
+    assert!(
+        sep.is_ascii(),
+        "text::split takes an ASCII separator, not {sep:?}"
+    );
     Split {
         s,
         sep: sep as u8,
@@ -70,6 +73,50 @@ fn mask16(block: &[u8; 16], sep: u8) -> u32 {
         .iter()
         .enumerate()
         .fold(0, |mask, (i, &b)| mask | (u32::from(b == sep) << i))
+}
+
+/// Whether every byte is ASCII: 16 bytes at a time with Wasm SIMD, as
+/// `<[u8]>::is_ascii` elsewhere.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+#[allow(unsafe_code)]
+pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
+    use core::arch::wasm32::{u8x16_bitmask, v128_load, v128_or};
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        // SAFETY: `block` is 32 readable bytes; `v128_load` has no alignment
+        // requirement.
+        let (a, b) = unsafe {
+            (
+                v128_load(block.as_ptr().cast()),
+                v128_load(block.as_ptr().add(16).cast()),
+            )
+        };
+        if u8x16_bitmask(v128_or(a, b)) != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().is_ascii()
+}
+
+/// Whether every byte is ASCII.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
+    bytes.is_ascii()
+}
+
+/// Bytes that [`is_ascii`] accepted, as a `str`, without checking them
+/// again.
+#[inline]
+#[allow(unsafe_code)]
+pub(crate) fn ascii_str(bytes: &[u8]) -> &str {
+    assert!(
+        cfg!(not(debug_assertions)) || bytes.is_ascii(),
+        "ascii_str takes ASCII"
+    );
+    // SAFETY: callers pass bytes `is_ascii` accepted, and ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 impl<'a> Iterator for Split<'a> {
@@ -135,9 +182,33 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// The same answer as `<[u8]>::is_ascii`, whatever the length and
+        /// wherever a non-ASCII byte is.
+        #[test]
+        fn is_ascii_agrees(mut bytes in proptest::collection::vec(0u8..0x80, 0..100), at in any::<usize>(), high in 0x80u8..) {
+            prop_assert!(is_ascii(&bytes));
+            if !bytes.is_empty() {
+                let at = at % bytes.len();
+                bytes[at] = high;
+                prop_assert!(!is_ascii(&bytes));
+            }
+        }
+    }
+
     #[test]
     fn edges() {
-        for s in ["", " ", "  ", "a", "a ", " a", &" ".repeat(16), &"x".repeat(16), &"x ".repeat(20)] {
+        for s in [
+            "",
+            " ",
+            "  ",
+            "a",
+            "a ",
+            " a",
+            &" ".repeat(16),
+            &"x".repeat(16),
+            &"x ".repeat(20),
+        ] {
             let expected: Vec<&str> = s.split(' ').collect();
             assert_eq!(split(s, ' ').collect::<Vec<_>>(), expected, "{s:?}");
         }

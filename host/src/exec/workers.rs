@@ -341,6 +341,12 @@ impl Workers {
                             ));
                         }
                     }
+                    tracing::trace!(
+                        job = %job,
+                        "task `{task}`: instance memory {} bytes after call {}",
+                        slot.instance.memory_bytes(),
+                        slot.calls
+                    );
                     let due = self.recycle.due(
                         slot.instance.memory_bytes(),
                         slot.defined_bytes,

@@ -309,6 +309,18 @@ where
         Ok(())
     }
 
+    fn takes_pair_parts(&self) -> bool {
+        self.combiner.by_bytes
+    }
+
+    #[inline]
+    fn push_pair_encoded(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        enter_stage(self.stage);
+        let value = V::decode(value).map_err(|e| format!("a value does not decode: {e}"))?;
+        self.merge_encoded(key, value);
+        Ok(())
+    }
+
     fn finish(&mut self) -> Result<(), String> {
         enter_stage(self.stage);
         let CombineStorage {

@@ -36,20 +36,36 @@ use crate::runtime::enter_stage;
 /// });
 /// let counts = pairs.reduce_by_key(|a, b| a + b);
 /// ```
-pub struct Emitter<U> {
+pub struct Emitter<U: Data> {
+    /// The next stage.
+    down: Box<dyn Sink<U>>,
+    /// Whether the next stage takes pairs by parts, at once
+    /// ([`Sink::push_pair_encoded`]): then nothing is held here.
+    direct: bool,
     /// Emitted owned records, not passed on yet.
     owned: Vec<U>,
     /// Emitted borrowed records, encoded back to back, not passed on yet.
     data: Vec<u8>,
     ends: Vec<u32>,
+    /// A value's encoding, for a pair passed by parts.
+    value: Vec<u8>,
+    /// The first error of the next stage while records went to it at once.
+    error: Option<String>,
+    /// The emitting stage's index in the chain.
+    stage: usize,
 }
 
 impl<U: Data> Emitter<U> {
-    fn new() -> Self {
+    fn new(down: Box<dyn Sink<U>>, stage: usize) -> Self {
         Self {
+            direct: down.takes_pair_parts(),
+            down,
             owned: Vec::new(),
             data: Vec::new(),
             ends: Vec::new(),
+            value: Vec::new(),
+            error: None,
+            stage,
         }
     }
 
@@ -60,9 +76,23 @@ impl<U: Data> Emitter<U> {
         record.emit_into(self);
     }
 
+    /// Keeps the first error of the next stage, to report when the
+    /// function returns.
+    fn check(&mut self, result: Result<(), String>) {
+        enter_stage(self.stage);
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+
     /// Appends an owned record.
     #[inline]
     fn push_owned(&mut self, record: U) {
+        if self.direct {
+            enter_stage(self.stage + 1);
+            let pushed = self.down.push(record);
+            return self.check(pushed);
+        }
         if !self.ends.is_empty() {
             // Keep the order: the encoded records go first. Rare (a
             // function that emits both kinds), so they are decoded here.
@@ -77,6 +107,20 @@ impl<U: Data> Emitter<U> {
     fn push_encoded_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
         encode(&mut self.data);
         self.ends.push(end_offset(&self.data));
+    }
+
+    /// Emits a pair given as its key's encoding and its value.
+    #[inline]
+    fn push_pair<V: Data>(&mut self, key: &[u8], value: &V) {
+        if self.direct {
+            self.value.clear();
+            value.encode(&mut self.value);
+            enter_stage(self.stage + 1);
+            let pushed = self.down.push_pair_encoded(key, &self.value);
+            self.check(pushed);
+        } else {
+            self.push_encoded_with(|buf| encode_pair(key, value, buf));
+        }
     }
 
     /// The encoded records, decoded (they are this SDK's own encodings of
@@ -97,17 +141,24 @@ impl<U: Data> Emitter<U> {
         records
     }
 
-    fn len(&self) -> usize {
-        self.owned.len() + self.ends.len()
+    /// Whether enough is held to pass it on.
+    fn full(&self) -> bool {
+        self.owned.len() + self.ends.len() >= BATCH || self.data.len() >= FLUSH_BYTES
     }
 
-    /// Passes what was emitted on to `down`, in order.
-    fn flush(&mut self, down: &mut dyn Sink<U>, node: &str) -> Result<(), String> {
+    /// Passes what was emitted on, in order, and reports the next stage's
+    /// first error.
+    fn flush(&mut self, node: &str) -> Result<(), String> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        // Downstream stages report their own.
+        enter_stage(self.stage + 1);
         if !self.owned.is_empty() {
-            down.push_batch(&mut self.owned)?;
+            self.down.push_batch(&mut self.owned)?;
         }
         if !self.ends.is_empty() {
-            down.push_encoded(EncodedBatch {
+            self.down.push_encoded(EncodedBatch {
                 data: &self.data,
                 start: 0,
                 ends: &self.ends,
@@ -118,6 +169,7 @@ impl<U: Data> Emitter<U> {
             self.data.clear();
             self.ends.clear();
         }
+        enter_stage(self.stage);
         Ok(())
     }
 }
@@ -142,7 +194,7 @@ impl<U: Data, E: Emit<U>> Extend<E> for Emitter<U> {
 /// | `(&[u8], V)` | `(Bytes, V)` |
 ///
 /// Implemented by the SDK only.
-pub trait Emit<U>: sealed::Sealed<U> {
+pub trait Emit<U: Data>: sealed::Sealed<U> {
     #[doc(hidden)]
     fn emit_into(self, out: &mut Emitter<U>);
 }
@@ -188,7 +240,7 @@ impl<V: Data> sealed::Sealed<(String, V)> for (&str, V) {}
 impl<V: Data> Emit<(String, V)> for (&str, V) {
     #[inline]
     fn emit_into(self, out: &mut Emitter<(String, V)>) {
-        out.push_encoded_with(|buf| encode_pair(self.0.as_bytes(), &self.1, buf));
+        out.push_pair(self.0.as_bytes(), &self.1);
     }
 }
 
@@ -196,7 +248,7 @@ impl<V: Data> sealed::Sealed<(Bytes, V)> for (&[u8], V) {}
 impl<V: Data> Emit<(Bytes, V)> for (&[u8], V) {
     #[inline]
     fn emit_into(self, out: &mut Emitter<(Bytes, V)>) {
-        out.push_encoded_with(|buf| encode_pair(self.0, &self.1, buf));
+        out.push_pair(self.0, &self.1);
     }
 }
 
@@ -233,15 +285,15 @@ impl Viewed for Bytes {
 /// most (plus one function call's worth).
 const FLUSH_BYTES: usize = 64 * 1024;
 
-/// The sink of a `flat_map_str` stage.
-pub(crate) struct FlatMapViewSink<T, F, U> {
-    pub(crate) f: Rc<F>,
-    pub(crate) out: Emitter<U>,
-    pub(crate) down: Box<dyn Sink<U>>,
-    pub(crate) stage: usize,
+/// The sink of a `flat_map_str` stage: the function, and the emitter that
+/// holds the next stage.
+pub(crate) struct FlatMapViewSink<T, F, U: Data> {
+    f: Rc<F>,
+    out: Emitter<U>,
+    stage: usize,
     /// The stage's node, which the records it emits name.
-    pub(crate) node: Rc<str>,
-    pub(crate) input: PhantomData<fn(T)>,
+    node: Rc<str>,
+    input: PhantomData<fn(T)>,
 }
 
 impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F, U> {
@@ -249,8 +301,7 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F,
     pub(crate) fn new(f: Rc<F>, down: Box<dyn Sink<U>>, stage: usize, node: Rc<str>) -> Self {
         Self {
             f,
-            out: Emitter::new(),
-            down,
+            out: Emitter::new(down, stage),
             stage,
             node,
             input: PhantomData,
@@ -258,21 +309,13 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F,
     }
 
     /// Runs the function over one view, and passes its output on when
-    /// enough has piled up.
+    /// enough has piled up (or an error came back).
     #[inline]
     fn apply(&mut self, view: &T::View) -> Result<(), String> {
         (self.f)(view, &mut self.out);
-        if self.out.len() >= BATCH || self.out.data.len() >= FLUSH_BYTES {
-            self.flush()?;
+        if self.out.full() || self.out.error.is_some() {
+            self.out.flush(&self.node)?;
         }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), String> {
-        // Downstream stages report their own.
-        enter_stage(self.stage + 1);
-        self.out.flush(&mut *self.down, &self.node)?;
-        enter_stage(self.stage);
         Ok(())
     }
 }
@@ -301,8 +344,9 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> Sink<T> for FlatMapVi
     }
 
     fn finish(&mut self) -> Result<(), String> {
-        self.flush()?;
-        self.down.finish()
+        self.out.flush(&self.node)?;
+        enter_stage(self.stage + 1);
+        self.out.down.finish()
     }
 }
 
@@ -393,6 +437,12 @@ mod tests {
             let got = run(&then(borrowed()), &input).unwrap();
             prop_assert_eq!(&got.data, &expected.data);
             let got = run(&then(plain()), &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+            // Through a stage that does not take pairs by parts: the pairs
+            // are held as encodings, then decoded.
+            let mut through_map = borrowed();
+            through_map.insert(1, NarrowFn::<(String, i64), (String, i64)>::map(|p| p));
+            let got = run(&through_map, &input).unwrap();
             prop_assert_eq!(&got.data, &expected.data);
             // Every key in one bucket chain.
             let mut colliding = borrowed();

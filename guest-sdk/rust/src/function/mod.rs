@@ -120,6 +120,18 @@ pub(crate) trait Sink<T: Data> {
         }
         Ok(())
     }
+    /// Whether the stage takes pairs given by parts
+    /// ([`push_pair_encoded`](Sink::push_pair_encoded)): a combine that
+    /// compares keys by their bytes.
+    fn takes_pair_parts(&self) -> bool {
+        false
+    }
+    /// Takes one pair given as its key's encoding and its value's encoding,
+    /// valid UTF-8 for a string key. Called only if the stage
+    /// [`takes_pair_parts`](Sink::takes_pair_parts).
+    fn push_pair_encoded(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), String> {
+        Err("this stage does not take pairs by parts".to_string())
+    }
     /// The partition has ended: pushes what the stage still holds, then
     /// finishes downstream.
     fn finish(&mut self) -> Result<(), String>;
