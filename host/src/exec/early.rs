@@ -9,13 +9,54 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ExecError, Executor, Part, Place};
+use super::{ExecError, Executor, Part, Place, shuffle};
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
-use crate::data::Rows;
-use crate::plan::{NodeId, StepKind};
+use crate::data::{Partitioner, Rows};
+use crate::plan::{FunctionId, NativeCombine, NodeId, Stage, StepKind};
 
 /// A chain run early: its slot, its block's sequence number, its output.
 type EarlyOutput = (NodeId, u64, Result<Rows, ExecError>);
+
+/// How many done outputs of one early chain in one batch are merged into
+/// one by the chain's combine (for word count: partial counts of blocks into
+/// partial counts of the four). Without it a batch would hold a partial
+/// output per block, each about the size of the distinct keys of a block,
+/// and fill the byte budget well before its time; with it what a batch
+/// holds grows with its distinct keys, and the shuffle at batch time has
+/// fewer records to place.
+const MERGE_FAN_IN: usize = 4;
+
+/// How a chain's outputs merge.
+#[derive(Clone, Copy)]
+enum EarlyMerge {
+    /// The guest's map-side combine (`Stage::Combine`).
+    Guest(FunctionId),
+    /// A built-in reducer's map-side combine.
+    Native(NativeCombine),
+}
+
+/// The successful outputs of `node` in `done`, in block order, once there
+/// are [`MERGE_FAN_IN`] of them (taken out of `done`).
+fn take_mergeable(done: &mut Vec<EarlyOutput>, node: NodeId) -> Option<Vec<(u64, Rows)>> {
+    let ready = done
+        .iter()
+        .filter(|(n, _, output)| *n == node && output.is_ok())
+        .count();
+    if ready < MERGE_FAN_IN {
+        return None;
+    }
+    let mut parts = Vec::with_capacity(ready);
+    let mut kept = Vec::with_capacity(done.len() - ready);
+    for (n, sequence, output) in done.drain(..) {
+        match output {
+            Ok(rows) if n == node => parts.push((sequence, rows)),
+            output => kept.push((n, sequence, output)),
+        }
+    }
+    *done = kept;
+    parts.sort_by_key(|(sequence, _)| *sequence);
+    Some(parts)
+}
 
 /// Chains run early, by batch.
 #[derive(Default)]
@@ -113,22 +154,126 @@ impl Executor {
                 store.charge(rows_bytes(out));
             }
             store.release(bytes);
-            let mut early = this.lock_early();
-            early
-                .done
-                .entry(batch)
-                .or_default()
-                .push((step.node, sequence, output));
-            let left = early
-                .outstanding
-                .get_mut(&batch)
-                .expect("counted in ingest");
-            *left -= 1;
-            if *left == 0 {
-                early.outstanding.remove(&batch);
+            this.early_finished(&store, batch, step_index, sequence, output);
+        });
+    }
+
+    /// Records the output of an early task (a chain over a block, or a
+    /// merge) and, once [`MERGE_FAN_IN`] outputs of the chain in the batch
+    /// are done, starts merging them into one.
+    fn early_finished(
+        self: &Arc<Self>,
+        store: &Arc<BlockStore>,
+        batch: BatchTime,
+        step_index: usize,
+        sequence: u64,
+        output: Result<Rows, ExecError>,
+    ) {
+        let node = self.plan.steps[step_index].node;
+        let mut early = self.lock_early();
+        let done = early.done.entry(batch).or_default();
+        done.push((node, sequence, output));
+        let merge =
+            if self.early_merge(step_index).is_some() && !self.stopping.load(Ordering::SeqCst) {
+                take_mergeable(done, node)
+            } else {
+                None
+            };
+        let outstanding = early
+            .outstanding
+            .get_mut(&batch)
+            .expect("counted when started");
+        if merge.is_some() {
+            *outstanding += 1;
+        }
+        *outstanding -= 1;
+        if *outstanding == 0 {
+            early.outstanding.remove(&batch);
+        }
+        drop(early);
+        self.early_done.notify_all();
+        if let Some(parts) = merge {
+            self.spawn_merge(store, batch, step_index, parts);
+        }
+    }
+
+    /// How a chain's outputs merge: by its combine, in the guest or
+    /// natively. `None` for a chain without one.
+    fn early_merge(&self, step_index: usize) -> Option<EarlyMerge> {
+        let StepKind::Chain {
+            stages, combine, ..
+        } = &self.plan.steps[step_index].kind
+        else {
+            return None;
+        };
+        match (stages.last(), combine) {
+            (_, Some(native)) => Some(EarlyMerge::Native(*native)),
+            (Some(Stage::Combine(f)), None) => Some(EarlyMerge::Guest(*f)),
+            _ => None,
+        }
+    }
+
+    /// Merges the outputs `parts` (in block order) of one chain into one, in
+    /// the background: the chain's combine over their concatenation. The
+    /// result takes the first part's place in block order.
+    fn spawn_merge(
+        self: &Arc<Self>,
+        store: &Arc<BlockStore>,
+        batch: BatchTime,
+        step_index: usize,
+        parts: Vec<(u64, Rows)>,
+    ) {
+        let this = Arc::clone(self);
+        let store = Arc::clone(store);
+        self.workers.spawn(move || {
+            let step = &this.plan.steps[step_index];
+            let sequence = parts[0].0;
+            let bytes: u64 = parts.iter().map(|(_, rows)| rows_bytes(rows)).sum();
+            let output = this.catch_panic(batch, step, || {
+                let merge = this.early_merge(step_index);
+                if let Some(EarlyMerge::Native(native)) = merge {
+                    // Partial results merge with the reduce side (a count
+                    // becomes a sum of counts).
+                    let builtin = shuffle::Builtin::map_side(native.reducer, native.value)
+                        .ok_or_else(|| {
+                            this.data_error(batch, step, "a built-in reducer needs numeric values")
+                        })?
+                        .reduce_side();
+                    return builtin
+                        .combine(parts.iter().map(|(_, rows)| rows), Partitioner::single())
+                        .map(|mut one| one.remove(0))
+                        .map_err(|e| this.data_error(batch, step, e));
+                }
+                let Some(EarlyMerge::Guest(f)) = merge else {
+                    unreachable!("only chains with a combine merge")
+                };
+                let mut all = Rows::with_capacity(
+                    parts.iter().map(|(_, rows)| rows.len()).sum(),
+                    parts.iter().map(|(_, rows)| rows.byte_len()).sum(),
+                );
+                for (_, rows) in &parts {
+                    all.try_extend_from(rows)
+                        .map_err(|e| this.data_error(batch, step, e))?;
+                }
+                if this.stopping.load(Ordering::SeqCst) {
+                    return Ok(all);
+                }
+                let place = Place {
+                    batch,
+                    part: Part::Block(sequence),
+                };
+                this.workers
+                    .run(&step.name, &place, |instance| {
+                        instance.run_chain(&[Stage::Combine(f)], &mut all)
+                    })
+                    .map_err(Self::task_error(batch))
+            });
+            drop(parts);
+            if let Ok(out) = &output {
+                store.charge(rows_bytes(out));
             }
-            drop(early);
-            this.early_done.notify_all();
+            store.release(bytes);
+            this.early_finished(&store, batch, step_index, sequence, output);
         });
     }
 
