@@ -1,6 +1,9 @@
-//! One guest call per partition: the network word count's fused chain
-//! (`flat_map → map → combine`) over a partition of 10,000 lines, and the
-//! bare cost of a call on an empty partition.
+//! One guest call per partition: the network word count's fused chain over
+//! a partition of 10,000 lines, with the words borrowed from the lines
+//! (`flat_map_str → combine`, the plugin's default) and as a `String` each
+//! (`flat_map → map → combine`, `words=owned`); the merge of four such
+//! chains' outputs (the combine alone, as early chains' outputs are merged);
+//! and the bare cost of a call on an empty partition.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::Rows;
@@ -34,6 +37,48 @@ fn guest_call(c: &mut Criterion) {
             sluice_test_artifacts::NETWORK_WORD_COUNT,
         ))
         .expect("the word count plugin");
+    let mut lines = common::lines(10_000);
+    let words: usize = lines.iter().map(|l| l.split(|&b| b == b' ').count()).sum();
+
+    let mut group = c.benchmark_group("guest_call");
+    group.throughput(Throughput::Elements(words as u64));
+    for variant in ["borrowed", "owned"] {
+        let mut instance = plugin.instantiate("bench").expect("an instance");
+        let graph = instance
+            .define(&[
+                ("host".into(), "localhost".into()),
+                ("port".into(), "9".into()),
+                ("words".into(), variant.into()),
+            ])
+            .expect("define");
+        let stages = chain_of(&graph);
+        group.bench_function(format!("word count chain, {variant} words, 10k lines"), |b| {
+            b.iter(|| {
+                instance
+                    .run_chain(&stages, &mut lines)
+                    .expect("the chain runs")
+            })
+        });
+        if variant == "owned" {
+            continue;
+        }
+        // Four chains' outputs, concatenated, through the combine alone.
+        let partial = instance.run_chain(&stages, &mut lines).expect("the chain runs");
+        let mut four = Rows::new();
+        for _ in 0..4 {
+            four.try_extend_from(&partial).expect("small");
+        }
+        let combine = vec![*stages.last().expect("a combine")];
+        group.throughput(Throughput::Elements(four.len() as u64));
+        group.bench_function("merge of four outputs (combine)", |b| {
+            b.iter(|| {
+                instance
+                    .run_chain(&combine, &mut four)
+                    .expect("the merge runs")
+            })
+        });
+        group.throughput(Throughput::Elements(words as u64));
+    }
     let mut instance = plugin.instantiate("bench").expect("an instance");
     let graph = instance
         .define(&[
@@ -42,18 +87,6 @@ fn guest_call(c: &mut Criterion) {
         ])
         .expect("define");
     let stages = chain_of(&graph);
-    let mut lines = common::lines(10_000);
-    let words: usize = lines.iter().map(|l| l.split(|&b| b == b' ').count()).sum();
-
-    let mut group = c.benchmark_group("guest_call");
-    group.throughput(Throughput::Elements(words as u64));
-    group.bench_function("word count chain, 10k lines", |b| {
-        b.iter(|| {
-            instance
-                .run_chain(&stages, &mut lines)
-                .expect("the chain runs")
-        })
-    });
     group.throughput(Throughput::Elements(1));
     let mut empty = Rows::new();
     group.bench_function("empty partition", |b| {

@@ -149,7 +149,15 @@ pub struct BlockStore {
     first: watch::Sender<Option<BatchTime>>,
     /// The write-ahead log, when the job checkpoints.
     wal: std::sync::OnceLock<Arc<Wal>>,
+    /// Emptied block buffers, for receivers to fill again
+    /// ([`BlockStore::buffer`], [`BlockStore::recycle`]).
+    buffers: Mutex<Vec<Rows>>,
 }
+
+/// How many emptied block buffers the store keeps. A block buffer is a few
+/// MiB that a receiver fills while the budget lets it; reusing it saves
+/// mapping fresh memory (and a page fault per 4 KiB) for every block.
+const KEPT_BUFFERS: usize = 4;
 
 #[derive(Default)]
 struct State {
@@ -216,7 +224,35 @@ impl BlockStore {
             released: watch::channel(0).0,
             first: watch::channel(None).0,
             wal: std::sync::OnceLock::new(),
+            buffers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// An empty buffer for a block of about `records` records and `bytes`
+    /// bytes: one a block gave back if there is one, else a new one.
+    pub fn buffer(&self, records: usize, bytes: usize) -> Rows {
+        let kept = self
+            .buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match kept {
+            Some(mut rows) => {
+                rows.reserve(records, bytes);
+                rows
+            }
+            None => Rows::with_capacity(records, bytes),
+        }
+    }
+
+    /// Takes back a block's buffer once its records are used, to hand it to
+    /// a receiver again.
+    pub fn recycle(&self, mut rows: Rows) {
+        rows.clear();
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if buffers.len() < KEPT_BUFFERS {
+            buffers.push(rows);
+        }
     }
 
     /// Logs what receivers get to `wal` from now on (register receivers
@@ -579,6 +615,11 @@ pub struct ReceiverHandle {
 }
 
 impl ReceiverHandle {
+    /// An empty buffer for this receiver's next block ([`BlockStore::buffer`]).
+    pub fn buffer(&self, records: usize, bytes: usize) -> Rows {
+        self.store.buffer(records, bytes)
+    }
+
     /// Adds a block. Blocks of one receiver must come in cut order, each for
     /// a batch after the receiver's watermark; an empty block (no record, no
     /// invalid record) is dropped.

@@ -61,6 +61,18 @@ impl Rows {
         }
     }
 
+    /// Empties the partition, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// Makes room for `records` more records of `bytes` more bytes.
+    pub fn reserve(&mut self, records: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(records);
+    }
+
     /// Rebuilds a partition from its parts, checking that the offsets are valid
     /// (they come from a guest, which is not trusted).
     pub fn from_parts(data: Vec<u8>, ends: Vec<u32>) -> Result<Self, RowsError> {

@@ -5,10 +5,11 @@
 //! input. [`Executor::shutdown`] stops them: the ones not started are
 //! skipped, the running ones make no further attempt, and it waits for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::pieces::CALL_INPUT_BYTES;
 use super::{ExecError, Executor, Part, Place, shuffle};
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
 use crate::data::{Partitioner, Rows};
@@ -19,12 +20,17 @@ type EarlyOutput = (NodeId, u64, Result<Rows, ExecError>);
 
 /// How many done outputs of one early chain in one batch are merged into
 /// one by the chain's combine (for word count: partial counts of blocks into
-/// partial counts of the four). Without it a batch would hold a partial
+/// partial counts of the four), at most. Without it a batch would hold a partial
 /// output per block, each about the size of the distinct keys of a block,
 /// and fill the byte budget well before its time; with it what a batch
 /// holds grows with its distinct keys, and the shuffle at batch time has
 /// fewer records to place.
 const MERGE_FAN_IN: usize = 4;
+
+/// The most bytes of outputs one merge takes (unless two outputs are more):
+/// twice [`CALL_INPUT_BYTES`], as a merge's answer is about half its input
+/// once the keys repeat.
+const MERGE_INPUT_BYTES: u64 = 2 * CALL_INPUT_BYTES as u64;
 
 /// How a chain's outputs merge.
 #[derive(Clone, Copy)]
@@ -35,21 +41,36 @@ enum EarlyMerge {
     Native(NativeCombine),
 }
 
-/// The successful outputs of `node` in `done`, in block order, once there
-/// are [`MERGE_FAN_IN`] of them (taken out of `done`).
+/// Successful outputs of `node` in `done` to merge, in block order (taken
+/// out of `done`): [`MERGE_FAN_IN`] of them, or fewer (two at least) when
+/// the next would take the merge past [`MERGE_INPUT_BYTES`].
 fn take_mergeable(done: &mut Vec<EarlyOutput>, node: NodeId) -> Option<Vec<(u64, Rows)>> {
-    let ready = done
+    let mut candidates: Vec<(u64, u64)> = done
         .iter()
-        .filter(|(n, _, output)| *n == node && output.is_ok())
-        .count();
-    if ready < MERGE_FAN_IN {
+        .filter_map(|(n, sequence, output)| match output {
+            Ok(rows) if *n == node => Some((*sequence, rows_bytes(rows))),
+            _ => None,
+        })
+        .collect();
+    if candidates.len() < MERGE_FAN_IN {
         return None;
     }
-    let mut parts = Vec::with_capacity(ready);
-    let mut kept = Vec::with_capacity(done.len() - ready);
+    candidates.sort_unstable();
+    let mut bytes = 0;
+    let mut take = 0;
+    for &(_, size) in &candidates[..MERGE_FAN_IN] {
+        if take >= 2 && bytes + size > MERGE_INPUT_BYTES {
+            break;
+        }
+        bytes += size;
+        take += 1;
+    }
+    let chosen: Vec<u64> = candidates[..take].iter().map(|&(seq, _)| seq).collect();
+    let mut parts = Vec::with_capacity(take);
+    let mut kept = Vec::with_capacity(done.len() - take);
     for (n, sequence, output) in done.drain(..) {
         match output {
-            Ok(rows) if n == node => parts.push((sequence, rows)),
+            Ok(rows) if n == node && chosen.contains(&sequence) => parts.push((sequence, rows)),
             output => kept.push((n, sequence, output)),
         }
     }
@@ -65,6 +86,9 @@ pub(super) struct Early {
     pub(super) outstanding: BTreeMap<BatchTime, usize>,
     /// (chain slot, block sequence number, output) of finished blocks.
     pub(super) done: BTreeMap<BatchTime, Vec<EarlyOutput>>,
+    /// Chains whose outputs stopped shrinking when merged, in a batch (keys
+    /// that seldom repeat): their outputs are left as they are.
+    unmergeable: HashSet<(BatchTime, NodeId)>,
 }
 
 impl Executor {
@@ -146,7 +170,7 @@ impl Executor {
                         .and_then(|out| this.combine_natively(batch, step, *combine, out))
                 })
             };
-            drop(rows);
+            store.recycle(rows);
             // The block's bytes are free; its output's count against the
             // budget until its batch is done, so that early chains running
             // ahead of slow batches cannot fill memory.
@@ -154,13 +178,14 @@ impl Executor {
                 store.charge(rows_bytes(out));
             }
             store.release(bytes);
-            this.early_finished(&store, batch, step_index, sequence, output);
+            this.early_finished(&store, batch, step_index, sequence, output, None);
         });
     }
 
     /// Records the output of an early task (a chain over a block, or a
-    /// merge) and, once [`MERGE_FAN_IN`] outputs of the chain in the batch
-    /// are done, starts merging them into one.
+    /// merge of `merged_from` bytes of outputs) and, once enough outputs of
+    /// the chain in the batch are done ([`take_mergeable`]), starts merging
+    /// them into one.
     fn early_finished(
         self: &Arc<Self>,
         store: &Arc<BlockStore>,
@@ -168,17 +193,26 @@ impl Executor {
         step_index: usize,
         sequence: u64,
         output: Result<Rows, ExecError>,
+        merged_from: Option<u64>,
     ) {
         let node = self.plan.steps[step_index].node;
         let mut early = self.lock_early();
+        if let (Some(input), Ok(rows)) = (merged_from, &output) {
+            // Merging pays while it shrinks what the batch holds.
+            if rows_bytes(rows) * 4 > input * 3 {
+                early.unmergeable.insert((batch, node));
+            }
+        }
+        let mergeable = self.early_merge(step_index).is_some()
+            && !self.stopping.load(Ordering::SeqCst)
+            && !early.unmergeable.contains(&(batch, node));
         let done = early.done.entry(batch).or_default();
         done.push((node, sequence, output));
-        let merge =
-            if self.early_merge(step_index).is_some() && !self.stopping.load(Ordering::SeqCst) {
-                take_mergeable(done, node)
-            } else {
-                None
-            };
+        let merge = if mergeable {
+            take_mergeable(done, node)
+        } else {
+            None
+        };
         let outstanding = early
             .outstanding
             .get_mut(&batch)
@@ -273,7 +307,7 @@ impl Executor {
                 store.charge(rows_bytes(out));
             }
             store.release(bytes);
-            this.early_finished(&store, batch, step_index, sequence, output);
+            this.early_finished(&store, batch, step_index, sequence, output, Some(bytes));
         });
     }
 
@@ -298,6 +332,7 @@ impl Executor {
                 .wait(early)
                 .unwrap_or_else(|e| e.into_inner());
         }
+        early.unmergeable.retain(|(batch, _)| *batch > time);
         let mut finished = Vec::new();
         while let Some(entry) = early.done.first_entry() {
             if *entry.key() > time {

@@ -86,9 +86,8 @@ impl Executor {
                                 .map_err(|e| self.data_error(time, step, e))?;
                         if !lists.is_empty() {
                             let reduced = self
-                                .workers
-                                .run(&step.name, &Self::place(time, p), |instance| {
-                                    instance.reduce_groups(function, &mut lists)
+                                .call_in_pieces(step, &Self::place(time, p), &mut lists, |instance, piece| {
+                                    instance.reduce_groups(function, piece)
                                 })
                                 .map_err(Self::task_error(time))?;
                             singles

@@ -34,6 +34,7 @@ mod handover;
 mod join;
 mod keyed;
 mod output;
+mod pieces;
 pub mod scheduler;
 pub mod shuffle;
 pub mod state;

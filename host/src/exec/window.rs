@@ -476,9 +476,8 @@ impl Executor {
         lists: &mut Rows,
     ) -> Result<Rows, ExecError> {
         let out = self
-            .workers
-            .run(&step.name, &Self::place(time, p), |instance| {
-                instance.reduce_groups(function, lists)
+            .call_in_pieces(step, &Self::place(time, p), lists, |instance, piece| {
+                instance.reduce_groups(function, piece)
             })
             .map_err(Self::task_error(time))?;
         if out.len() != lists.len() {

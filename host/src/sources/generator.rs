@@ -91,7 +91,7 @@ impl BlockGenerator {
 
     fn cut(&mut self, tick: u64) {
         // The next block is likely the size of this one.
-        let next = Rows::with_capacity(self.rows.len(), self.rows.byte_len());
+        let next = self.handle.buffer(self.rows.len(), self.rows.byte_len());
         let rows = std::mem::replace(&mut self.rows, next);
         if self.invalid > LOGGED_PER_BLOCK {
             warn!(
@@ -198,7 +198,7 @@ impl BlockGenerator {
         batch: crate::batching::BatchTime,
         provenance: &[u8],
     ) -> Result<(), String> {
-        let next = Rows::with_capacity(self.rows.len(), self.rows.byte_len());
+        let next = self.handle.buffer(self.rows.len(), self.rows.byte_len());
         let block = Block {
             batch,
             rows: std::mem::replace(&mut self.rows, next),

@@ -91,38 +91,46 @@ fn word_count_chain_runs_fused_and_leaves_the_input() {
     let plugin = word_count();
     assert_eq!(plugin.contract_version(), CONTRACT_VERSION);
     assert_eq!(plugin.digest().len(), 64);
-    let mut instance = plugin.instantiate("wc").unwrap();
-    let graph = instance
-        .define(&args(&[("host", "localhost"), ("port", "9999")]))
-        .unwrap();
-    let chain: Vec<Stage> = graph
-        .nodes
-        .iter()
-        .filter_map(|n| match n.kind {
-            NodeKind::FlatMap(f) | NodeKind::Map(f) => Some(Stage::Apply(f)),
-            NodeKind::ReduceByKey {
-                reducer: Reducer::Function(f),
-                ..
-            } => Some(Stage::Combine(f)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(chain.len(), 3, "{graph:?}");
-    let mut input = lines();
-    let out = instance.run_chain(&chain, &mut input).unwrap();
-    assert_eq!(input, lines());
-    let mut counts: Vec<(String, i64)> = out
-        .iter()
-        .map(|r| {
-            let len = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
-            let word = String::from_utf8(r[4..4 + len].to_vec()).unwrap();
-            (word, i64::from_le_bytes(r[4 + len..].try_into().unwrap()))
-        })
-        .collect();
-    counts.sort();
-    assert_eq!(counts[0], ("be".to_string(), 2));
-    assert_eq!(counts.len(), 8);
-    assert!(instance.memory_bytes() > 0);
+    // The words borrowed from the lines (flat_map_str → combine), or a
+    // String per word (flat_map → map → combine): the same counts.
+    for (words, stages) in [("borrowed", 2), ("owned", 3)] {
+        let mut instance = plugin.instantiate("wc").unwrap();
+        let graph = instance
+            .define(&args(&[
+                ("host", "localhost"),
+                ("port", "9999"),
+                ("words", words),
+            ]))
+            .unwrap();
+        let chain: Vec<Stage> = graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n.kind {
+                NodeKind::FlatMap(f) | NodeKind::Map(f) => Some(Stage::Apply(f)),
+                NodeKind::ReduceByKey {
+                    reducer: Reducer::Function(f),
+                    ..
+                } => Some(Stage::Combine(f)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(chain.len(), stages, "{graph:?}");
+        let mut input = lines();
+        let out = instance.run_chain(&chain, &mut input).unwrap();
+        assert_eq!(input, lines());
+        let mut counts: Vec<(String, i64)> = out
+            .iter()
+            .map(|r| {
+                let len = u32::from_le_bytes(r[..4].try_into().unwrap()) as usize;
+                let word = String::from_utf8(r[4..4 + len].to_vec()).unwrap();
+                (word, i64::from_le_bytes(r[4 + len..].try_into().unwrap()))
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(counts[0], ("be".to_string(), 2));
+        assert_eq!(counts.len(), 8);
+        assert!(instance.memory_bytes() > 0);
+    }
 }
 
 #[test]

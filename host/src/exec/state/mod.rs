@@ -25,40 +25,6 @@ use crate::plan::{Step, StepKind};
 use calls::{Codecs, Owned, PrepareError, Prepared};
 pub use store::{KeyGroupState, OperatorState, OwnedGroups, StateStats, StateStore};
 
-/// Most bytes of input one state call gets. A partition's keys go to the
-/// guest in calls of at most this much (plus one record, when a record is
-/// larger), so that an instance's memory, which never shrinks, follows this
-/// and not the number of keys with state. Both state calls answer one record
-/// per input record, in order, so the answers of the calls concatenate.
-const CALL_INPUT_BYTES: usize = 4 << 20;
-
-/// Calls `call` on `rows` in pieces of at most `limit` bytes of records (a
-/// larger record alone), and concatenates the answers.
-fn call_in_pieces<E>(
-    rows: &mut Rows,
-    limit: usize,
-    mut call: impl FnMut(&mut Rows) -> Result<Rows, E>,
-    too_large: impl Fn(crate::data::RowsError) -> E,
-) -> Result<Rows, E> {
-    if rows.byte_len() <= limit {
-        return call(rows);
-    }
-    let mut answers = Rows::new();
-    let mut piece = Rows::new();
-    let records = rows.len();
-    for (i, record) in rows.iter().enumerate() {
-        piece.try_push(record).map_err(&too_large)?;
-        let next = (i + 1 < records).then(|| rows.get(i + 1).len());
-        if next.is_none_or(|next| piece.byte_len() + next > limit) {
-            answers
-                .try_extend_from(&call(&mut piece)?)
-                .map_err(&too_large)?;
-            piece = Rows::new();
-        }
-    }
-    Ok(answers)
-}
-
 impl Executor {
     /// Runs an `UpdateStateByKey`, `MapWithState` or `StateSnapshots` step.
     pub(super) fn run_stateful(
@@ -168,36 +134,6 @@ impl Executor {
             _ => unreachable!("run_stateful runs stateful steps only"),
         };
         Ok(out)
-    }
-
-    /// One partition's state call, in pieces of at most
-    /// [`CALL_INPUT_BYTES`], each a task of its own (with the retries).
-    fn call_in_pieces(
-        &self,
-        step: &Step,
-        place: &super::Place,
-        rows: &mut Rows,
-        call: impl Fn(&mut crate::wasm::Instance, &mut Rows) -> Result<Rows, crate::wasm::CallError>,
-    ) -> Result<Rows, Box<super::TaskError>> {
-        call_in_pieces(
-            rows,
-            CALL_INPUT_BYTES,
-            |piece| {
-                self.workers
-                    .run(&step.name, place, |instance| call(instance, piece))
-            },
-            |e| {
-                Box::new(super::TaskError {
-                    operator: step.name.clone(),
-                    place: place.to_string(),
-                    attempts_note: String::new(),
-                    cause: crate::wasm::CallError::Host(format!(
-                        "the answers of the state calls: {e}"
-                    ))
-                    .into(),
-                })
-            },
-        )
     }
 
     fn owned(&self, partition: usize, partitions: usize) -> Owned {
