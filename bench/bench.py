@@ -48,7 +48,7 @@ SMOKE_SYSTEMS = ("sluice", "py", "js", "native")
 # The flatness figure's window: the peak RSS in the first and in the last minute of the data.
 RSS_WINDOW_S = 60.0
 SAMPLE_EVERY_S = 0.05
-PACED_WORDS_PER_S = 1_000_000
+PACED_WORDS_PER_S = 5_000_000
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

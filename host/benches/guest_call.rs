@@ -52,18 +52,23 @@ fn guest_call(c: &mut Criterion) {
             ])
             .expect("define");
         let stages = chain_of(&graph);
-        group.bench_function(format!("word count chain, {variant} words, 10k lines"), |b| {
-            b.iter(|| {
-                instance
-                    .run_chain(&stages, &mut lines)
-                    .expect("the chain runs")
-            })
-        });
+        group.bench_function(
+            format!("word count chain, {variant} words, 10k lines"),
+            |b| {
+                b.iter(|| {
+                    instance
+                        .run_chain(&stages, &mut lines)
+                        .expect("the chain runs")
+                })
+            },
+        );
         if variant == "owned" {
             continue;
         }
         // Four chains' outputs, concatenated, through the combine alone.
-        let partial = instance.run_chain(&stages, &mut lines).expect("the chain runs");
+        let partial = instance
+            .run_chain(&stages, &mut lines)
+            .expect("the chain runs");
         let mut four = Rows::new();
         for _ in 0..4 {
             four.try_extend_from(&partial).expect("small");

@@ -65,4 +65,3 @@ fn tune_malloc() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
     }
 }
-

@@ -17,6 +17,17 @@
 //! at most a chunk per long-lived small value; the host's recycling of
 //! instances (`--recycle-above-growth`) bounds it like any other growth.
 //!
+//! Memory from the fallback can reach `dealloc` too, and the reverse must
+//! never happen: wasi-libc frees with `free` what the canonical ABI
+//! allocated with `cabi_realloc` (an environment list, a directory entry's
+//! name), so the SDK defines `cabi_realloc` on the fallback (`System`, which
+//! is `malloc`), overriding the standard library's weak definition on the
+//! global allocator. The bindings drop the buffers the host lowers (a
+//! partition's rows) through Rust's allocator, so `dealloc` asks which
+//! chunks are its own (a bit per 64 KiB of the 4 GiB address space, 8 KiB
+//! in all) rather than trust the layout: a small block that is not in one
+//! of its chunks goes to the fallback.
+//!
 //! [`Arena`] is installed as the global allocator on single-threaded wasm32
 //! (the `allocator` feature, on by default; turn it off with
 //! `default-features = false` to use another one). Its logic is tested
@@ -67,6 +78,56 @@ struct State {
     /// Empty chunks, linked through `next_free`.
     free: *mut Header,
     free_len: usize,
+    /// The chunks taken from the fallback and not given back.
+    owned: Chunks,
+}
+
+/// A set of chunks: a bit per possible chunk of the 32-bit address space.
+#[cfg(target_pointer_width = "32")]
+struct Chunks([u32; 1 << 11]);
+
+#[cfg(target_pointer_width = "32")]
+impl Chunks {
+    const fn new() -> Self {
+        Self([0; 1 << 11])
+    }
+    fn bit(chunk: usize) -> (usize, u32) {
+        let index = chunk / CHUNK;
+        (index / 32, 1 << (index % 32))
+    }
+    fn insert(&mut self, chunk: usize) {
+        let (word, bit) = Self::bit(chunk);
+        self.0[word] |= bit;
+    }
+    fn remove(&mut self, chunk: usize) {
+        let (word, bit) = Self::bit(chunk);
+        self.0[word] &= !bit;
+    }
+    #[inline]
+    fn contains(&self, chunk: usize) -> bool {
+        let (word, bit) = Self::bit(chunk);
+        self.0[word] & bit != 0
+    }
+}
+
+/// A set of chunks (natively, where the arena only runs in tests).
+#[cfg(not(target_pointer_width = "32"))]
+struct Chunks(Vec<usize>);
+
+#[cfg(not(target_pointer_width = "32"))]
+impl Chunks {
+    const fn new() -> Self {
+        Self(Vec::new())
+    }
+    fn insert(&mut self, chunk: usize) {
+        self.0.push(chunk);
+    }
+    fn remove(&mut self, chunk: usize) {
+        self.0.retain(|&c| c != chunk);
+    }
+    fn contains(&self, chunk: usize) -> bool {
+        self.0.contains(&chunk)
+    }
 }
 
 // SAFETY: the arena is only installed (and so only shared) where there is a
@@ -86,6 +147,7 @@ impl<A> Arena<A> {
                 end: 0,
                 free: ptr::null_mut(),
                 free_len: 0,
+                owned: Chunks::new(),
             }),
         }
     }
@@ -138,6 +200,7 @@ impl<A: GlobalAlloc> Arena<A> {
             if chunk.is_null() {
                 return None;
             }
+            state.owned.insert(chunk as usize);
             chunk
         } else {
             let chunk = state.free;
@@ -167,6 +230,7 @@ impl<A: GlobalAlloc> Arena<A> {
             state.free = chunk;
             state.free_len += 1;
         } else {
+            state.owned.remove(chunk as usize);
             // SAFETY: the chunk came from the fallback with this layout.
             unsafe { self.fallback.dealloc(chunk.cast(), chunk_layout()) };
         }
@@ -176,8 +240,10 @@ impl<A: GlobalAlloc> Arena<A> {
 // SAFETY: every small allocation lies inside one CHUNK-aligned chunk (it is
 // at most SMALL bytes and bumped only while it fits), so `dealloc` finds its
 // chunk by masking the pointer; a chunk is reused only when its count of
-// live allocations is zero. Other allocations go to the fallback, and the
-// layout given to `dealloc` and `realloc` tells which is which.
+// live allocations is zero. Other allocations go to the fallback; a block is
+// the arena's only if its layout is small and its chunk is one the arena
+// owns (a chunk's memory is the arena's alone while it is in `owned`), so a
+// block the fallback made, whatever its layout, goes back to the fallback.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Arena<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -202,13 +268,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Arena<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !is_small(layout) {
-            // SAFETY: a large layout came from the fallback.
-            return unsafe { self.fallback.dealloc(ptr, layout) };
-        }
         // SAFETY: as in `alloc`.
         let state = unsafe { &mut *self.state.get() };
         let chunk = (ptr as usize & !(CHUNK - 1)) as *mut Header;
+        if !is_small(layout) || !state.owned.contains(chunk as usize) {
+            // SAFETY: not in a chunk, so from the fallback.
+            return unsafe { self.fallback.dealloc(ptr, layout) };
+        }
         // SAFETY: `ptr` was bumped from this chunk, which is live until its
         // count reaches zero.
         let live = unsafe {
@@ -245,7 +311,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Arena<A> {
         // SAFETY: `new_size` with the old alignment is a valid layout (the
         // caller's guarantee).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        match (is_small(layout), is_small(new_layout)) {
+        // SAFETY: as in `alloc`; the reference ends before any other call.
+        let ours = {
+            let state = unsafe { &*self.state.get() };
+            state.owned.contains(ptr as usize & !(CHUNK - 1))
+        };
+        match (is_small(layout) && ours, is_small(new_layout)) {
             (false, false) => {
                 // SAFETY: forwarded with the caller's guarantees.
                 return unsafe { self.fallback.realloc(ptr, layout, new_size) };
@@ -279,6 +350,59 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Arena<A> {
         new
     }
 }
+
+/// The canonical ABI's allocator, on `System` (`malloc`): wasi-libc frees
+/// with `free` what it gets through it. Overrides the standard library's
+/// weak definition, which uses the global allocator (this arena).
+///
+/// # Safety
+///
+/// As the canonical ABI calls it: `old_ptr`/`old_len` a block it got from
+/// this function (or null and 0), `align` a power of two.
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_realloc(
+    old_ptr: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    use std::alloc::System;
+    let ptr = if old_len == 0 {
+        if new_len == 0 {
+            return align as *mut u8;
+        }
+        // SAFETY: a non-zero size and a power-of-two alignment.
+        unsafe { System.alloc(Layout::from_size_align_unchecked(new_len, align)) }
+    } else {
+        // SAFETY: the block came from here with this size and alignment.
+        unsafe {
+            System.realloc(
+                old_ptr,
+                Layout::from_size_align_unchecked(old_len, align),
+                new_len,
+            )
+        }
+    };
+    if ptr.is_null() {
+        std::process::abort();
+    }
+    ptr
+}
+
+/// Keeps [`cabi_realloc`] in the link even if nothing in Rust calls it.
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[used]
+static KEEP_CABI_REALLOC: unsafe extern "C" fn(*mut u8, usize, usize, usize) -> *mut u8 =
+    cabi_realloc;
 
 #[cfg(test)]
 mod tests {
@@ -402,6 +526,36 @@ mod tests {
             let out = arena.fallback.out.get();
             let kept = (KEEP_FREE + 1) * CHUNK;
             prop_assert!(out <= kept as isize, "{out} bytes still out");
+        }
+    }
+
+    /// A small block the fallback made (what the canonical ABI allocates
+    /// with wasi-libc's `malloc`) is given back to the fallback, and
+    /// reallocating one moves it out of the fallback safely.
+    #[test]
+    fn small_blocks_of_the_fallback_go_back_to_it() {
+        let arena = Arena::new(Counting::default());
+        let layout = Layout::from_size_align(24, 8).unwrap();
+        // An arena chunk exists, so masks of fallback pointers are tested
+        // against a non-empty set.
+        let ours = unsafe { arena.alloc(layout) };
+        let theirs = unsafe { arena.fallback.alloc(layout) };
+        let before = arena.fallback.out.get();
+        unsafe { arena.dealloc(theirs, layout) };
+        assert_eq!(arena.fallback.out.get(), before - 24);
+        let theirs = unsafe { arena.fallback.alloc(layout) };
+        unsafe { ptr::write_bytes(theirs, 7, 24) };
+        let moved = unsafe { arena.realloc(theirs, layout, 100) };
+        let bytes = unsafe { std::slice::from_raw_parts(moved, 24) };
+        assert!(bytes.iter().all(|&b| b == 7));
+        assert_eq!(
+            arena.fallback.out.get(),
+            before - 24,
+            "the old block went back"
+        );
+        unsafe {
+            arena.dealloc(moved, Layout::from_size_align(100, 8).unwrap());
+            arena.dealloc(ours, layout);
         }
     }
 

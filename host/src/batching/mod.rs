@@ -33,7 +33,7 @@
 //! # Backpressure by construction
 //!
 //! Bytes pushed and not yet released count against one shared budget
-//! (32 MiB by default). Over budget, a receiver stops *reading* its source
+//! (16 MiB by default). Over budget, a receiver stops *reading* its source
 //! — a TCP sender then blocks — but keeps ticking, cutting blocks and
 //! advancing its watermark, so the batch loop never waits for a receiver
 //! that waits for budget. [`BlockStore::release`], called when a batch is

@@ -211,8 +211,10 @@ struct ReceiverState {
 }
 
 impl BlockStore {
-    /// The default byte budget: 32 MiB.
-    pub const DEFAULT_BUDGET: u64 = 32 << 20;
+    /// The default byte budget: 16 MiB, about 0.2 s of input at the
+    /// word count's full speed on two cores (`BENCHMARKS.md`), which keeps the
+    /// workers busy and the host's peak memory under 100 MB.
+    pub const DEFAULT_BUDGET: u64 = 16 << 20;
 
     /// An empty store whose receivers stop reading while more than `budget`
     /// bytes are pushed and not released.
@@ -231,11 +233,7 @@ impl BlockStore {
     /// An empty buffer for a block of about `records` records and `bytes`
     /// bytes: one a block gave back if there is one, else a new one.
     pub fn buffer(&self, records: usize, bytes: usize) -> Rows {
-        let kept = self
-            .buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
+        let kept = self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match kept {
             Some(mut rows) => {
                 rows.reserve(records, bytes);

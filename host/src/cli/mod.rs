@@ -111,7 +111,7 @@ pub(crate) struct SpecArgs {
     #[arg(long)]
     pub(crate) task_retries: Option<u32>,
     /// Bytes received but not processed above which receivers stop reading
-    /// [default: 32MiB].
+    /// [default: 16MiB].
     #[arg(long, value_parser = parse_size)]
     pub(crate) max_pending: Option<usize>,
     /// Key groups of keyed operators (1 to 32768), fixed for the life of a
@@ -474,7 +474,7 @@ mod tests {
         assert_eq!(config.memory_limit, 1 << 30);
         assert_eq!(config.call_timeout, Duration::from_secs(60));
         assert_eq!(config.task_retries, 4);
-        assert_eq!(config.max_pending_bytes, 32 << 20);
+        assert_eq!(config.max_pending_bytes, 16 << 20);
         assert_eq!(config.key_groups.get(), 128);
         assert_eq!(config.checkpoint_retain, 3);
         assert!(config.grants.dirs.is_empty() && config.args.is_empty());

@@ -225,9 +225,11 @@ fn build_rust(dir: &Path, wasm: &Path) -> anyhow::Result<()> {
         .current_dir(dir)
         .args(["build", "--release", "--target", TARGET])
         .arg("--message-format=json-render-diagnostics")
-        // Flags for the machine's own target are wrong for Wasm.
-        .env_remove("RUSTFLAGS")
+        // Flags for the machine's own target are wrong for Wasm; Wasm SIMD
+        // (which wasmtime runs) vectorises byte searches such as the SDK's
+        // `text::split`.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", "-C target-feature=+simd128")
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {what}"))?;

@@ -86,9 +86,12 @@ impl Executor {
                                 .map_err(|e| self.data_error(time, step, e))?;
                         if !lists.is_empty() {
                             let reduced = self
-                                .call_in_pieces(step, &Self::place(time, p), &mut lists, |instance, piece| {
-                                    instance.reduce_groups(function, piece)
-                                })
+                                .call_in_pieces(
+                                    step,
+                                    &Self::place(time, p),
+                                    &mut lists,
+                                    |instance, piece| instance.reduce_groups(function, piece),
+                                )
                                 .map_err(Self::task_error(time))?;
                             singles
                                 .try_extend_from(&reduced)

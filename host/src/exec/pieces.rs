@@ -63,10 +63,8 @@ impl Executor {
                     operator: step.name.clone(),
                     place: place.to_string(),
                     attempts_note: String::new(),
-                    cause: crate::wasm::CallError::Host(format!(
-                        "the answers of the calls: {e}"
-                    ))
-                    .into(),
+                    cause: crate::wasm::CallError::Host(format!("the answers of the calls: {e}"))
+                        .into(),
                 })
             },
         )

@@ -62,7 +62,7 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_groups: Option<u32>,
     /// Bytes received but not processed above which receivers stop reading
-    /// [default: 32 MiB].
+    /// [default: 16 MiB].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending: Option<u64>,
     /// Replace a worker's instance after this many calls [default: never

@@ -34,8 +34,12 @@ fn lines(ctx: &StreamingContext, args: &Args) -> Result<DStream<String>, String>
 impl Job for StatefulWordCount {
     fn define(ctx: &mut StreamingContext, args: &Args) -> Result<(), String> {
         let running = lines(ctx, args)?
-            .flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>())
-            .map(|w| (w, 1i64))
+            // (word, 1) pairs borrowing the words from the line.
+            .flat_map_str(|line, out| {
+                for word in sluice_guest::text::split(line, ' ') {
+                    out.emit((word, 1i64));
+                }
+            })
             .update_state_by_key(|new: Vec<i64>, count: Option<i64>| {
                 Some(count.unwrap_or(0) + new.iter().sum::<i64>())
             })

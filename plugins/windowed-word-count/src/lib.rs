@@ -46,8 +46,12 @@ impl Job for WindowedWordCount {
             .duration_optional("slide")?
             .unwrap_or(Duration::from_secs(10));
         let counts = lines(ctx, args)?
-            .flat_map(|l: String| l.split(' ').map(String::from).collect::<Vec<_>>())
-            .map(|w| (w, 1i64))
+            // (word, 1) pairs borrowing the words from the line.
+            .flat_map_str(|line, out| {
+                for word in sluice_guest::text::split(line, ' ') {
+                    out.emit((word, 1i64));
+                }
+            })
             .reduce_by_key_and_window_inv_filtered(
                 |a, b| a + b,
                 |a, b| a - b,

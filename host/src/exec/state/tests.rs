@@ -545,4 +545,3 @@ fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key(
     assert_eq!(executor.state().operator("running-sums").stats().keys, 0);
     std::sync::Arc::new(executor).shutdown();
 }
-

@@ -7,8 +7,14 @@ struct WordCount;
 impl Job for WordCount {
     fn define(ctx: &mut StreamingContext, args: &Args) -> Result<(), String> {
         let lines = ctx.socket_text_stream(args.require("host")?, args.parse::<u16>("port")?);
-        let words = lines.flat_map(|line: String| line.split(' ').map(String::from).collect::<Vec<_>>());
-        let counts = words.map(|word| (word, 1i64)).reduce_by_key(|a, b| a + b);
+        // Each word as a (word, 1) pair borrowed from its line: no copy of
+        // the word until the combine of reduce_by_key meets a new one.
+        let pairs = lines.flat_map_str(|line, out| {
+            for word in sluice_guest::text::split(line, ' ') {
+                out.emit((word, 1i64));
+            }
+        });
+        let counts = pairs.reduce_by_key(|a, b| a + b);
         counts.print();
         Ok(())
     }
