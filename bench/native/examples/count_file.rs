@@ -89,4 +89,22 @@ fn main() {
         n
     });
     report("split + key + hash, no table", secs);
+    // The batch-time work: merging one thread's table into the batch's and
+    // the batch's into the totals, then emptying it.
+    let mut totals: WordCounter = WordCounter::with_capacity(100_000);
+    totals.merge(&counter);
+    let mut batch: WordCounter = WordCounter::with_capacity(100_000);
+    let mut best_merge = f64::MAX;
+    for _ in 0..rounds {
+        batch.clear();
+        let started = Instant::now();
+        batch.merge(&counter);
+        totals.merge(&batch);
+        best_merge = best_merge.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "merge {} words into an empty table and the result into the totals: {:.2} ms",
+        counter.len(),
+        best_merge * 1e3
+    );
 }

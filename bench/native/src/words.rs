@@ -30,7 +30,9 @@
 
 use std::io::{self, Write};
 
-use crate::split::for_each_word;
+#[cfg(target_arch = "x86_64")]
+use crate::split::{Avx2, Avx512};
+use crate::split::{Masks, Portable, for_each_word_with};
 use crate::table::{FoldHash, INLINE, ShortKey, WordHash, WordTable};
 
 /// How many words the table lookups trail the parser by.
@@ -81,6 +83,53 @@ struct Pending {
     hash: u64,
 }
 
+/// The last [`RING`] words parsed, field by field: a struct of arrays, so
+/// that every field goes to memory and back as one 8-byte word. (Whole
+/// `Pending`s were copied through the stack with 16-byte moves, and a 16-byte
+/// load of two fields just stored apart cannot be forwarded from the store
+/// buffer: it stalled every word.)
+struct Ring {
+    lo: [u64; RING],
+    hi: [u64; RING],
+    meta: [u64; RING],
+    hash: [u64; RING],
+}
+
+impl Ring {
+    fn new() -> Self {
+        Self {
+            lo: [0; RING],
+            hi: [0; RING],
+            meta: [0; RING],
+            hash: [0; RING],
+        }
+    }
+
+    /// The word in place `i` (modulo [`RING`]).
+    #[inline(always)]
+    fn get(&self, i: usize) -> Pending {
+        let i = i % RING;
+        Pending {
+            key: ShortKey {
+                lo: self.lo[i],
+                hi: self.hi[i],
+                meta: self.meta[i],
+            },
+            hash: self.hash[i],
+        }
+    }
+
+    /// Puts `word` in place `i` (modulo [`RING`]).
+    #[inline(always)]
+    fn put(&mut self, i: usize, word: Pending) {
+        let i = i % RING;
+        self.lo[i] = word.key.lo;
+        self.hi[i] = word.key.hi;
+        self.meta[i] = word.key.meta;
+        self.hash[i] = word.hash;
+    }
+}
+
 impl<H: WordHash> WordCounter<H> {
     /// An empty counter over `table` (e.g. one with another hash).
     pub fn from_table(table: WordTable<H>) -> Self {
@@ -94,14 +143,45 @@ impl<H: WordHash> WordCounter<H> {
 
     /// Counts every word of `text`: whole lines, each ending in `'\n'`,
     /// optionally followed by one last line without it (the stream's tail).
+    ///
+    /// The loop is compiled for the best delimiter kernel the CPU has
+    /// (AVX-512, AVX2, or the portable SSE2 one).
     pub fn count(&mut self, text: &[u8]) -> Counts {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(kernel) = Avx512::detect() {
+                // SAFETY: the kernel exists only if the CPU has every feature
+                // `count_avx512` is compiled for.
+                return unsafe { self.count_avx512(kernel, text) };
+            }
+            if let Some(kernel) = Avx2::detect() {
+                // SAFETY: as above, for `count_avx2`.
+                return unsafe { self.count_avx2(kernel, text) };
+            }
+        }
+        self.count_with(Portable, text)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,bmi1,bmi2,popcnt")]
+    fn count_avx512(&mut self, kernel: Avx512, text: &[u8]) -> Counts {
+        self.count_with(kernel, text)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+    fn count_avx2(&mut self, kernel: Avx2, text: &[u8]) -> Counts {
+        self.count_with(kernel, text)
+    }
+
+    /// [`WordCounter::count`] with the delimiter kernel `masks` (the tests
+    /// run each one).
+    #[inline(always)]
+    pub fn count_with<M: Masks>(&mut self, masks: M, text: &[u8]) -> Counts {
         let table = &mut self.table;
-        let mut ring = [Pending {
-            key: ShortKey::new(b""),
-            hash: 0,
-        }; RING];
+        let mut ring = Ring::new();
         let mut parsed = 0usize;
-        let split = for_each_word(text, |start, end| {
+        let split = for_each_word_with(masks, text, |start, end| {
             let len = end - start;
             let word = if len <= INLINE {
                 let key = ShortKey::at(text, start, len);
@@ -113,15 +193,14 @@ impl<H: WordHash> WordCounter<H> {
                 long_pending(table.hasher(), text, start, end)
             };
             table.prefetch(word.hash);
-            let slot = &mut ring[parsed % RING];
             if parsed >= RING {
-                count_pending(table, text, *slot);
+                count_pending(table, text, ring.get(parsed));
             }
-            *slot = word;
+            ring.put(parsed, word);
             parsed += 1;
         });
         for k in parsed.saturating_sub(RING)..parsed {
-            count_pending(table, text, ring[k % RING]);
+            count_pending(table, text, ring.get(k));
         }
         let mut counts = Counts {
             lines: split.newlines,

@@ -267,7 +267,8 @@ struct Worker {
     spares: Sender<WordCounter>,
 }
 
-/// A reader hands chunks cut at newlines to `threads` counting threads.
+/// A reader hands chunks cut at newlines to `threads` counting threads, and
+/// counts a chunk itself when every thread's queue is full.
 fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Result<()> {
     let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     let (share_tx, share_rx) = mpsc::channel::<Share>();
@@ -292,18 +293,23 @@ fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Res
     }
     drop((free_tx, share_tx));
 
-    let mut pool = BufferPool {
-        free: free_rx,
-        allocated: 0,
-        max: threads * (QUEUE + 2) + 2,
+    let mut dispatcher = Dispatcher {
+        workers,
+        next: 0,
+        own: Tally::new(WordCounter::with_capacity(WORDS_HINT)),
+        pool: BufferPool {
+            own: Vec::new(),
+            free: free_rx,
+            allocated: 0,
+            max: threads * (QUEUE + 2) + 2,
+        },
     };
-    let mut dispatcher = Dispatcher { workers, next: 0 };
-    let mut chunker = LineChunker::new(pool.get());
+    let mut chunker = LineChunker::new(dispatcher.pool.get());
     loop {
         if job.batch_due() {
             // Hand over the lines read so far, then collect every thread's share.
-            if let Some(chunk) = chunker.cut(|| pool.get()) {
-                dispatcher.send(Work::Chunk(chunk));
+            if let Some(chunk) = chunker.cut(|| dispatcher.pool.get()) {
+                dispatcher.dispatch(chunk);
             }
             while job.batch_due() {
                 job.finish_batch(|batch| dispatcher.collect(batch, &share_rx))?;
@@ -313,18 +319,18 @@ fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Res
             Read::Data(_) => {
                 // A nearly full buffer: fewer, larger messages.
                 if chunker.room() < CUT_ROOM
-                    && let Some(chunk) = chunker.cut(|| pool.get())
+                    && let Some(chunk) = chunker.cut(|| dispatcher.pool.get())
                 {
-                    dispatcher.send(Work::Chunk(chunk));
+                    dispatcher.dispatch(chunk);
                 }
             }
             Read::Idle => {
-                if let Some(chunk) = chunker.cut(|| pool.get()) {
-                    dispatcher.send(Work::Chunk(chunk));
+                if let Some(chunk) = chunker.cut(|| dispatcher.pool.get()) {
+                    dispatcher.dispatch(chunk);
                 }
             }
             Read::End => {
-                dispatcher.send(Work::Chunk(chunker.finish()));
+                dispatcher.dispatch(chunker.finish());
                 break;
             }
         }
@@ -341,9 +347,13 @@ fn run_parallel(mut stream: TcpStream, threads: usize, job: &mut Job) -> io::Res
     Ok(())
 }
 
-/// Reuses the chunk buffers that counting threads give back; allocating at most
-/// `max` of them bounds memory and pushes back on the reader.
+/// Reuses the chunk buffers that counting threads give back (and those of the
+/// chunks the reader counted); allocating at most `max` of them bounds memory
+/// and pushes back on the reader.
 struct BufferPool {
+    /// Buffers of chunks the reader counted itself.
+    own: Vec<Vec<u8>>,
+    /// Buffers the counting threads are done with.
     free: Receiver<Vec<u8>>,
     allocated: usize,
     max: usize,
@@ -351,6 +361,9 @@ struct BufferPool {
 
 impl BufferPool {
     fn get(&mut self) -> Vec<u8> {
+        if let Some(buf) = self.own.pop() {
+            return buf;
+        }
         if let Ok(buf) = self.free.try_recv() {
             return buf;
         }
@@ -364,16 +377,24 @@ impl BufferPool {
     }
 }
 
-/// Sends work to the counting threads: a chunk to the first one with room,
-/// starting after the last one served; a flush to all.
+/// The reader's side of the counting: sends a chunk to the first counting
+/// thread with room in its queue, starting after the last one served, or
+/// counts it itself when all are full (on a machine with as many counting
+/// threads as cores, the reader would otherwise wait while the threads
+/// compete with it and the server for the cores); at a batch time, a flush to
+/// every thread.
 struct Dispatcher {
     workers: Vec<Worker>,
     next: usize,
+    /// What the reader counted itself in this batch.
+    own: Tally,
+    pool: BufferPool,
 }
 
 impl Dispatcher {
-    fn send(&mut self, mut work: Work) {
+    fn dispatch(&mut self, chunk: Chunk) {
         let n = self.workers.len();
+        let mut work = Work::Chunk(chunk);
         for k in 0..n {
             match self.workers[(self.next + k) % n].work.try_send(work) {
                 Ok(()) => {
@@ -384,15 +405,15 @@ impl Dispatcher {
                 Err(TrySendError::Disconnected(_)) => panic!("a counting thread exited early"),
             }
         }
-        self.workers[self.next]
-            .work
-            .send(work)
-            .expect("a counting thread exited early");
-        self.next = (self.next + 1) % n;
+        let Work::Chunk(chunk) = work else {
+            unreachable!("only chunks are dispatched")
+        };
+        self.own.count(chunk.bytes());
+        self.pool.own.push(chunk.buf);
     }
 
-    /// Flushes every thread and reduces their shares into `batch` (empty);
-    /// each thread's table goes back to it emptied.
+    /// Flushes every thread and reduces their shares and the reader's own
+    /// counts into `batch` (empty); each thread's table goes back to it emptied.
     fn collect(&mut self, batch: &mut WordCounter, shares: &Receiver<Share>) -> (Counts, Duration) {
         for worker in &self.workers {
             worker
@@ -400,14 +421,13 @@ impl Dispatcher {
                 .send(Work::Flush)
                 .expect("a counting thread exited early");
         }
-        let mut counts = Counts::default();
-        let mut busy = Duration::ZERO;
+        // The reader's table becomes the batch's: swap, no merge.
+        let (mut counts, mut busy) = self.own.take_into(batch);
         for _ in 0..self.workers.len() {
             let mut share = shares.recv().expect("a counting thread exited early");
             counts += share.tally.counts;
             busy = busy.max(share.tally.busy);
             if batch.is_empty() {
-                // The first share becomes the batch: swap, no merge.
                 std::mem::swap(batch, &mut share.tally.counter);
             } else {
                 batch.merge(&share.tally.counter);
