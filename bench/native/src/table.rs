@@ -18,10 +18,15 @@
 //!
 //! The table grows (doubling, rehashing) when it would be more than half full,
 //! so a probe always ends at an empty slot. It remembers which slots it filled,
-//! in insertion order: [`WordTable::clear`] empties only those (no allocation,
-//! no full sweep), and iteration and merging visit the words in that order,
-//! never in slot order (merging one table into another in slot order would
-//! insert the keys in hash order and build long runs of probes).
+//! in insertion order: [`WordTable::clear`] empties only those (or sweeps the
+//! whole array when more than an eighth of it is in use, which is then
+//! faster) and keeps its memory, and iteration and merging visit the words in
+//! that order, never in slot order (merging one table into another in slot
+//! order would insert the keys in hash order and build long runs of probes).
+//!
+//! The slots of a large table are on huge pages where the kernel allows
+//! ([`ZeroedArray`]): the words a text hits most are spread over the whole
+//! array, and on 4 KiB pages most lookups would miss the TLB too.
 //!
 //! The hash is a [`WordHash`], injectable so that tests can make every key
 //! collide; the default is [`FoldHash`].
@@ -40,7 +45,7 @@
 //! assert_eq!((table.len(), table.total()), (3, 9));
 //! ```
 
-use crate::zeroed::ZeroedArray;
+use crate::zeroed::{Zeroable, ZeroedArray};
 
 /// The longest word whose bytes are kept in its slot.
 pub const INLINE: usize = 16;
@@ -98,6 +103,10 @@ struct Slot {
     meta: u64,
     count: u64,
 }
+
+// SAFETY: four `u64`s, `repr(C)`: all-zero bytes are a valid slot, the
+// default one (empty).
+unsafe impl Zeroable for Slot {}
 
 /// A short word as the table keys it: its zero-padded bytes and `len + 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,9 +300,11 @@ impl<H: WordHash> WordTable<H> {
         }
     }
 
-    /// Adds `n` to the count of the short word `key`, whose hash is `hash`.
+    /// Adds `n` to the count of the short word `key` (`key.meta <= 17`),
+    /// whose hash is `hash`.
     #[inline(always)]
     pub fn add_short(&mut self, key: ShortKey, hash: u64, n: u64) {
+        debug_assert!((1..=INLINE as u64 + 1).contains(&key.meta));
         let mask = self.slots.len() - 1;
         let mut i = self.home(hash);
         loop {

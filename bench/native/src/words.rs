@@ -297,3 +297,99 @@ fn count_pending<H: WordHash>(table: &mut WordTable<H>, text: &[u8], word: Pendi
         table.add_long(&text[start..start + word.key.len()], word.hash, 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: Python's `line.split(' ')` per line.
+    fn reference(text: &[u8]) -> std::collections::BTreeMap<Vec<u8>, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        if text.is_empty() {
+            return counts;
+        }
+        let body = text.strip_suffix(b"\n").unwrap_or(text);
+        for line in body.split(|&b| b == b'\n') {
+            for word in line.split(|&b| b == b' ') {
+                *counts.entry(word.to_vec()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    fn counted(text: &[u8]) -> std::collections::BTreeMap<Vec<u8>, u64> {
+        let mut counter: WordCounter = WordCounter::default();
+        let counts = counter.count(text);
+        assert_eq!(counts.words, counter.total());
+        let mut out = std::collections::BTreeMap::new();
+        counter.for_each(|word, n| {
+            out.insert(word.to_vec(), n);
+        });
+        out
+    }
+
+    #[test]
+    fn counts_match_split_on_space_per_line() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"a",
+            b"a ",
+            b"a b a\n",
+            b"a  b\n\nc \n",
+            b" lead\ntrail \nx",
+            b"fifteen-bytes-- sixteen-bytes--- seventeen-bytes-- sixteen-bytes---\n",
+            b"ab ab\0 ab\0\0 ab\n",
+            b"the quick brown fox jumps over the lazy dog and the quick brown cat sleeps under the tree\nthe end\n",
+        ];
+        for text in cases {
+            assert_eq!(
+                counted(text),
+                reference(text),
+                "text {:?}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn counts_across_block_boundaries() {
+        // Words of every length straddle the 64-byte blocks.
+        let mut text = Vec::new();
+        for i in 0..500usize {
+            text.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, i % 23 + 1));
+            text.push(if i % 7 == 0 { b'\n' } else { b' ' });
+        }
+        text.extend_from_slice(b"tail");
+        assert_eq!(counted(&text), reference(&text));
+    }
+
+    #[test]
+    fn lines_are_counted_with_the_unterminated_tail() {
+        let mut counter: WordCounter = WordCounter::default();
+        assert_eq!(counter.count(b"a b\nc"), Counts { lines: 2, words: 3 });
+        assert_eq!(counter.count(b"a b\n"), Counts { lines: 1, words: 2 });
+        assert_eq!(counter.count(b"a b "), Counts { lines: 1, words: 3 });
+    }
+
+    #[test]
+    fn merge_adds_counts_per_word_and_writes_pairs() {
+        let mut a: WordCounter = WordCounter::default();
+        a.count(b"x y\n");
+        let mut b: WordCounter = WordCounter::default();
+        b.count(b"y z\n");
+        a.merge(&b);
+        assert_eq!(
+            (a.get(b"x"), a.get(b"y"), a.get(b"z")),
+            (Some(1), Some(2), Some(1))
+        );
+        let mut out = Vec::new();
+        a.write_pairs(&mut out).unwrap();
+        let mut lines: Vec<_> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        assert_eq!(lines, [&b"(x,1)"[..], b"(y,2)", b"(z,1)"]);
+    }
+}

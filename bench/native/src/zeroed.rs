@@ -16,11 +16,19 @@ use std::ptr::NonNull;
 #[cfg(target_os = "linux")]
 const HUGE: usize = 2 << 20;
 
-/// A boxed slice of `T` whose every byte starts at zero.
+/// Types whose all-zero bytes are a valid value, equal to `T::default()`.
 ///
-/// `T` must be a type for which all-zero bytes are a valid value that equals
-/// `T::default()` (plain integers and structs of them).
-pub struct ZeroedArray<T: Copy + Default> {
+/// # Safety
+///
+/// Implement it only for such types: plain integers, and `#[repr(C)]`
+/// structs of them.
+pub unsafe trait Zeroable: Copy + Default {}
+
+// SAFETY: every bit pattern is a `u64`, and zero is `u64::default()`.
+unsafe impl Zeroable for u64 {}
+
+/// A boxed slice of `T` whose every byte starts at zero.
+pub struct ZeroedArray<T: Zeroable> {
     /// `len` values of `T`, owned as `owner` says.
     ptr: NonNull<T>,
     len: usize,
@@ -42,11 +50,11 @@ enum Owner {
 
 // SAFETY: the memory is owned exclusively by the array, as a `Vec`'s buffer
 // is; `T`'s own `Send`/`Sync` decide.
-unsafe impl<T: Copy + Default + Send> Send for ZeroedArray<T> {}
+unsafe impl<T: Zeroable + Send> Send for ZeroedArray<T> {}
 // SAFETY: as above.
-unsafe impl<T: Copy + Default + Sync> Sync for ZeroedArray<T> {}
+unsafe impl<T: Zeroable + Sync> Sync for ZeroedArray<T> {}
 
-impl<T: Copy + Default> ZeroedArray<T> {
+impl<T: Zeroable> ZeroedArray<T> {
     /// `len` values, all zero.
     pub fn new(len: usize) -> Self {
         #[cfg(target_os = "linux")]
@@ -101,19 +109,19 @@ impl<T: Copy + Default> ZeroedArray<T> {
     }
 }
 
-impl<T: Copy + Default> Deref for ZeroedArray<T> {
+impl<T: Zeroable> Deref for ZeroedArray<T> {
     type Target = [T];
 
     #[inline(always)]
     fn deref(&self) -> &[T] {
         // SAFETY: `ptr` points to `len` initialized values of `T` that the
-        // array owns (a boxed slice's, or the kernel's zeroed pages, which the
-        // type's contract makes valid values); the borrow of `self` guards them.
+        // array owns (a boxed slice's, or the kernel's zeroed pages, which
+        // `Zeroable` makes valid values); the borrow of `self` guards them.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: Copy + Default> DerefMut for ZeroedArray<T> {
+impl<T: Zeroable> DerefMut for ZeroedArray<T> {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
@@ -121,7 +129,7 @@ impl<T: Copy + Default> DerefMut for ZeroedArray<T> {
     }
 }
 
-impl<T: Copy + Default> Drop for ZeroedArray<T> {
+impl<T: Zeroable> Drop for ZeroedArray<T> {
     fn drop(&mut self) {
         match self.owner {
             Owner::Heap => {
@@ -140,7 +148,7 @@ impl<T: Copy + Default> Drop for ZeroedArray<T> {
     }
 }
 
-impl<T: Copy + Default> Clone for ZeroedArray<T> {
+impl<T: Zeroable> Clone for ZeroedArray<T> {
     fn clone(&self) -> Self {
         let mut copy = Self::new(self.len());
         copy.copy_from_slice(self);
@@ -148,11 +156,32 @@ impl<T: Copy + Default> Clone for ZeroedArray<T> {
     }
 }
 
-impl<T: Copy + Default> std::fmt::Debug for ZeroedArray<T> {
+impl<T: Zeroable> std::fmt::Debug for ZeroedArray<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZeroedArray")
             .field("len", &self.len)
             .field("owner", &self.owner)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_large_arrays_start_at_zero_and_keep_what_is_written() {
+        for len in [0, 1, 1000, (4 << 20) / 8 + 3] {
+            let mut array = ZeroedArray::<u64>::new(len);
+            assert_eq!(array.len(), len);
+            assert!(array.iter().all(|&v| v == 0));
+            for (i, v) in array.iter_mut().enumerate() {
+                *v = i as u64;
+            }
+            let copy = array.clone();
+            assert!(copy.iter().enumerate().all(|(i, &v)| v == i as u64));
+            drop(array);
+            assert_eq!(copy.len(), len);
+        }
     }
 }

@@ -14,7 +14,9 @@ use std::io;
 
 use proptest::prelude::*;
 use sluice_bench::chunks::{LineChunker, Read};
-use sluice_bench::split::{for_each_word, for_each_word_memchr};
+use sluice_bench::split::{
+    Masks, Portable, for_each_word, for_each_word_memchr, for_each_word_with,
+};
 use sluice_bench::table::{FoldHash, WordHash, WordTable};
 use sluice_bench::words::{Counts, WordCounter};
 
@@ -223,6 +225,12 @@ proptest! {
         prop_assert_eq!(&text[split.tail..], tail);
         prop_assert!(words.iter().all(|&(_, e)| text[e] == b' ' || text[e] == b'\n'));
         prop_assert_eq!(split.newlines, text.iter().filter(|&&b| b == b'\n').count() as u64);
+        // Every kernel this CPU has finds the same.
+        for_each_kernel(|kernel| {
+            let mut again = Vec::new();
+            let split_again = for_each_word_with(kernel, &text, |start, end| again.push((start, end)));
+            assert_eq!((&again, split_again), (&words, split));
+        });
     }
 
     #[test]
@@ -235,6 +243,13 @@ proptest! {
         let mut counter = counter(hash, capacity);
         prop_assert_eq!(counter.count(&text), totals);
         assert_holds(counter.table(), &expected);
+        // The same with every kernel this CPU has, counting on top.
+        let doubled: HashMap<Vec<u8>, u64> = expected.iter().map(|(w, &n)| (w.clone(), 2 * n)).collect();
+        for_each_kernel(|kernel| {
+            let mut again = counter.clone();
+            assert_eq!(again.count_with(kernel, &text), totals);
+            assert_holds(again.table(), &doubled);
+        });
     }
 
     #[test]
@@ -270,6 +285,42 @@ proptest! {
         }
         prop_assert_eq!(counts, totals);
         assert_holds(counter.table(), &expected);
+    }
+}
+
+/// Calls `f` with each delimiter kernel this CPU can run.
+fn for_each_kernel(mut f: impl FnMut(AnyKernel)) {
+    f(AnyKernel::Portable(Portable));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(kernel) = sluice_bench::split::Avx2::detect() {
+            f(AnyKernel::Avx2(kernel));
+        }
+        if let Some(kernel) = sluice_bench::split::Avx512::detect() {
+            f(AnyKernel::Avx512(kernel));
+        }
+    }
+}
+
+/// One of the kernels, as one type.
+#[derive(Debug, Clone, Copy)]
+enum AnyKernel {
+    Portable(Portable),
+    #[cfg(target_arch = "x86_64")]
+    Avx2(sluice_bench::split::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(sluice_bench::split::Avx512),
+}
+
+impl Masks for AnyKernel {
+    fn masks(self, block: &[u8; 64]) -> (u64, u64) {
+        match self {
+            AnyKernel::Portable(k) => k.masks(block),
+            #[cfg(target_arch = "x86_64")]
+            AnyKernel::Avx2(k) => k.masks(block),
+            #[cfg(target_arch = "x86_64")]
+            AnyKernel::Avx512(k) => k.masks(block),
+        }
     }
 }
 
