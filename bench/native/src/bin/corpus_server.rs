@@ -8,6 +8,11 @@
 //!               [--bytes-per-second N] [--delay-ms 0] [--accept-timeout-s 600]
 //! ```
 //!
+//! The file is read into memory first, so that serving it costs only the
+//! kernel's copy into the socket (writes of up to 4 MiB), not a copy out of
+//! the page cache too: on a 2-core machine the server shares the cores with
+//! the system under test.
+//!
 //! `--delay-ms` waits that long after the client connects before the first
 //! byte, so that a system's start-up work (a JVM's first empty batches, a
 //! plugin's compilation) is over when the clock starts.
