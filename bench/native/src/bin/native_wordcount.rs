@@ -11,7 +11,7 @@
 //! - `--threads 1`: one thread reads, splits and counts as the bytes arrive:
 //!   it reads into a 1 MiB buffer, counts the complete lines of each read
 //!   and carries the partial last line over to the next.
-//! - `--threads N` (`0` = one per core): a reader reads into 4 MiB buffers,
+//! - `--threads N` (`0` = one per core): a reader reads into 1 MiB buffers,
 //!   cuts each at its last newline once it is nearly full (or when the socket
 //!   has nothing more for now, or at the batch time) and hands the buffer to
 //!   the next of N counting threads with room in its queue (two chunks each);
@@ -56,7 +56,7 @@ use sluice_bench::words::{Counts, WordCounter};
 /// The read buffer of `--threads 1`.
 const SINGLE_BUFFER: usize = 1 << 20;
 /// The buffers the reader hands to counting threads.
-const CHUNK: usize = 4 << 20;
+const CHUNK: usize = 1 << 20;
 /// The reader cuts a buffer once less room than this is left in it.
 const CUT_ROOM: usize = CHUNK / 8;
 /// Chunks that may wait in a counting thread's queue.
