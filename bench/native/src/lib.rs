@@ -10,13 +10,16 @@
 //!   from the same kind of socket and counts words in 1-second batches, on one
 //!   thread or on one thread per core.
 //!
-//! This library holds what they share: the word counter ([`words`]), the batch
-//! clock and metrics lines ([`batch`]) and a small argument parser ([`args`]).
+//! This library holds what they share: the splitter ([`split`]), the hash
+//! table ([`table`]) and the counting loop over both ([`words`]), the reader
+//! that cuts a socket's bytes into chunks of whole lines ([`chunks`]), the
+//! batch clock and metrics lines ([`batch`]) and a small argument parser
+//! ([`args`]).
 //!
 //! ```
-//! use sluice_bench::words::{WordCounter};
+//! use sluice_bench::words::WordCounter;
 //!
-//! let mut counter = WordCounter::default();
+//! let mut counter: WordCounter = WordCounter::default();
 //! let counts = counter.count(b"to be or\nnot to be\n");
 //! assert_eq!((counts.lines, counts.words), (2, 6));
 //! assert_eq!(counter.get(b"be"), Some(2));
@@ -24,4 +27,8 @@
 
 pub mod args;
 pub mod batch;
+pub mod chunks;
+pub mod split;
+pub mod table;
 pub mod words;
+pub mod zeroed;

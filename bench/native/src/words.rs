@@ -1,24 +1,42 @@
-//! The word counter of the native baseline: one pass over the bytes, a
-//! `hashbrown` map with `foldhash` keyed by the word's bytes.
+//! The word counter of the native baseline: the [`split`](crate::split)
+//! splitter feeding a [`WordTable`], with the table's lookups trailing the
+//! parser so that their slots are already in cache.
 //!
 //! Words are what Spark's `line.split(" ")` and Python's `line.split(' ')`
 //! give: a line ends at `'\n'`, a word at `' '` or at the end of its line, and
 //! nothing else is special (two spaces in a row make an empty word; the
 //! generated corpus has none). Text after the last `'\n'` is a last line.
 //!
+//! [`WordCounter::count`] keeps a ring of the last [`RING`] words parsed: the
+//! splitter finds a word, its key (two 8-byte loads, masked) and its hash are
+//! computed, its slot is prefetched, and the word parsed [`RING`] words earlier
+//! is looked up and counted. By then its slot has had the time of
+//! [`RING`] words to arrive from memory, so the table's cache misses (its
+//! 100,000 words do not fit in L1 or L2) overlap with parsing instead of
+//! stalling it. Nothing is allocated per word or per call; the table grows
+//! only when it holds more words than ever before.
+//!
 //! ```
 //! use sluice_bench::words::WordCounter;
 //!
-//! let mut batch = WordCounter::default();
+//! let mut batch: WordCounter = WordCounter::default();
 //! batch.count(b"a b a\n");
-//! let mut totals = WordCounter::default();
-//! totals.merge(batch);
+//! let mut totals: WordCounter = WordCounter::default();
+//! totals.merge(&batch);
+//! batch.clear();
 //! assert_eq!(totals.get(b"a"), Some(2));
+//! assert!(batch.is_empty());
 //! ```
 
 use std::io::{self, Write};
 
-use hashbrown::HashMap;
+#[cfg(target_arch = "x86_64")]
+use crate::split::{Avx2, Avx512};
+use crate::split::{Masks, Portable, for_each_word_with};
+use crate::table::{FoldHash, INLINE, ShortKey, WordHash, WordTable};
+
+/// How many words the table lookups trail the parser by.
+pub const RING: usize = 16;
 
 /// Lines and words seen by one call to [`WordCounter::count`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,105 +54,161 @@ impl std::ops::AddAssign for Counts {
     }
 }
 
-/// Counts per word, keyed by the word's bytes.
-///
-/// Words of up to 15 bytes (all of the generated corpus's) are keyed by a
-/// `u128` holding their bytes and length, so that finding one compares two
-/// machine words instead of calling `memcmp` through a pointer; longer words
-/// go to a second map keyed by their bytes.
-#[derive(Debug, Default)]
-pub struct WordCounter {
-    short: HashMap<ShortKey, u64, foldhash::fast::RandomState>,
-    long: HashMap<Box<[u8]>, u64, foldhash::fast::RandomState>,
+/// Counts per word: a [`WordTable`] and the counting loop that fills it.
+#[derive(Debug, Clone)]
+pub struct WordCounter<H = FoldHash> {
+    table: WordTable<H>,
 }
 
-/// The longest word kept in a [`ShortKey`]; the top byte holds the length.
-const SHORT: usize = 15;
-
-/// A short word's bytes, little-endian, with its length in the top byte: a
-/// `u128` stored as two `u64` so that an entry of the map (key and count) is
-/// 24 bytes, not 32, and more of the map stays in cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ShortKey([u64; 2]);
-
-impl std::hash::Hash for ShortKey {
-    #[inline]
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u128(self.as_u128());
+impl<H: WordHash + Default> Default for WordCounter<H> {
+    fn default() -> Self {
+        Self::with_capacity(0)
     }
 }
 
-impl ShortKey {
-    #[inline]
-    fn new(key: u128) -> Self {
-        Self([key as u64, (key >> 64) as u64])
-    }
-
-    #[inline]
-    fn as_u128(self) -> u128 {
-        u128::from(self.0[0]) | (u128::from(self.0[1]) << 64)
-    }
-}
-
-/// The key of a short word: its bytes, little-endian, and its length on top.
-#[inline]
-fn short_key(word: &[u8]) -> ShortKey {
-    debug_assert!(word.len() <= SHORT);
-    let mut bytes = [0u8; 16];
-    bytes[..word.len()].copy_from_slice(word);
-    ShortKey::new(u128::from_le_bytes(bytes) | ((word.len() as u128) << 120))
-}
-
-/// The key of the short word `text[start..end]`, loading 16 bytes at once
-/// when `text` has them.
-#[inline]
-fn short_key_at(text: &[u8], start: usize, end: usize) -> ShortKey {
-    let len = end - start;
-    debug_assert!(len <= SHORT && end <= text.len());
-    match text.get(start..start + 16) {
-        Some(bytes) => {
-            let raw = u128::from_le_bytes(bytes.try_into().expect("16 bytes"));
-            ShortKey::new((raw & ((1u128 << (len * 8)) - 1)) | ((len as u128) << 120))
-        }
-        None => short_key(&text[start..end]),
-    }
-}
-
-/// The bytes of a short word's key.
-fn short_word(key: &ShortKey) -> ([u8; 16], usize) {
-    let key = key.as_u128();
-    (key.to_le_bytes(), (key >> 120) as usize)
-}
-
-impl WordCounter {
+impl<H: WordHash + Default> WordCounter<H> {
     /// An empty counter with room for `words` distinct words.
     pub fn with_capacity(words: usize) -> Self {
         Self {
-            short: HashMap::with_capacity_and_hasher(words, Default::default()),
-            long: HashMap::default(),
+            table: WordTable::with_capacity(words),
         }
+    }
+}
+
+/// A word parsed, not counted yet: a short word's key, or for a long word
+/// its start in the text in `key.lo` and its length + 1 in `key.meta`.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    key: ShortKey,
+    hash: u64,
+}
+
+/// The last [`RING`] words parsed, field by field: a struct of arrays, so
+/// that every field goes to memory and back as one 8-byte word. (Whole
+/// `Pending`s were copied through the stack with 16-byte moves, and a 16-byte
+/// load of two fields just stored apart cannot be forwarded from the store
+/// buffer: it stalled every word.)
+struct Ring {
+    lo: [u64; RING],
+    hi: [u64; RING],
+    meta: [u64; RING],
+    hash: [u64; RING],
+}
+
+impl Ring {
+    fn new() -> Self {
+        Self {
+            lo: [0; RING],
+            hi: [0; RING],
+            meta: [0; RING],
+            hash: [0; RING],
+        }
+    }
+
+    /// The word in place `i` (modulo [`RING`]).
+    #[inline(always)]
+    fn get(&self, i: usize) -> Pending {
+        let i = i % RING;
+        Pending {
+            key: ShortKey {
+                lo: self.lo[i],
+                hi: self.hi[i],
+                meta: self.meta[i],
+            },
+            hash: self.hash[i],
+        }
+    }
+
+    /// Puts `word` in place `i` (modulo [`RING`]).
+    #[inline(always)]
+    fn put(&mut self, i: usize, word: Pending) {
+        let i = i % RING;
+        self.lo[i] = word.key.lo;
+        self.hi[i] = word.key.hi;
+        self.meta[i] = word.key.meta;
+        self.hash[i] = word.hash;
+    }
+}
+
+impl<H: WordHash> WordCounter<H> {
+    /// An empty counter over `table` (e.g. one with another hash).
+    pub fn from_table(table: WordTable<H>) -> Self {
+        Self { table }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &WordTable<H> {
+        &self.table
     }
 
     /// Counts every word of `text`: whole lines, each ending in `'\n'`,
     /// optionally followed by one last line without it (the stream's tail).
+    ///
+    /// The loop is compiled for the best delimiter kernel the CPU has
+    /// (AVX-512, AVX2, or the portable SSE2 one).
     pub fn count(&mut self, text: &[u8]) -> Counts {
-        let mut counts = Counts::default();
-        let mut start = 0;
-        for_each_delimiter(text, |pos, newline| {
-            if pos - start <= SHORT {
-                *self
-                    .short
-                    .entry(short_key_at(text, start, pos))
-                    .or_insert(0) += 1;
-            } else {
-                self.add(&text[start..pos], 1);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(kernel) = Avx512::detect() {
+                // SAFETY: the kernel exists only if the CPU has every feature
+                // `count_avx512` is compiled for.
+                return unsafe { self.count_avx512(kernel, text) };
             }
-            counts.words += 1;
-            counts.lines += u64::from(newline);
-            start = pos + 1;
+            if let Some(kernel) = Avx2::detect() {
+                // SAFETY: as above, for `count_avx2`.
+                return unsafe { self.count_avx2(kernel, text) };
+            }
+        }
+        self.count_with(Portable, text)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,bmi1,bmi2,popcnt")]
+    fn count_avx512(&mut self, kernel: Avx512, text: &[u8]) -> Counts {
+        self.count_with(kernel, text)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt")]
+    fn count_avx2(&mut self, kernel: Avx2, text: &[u8]) -> Counts {
+        self.count_with(kernel, text)
+    }
+
+    /// [`WordCounter::count`] with the delimiter kernel `masks` (the tests
+    /// run each one).
+    #[inline(always)]
+    pub fn count_with<M: Masks>(&mut self, masks: M, text: &[u8]) -> Counts {
+        let table = &mut self.table;
+        let mut ring = Ring::new();
+        let mut parsed = 0usize;
+        let split = for_each_word_with(masks, text, |start, end| {
+            let len = end - start;
+            let word = if len <= INLINE {
+                let key = ShortKey::at(text, start, len);
+                Pending {
+                    key,
+                    hash: key.hash(table.hasher()),
+                }
+            } else {
+                long_pending(table.hasher(), text, start, end)
+            };
+            table.prefetch(word.hash);
+            if parsed >= RING {
+                count_pending(table, text, ring.get(parsed));
+            }
+            ring.put(parsed, word);
+            parsed += 1;
         });
-        if start < text.len() {
-            self.add(&text[start..], 1);
+        for k in parsed.saturating_sub(RING)..parsed {
+            count_pending(table, text, ring.get(k));
+        }
+        let mut counts = Counts {
+            lines: split.newlines,
+            words: parsed as u64,
+        };
+        if text.last().is_some_and(|&b| b != b'\n') {
+            // The unterminated last line's last word (empty after a final ' ').
+            table.add(&text[split.tail..], 1);
             counts.words += 1;
             counts.lines += 1;
         }
@@ -144,143 +218,83 @@ impl WordCounter {
     /// Adds `n` to the count of `word`.
     #[inline]
     pub fn add(&mut self, word: &[u8], n: u64) {
-        if word.len() <= SHORT {
-            *self.short.entry(short_key(word)).or_insert(0) += n;
-            return;
-        }
-        match self.long.get_mut(word) {
-            Some(count) => *count += n,
-            None => {
-                self.long.insert(word.into(), n);
-            }
-        }
+        self.table.add(word, n);
     }
 
     /// Adds every count of `other` to this one (a reduce by key).
-    pub fn merge(&mut self, other: WordCounter) {
-        if self.is_empty() {
-            *self = other;
-            return;
-        }
-        self.short
-            .reserve(other.short.len().saturating_sub(self.short.len()));
-        for (key, n) in other.short {
-            *self.short.entry(key).or_insert(0) += n;
-        }
-        for (word, n) in other.long {
-            *self.long.entry(word).or_insert(0) += n;
-        }
+    pub fn merge(&mut self, other: &WordCounter<H>) {
+        self.table.merge(&other.table);
+    }
+
+    /// Forgets every word, keeping the memory.
+    pub fn clear(&mut self) {
+        self.table.clear();
     }
 
     /// The count of `word`, if it was seen.
     pub fn get(&self, word: &[u8]) -> Option<u64> {
-        if word.len() <= SHORT {
-            self.short.get(&short_key(word))
-        } else {
-            self.long.get(word)
-        }
-        .copied()
+        self.table.get(word)
     }
 
     /// Distinct words.
     pub fn len(&self) -> usize {
-        self.short.len() + self.long.len()
+        self.table.len()
     }
 
     /// True if no word was counted.
     pub fn is_empty(&self) -> bool {
-        self.short.is_empty() && self.long.is_empty()
+        self.table.is_empty()
     }
 
     /// Sum of all counts.
     pub fn total(&self) -> u64 {
-        self.short.values().sum::<u64>() + self.long.values().sum::<u64>()
+        self.table.total()
     }
 
-    /// Every word with its count, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, u64)> + '_ {
-        let short = self.short.iter().map(|(key, &n)| {
-            let (bytes, len) = short_word(key);
-            (bytes[..len].to_vec(), n)
-        });
-        short.chain(self.long.iter().map(|(word, &n)| (word.to_vec(), n)))
+    /// Calls `f(word, count)` for every word, in the order they were first counted.
+    pub fn for_each(&self, f: impl FnMut(&[u8], u64)) {
+        self.table.for_each(f);
     }
 
     /// Writes one `(word,count)` line per word, the format of Spark's
     /// `saveAsTextFiles` for a pair and of Sluice's file output.
     pub fn write_pairs(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut line = |word: &[u8], n: u64| -> io::Result<()> {
-            out.write_all(b"(")?;
-            out.write_all(word)?;
-            writeln!(out, ",{n})")
-        };
-        for (key, &n) in &self.short {
-            let (bytes, len) = short_word(key);
-            line(&bytes[..len], n)?;
-        }
-        for (word, &n) in &self.long {
-            line(word, n)?;
-        }
-        Ok(())
-    }
-}
-
-/// Calls `f(position, is_newline)` for every `' '` and `'\n'` of `text`, in order.
-#[inline]
-fn for_each_delimiter(text: &[u8], mut f: impl FnMut(usize, bool)) {
-    let mut base = 0;
-    // 64 bytes at a time: a bit mask of delimiters, then one call per set bit,
-    // so the branch per byte of a naive loop (mispredicted at every word) is gone.
-    while base + 64 <= text.len() {
-        let block: &[u8; 64] = text[base..base + 64].try_into().expect("slice of 64 bytes");
-        let (mut spaces, newlines) = masks64(block);
-        spaces |= newlines;
-        while spaces != 0 {
-            let bit = spaces.trailing_zeros() as usize;
-            f(base + bit, newlines & (1 << bit) != 0);
-            spaces &= spaces - 1;
-        }
-        base += 64;
-    }
-    for (i, &b) in text[base..].iter().enumerate() {
-        if b == b' ' || b == b'\n' {
-            f(base + i, b == b'\n');
-        }
-    }
-}
-
-/// Bit masks of the `' '` and the `'\n'` bytes of a 64-byte block.
-#[inline]
-fn masks64(block: &[u8; 64]) -> (u64, u64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{
-            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-        };
-        // SAFETY: SSE2 is part of the x86_64 baseline; the four unaligned
-        // 16-byte loads stay inside the 64-byte block.
-        unsafe {
-            let space = _mm_set1_epi8(b' ' as i8);
-            let newline = _mm_set1_epi8(b'\n' as i8);
-            let (mut spaces, mut newlines) = (0u64, 0u64);
-            for lane in 0..4 {
-                let v = _mm_loadu_si128(block.as_ptr().add(lane * 16).cast::<__m128i>());
-                spaces |=
-                    u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, space)) as u16) << (lane * 16);
-                newlines |=
-                    u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, newline)) as u16) << (lane * 16);
+        let mut result = Ok(());
+        self.table.for_each(|word, n| {
+            if result.is_ok() {
+                result = (|| {
+                    out.write_all(b"(")?;
+                    out.write_all(word)?;
+                    writeln!(out, ",{n})")
+                })();
             }
-            (spaces, newlines)
-        }
+        });
+        result
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let (mut spaces, mut newlines) = (0u64, 0u64);
-        for (i, &b) in block.iter().enumerate() {
-            spaces |= u64::from(b == b' ') << i;
-            newlines |= u64::from(b == b'\n') << i;
-        }
-        (spaces, newlines)
+}
+
+/// A long word's pending entry (out of line: the corpus has none).
+#[cold]
+#[inline(never)]
+fn long_pending<H: WordHash>(hasher: &H, text: &[u8], start: usize, end: usize) -> Pending {
+    Pending {
+        key: ShortKey {
+            lo: start as u64,
+            hi: 0,
+            meta: (end - start) as u64 + 1,
+        },
+        hash: hasher.long(&text[start..end]),
+    }
+}
+
+/// Counts one pending word of `text`.
+#[inline(always)]
+fn count_pending<H: WordHash>(table: &mut WordTable<H>, text: &[u8], word: Pending) {
+    if word.key.meta as usize <= INLINE + 1 {
+        table.add_short(word.key, word.hash, 1);
+    } else {
+        let start = word.key.lo as usize;
+        table.add_long(&text[start..start + word.key.len()], word.hash, 1);
     }
 }
 
@@ -291,10 +305,10 @@ mod tests {
     /// The reference: Python's `line.split(' ')` per line.
     fn reference(text: &[u8]) -> std::collections::BTreeMap<Vec<u8>, u64> {
         let mut counts = std::collections::BTreeMap::new();
-        let body = text.strip_suffix(b"\n").unwrap_or(text);
         if text.is_empty() {
             return counts;
         }
+        let body = text.strip_suffix(b"\n").unwrap_or(text);
         for line in body.split(|&b| b == b'\n') {
             for word in line.split(|&b| b == b' ') {
                 *counts.entry(word.to_vec()).or_insert(0) += 1;
@@ -304,10 +318,14 @@ mod tests {
     }
 
     fn counted(text: &[u8]) -> std::collections::BTreeMap<Vec<u8>, u64> {
-        let mut counter = WordCounter::default();
+        let mut counter: WordCounter = WordCounter::default();
         let counts = counter.count(text);
         assert_eq!(counts.words, counter.total());
-        counter.iter().collect()
+        let mut out = std::collections::BTreeMap::new();
+        counter.for_each(|word, n| {
+            out.insert(word.to_vec(), n);
+        });
+        out
     }
 
     #[test]
@@ -316,10 +334,11 @@ mod tests {
             b"",
             b"\n",
             b"a",
+            b"a ",
             b"a b a\n",
             b"a  b\n\nc \n",
             b" lead\ntrail \nx",
-            b"fifteen-bytes-- sixteen-bytes--- fifteen-bytes-- sixteen-bytes---\n",
+            b"fifteen-bytes-- sixteen-bytes--- seventeen-bytes-- sixteen-bytes---\n",
             b"ab ab\0 ab\0\0 ab\n",
             b"the quick brown fox jumps over the lazy dog and the quick brown cat sleeps under the tree\nthe end\n",
         ];
@@ -347,18 +366,19 @@ mod tests {
 
     #[test]
     fn lines_are_counted_with_the_unterminated_tail() {
-        let mut counter = WordCounter::default();
+        let mut counter: WordCounter = WordCounter::default();
         assert_eq!(counter.count(b"a b\nc"), Counts { lines: 2, words: 3 });
         assert_eq!(counter.count(b"a b\n"), Counts { lines: 1, words: 2 });
+        assert_eq!(counter.count(b"a b "), Counts { lines: 1, words: 3 });
     }
 
     #[test]
-    fn merge_adds_counts_per_word() {
-        let mut a = WordCounter::default();
+    fn merge_adds_counts_per_word_and_writes_pairs() {
+        let mut a: WordCounter = WordCounter::default();
         a.count(b"x y\n");
-        let mut b = WordCounter::default();
+        let mut b: WordCounter = WordCounter::default();
         b.count(b"y z\n");
-        a.merge(b);
+        a.merge(&b);
         assert_eq!(
             (a.get(b"x"), a.get(b"y"), a.get(b"z")),
             (Some(1), Some(2), Some(1))
