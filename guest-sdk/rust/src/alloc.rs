@@ -59,7 +59,7 @@ struct Header {
     next_free: *mut Header,
 }
 
-const _: () = assert!(size_of::<Header>() <= HEADER && HEADER % MAX_ALIGN == 0);
+const _: () = assert!(size_of::<Header>() <= HEADER && HEADER.is_multiple_of(MAX_ALIGN));
 const _: () = assert!(HEADER + SMALL + MAX_ALIGN <= CHUNK);
 
 /// A chunk allocator in front of `A`. Not thread-safe: see the `Sync` impl.
