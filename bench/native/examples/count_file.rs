@@ -68,7 +68,7 @@ fn main() {
         }
         n
     });
-    report("split: SIMD masks", secs);
+    report("split: SIMD masks (SSE2)", secs);
     let (secs, _) = best(rounds, || {
         let mut n = 0u64;
         for c in &chunks {
