@@ -157,7 +157,7 @@ pub struct BlockStore {
 /// How many emptied block buffers the store keeps. A block buffer is a few
 /// MiB that a receiver fills while the budget lets it; reusing it saves
 /// mapping fresh memory (and a page fault per 4 KiB) for every block.
-const KEPT_BUFFERS: usize = 4;
+const KEPT_BUFFERS: usize = 2;
 
 #[derive(Default)]
 struct State {
