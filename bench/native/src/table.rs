@@ -108,6 +108,17 @@ struct Slot {
 // default one (empty).
 unsafe impl Zeroable for Slot {}
 
+impl Slot {
+    /// The key of a filled slot of a short word.
+    fn short_key(&self) -> ShortKey {
+        ShortKey {
+            lo: self.lo,
+            hi: self.hi,
+            meta: self.meta,
+        }
+    }
+}
+
 /// A short word as the table keys it: its zero-padded bytes and `len + 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShortKey {
@@ -439,12 +450,7 @@ impl<H: WordHash> WordTable<H> {
             let slot = &self.slots[i as usize];
             let len = (slot.meta - 1) as usize;
             if len <= INLINE {
-                let key = ShortKey {
-                    lo: slot.lo,
-                    hi: slot.hi,
-                    meta: slot.meta,
-                };
-                f(&key.bytes()[..len], slot.count);
+                f(&slot.short_key().bytes()[..len], slot.count);
             } else {
                 f(
                     &self.arena[slot.lo as usize..slot.lo as usize + len],
@@ -469,11 +475,7 @@ impl<H: WordHash> WordTable<H> {
             let slot = other.slots[i as usize];
             let len = (slot.meta - 1) as usize;
             if len <= INLINE {
-                let key = ShortKey {
-                    lo: slot.lo,
-                    hi: slot.hi,
-                    meta: slot.meta,
-                };
+                let key = slot.short_key();
                 let hash = key.hash(&self.hasher);
                 self.add_short(key, hash, slot.count);
             } else {

@@ -352,3 +352,77 @@ impl Executor {
         Ok((outputs, bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bytes` bytes of records in one.
+    fn rows(bytes: usize) -> Rows {
+        let mut rows = Rows::new();
+        rows.push(&vec![b'x'; bytes]);
+        rows
+    }
+
+    fn failed() -> Result<Rows, ExecError> {
+        Err(ExecError::Data {
+            time: BatchTime(1),
+            operator: "op".into(),
+            reason: "boom".into(),
+        })
+    }
+
+    /// Sequences of what `done` holds for `node`, in order.
+    fn left(done: &[EarlyOutput], node: NodeId) -> Vec<u64> {
+        let mut left: Vec<u64> = done
+            .iter()
+            .filter(|(n, _, _)| *n == node)
+            .map(|(_, s, _)| *s)
+            .collect();
+        left.sort_unstable();
+        left
+    }
+
+    /// Four successful outputs of the node are taken, in block order; other
+    /// nodes' outputs, failed ones and the rest stay.
+    #[test]
+    fn the_first_four_outputs_of_the_node_are_taken_in_block_order() {
+        let mut done: Vec<EarlyOutput> = vec![
+            (0, 7, Ok(rows(10))),
+            (1, 1, Ok(rows(10))),
+            (0, 3, Ok(rows(10))),
+            (0, 2, failed()),
+            (0, 9, Ok(rows(10))),
+        ];
+        assert!(
+            take_mergeable(&mut done, 0).is_none(),
+            "three are not enough"
+        );
+        done.push((0, 5, Ok(rows(10))));
+        done.push((0, 8, Ok(rows(10))));
+        let parts = take_mergeable(&mut done, 0).expect("four are done");
+        let sequences: Vec<u64> = parts.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sequences, [3, 5, 7, 8]);
+        assert_eq!(left(&done, 0), [2, 9], "the failed one and the fifth stay");
+        assert_eq!(left(&done, 1), [1]);
+    }
+
+    /// Fewer than four (two at least) when the next would take the merge
+    /// past its cap; two even if they alone pass it.
+    #[test]
+    fn a_merge_stays_under_its_input_cap() {
+        let big = MERGE_INPUT_BYTES as usize / 3;
+        let mut done: Vec<EarlyOutput> = (0..4).map(|s| (0, s, Ok(rows(big)))).collect();
+        let parts = take_mergeable(&mut done, 0).expect("four are done");
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().map(|(_, r)| rows_bytes(r)).sum::<u64>() <= MERGE_INPUT_BYTES);
+        assert_eq!(left(&done, 0), [2, 3]);
+
+        let huge = MERGE_INPUT_BYTES as usize;
+        let mut done: Vec<EarlyOutput> = (0..4).map(|s| (0, s, Ok(rows(huge)))).collect();
+        assert_eq!(
+            take_mergeable(&mut done, 0).expect("four are done").len(),
+            2
+        );
+    }
+}
