@@ -1,5 +1,7 @@
 //! One guest call per partition: the network word count's fused chain over
-//! a partition of 10,000 lines, with the words borrowed from the lines
+//! a partition of 10,000 lines (and over a 4 MiB block of the benchmark
+//! corpus, the size a receiver cuts at full speed, whose 60-70 k distinct
+//! words make a table larger than L2), with the words borrowed from the lines
 //! (`flat_map_str → combine`, the plugin's default) and as a `String` each
 //! (`flat_map → map → combine`, `words=owned`); the merge of four such
 //! chains' outputs (the combine alone, as early chains' outputs are merged);
@@ -28,6 +30,20 @@ fn chain_of(graph: &JobGraph) -> Vec<Stage> {
         }
     }
     stages
+}
+
+/// The lines of the benchmark corpus (`sluice-corpus`, as `bench/run`
+/// serves it) that fill `bytes`.
+fn corpus_block(bytes: usize) -> Rows {
+    let corpus = sluice_corpus::generate(bytes / 50, sluice_corpus::DEFAULT_SEED);
+    let mut rows = Rows::new();
+    for line in corpus.split(|&b| b == b'\n') {
+        if rows.byte_len() + line.len() > bytes {
+            break;
+        }
+        rows.push(line);
+    }
+    rows
 }
 
 fn guest_call(c: &mut Criterion) {
@@ -65,6 +81,20 @@ fn guest_call(c: &mut Criterion) {
         if variant == "owned" {
             continue;
         }
+        let mut block = corpus_block(4 << 20);
+        let block_words: usize = block.iter().map(|l| l.split(|&b| b == b' ').count()).sum();
+        group.throughput(Throughput::Elements(block_words as u64));
+        group.bench_function(
+            "word count chain, borrowed words, 4 MiB corpus block",
+            |b| {
+                b.iter(|| {
+                    instance
+                        .run_chain(&stages, &mut block)
+                        .expect("the chain runs")
+                })
+            },
+        );
+        group.throughput(Throughput::Elements(words as u64));
         // Four chains' outputs, concatenated, through the combine alone.
         let partial = instance
             .run_chain(&stages, &mut lines)

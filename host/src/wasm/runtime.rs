@@ -103,6 +103,10 @@ impl Runtime {
         wasmtime_config
             .wasm_component_model(true)
             .epoch_interruption(true);
+        // `perf` names guest functions from /tmp/perf-<pid>.map.
+        if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+            wasmtime_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine =
             Engine::new(&wasmtime_config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);

@@ -6,9 +6,7 @@ use std::cell::RefCell;
 use std::hash::{BuildHasher, Hash};
 use std::rc::Rc;
 
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry::{Occupied, Vacant};
-
+use super::table::{Found, KeyRepr, KeyTable, SHORT_KEY, to_u32};
 use super::{
     BATCH, ChainFn, EncodedBatch, ErasedSink, Function, OutputSlot, Sink, encoder, erase, feed,
     unerase,
@@ -20,6 +18,13 @@ use crate::runtime::enter_stage;
 
 /// The hasher of the map-side combine's table.
 type KeyHasher = foldhash::fast::RandomState;
+
+/// How many short keys the combine takes before it looks them up: their
+/// slots are touched one after the other first, so that their cache misses
+/// (a table of a 4 MiB block is larger than L2) overlap, and the lookups then
+/// find them in L1. Touching each slot as its key comes in does not: the miss
+/// stalls the work after it before the next key's touch is reached.
+const AHEAD: usize = 16;
 
 /// The reducer of `reduce_by_key`.
 pub(crate) struct KeyReducer<K, V, F, S = KeyHasher> {
@@ -48,30 +53,31 @@ struct Combiner<K, V, F, S> {
 /// dropped as soon as it is merged, and the output is written from the
 /// encodings. Keys compared with `Eq` are kept whole, in `keys`.
 struct CombineStorage<K, V> {
-    /// One entry per distinct key.
-    table: HashTable<Slot<V>>,
-    /// The distinct keys' reprs, in order of first appearance (by bytes).
-    reprs: Vec<KeyRepr>,
+    /// One slot per distinct key.
+    table: KeyTable<V>,
     /// The distinct keys, in order of first appearance (by `Eq`).
     keys: Vec<K>,
     /// The encodings of more than [`SHORT_KEY`] bytes, back to back.
     long_keys: Vec<u8>,
     /// Where a key that is not a string is encoded.
     scratch: Vec<u8>,
-    /// The merged values in order of first appearance, while they are
-    /// pushed on.
-    values: Vec<Option<V>>,
+    /// Short keys taken but not looked up yet, in order, with their hashes
+    /// and values (see [`AHEAD`]).
+    ahead: Vec<(KeyRepr, u64, V)>,
+    /// The keys and merged values in order of first appearance, as the
+    /// table is emptied.
+    drained: Vec<Option<(KeyRepr, V)>>,
 }
 
 impl<K, V> Default for CombineStorage<K, V> {
     fn default() -> Self {
         Self {
-            table: HashTable::new(),
-            reprs: Vec::new(),
+            table: KeyTable::default(),
             keys: Vec::new(),
             long_keys: Vec::new(),
             scratch: Vec::new(),
-            values: Vec::new(),
+            ahead: Vec::with_capacity(AHEAD),
+            drained: Vec::new(),
         }
     }
 }
@@ -79,112 +85,11 @@ impl<K, V> Default for CombineStorage<K, V> {
 impl<K, V> CombineStorage<K, V> {
     fn clear(&mut self) {
         self.table.clear();
-        self.reprs.clear();
         self.keys.clear();
         self.long_keys.clear();
-        self.values.clear();
+        self.ahead.clear();
+        self.drained.clear();
     }
-}
-
-/// An entry of the combine's table: the key as the table compares it, its
-/// index in order of first appearance, and its merged value. Finding a key
-/// with a short encoding (every word of a word count) reads this entry and
-/// nothing else.
-struct Slot<V> {
-    key: KeyRepr,
-    index: u32,
-    /// `None` only while the value is handed to the user's reducer.
-    value: Option<V>,
-}
-
-/// The longest encoding a [`KeyRepr`] holds itself.
-const SHORT_KEY: usize = 15;
-/// The top byte of a [`KeyRepr`] of a longer encoding.
-const LONG: u64 = 0xff << 56;
-/// The top byte of a [`KeyRepr`] of a key compared with `Eq`.
-const BY_EQ: u64 = 0xfe << 56;
-const TAG: u64 = 0xff << 56;
-
-/// A key as the combine's table compares it: an encoding of up to
-/// [`SHORT_KEY`] bytes itself (the bytes little-endian, the length in the top
-/// byte), or the place of a longer one in `long_keys` (`LONG` on top), or
-/// nothing (`BY_EQ` on top: the key is compared with `Eq`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct KeyRepr([u64; 2]);
-
-impl KeyRepr {
-    /// The repr of an encoding of at most [`SHORT_KEY`] bytes, read with a
-    /// few loads rather than a copy.
-    #[inline]
-    fn short(bytes: &[u8]) -> Self {
-        let len = bytes.len();
-        debug_assert!(len <= SHORT_KEY);
-        let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
-        let le32 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
-        let (lo, hi) = if len >= 8 {
-            // The last 8 bytes overlap the first 8: shift the overlap out.
-            let hi = if len > 8 {
-                le64(&bytes[len - 8..]) >> ((16 - len) * 8)
-            } else {
-                0
-            };
-            (le64(&bytes[..8]), hi)
-        } else if len >= 4 {
-            // Two overlapping loads; the overlapping bytes are equal.
-            (
-                le32(&bytes[..4]) | le32(&bytes[len - 4..]) << ((len - 4) * 8),
-                0,
-            )
-        } else {
-            let mut lo = 0;
-            for (i, &b) in bytes.iter().enumerate() {
-                lo |= u64::from(b) << (i * 8);
-            }
-            (lo, 0)
-        };
-        Self([lo, hi | (len as u64) << 56])
-    }
-
-    fn long(start: usize, len: usize) -> Self {
-        Self([
-            u64::from(to_u32(start)) | u64::from(to_u32(len)) << 32,
-            LONG,
-        ])
-    }
-
-    #[inline]
-    fn as_u128(self) -> u128 {
-        u128::from(self.0[0]) | u128::from(self.0[1]) << 64
-    }
-
-    /// The bytes of a `LONG` repr in `long_keys`.
-    fn long_key(self, long_keys: &[u8]) -> &[u8] {
-        let start = (self.0[0] & 0xffff_ffff) as usize;
-        &long_keys[start..start + (self.0[0] >> 32) as usize]
-    }
-
-    /// The encoding of a short or `LONG` repr: `short` holds a short one's
-    /// bytes.
-    fn bytes<'a>(&self, long_keys: &'a [u8], short: &'a mut [u8; 16]) -> &'a [u8] {
-        if self.0[1] & TAG == LONG {
-            return self.long_key(long_keys);
-        }
-        *short = self.as_u128().to_le_bytes();
-        &short[..(self.0[1] >> 56) as usize]
-    }
-
-    /// The length of the encoding, unless the key is compared with `Eq`.
-    fn encoded_len(self) -> Option<usize> {
-        match self.0[1] & TAG {
-            LONG => Some((self.0[0] >> 32) as usize),
-            BY_EQ => None,
-            len => Some((len >> 56) as usize),
-        }
-    }
-}
-
-fn to_u32(n: usize) -> u32 {
-    u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
 }
 
 /// The encoding of `key`: a string's bytes as they are, anything else
@@ -323,31 +228,31 @@ where
 
     fn finish(&mut self) -> Result<(), String> {
         enter_stage(self.stage);
+        self.look_up_ahead();
         let CombineStorage {
             table,
-            reprs,
             keys,
             long_keys,
-            values,
+            drained,
             ..
         } = &mut self.storage;
-        // The merged values in order of first appearance, and the output's
-        // size.
+        // The keys and merged values in order of first appearance, and the
+        // output's size.
         let distinct = table.len();
-        values.clear();
-        values.resize_with(distinct, || None);
+        drained.clear();
+        drained.resize_with(distinct, || None);
         let mut bytes = 0;
-        for slot in table.drain() {
-            let key = match slot.key.encoded_len() {
+        table.drain(|index, repr, value| {
+            let key = match repr.encoded_len() {
                 Some(len) => len,
-                None => keys[slot.index as usize].encoded_size_hint(),
+                None => keys[repr.eq_index()].encoded_size_hint(),
             };
-            bytes += 4 + key + slot.value.as_ref().map_or(0, Data::encoded_size_hint);
-            values[slot.index as usize] = slot.value;
-        }
-        let values = values
+            bytes += 4 + key + value.encoded_size_hint();
+            drained[index as usize] = Some((repr, value));
+        });
+        let drained = drained
             .drain(..)
-            .map(|v| v.expect("a merged value is always present"));
+            .map(|d| d.expect("every index up to the table's length is a key's"));
         let mut short = [0u8; 16];
         match &mut self.out {
             CombineOut::Rows(slot) => {
@@ -355,7 +260,7 @@ where
                     data: Vec::with_capacity(bytes),
                     ends: Vec::with_capacity(distinct),
                 };
-                for (repr, value) in reprs.drain(..).zip(values) {
+                for (repr, value) in drained {
                     let key = repr.bytes(long_keys, &mut short);
                     rows.data.extend_from_slice(&end_offset(key).to_le_bytes());
                     rows.data.extend_from_slice(key);
@@ -368,8 +273,9 @@ where
             CombineOut::Sink(down) => {
                 down.size_hint(distinct, bytes);
                 let mut batch = Vec::with_capacity(BATCH.min(distinct));
+                // Keys compared with `Eq` are in `keys`, in the same order.
                 let mut keys = keys.drain(..);
-                for (repr, value) in reprs.drain(..).zip(values) {
+                for (repr, value) in drained {
                     let key = match keys.next() {
                         Some(key) => key,
                         None => K::decode(repr.bytes(long_keys, &mut short))
@@ -407,87 +313,73 @@ where
         self.storage.scratch = scratch;
     }
 
-    /// Adds one pair to the table, the key given as its encoding.
+    /// Adds one pair to the table, the key given as its encoding: a short
+    /// one after [`AHEAD`] more, a long one at once (after the short ones
+    /// before it, so keys keep their order of first appearance).
     #[inline]
     fn merge_encoded(&mut self, bytes: &[u8], value: V) {
-        let combiner = &*self.combiner;
-        let hasher = &combiner.hasher;
+        if bytes.len() > SHORT_KEY {
+            self.look_up_ahead();
+            return self.merge_long(bytes, value);
+        }
+        let repr = KeyRepr::short(bytes);
+        let hash = self.combiner.hasher.hash_one(repr.as_u128());
+        self.storage.ahead.push((repr, hash, value));
+        if self.storage.ahead.len() == AHEAD {
+            self.look_up_ahead();
+        }
+    }
+
+    /// Looks up the short keys taken and not looked up yet: touches their
+    /// slots, then merges them in order.
+    fn look_up_ahead(&mut self) {
+        let mut ahead = std::mem::take(&mut self.storage.ahead);
+        for (_, hash, _) in &ahead {
+            self.storage.table.touch(*hash);
+        }
+        for (repr, hash, value) in ahead.drain(..) {
+            self.merge_short(repr, hash, value);
+        }
+        self.storage.ahead = ahead;
+    }
+
+    /// Adds one pair of a short key to the table.
+    #[inline]
+    fn merge_short(&mut self, repr: KeyRepr, hash: u64, value: V) {
+        let table = &mut self.storage.table;
+        match table.find(hash, |key| key == repr) {
+            Found::At(at) => table.update(at, |acc| (self.combiner.f)(acc, value)),
+            Found::Vacant(at) => table.insert(at, hash, repr, to_u32(table.len()), value),
+        }
+    }
+
+    /// Adds one pair of a key of more than [`SHORT_KEY`] bytes to the table.
+    fn merge_long(&mut self, bytes: &[u8], value: V) {
+        let hash = self.combiner.hasher.hash_one(bytes);
         let CombineStorage {
-            table,
-            reprs,
-            long_keys,
-            ..
+            table, long_keys, ..
         } = &mut self.storage;
-        let rehash = |slot: &Slot<V>| match slot.key.0[1] & TAG {
-            LONG => hasher.hash_one(slot.key.long_key(long_keys)),
-            _ => hasher.hash_one(slot.key.as_u128()),
-        };
-        let (entry, repr) = if bytes.len() <= SHORT_KEY {
-            let repr = KeyRepr::short(bytes);
-            let hash = hasher.hash_one(repr.as_u128());
-            (table.entry(hash, |slot| slot.key == repr, rehash), repr)
-        } else {
-            let hash = hasher.hash_one(bytes);
-            let entry = table.entry(
-                hash,
-                |slot| slot.key.0[1] == LONG && slot.key.long_key(long_keys) == bytes,
-                rehash,
-            );
-            let repr = match entry {
-                // Unused: the key is in the table.
-                Occupied(_) => KeyRepr([0, LONG]),
-                Vacant(_) => {
-                    let start = long_keys.len();
-                    long_keys.extend_from_slice(bytes);
-                    KeyRepr::long(start, bytes.len())
-                }
-            };
-            (entry, repr)
-        };
-        match entry {
-            Occupied(mut found) => {
-                let merged = &mut found.get_mut().value;
-                let acc = merged.take().expect("a merged value is always present");
-                *merged = Some((combiner.f)(acc, value));
-            }
-            Vacant(vacant) => {
-                vacant.insert(Slot {
-                    key: repr,
-                    index: to_u32(reprs.len()),
-                    value: Some(value),
-                });
-                reprs.push(repr);
+        match table.find(hash, |key| {
+            key.is_long() && key.long_key(long_keys) == bytes
+        }) {
+            Found::At(at) => table.update(at, |acc| (self.combiner.f)(acc, value)),
+            Found::Vacant(at) => {
+                let repr = KeyRepr::long(long_keys.len(), bytes.len());
+                long_keys.extend_from_slice(bytes);
+                table.insert(at, hash, repr, to_u32(table.len()), value);
             }
         }
     }
 
     /// Adds one pair to the table, the key compared with `Eq`.
     fn merge_by_eq(&mut self, key: K, value: V) {
-        let combiner = &*self.combiner;
-        let hasher = &combiner.hasher;
-        let CombineStorage {
-            table, reprs, keys, ..
-        } = &mut self.storage;
-        let hash = hasher.hash_one(&key);
-        let entry = table.entry(
-            hash,
-            |slot| keys[slot.index as usize] == key,
-            |slot| hasher.hash_one(&keys[slot.index as usize]),
-        );
-        match entry {
-            Occupied(mut found) => {
-                let merged = &mut found.get_mut().value;
-                let acc = merged.take().expect("a merged value is always present");
-                *merged = Some((combiner.f)(acc, value));
-            }
-            Vacant(vacant) => {
-                let repr = KeyRepr([0, BY_EQ]);
-                vacant.insert(Slot {
-                    key: repr,
-                    index: to_u32(keys.len()),
-                    value: Some(value),
-                });
-                reprs.push(repr);
+        let hash = self.combiner.hasher.hash_one(&key);
+        let CombineStorage { table, keys, .. } = &mut self.storage;
+        match table.find(hash, |k| keys[k.eq_index()] == key) {
+            Found::At(at) => table.update(at, |acc| (self.combiner.f)(acc, value)),
+            Found::Vacant(at) => {
+                let repr = KeyRepr::by_eq(keys.len());
+                table.insert(at, hash, repr, to_u32(table.len()), value);
                 keys.push(key);
             }
         }
@@ -699,9 +591,9 @@ pub(super) mod tests {
             for pairs in partitions {
                 prop_assert_eq!(combine(&reducer, pairs.clone()), reference(&pairs));
                 let storage = reducer.shared.storage.borrow();
-                prop_assert!(storage.table.capacity() >= capacity, "the table is kept");
-                capacity = storage.table.capacity();
-                prop_assert!(storage.keys.is_empty() && storage.reprs.is_empty() && storage.long_keys.is_empty());
+                prop_assert!(storage.table.slots() >= capacity, "the table is kept");
+                capacity = storage.table.slots();
+                prop_assert!(storage.keys.is_empty() && storage.table.len() == 0 && storage.long_keys.is_empty());
             }
         }
 
@@ -725,15 +617,6 @@ pub(super) mod tests {
                 let jsoned: Vec<_> = pairs.iter().map(|(k, v)| (Json(k.clone()), *v)).collect();
                 prop_assert_eq!(combine(&json, jsoned.clone()), reference(&jsoned));
             }
-        }
-
-        #[test]
-        fn a_short_key_repr_is_the_bytes_and_the_length(bytes in vec(any::<u8>(), 0..=SHORT_KEY)) {
-            let mut padded = [0u8; 16];
-            padded[..bytes.len()].copy_from_slice(&bytes);
-            padded[15] = bytes.len() as u8;
-            prop_assert_eq!(KeyRepr::short(&bytes).as_u128(), u128::from_le_bytes(padded));
-            prop_assert_eq!(KeyRepr::short(&bytes).encoded_len(), Some(bytes.len()));
         }
 
         #[test]

@@ -35,6 +35,7 @@
 mod combine;
 mod emit;
 mod narrow;
+mod table;
 
 pub(crate) use combine::{KeyReducer, KeyReducerFn};
 pub use emit::{Emit, Emitter};

@@ -1,0 +1,471 @@
+//! The combine's table: [`KeyRepr`], a key as the table compares it, and
+//! [`KeyTable`], an open-addressing table of them with their merged values.
+//!
+//! The table is the hot loop of a word count (a lookup per word), and a
+//! 4 MiB block's 60-100 k distinct words make it larger than L2, so its
+//! layout is chosen for one cache miss per lookup, and for misses that
+//! overlap:
+//!
+//! - A slot holds the key's repr (the encoding itself up to [`SHORT_KEY`]
+//!   bytes), 32 bits of its hash, its index in order of first appearance and
+//!   its value: 32 bytes for an `i64` value, two to a cache line. Finding a
+//!   short key reads its slot and nothing else (a `hashbrown` lookup reads a
+//!   group of control bytes, then the slot, elsewhere).
+//! - Linear probing at a load of at most 3/4: a probe goes on in the same
+//!   cache line, or the next.
+//! - [`KeyTable::touch`] loads a slot ahead of its lookup. WebAssembly has no
+//!   prefetch instruction; a load whose value is not used is the nearest
+//!   thing, and the combine touches a key's slot some lookups before it
+//!   looks it up, so that the misses of the Zipf tail overlap.
+
+use std::mem::MaybeUninit;
+
+/// The longest encoding a [`KeyRepr`] holds itself.
+pub(super) const SHORT_KEY: usize = 15;
+/// The top byte of a [`KeyRepr`] of a longer encoding.
+pub(super) const LONG: u64 = 0xff << 56;
+/// The top byte of a [`KeyRepr`] of a key compared with `Eq`.
+pub(super) const BY_EQ: u64 = 0xfe << 56;
+const TAG: u64 = 0xff << 56;
+
+/// A key as the combine's table compares it: an encoding of up to
+/// [`SHORT_KEY`] bytes itself (the bytes little-endian, the length in the top
+/// byte), or the place of a longer one in the combine's `long_keys` (`LONG`
+/// on top), or an index into its keys (`BY_EQ` on top: the key is compared
+/// with `Eq`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(super) struct KeyRepr(pub(super) [u64; 2]);
+
+impl KeyRepr {
+    /// The repr of an encoding of at most [`SHORT_KEY`] bytes, read with a
+    /// few loads rather than a copy.
+    #[inline]
+    pub(super) fn short(bytes: &[u8]) -> Self {
+        let len = bytes.len();
+        debug_assert!(len <= SHORT_KEY);
+        let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let le32 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let (lo, hi) = if len >= 8 {
+            // The last 8 bytes overlap the first 8: shift the overlap out.
+            let hi = if len > 8 {
+                le64(&bytes[len - 8..]) >> ((16 - len) * 8)
+            } else {
+                0
+            };
+            (le64(&bytes[..8]), hi)
+        } else if len >= 4 {
+            // Two overlapping loads; the overlapping bytes are equal.
+            (
+                le32(&bytes[..4]) | le32(&bytes[len - 4..]) << ((len - 4) * 8),
+                0,
+            )
+        } else {
+            let mut lo = 0;
+            for (i, &b) in bytes.iter().enumerate() {
+                lo |= u64::from(b) << (i * 8);
+            }
+            (lo, 0)
+        };
+        Self([lo, hi | (len as u64) << 56])
+    }
+
+    /// The repr of a longer encoding at `start` in `long_keys`.
+    pub(super) fn long(start: usize, len: usize) -> Self {
+        Self([
+            u64::from(to_u32(start)) | u64::from(to_u32(len)) << 32,
+            LONG,
+        ])
+    }
+
+    /// The repr of the key at `index` of the keys compared with `Eq`.
+    pub(super) fn by_eq(index: usize) -> Self {
+        Self([u64::from(to_u32(index)), BY_EQ])
+    }
+
+    #[inline]
+    pub(super) fn as_u128(self) -> u128 {
+        u128::from(self.0[0]) | u128::from(self.0[1]) << 64
+    }
+
+    #[inline]
+    pub(super) fn is_long(self) -> bool {
+        self.0[1] & TAG == LONG
+    }
+
+    /// The index of a `BY_EQ` repr.
+    pub(super) fn eq_index(self) -> usize {
+        debug_assert_eq!(self.0[1] & TAG, BY_EQ);
+        self.0[0] as usize
+    }
+
+    /// The bytes of a `LONG` repr in `long_keys`.
+    #[inline]
+    pub(super) fn long_key(self, long_keys: &[u8]) -> &[u8] {
+        let start = (self.0[0] & 0xffff_ffff) as usize;
+        &long_keys[start..start + (self.0[0] >> 32) as usize]
+    }
+
+    /// The encoding of a short or `LONG` repr: `short` holds a short one's
+    /// bytes.
+    pub(super) fn bytes<'a>(&self, long_keys: &'a [u8], short: &'a mut [u8; 16]) -> &'a [u8] {
+        if self.is_long() {
+            return self.long_key(long_keys);
+        }
+        *short = self.as_u128().to_le_bytes();
+        &short[..(self.0[1] >> 56) as usize]
+    }
+
+    /// The length of the encoding, unless the key is compared with `Eq`.
+    pub(super) fn encoded_len(self) -> Option<usize> {
+        match self.0[1] & TAG {
+            LONG => Some((self.0[0] >> 32) as usize),
+            BY_EQ => None,
+            len => Some((len >> 56) as usize),
+        }
+    }
+}
+
+pub(super) fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
+}
+
+/// One slot of a [`KeyTable`].
+struct Slot<V> {
+    key: KeyRepr,
+    /// The low 32 bits of the key's hash: where the key goes, and a cheap
+    /// first comparison.
+    hash: u32,
+    /// One more than the key's index in order of first appearance; 0 when
+    /// the slot is empty.
+    place: u32,
+    /// Initialized when `place` is not 0.
+    value: MaybeUninit<V>,
+}
+
+impl<V> Slot<V> {
+    const EMPTY: Self = Self {
+        key: KeyRepr([0, 0]),
+        hash: 0,
+        place: 0,
+        value: MaybeUninit::uninit(),
+    };
+}
+
+/// The fewest slots of a table that holds a key.
+const MIN_SLOTS: usize = 64;
+
+/// The distinct keys of a partition, each with its index in order of first
+/// appearance and its merged value (see the module's doc).
+pub(super) struct KeyTable<V> {
+    /// A power of two of them, or none.
+    slots: Box<[Slot<V>]>,
+    len: usize,
+    /// Whether a slot lost its value to a panic (see
+    /// [`update`](Self::update)).
+    poisoned: bool,
+}
+
+impl<V> Default for KeyTable<V> {
+    fn default() -> Self {
+        Self {
+            slots: Box::new([]),
+            len: 0,
+            poisoned: false,
+        }
+    }
+}
+
+/// Where [`KeyTable::find`] found a key, or where it goes.
+pub(super) enum Found {
+    At(usize),
+    Vacant(usize),
+}
+
+impl<V> KeyTable<V> {
+    /// The number of keys.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The number of slots.
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Loads the first slot of `hash`, so that a lookup of it shortly
+    /// after finds it in cache.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub(super) fn touch(&self, hash: u64) {
+        if let Some(slot) = self
+            .slots
+            .get(hash as usize & self.slots.len().wrapping_sub(1))
+        {
+            // SAFETY: a pointer made from a reference, so valid and aligned.
+            // A volatile load, so that the compiler keeps it.
+            unsafe { std::ptr::read_volatile(&raw const slot.hash) };
+        }
+    }
+
+    /// The slot of the key of `hash` for which `eq` holds, or the empty slot
+    /// where it goes. Makes room for one more key first, so a vacant slot
+    /// can be filled with [`insert`](Self::insert).
+    #[inline]
+    pub(super) fn find(&mut self, hash: u64, mut eq: impl FnMut(KeyRepr) -> bool) -> Found {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let hash = hash as u32;
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = &self.slots[at];
+            if slot.place == 0 {
+                return Found::Vacant(at);
+            }
+            if slot.hash == hash && eq(slot.key) {
+                return Found::At(at);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Fills the vacant slot `at` that [`find`](Self::find) gave for `hash`,
+    /// with the key of index `index`.
+    #[inline]
+    pub(super) fn insert(&mut self, at: usize, hash: u64, key: KeyRepr, index: u32, value: V) {
+        let slot = &mut self.slots[at];
+        debug_assert_eq!(slot.place, 0, "a vacant slot");
+        *slot = Slot {
+            key,
+            hash: hash as u32,
+            place: index + 1,
+            value: MaybeUninit::new(value),
+        };
+        self.len += 1;
+    }
+
+    /// Replaces the value in the slot `at` that [`find`](Self::find) found
+    /// with `f(value)`. If `f` unwinds (a native test's panic: a plugin's
+    /// panic aborts its call), the slot is left without a value, and the
+    /// table leaks its values when it is emptied instead of dropping them.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub(super) fn update(&mut self, at: usize, f: impl FnOnce(V) -> V) {
+        struct PoisonOnUnwind<'a>(&'a mut bool);
+        impl Drop for PoisonOnUnwind<'_> {
+            fn drop(&mut self) {
+                *self.0 = true;
+            }
+        }
+        let slot = &mut self.slots[at];
+        assert_ne!(slot.place, 0, "an occupied slot");
+        let poison = PoisonOnUnwind(&mut self.poisoned);
+        // SAFETY: the slot is occupied, so its value is initialized. It is
+        // written again before anything else reads it; if `f` unwinds
+        // instead, the table is poisoned, and a poisoned table never reads
+        // its values again.
+        let value = unsafe { slot.value.assume_init_read() };
+        slot.value.write(f(value));
+        std::mem::forget(poison);
+    }
+
+    /// Empties the table, handing every key's index, repr and value to
+    /// `out`. Keeps the slots for the next partition, unless they are many
+    /// more than these keys needed.
+    pub(super) fn drain(&mut self, out: impl FnMut(u32, KeyRepr, V)) {
+        let len = self.len;
+        self.empty(out);
+        if len > 0 && self.slots.len() > MIN_SLOTS && len * 8 < self.slots.len() {
+            self.slots = empty_slots(slots_for(len));
+        }
+    }
+
+    /// Empties the table, dropping the values; keeps the slots.
+    pub(super) fn clear(&mut self) {
+        self.empty(drop_value);
+    }
+
+    #[allow(unsafe_code)]
+    fn empty(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
+        let len = std::mem::take(&mut self.len);
+        if std::mem::take(&mut self.poisoned) {
+            // A value was moved out: leak them all.
+            for slot in &mut self.slots {
+                slot.place = 0;
+            }
+        } else if len > 0 {
+            for slot in &mut self.slots {
+                if slot.place != 0 {
+                    let place = std::mem::take(&mut slot.place);
+                    // SAFETY: the slot was occupied, so its value is
+                    // initialized, and it is marked empty before `out` runs,
+                    // so the value is not read or dropped again.
+                    let value = unsafe { slot.value.assume_init_read() };
+                    out(place - 1, slot.key, value);
+                }
+            }
+        }
+    }
+
+    /// Doubles the slots, placing every key again.
+    #[cold]
+    fn grow(&mut self) {
+        let slots = empty_slots((self.slots.len() * 2).max(MIN_SLOTS));
+        let old = std::mem::replace(&mut self.slots, slots);
+        let mask = self.slots.len() - 1;
+        for slot in old {
+            if slot.place != 0 {
+                let mut at = slot.hash as usize & mask;
+                while self.slots[at].place != 0 {
+                    at = (at + 1) & mask;
+                }
+                self.slots[at] = slot;
+            }
+        }
+    }
+}
+
+impl<V> Drop for KeyTable<V> {
+    fn drop(&mut self) {
+        if std::mem::needs_drop::<V>() {
+            self.clear();
+        }
+    }
+}
+
+fn drop_value<V>(_: u32, _: KeyRepr, value: V) {
+    drop(value);
+}
+
+/// The number of slots that hold `len` keys at the table's load.
+fn slots_for(len: usize) -> usize {
+    (len * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS)
+}
+
+fn empty_slots<V>(n: usize) -> Box<[Slot<V>]> {
+    std::iter::repeat_with(|| Slot::EMPTY).take(n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    /// Counts per key with the table, hashing with `hash`.
+    fn count(table: &mut KeyTable<Rc<i64>>, keys: &[u16], hash: impl Fn(u16) -> u64) {
+        let mut next = 0;
+        for &k in keys {
+            let repr = KeyRepr::short(&k.to_le_bytes());
+            let h = hash(k);
+            table.touch(h);
+            match table.find(h, |r| r == repr) {
+                Found::At(at) => table.update(at, |v| Rc::new(*v + 1)),
+                Found::Vacant(at) => {
+                    table.insert(at, h, repr, next, Rc::new(1));
+                    next += 1;
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_short_key_repr_is_the_bytes_and_the_length(bytes in vec(any::<u8>(), 0..=SHORT_KEY)) {
+            let mut padded = [0u8; 16];
+            padded[..bytes.len()].copy_from_slice(&bytes);
+            padded[15] = bytes.len() as u8;
+            prop_assert_eq!(KeyRepr::short(&bytes).as_u128(), u128::from_le_bytes(padded));
+            prop_assert_eq!(KeyRepr::short(&bytes).encoded_len(), Some(bytes.len()));
+        }
+
+        /// Against a `HashMap`, with a spread hash and with hashes that
+        /// collide (all, or modulo a few), over partitions that reuse the
+        /// slots; values that need dropping are all dropped.
+        #[test]
+        fn counts_like_a_hash_map(
+            partitions in vec(vec(0u16..300, 0..700), 1..4),
+            colliding in 0u64..4,
+        ) {
+            let mut table = KeyTable::default();
+            let witness = Rc::new(0);
+            for keys in &partitions {
+                let hash = |k: u16| match colliding {
+                    0 => (u64::from(k)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    n => u64::from(k) % n * 64,
+                };
+                count(&mut table, keys, hash);
+                let mut expected: HashMap<u16, i64> = HashMap::new();
+                let mut order = Vec::new();
+                for &k in keys {
+                    *expected.entry(k).or_insert_with(|| { order.push(k); 0 }) += 1;
+                }
+                prop_assert_eq!(table.len(), expected.len());
+                let mut got = vec![None; order.len()];
+                table.drain(|index, repr, value| {
+                    got[index as usize] = Some((repr, *value));
+                });
+                for (index, k) in order.iter().enumerate() {
+                    prop_assert_eq!(
+                        got[index],
+                        Some((KeyRepr::short(&k.to_le_bytes()), expected[k]))
+                    );
+                }
+                prop_assert_eq!(table.len(), 0);
+            }
+            // Values left in a table are dropped with it.
+            let keys: Vec<u16> = (0..100).collect();
+            count(&mut table, &keys, u64::from);
+            table.update(0, |_| Rc::clone(&witness));
+            prop_assert_eq!(Rc::strong_count(&witness), 2);
+            drop(table);
+            prop_assert_eq!(Rc::strong_count(&witness), 1);
+        }
+    }
+
+    #[test]
+    fn a_panic_in_an_update_leaks_the_values_and_leaves_the_table_usable() {
+        let mut table = KeyTable::<Rc<i64>>::default();
+        let keys: Vec<u16> = (0..10).collect();
+        let witness = Rc::new(0);
+        count(&mut table, &keys, u64::from);
+        table.update(3, |_| Rc::clone(&witness));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.update(5, |_| panic!("a reducer's panic"))
+        }));
+        assert!(panicked.is_err());
+        table.clear();
+        assert_eq!(Rc::strong_count(&witness), 2, "leaked, not dropped");
+        count(&mut table, &[1, 1, 2], u64::from);
+        let mut got = Vec::new();
+        table.drain(|index, _, value| got.push((index, *value)));
+        got.sort();
+        assert_eq!(got, [(0, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn the_slots_shrink_after_a_partition_of_few_keys() {
+        let mut table = KeyTable::<i64>::default();
+        for len in [10_000usize, 10] {
+            for i in 0..len {
+                let repr = KeyRepr::short(&(i as u64).to_le_bytes());
+                let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                if let Found::Vacant(at) = table.find(h, |r| r == repr) {
+                    table.insert(at, h, repr, i as u32, 1);
+                }
+            }
+            assert!(table.slots() >= len * 4 / 3, "the load stays under 3/4");
+            let slots = table.slots();
+            table.drain(|_, _, _| {});
+            table.clear();
+            if len == 10_000 {
+                assert_eq!(table.slots(), slots, "kept for the next partition");
+            }
+        }
+        assert_eq!(table.slots(), MIN_SLOTS, "10 keys need the fewest slots");
+    }
+}
