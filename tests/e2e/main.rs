@@ -15,6 +15,7 @@ mod examples;
 mod file_stream;
 mod instances;
 mod keyed;
+mod merges;
 mod outputs;
 #[cfg(unix)]
 mod recovery;

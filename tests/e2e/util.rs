@@ -219,12 +219,23 @@ impl Sluice {
     /// `sluice run network_word_count.wasm` reading `127.0.0.1:port` and
     /// saving its counts under `prefix`, in 500 ms batches of 100 ms blocks.
     pub fn socket_word_count(data_dir: &Path, port: u16, prefix: &Path) -> Self {
+        Self::socket_word_count_in_blocks(data_dir, port, prefix, "100ms")
+    }
+
+    /// [`Sluice::socket_word_count`] with blocks of `block_interval` (e.g.
+    /// `20ms`) in its 500 ms batches.
+    pub fn socket_word_count_in_blocks(
+        data_dir: &Path,
+        port: u16,
+        prefix: &Path,
+        block_interval: &str,
+    ) -> Self {
         Self::run(&plugin(sluice_test_artifacts::NETWORK_WORD_COUNT), data_dir)
             .job_arg("host", "127.0.0.1")
             .job_arg("port", port)
             .job_arg("output", prefix.display())
             .opt("--batch-interval", "500ms")
-            .opt("--block-interval", "100ms")
+            .opt("--block-interval", block_interval)
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {

@@ -43,8 +43,8 @@ fn run_word_count(extra_args: &[(&str, &str)]) {
 }
 
 /// Checks the saved batches, the metrics and the printed output of a word
-/// count over `lines` from one socket.
-fn check_batches(
+/// count over `lines` from one socket, in 500 ms batches.
+pub(crate) fn check_batches(
     out: &Output,
     lines: &[&str],
     expected: &Counts,

@@ -302,8 +302,19 @@ impl Executor {
                     })
                     .map_err(Self::task_error(batch))
             });
+            let inputs = parts.len();
             drop(parts);
             if let Ok(out) = &output {
+                tracing::debug!(
+                    batch = %batch,
+                    step = %step.name,
+                    node = step.node,
+                    block = sequence,
+                    inputs,
+                    bytes_in = bytes,
+                    bytes_out = rows_bytes(out),
+                    "early outputs merged"
+                );
                 store.charge(rows_bytes(out));
             }
             store.release(bytes);
