@@ -117,8 +117,8 @@ fn store() {
             partitions,
             key_groups: store.key_groups().get(),
         };
-        let prepared =
-            prepare_update(&op, owned, std::iter::empty(), &codecs, add_one).expect("a batch");
+        let prepared = prepare_update(&op, owned, std::iter::empty(), false, &codecs, add_one)
+            .expect("a batch");
         prepared.commit(&op);
         emitted += prepared.emitted.len();
     }

@@ -183,6 +183,14 @@ impl Codec {
         }
     }
 
+    /// `tuple<k, list<v>>`, the codec of the groups of this `tuple<k, v>`.
+    pub fn grouped(&self) -> Option<Codec> {
+        Some(Codec::Tuple(vec![
+            self.key()?.clone(),
+            Codec::List(Box::new(self.value()?.clone())),
+        ]))
+    }
+
     fn record_error(&self, reason: impl Into<String>) -> CodecError {
         CodecError::Record {
             codec: self.to_string(),

@@ -39,6 +39,8 @@ enum EarlyMerge {
     Guest(FunctionId),
     /// A built-in reducer's map-side combine.
     Native(NativeCombine),
+    /// Groups of a stateful step's values, grouped again.
+    Group,
 }
 
 /// Successful outputs of `node` in `done` to merge, in block order (taken
@@ -142,10 +144,7 @@ impl Executor {
         let store = Arc::clone(store);
         self.workers.spawn(move || {
             let step = &this.plan.steps[step_index];
-            let StepKind::Chain {
-                stages, combine, ..
-            } = &step.kind
-            else {
+            let StepKind::Chain { stages, .. } = &step.kind else {
                 unreachable!("early_chains holds chain steps")
             };
             let EarlyBlock {
@@ -167,7 +166,7 @@ impl Executor {
                             instance.run_chain(stages, &mut rows)
                         })
                         .map_err(Self::task_error(batch))
-                        .and_then(|out| this.combine_natively(batch, step, *combine, out))
+                        .and_then(|out| this.finish_chain(batch, step, out))
                 })
             };
             store.recycle(rows);
@@ -232,15 +231,20 @@ impl Executor {
     }
 
     /// How a chain's outputs merge: by its combine, in the guest or
-    /// natively. `None` for a chain without one.
+    /// natively, or by grouping its groups again. `None` for a chain without
+    /// a combine or a grouping.
     fn early_merge(&self, step_index: usize) -> Option<EarlyMerge> {
         let StepKind::Chain {
-            stages, combine, ..
+            stages,
+            combine,
+            group,
+            ..
         } = &self.plan.steps[step_index].kind
         else {
             return None;
         };
         match (stages.last(), combine) {
+            _ if *group => Some(EarlyMerge::Group),
             (_, Some(native)) => Some(EarlyMerge::Native(*native)),
             (Some(Stage::Combine(f)), None) => Some(EarlyMerge::Guest(*f)),
             _ => None,
@@ -278,8 +282,13 @@ impl Executor {
                         .map(|mut one| one.remove(0))
                         .map_err(|e| this.data_error(batch, step, e));
                 }
+                if let Some(EarlyMerge::Group) = merge {
+                    return shuffle::Groups::of_lists(parts.iter().map(|(_, rows)| rows))
+                        .and_then(|groups| groups.to_lists())
+                        .map_err(|e| this.data_error(batch, step, e));
+                }
                 let Some(EarlyMerge::Guest(f)) = merge else {
-                    unreachable!("only chains with a combine merge")
+                    unreachable!("only chains with a combine or a grouping merge")
                 };
                 let mut all = Rows::with_capacity(
                     parts.iter().map(|(_, rows)| rows.len()).sum(),

@@ -1,5 +1,6 @@
-//! The keyed operators of a batch, natively: the map-side combine of a
-//! chain's output by a built-in reducer, bucketing every partition by the
+//! The keyed operators of a batch, natively: the end of a chain's task (the
+//! map-side combine of a built-in reducer, or the grouping of a stateful
+//! step's values), bucketing every partition by the
 //! [`Partitioner`], and `reduce_by_key` (guest reducers through
 //! `reduce-groups`, built-in ones without a guest call).
 
@@ -8,17 +9,26 @@ use rayon::prelude::*;
 use super::{ExecError, Executor, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
-use crate::plan::{NativeCombine, Reducer, Step};
+use crate::plan::{Reducer, Step, StepKind};
 
 impl Executor {
-    /// A built-in reducer's map-side combine of a chain's output.
-    pub(super) fn combine_natively(
+    /// The native end of a chain's task, on the guest's `output`: the
+    /// map-side combine of a built-in reducer, or the grouping by key of a
+    /// stateful step's values (see [`StepKind::Chain`]).
+    pub(super) fn finish_chain(
         &self,
         time: BatchTime,
         step: &Step,
-        combine: Option<NativeCombine>,
         output: Rows,
     ) -> Result<Rows, ExecError> {
+        let StepKind::Chain { combine, group, .. } = &step.kind else {
+            return Ok(output);
+        };
+        if *group {
+            return shuffle::Groups::new([&output])
+                .and_then(|groups| groups.to_lists())
+                .map_err(|e| self.data_error(time, step, e));
+        }
         let Some(combine) = combine else {
             return Ok(output);
         };

@@ -295,15 +295,13 @@ impl Executor {
     ) -> Result<Option<Vec<Rows>>, ExecError> {
         let out = match &step.kind {
             StepKind::Source => unreachable!("handled by run_batch"),
-            StepKind::Chain {
-                stages, combine, ..
-            } => {
+            StepKind::Chain { stages, .. } => {
                 let partitions = inputs.pop().expect("one input");
                 let outputs = self.run_chain(time, step, stages, partitions)?;
                 Some(self.workers.install(|| {
                     outputs
                         .into_par_iter()
-                        .map(|out| self.combine_natively(time, step, *combine, out))
+                        .map(|out| self.finish_chain(time, step, out))
                         .collect::<Result<_, _>>()
                 })?)
             }

@@ -69,6 +69,12 @@ pub enum StepKind {
         /// The map-side combine of a built-in reducer, run natively on the
         /// guest's output in the same task.
         combine: Option<NativeCombine>,
+        /// Whether the guest's output pairs are grouped natively by key in
+        /// the same task, into `tuple<k, list<v>>` records (keys in order of
+        /// first appearance, values in order): the input of a stateful
+        /// step, which needs every value, holds one record per key and
+        /// block instead of one per value.
+        group: bool,
     },
     /// All partitions of all inputs.
     Union {
@@ -155,6 +161,8 @@ pub enum StepKind {
         partitions: Option<u32>,
         /// The name the state is kept under.
         state: String,
+        /// Whether the input is grouped by key (a chain with `group`).
+        grouped: bool,
     },
     /// The keys with new values (and those timing out) through the guest's
     /// `map-with-state`; the state kept per key group under `state`.
@@ -171,6 +179,8 @@ pub enum StepKind {
         partitions: Option<u32>,
         /// The name the state is kept under.
         state: String,
+        /// Whether the input is grouped by key (a chain with `group`).
+        grouped: bool,
     },
     /// The whole state kept under `state`, as `(k, s)` pairs.
     StateSnapshots {
@@ -290,13 +300,17 @@ impl Plan {
                 consumers[i] += 1;
             }
         }
-        // A narrow node whose single reader is a narrow node, or a keyed
-        // reduce (which appends its map-side combine), is fused into its reader.
+        // A narrow node whose single reader is a narrow node, a keyed reduce
+        // (which appends its map-side combine) or a stateful step (which
+        // groups its values by key after it) is fused into its reader.
         let fusable_reader = |reader: &NodeKind| {
             reader.narrow_function().is_some()
                 || matches!(
                     reader,
-                    NodeKind::ReduceByKey { .. } | NodeKind::ReduceByKeyAndWindow { .. }
+                    NodeKind::ReduceByKey { .. }
+                        | NodeKind::ReduceByKeyAndWindow { .. }
+                        | NodeKind::UpdateStateByKey { .. }
+                        | NodeKind::MapWithState { .. }
                 )
         };
         let mut fused_into_reader = vec![false; nodes.len()];
@@ -348,6 +362,7 @@ impl Plan {
                             input: chain_input,
                             stages,
                             combine: None,
+                            group: false,
                         },
                     });
                     continue;
@@ -395,6 +410,7 @@ impl Plan {
                                 input: chain_input,
                                 stages,
                                 combine,
+                                group: false,
                             },
                         });
                         shuffle_input = slot;
@@ -430,29 +446,60 @@ impl Plan {
                     input: input.expect("validated: one input"),
                     window: resolved(window, every(id)),
                 }),
-                NodeKind::UpdateStateByKey {
-                    function,
-                    partitions,
-                    ..
-                } => Some(StepKind::UpdateStateByKey {
-                    input: input.expect("validated: one input"),
-                    function: *function,
-                    partitions: *partitions,
-                    state: state_name(id),
-                }),
-                NodeKind::MapWithState {
-                    function,
-                    timeout,
-                    partitions,
-                    state_codec,
-                } => Some(StepKind::MapWithState {
-                    input: input.expect("validated: one input"),
-                    function: *function,
-                    timeout: *timeout,
-                    state_codec: state_codec.parse().expect("validated: a state codec"),
-                    partitions: *partitions,
-                    state: state_name(id),
-                }),
+                NodeKind::UpdateStateByKey { .. } | NodeKind::MapWithState { .. } => {
+                    let mut input = input.expect("validated: one input");
+                    // The chain before, if any, groups the values by key.
+                    let grouped =
+                        if let Some((chain_input, stages, mut names)) = pending[input].take() {
+                            names.push(format!("{} (values grouped by key)", node.name));
+                            let slot = codecs.len();
+                            let pairs = codecs[input].clone();
+                            codecs.push(pairs.as_ref().and_then(Codec::grouped));
+                            steps.push(Step {
+                                node: slot,
+                                name: names.join(" → "),
+                                every: every(id),
+                                kind: StepKind::Chain {
+                                    input: chain_input,
+                                    stages,
+                                    combine: None,
+                                    group: true,
+                                },
+                            });
+                            input = slot;
+                            true
+                        } else {
+                            false
+                        };
+                    Some(match &node.kind {
+                        NodeKind::UpdateStateByKey {
+                            function,
+                            partitions,
+                            ..
+                        } => StepKind::UpdateStateByKey {
+                            input,
+                            function: *function,
+                            partitions: *partitions,
+                            state: state_name(id),
+                            grouped,
+                        },
+                        NodeKind::MapWithState {
+                            function,
+                            timeout,
+                            partitions,
+                            state_codec,
+                        } => StepKind::MapWithState {
+                            input,
+                            function: *function,
+                            timeout: *timeout,
+                            state_codec: state_codec.parse().expect("validated: a state codec"),
+                            partitions: *partitions,
+                            state: state_name(id),
+                            grouped,
+                        },
+                        _ => unreachable!("matched above"),
+                    })
+                }
                 NodeKind::StateSnapshots => {
                     let input = input.expect("validated: one input");
                     Some(StepKind::StateSnapshots {
@@ -692,6 +739,55 @@ mod tests {
             vec![(0, vec![Stage::Apply(0)]), (1, vec![Stage::Apply(1)])]
         );
         assert_eq!(p.readers[1], 2);
+    }
+
+    /// The chain before `update_state_by_key` groups its pairs by key, into
+    /// a slot of `tuple<k, list<v>>` that the stateful step reads; without a
+    /// chain before it, the step reads pairs.
+    #[test]
+    fn a_stateful_step_reads_its_chain_grouped() {
+        let update = || NodeKind::UpdateStateByKey {
+            function: 1,
+            state_codec: "i64".into(),
+            partitions: None,
+        };
+        let p = plan(vec![
+            source(),
+            node("flat_map", NodeKind::FlatMap(0), &[0], "tuple<string,i64>"),
+            node("update", update(), &[1], "tuple<string,i64>"),
+            node("again", update(), &[2], "tuple<string,i64>"),
+            node("print", NodeKind::Print(10), &[3], ""),
+        ]);
+        let kinds: Vec<_> = p.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
+        assert!(
+            matches!(
+                &p.steps[1].kind,
+                StepKind::Chain { input: 0, stages, combine: None, group: true }
+                    if stages == &vec![Stage::Apply(0)]
+            ),
+            "{kinds:#?}"
+        );
+        let slot = p.steps[1].node;
+        assert_eq!(
+            p.codecs[slot].as_ref().map(ToString::to_string).as_deref(),
+            Some("tuple<string,list<i64>>")
+        );
+        assert_eq!(p.steps[1].name, "flat_map → update (values grouped by key)");
+        assert!(
+            matches!(p.steps[2].kind, StepKind::UpdateStateByKey { input, grouped: true, .. } if input == slot),
+            "{kinds:#?}"
+        );
+        assert!(
+            matches!(
+                p.steps[3].kind,
+                StepKind::UpdateStateByKey {
+                    input: 2,
+                    grouped: false,
+                    ..
+                }
+            ),
+            "{kinds:#?}"
+        );
     }
 
     #[test]

@@ -12,12 +12,11 @@
 //! trap, or a batch that fails in another partition, never applies a state
 //! twice or half a batch.
 
-use hashbrown::HashMap;
-
 use crate::data::codec::{split_prefixed, write_list, write_pair, write_prefixed};
 use crate::data::{Codec, CodecError, Rows, RowsError};
 
 use super::store::OperatorState;
+use crate::exec::shuffle::Groups;
 
 /// Bytes before a `map_with_state` state in the store: the batch time (ms,
 /// `u64` little-endian) at which its key last had new values.
@@ -66,38 +65,19 @@ pub struct Codecs<'a> {
     pub mapped: Option<&'a Codec>,
 }
 
-/// The new values of each key of a partition: keys in order of first
-/// arrival, values in arrival order.
-struct NewValues<'a> {
-    index: HashMap<&'a [u8], usize, foldhash::fast::FixedState>,
-    keys: Vec<(&'a [u8], Vec<&'a [u8]>)>,
-}
-
-impl<'a> NewValues<'a> {
-    fn new(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<NewValues<'a>, String> {
-        let mut new = NewValues {
-            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x5_1ce)),
-            keys: Vec::new(),
-        };
-        for input in inputs {
-            for (index, record) in input.iter().enumerate() {
-                let (key, value) = split_prefixed(record)
-                    .ok_or_else(|| format!("record {index} is not an encoded (key, value) pair"))?;
-                match new.index.get(key) {
-                    Some(&i) => new.keys[i].1.push(value),
-                    None => {
-                        new.index.insert(key, new.keys.len());
-                        new.keys.push((key, vec![value]));
-                    }
-                }
-            }
-        }
-        Ok(new)
-    }
-
-    fn contains(&self, key: &[u8]) -> bool {
-        self.index.contains_key(key)
-    }
+/// The new values of each key of a partition, keys in order of first
+/// arrival and values in arrival order: from `(k, v)` pairs, or from groups
+/// of them (`(k, list<v>)`, when the chain before grouped them).
+fn new_values<'a>(
+    inputs: impl IntoIterator<Item = &'a Rows>,
+    grouped: bool,
+) -> Result<Groups<'a>, String> {
+    let groups = if grouped {
+        Groups::of_lists(inputs)
+    } else {
+        Groups::new(inputs)
+    };
+    groups.map_err(|e| e.to_string())
 }
 
 /// A key as the user would write it, for messages.
@@ -210,7 +190,8 @@ fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 }
 
 /// `update_state_by_key` for one partition: every key with new values in
-/// `inputs` (the partition's buckets) or with state in the key groups it
+/// `inputs` (the partition's buckets: pairs, or groups of pairs when
+/// `grouped`) or with state in the key groups it
 /// owns, as `tuple<k, list<v>, option<s>>` records, through `call`; the
 /// output has one `option<s>` per key. Emits `tuple<k, s>` for every key with
 /// state after the batch.
@@ -218,13 +199,14 @@ pub fn prepare_update<'a, E>(
     op: &OperatorState,
     owned: Owned,
     inputs: impl IntoIterator<Item = &'a Rows>,
+    grouped: bool,
     codecs: &Codecs<'_>,
     call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
-    let new = NewValues::new(inputs).map_err(PrepareError::Data)?;
+    let new = new_values(inputs, grouped).map_err(PrepareError::Data)?;
     let mut input = Rows::new();
     let mut scratch = Vec::new();
-    for (key, values) in &new.keys {
+    for (key, values) in new.iter() {
         let group = op.group_of(key);
         push(&mut input, &mut scratch, |out| {
             write_prefixed(key, out)?;
@@ -282,7 +264,7 @@ pub fn prepare_update<'a, E>(
 }
 
 /// `map_with_state` for one partition at batch time `time_ms`: every key
-/// with new values as `tuple<k, option<s>, some(list<v>)>`, and, with a
+/// with new values in `inputs` (pairs, or groups of pairs when `grouped`) as `tuple<k, option<s>, some(list<v>)>`, and, with a
 /// `timeout_ms`, every key of the owned key groups whose last new values are
 /// older than `time_ms - timeout_ms` as `tuple<k, some(s), none>`, through
 /// `call`; the output has one `tuple<option<s>, list<m>>` per record. Emits
@@ -291,15 +273,16 @@ pub fn prepare_map<'a, E>(
     op: &OperatorState,
     owned: Owned,
     inputs: impl IntoIterator<Item = &'a Rows>,
+    grouped: bool,
     time_ms: u64,
     timeout_ms: Option<u64>,
     codecs: &Codecs<'_>,
     call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
-    let new = NewValues::new(inputs).map_err(PrepareError::Data)?;
+    let new = new_values(inputs, grouped).map_err(PrepareError::Data)?;
     let mut input = Rows::new();
     let mut scratch = Vec::new();
-    for (key, values) in &new.keys {
+    for (key, values) in new.iter() {
         let group = op.group_of(key);
         push(&mut input, &mut scratch, |out| {
             write_prefixed(key, out)?;

@@ -39,6 +39,7 @@ impl Executor {
                 function,
                 partitions,
                 state,
+                grouped,
                 ..
             } => {
                 let output = self.codec(step.node);
@@ -61,7 +62,7 @@ impl Executor {
                     *partitions,
                     pairs,
                     |op, owned, buckets, call_place| {
-                        calls::prepare_update(op, owned, buckets, &codecs, |rows| {
+                        calls::prepare_update(op, owned, buckets, *grouped, &codecs, |rows| {
                             self.call_in_pieces(step, &call_place, rows, |instance, piece| {
                                 instance.update_state(*function, time.as_millis(), piece)
                             })
@@ -76,6 +77,7 @@ impl Executor {
                 partitions,
                 state,
                 state_codec,
+                grouped,
             } => {
                 let Some(key) = self.codec(*input).key() else {
                     return Err(self.data_error(time, step, "its input is not (key, value) pairs"));
@@ -97,6 +99,7 @@ impl Executor {
                             op,
                             owned,
                             buckets,
+                            *grouped,
                             time.as_millis(),
                             timeout_ms,
                             &codecs,

@@ -177,7 +177,14 @@ fn update_batch(
                 partitions: PARTITIONS,
                 key_groups: store.key_groups().get(),
             };
-            calls::prepare_update(&op, owned, buckets.iter().map(|b| &b[p]), &codecs, &call)
+            calls::prepare_update(
+                &op,
+                owned,
+                buckets.iter().map(|b| &b[p]),
+                false,
+                &codecs,
+                &call,
+            )
         })
         .collect::<Result<Vec<Prepared>, _>>()?;
     Ok(prepared
@@ -316,7 +323,7 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         Ok(out)
     };
     let prepared =
-        calls::prepare_map(&op, owned, [&input], 3000, Some(1000), &codecs, echo).unwrap();
+        calls::prepare_map(&op, owned, [&input], false, 3000, Some(1000), &codecs, echo).unwrap();
     assert_eq!(store.get("m", b"k"), None, "nothing written before commit");
     prepared.commit(&op);
     let value = store.get("m", b"k").unwrap();
@@ -337,7 +344,8 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         }
         Ok(out)
     };
-    let err = calls::prepare_map(&op, owned, [&input], 4000, None, &codecs, bad).unwrap_err();
+    let err =
+        calls::prepare_map(&op, owned, [&input], false, 4000, None, &codecs, bad).unwrap_err();
     assert!(
         matches!(&err, PrepareError::Data(m) if m.starts_with("the mapped records returned for key k are malformed")),
         "{err:?}"
