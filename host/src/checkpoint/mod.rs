@@ -315,7 +315,11 @@ impl Restored {
                         "the state of `{name}` key group {g} is not empty before the restore"
                     )));
                 }
-                for (key, value) in entries(&data[FILE_HEADER..]) {
+                let count = u64_at(data, 12) as usize;
+                let body = &data[FILE_HEADER..];
+                // Sized once: 8 bytes of lengths an entry in the file.
+                group.reserve(count, body.len().saturating_sub(8 * count));
+                for (key, value) in entries(body) {
                     if key_groups.of(key) != g {
                         return Err(mismatch(format!(
                             "`{name}` key group {g} holds a key of key group {}",
@@ -324,6 +328,7 @@ impl Restored {
                     }
                     group.insert(key, value);
                 }
+                group.shrink_to_fit();
                 group.mark_unchanged();
             }
         }

@@ -16,11 +16,15 @@
 //! `u64` (the batch time, in ms, at which the key last had new values) and
 //! then the state's codec bytes.
 //!
-//! One key group is an arena of entries `[u32 key length][u32 value
-//! length][key][value]` and a `hashbrown::HashTable` of their offsets, behind
-//! its own `Mutex`: the partitions of a step own disjoint key groups
-//! (partition `p` of `P` owns the groups `g mod P = p`), so their tasks never
-//! wait for each other.
+//! One key group is an arena of entries `[key length][value length][key]
+//! [value]`, the lengths as LEB128 varints (one byte each below 128), and a
+//! `hashbrown::HashTable` of their offsets (`u32`, or `u64` once the arena
+//! passes 4 GiB), behind its own `Mutex`: the partitions of a step own
+//! disjoint key groups (partition `p` of `P` owns the groups `g mod P = p`),
+//! so their tasks never wait for each other. The arena grows by a quarter,
+//! not by doubling, and is rewritten at its live size when dead entries are
+//! half of it. One million `word123456` keys with `i64` states (18 bytes a
+//! key) take about 33 bytes a key (`cargo bench -p sluice --bench state`).
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -35,39 +39,234 @@ fn hash(key: &[u8]) -> u64 {
     foldhash::fast::FixedState::with_seed(0x5_7a7e).hash_one(key)
 }
 
-/// Bytes before an entry's key in the arena: its key length and its value
-/// length, `u32` little-endian each.
-const HEADER: usize = 8;
-
 /// Garbage below this many bytes is never compacted away.
 const MIN_COMPACTION: usize = 4096;
 
-fn u32_at(data: &[u8], at: usize) -> usize {
-    u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize
+/// The first capacity of an arena.
+const MIN_ARENA: usize = 64;
+
+/// The largest offset a `u32` table holds: past it, a key group's table
+/// holds `u64` offsets. (Lower in unit tests, so that they go through both.)
+const NARROW_MAX: usize = if cfg!(test) {
+    8 << 10
+} else {
+    u32::MAX as usize
+};
+
+/// Appends `n` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut n: u32) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Bytes of `n` as a LEB128 varint.
+fn varint_len(n: u32) -> usize {
+    // 1 for 0..=127, 2 up to 2^14 - 1, …, 5 from 2^28.
+    (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The varint at `at` (written by [`put_varint`]) and its length.
+#[inline]
+fn varint(data: &[u8], at: usize) -> (usize, usize) {
+    let first = data[at];
+    if first < 0x80 {
+        return (usize::from(first), 1);
+    }
+    let mut value = usize::from(first & 0x7f);
+    let mut i = 1;
+    loop {
+        let byte = data[at + i];
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        i += 1;
+        if byte < 0x80 {
+            return (value, i);
+        }
+    }
+}
+
+/// A key or value length, which the entries' headers hold in a `u32`.
+fn length(bytes: &[u8]) -> u32 {
+    // Keys and states come from `Rows`, whose offsets are `u32` too.
+    u32::try_from(bytes.len()).expect("keys and states are below 4 GiB (their u32 lengths)")
+}
+
+/// Bytes of the entry of `key` and `value`.
+fn entry_size(key: &[u8], value: &[u8]) -> usize {
+    varint_len(length(key)) + varint_len(length(value)) + key.len() + value.len()
+}
+
+/// The entry at `at`: where its key starts, its key length and its value
+/// length (the value follows the key).
+#[inline]
+fn header(data: &[u8], at: usize) -> (usize, usize, usize) {
+    let (key_len, a) = varint(data, at);
+    let (value_len, b) = varint(data, at + a);
+    (at + a + b, key_len, value_len)
 }
 
 /// The key and value of the entry at `at`.
+#[inline]
 fn entry(data: &[u8], at: usize) -> (&[u8], &[u8]) {
-    let (key_len, value_len) = (u32_at(data, at), u32_at(data, at + 4));
-    let key = at + HEADER;
-    (
-        &data[key..key + key_len],
-        &data[key + key_len..key + key_len + value_len],
-    )
+    let (key, key_len, value_len) = header(data, at);
+    let value = key + key_len;
+    (&data[key..value], &data[value..value + value_len])
 }
 
+/// The key of the entry at `at`.
+#[inline]
+fn key_at(data: &[u8], at: usize) -> &[u8] {
+    entry(data, at).0
+}
+
+/// Bytes of the entry at `at`.
 fn entry_len(data: &[u8], at: usize) -> usize {
-    HEADER + u32_at(data, at) + u32_at(data, at + 4)
+    let (key, key_len, value_len) = header(data, at);
+    key - at + key_len + value_len
+}
+
+/// An entry's offset in a table.
+trait Offset: Copy {
+    /// `at`, which the table's width holds (checked before).
+    fn new(at: usize) -> Self;
+    fn get(self) -> usize;
+}
+
+impl Offset for u32 {
+    fn new(at: usize) -> u32 {
+        debug_assert!(at <= NARROW_MAX, "a narrow table's offset");
+        u32::try_from(at).expect("a narrow table's offsets are u32 (widened before)")
+    }
+
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl Offset for u64 {
+    fn new(at: usize) -> u64 {
+        at as u64
+    }
+
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+/// The table of a key group's entry offsets: 4 bytes a key while every
+/// offset is at most [`NARROW_MAX`] (an arena below 4 GiB), 8 past it (a key
+/// group holds a share of an operator's state, which `--key-groups 1` makes
+/// all of it).
+#[derive(Clone)]
+enum Offsets {
+    Narrow(HashTable<u32>),
+    Wide(HashTable<u64>),
+}
+
+impl Default for Offsets {
+    fn default() -> Offsets {
+        Offsets::Narrow(HashTable::new())
+    }
+}
+
+/// Runs `$body` with `$table` bound to the table, whichever its width.
+macro_rules! with_table {
+    ($offsets:expr, $table:ident => $body:expr) => {
+        match $offsets {
+            Offsets::Narrow($table) => $body,
+            Offsets::Wide($table) => $body,
+        }
+    };
+}
+
+impl Offsets {
+    fn len(&self) -> usize {
+        with_table!(self, t => t.len())
+    }
+
+    fn capacity(&self) -> usize {
+        with_table!(self, t => t.capacity())
+    }
+
+    fn allocation_size(&self) -> usize {
+        with_table!(self, t => t.allocation_size())
+    }
+
+    /// The offset of `key` (hashed `h`).
+    #[inline]
+    fn find(&self, arena: &[u8], h: u64, key: &[u8]) -> Option<usize> {
+        with_table!(self, t => t
+            .find(h, |&at| key_at(arena, at.get()) == key)
+            .map(|&at| at.get()))
+    }
+
+    /// Every offset.
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let (narrow, wide) = match self {
+            Offsets::Narrow(t) => (Some(t.iter()), None),
+            Offsets::Wide(t) => (None, Some(t.iter())),
+        };
+        let narrow = narrow.into_iter().flatten().map(|&at| at.get());
+        narrow.chain(wide.into_iter().flatten().map(|&at| at.get()))
+    }
+
+    /// An empty table of `u64` offsets if `wide`, else `u32`, with room for
+    /// `capacity` of them.
+    fn with_capacity(wide: bool, capacity: usize) -> Offsets {
+        if wide {
+            Offsets::Wide(HashTable::with_capacity(capacity))
+        } else {
+            Offsets::Narrow(HashTable::with_capacity(capacity))
+        }
+    }
+
+    /// Adds the entry at `at`, whose key (hashed `h`) is not in the table.
+    fn insert_new(&mut self, arena: &[u8], h: u64, at: usize) {
+        let rehash = |at: usize| hash(key_at(arena, at));
+        with_table!(self, t => {
+            t.insert_unique(h, Offset::new(at), |&at| rehash(at.get()));
+        })
+    }
+
+    /// Moves `key` (hashed `h`, in the table) to the entry at `at`.
+    fn relocate(&mut self, arena: &[u8], h: u64, key: &[u8], at: usize) {
+        with_table!(self, t => {
+            let slot = t
+                .find_mut(h, |&old| key_at(arena, old.get()) == key)
+                .expect("the key is in the table");
+            *slot = Offset::new(at);
+        })
+    }
+
+    /// Removes `key` (hashed `h`); returns its offset.
+    fn remove(&mut self, arena: &[u8], h: u64, key: &[u8]) -> Option<usize> {
+        with_table!(self, t => t
+            .find_entry(h, |&at| key_at(arena, at.get()) == key)
+            .ok()
+            .map(|found| found.remove().0.get()))
+    }
+
+    /// Makes room for `additional` more offsets.
+    fn reserve(&mut self, arena: &[u8], additional: usize) {
+        with_table!(self, t => t.reserve(additional, |&at| hash(key_at(arena, at.get()))))
+    }
+
+    /// Frees what the table has no use for.
+    fn shrink_to_fit(&mut self, arena: &[u8]) {
+        with_table!(self, t => t.shrink_to_fit(|&at| hash(key_at(arena, at.get()))))
+    }
 }
 
 /// The keys and values of one operator in one key group: entries
-/// `[u32 key length][u32 value length][key][value]` back to back in an
-/// arena, and a table of their offsets. A value rewritten at its width is
-/// overwritten in place; otherwise (or when a key is removed) the old entry
-/// becomes garbage, compacted away once it is half the arena.
+/// `[key length][value length][key][value]` (varint lengths) back to back
+/// in an arena, and a table of their offsets. A value rewritten at its width
+/// is overwritten in place; otherwise (or when a key is removed) the old
+/// entry becomes garbage, compacted away once it is half the arena.
 #[derive(Default, Clone)]
 pub struct KeyGroupState {
-    table: HashTable<usize>,
+    offsets: Offsets,
     arena: Vec<u8>,
     /// Bytes of the live keys and values.
     bytes: usize,
@@ -79,20 +278,34 @@ pub struct KeyGroupState {
 impl KeyGroupState {
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.table
-            .find(hash(key), |&at| entry(&self.arena, at).0 == key)
-            .map(|&at| entry(&self.arena, at).1)
+        let at = self.offsets.find(&self.arena, hash(key), key)?;
+        Some(entry(&self.arena, at).1)
+    }
+
+    /// Makes room for an entry of `size` bytes at the end of the arena:
+    /// grows it by a quarter (at least to [`MIN_ARENA`]), not by doubling,
+    /// and widens the table's offsets if the entry's is past `u32`.
+    fn room_for(&mut self, size: usize) {
+        let (len, capacity) = (self.arena.len(), self.arena.capacity());
+        if capacity - len < size {
+            let grown = (len + size).max(capacity + capacity / 4).max(MIN_ARENA);
+            self.arena.reserve_exact(grown - len);
+        }
+        if len > NARROW_MAX && matches!(self.offsets, Offsets::Narrow(_)) {
+            let mut wide = Offsets::with_capacity(true, self.offsets.len());
+            for at in self.offsets.iter() {
+                wide.insert_new(&self.arena, hash(key_at(&self.arena, at)), at);
+            }
+            self.offsets = wide;
+        }
     }
 
     /// Appends an entry; returns its offset.
     fn append(&mut self, key: &[u8], value: &[u8]) -> usize {
+        self.room_for(entry_size(key, value));
         let at = self.arena.len();
-        let len = |bytes: &[u8]| {
-            u32::try_from(bytes.len())
-                .expect("keys and states are below 4 GiB (their u32 length prefixes)")
-        };
-        self.arena.extend_from_slice(&len(key).to_le_bytes());
-        self.arena.extend_from_slice(&len(value).to_le_bytes());
+        put_varint(&mut self.arena, length(key));
+        put_varint(&mut self.arena, length(value));
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(value);
         at
@@ -102,12 +315,11 @@ impl KeyGroupState {
     /// unchanged (a checkpoint need not write it again).
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         let h = hash(key);
-        let arena = &self.arena;
-        match self.table.find(h, |&at| entry(arena, at).0 == key).copied() {
+        match self.offsets.find(&self.arena, h, key) {
             Some(at) => {
-                let old = u32_at(&self.arena, at + 4);
+                let (start, key_len, old) = header(&self.arena, at);
+                let start = start + key_len;
                 if old == value.len() {
-                    let start = at + HEADER + key.len();
                     let slot = &mut self.arena[start..start + old];
                     if slot != value {
                         slot.copy_from_slice(value);
@@ -116,23 +328,16 @@ impl KeyGroupState {
                     return;
                 }
                 self.changed = true;
-                self.garbage += HEADER + key.len() + old;
+                self.garbage += entry_len(&self.arena, at);
                 self.bytes = self.bytes - old + value.len();
                 let new = self.append(key, value);
-                let arena = &self.arena;
-                let slot = self
-                    .table
-                    .find_mut(h, |&at| entry(arena, at).0 == key)
-                    .expect("found above");
-                *slot = new;
+                self.offsets.relocate(&self.arena, h, key, new);
                 self.compact_if_wasteful();
             }
             None => {
                 self.changed = true;
                 let at = self.append(key, value);
-                let arena = &self.arena;
-                self.table
-                    .insert_unique(h, at, |&at| hash(entry(arena, at).0));
+                self.offsets.insert_new(&self.arena, h, at);
                 self.bytes += key.len() + value.len();
             }
         }
@@ -140,58 +345,95 @@ impl KeyGroupState {
 
     /// Removes `key`; true when it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        let arena = &self.arena;
-        match self
-            .table
-            .find_entry(hash(key), |&at| entry(arena, at).0 == key)
-        {
-            Ok(found) => {
-                let (at, _) = found.remove();
-                let len = entry_len(&self.arena, at);
-                self.garbage += len;
-                self.bytes -= len - HEADER;
+        match self.offsets.remove(&self.arena, hash(key), key) {
+            Some(at) => {
+                let (start, key_len, value_len) = header(&self.arena, at);
+                self.garbage += start - at + key_len + value_len;
+                self.bytes -= key_len + value_len;
                 self.changed = true;
                 self.compact_if_wasteful();
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
-    /// Rewrites the arena without its dead entries once they are half of it.
+    /// Compacts the arena once its dead entries are half of it.
     fn compact_if_wasteful(&mut self) {
-        if self.garbage < MIN_COMPACTION || self.garbage * 2 < self.arena.len() {
-            return;
+        if self.garbage >= MIN_COMPACTION && self.garbage * 2 >= self.arena.len() {
+            self.compact();
         }
-        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
-        for at in self.table.iter_mut() {
-            let len = entry_len(&self.arena, *at);
-            let new = arena.len();
-            arena.extend_from_slice(&self.arena[*at..*at + len]);
-            *at = new;
+    }
+
+    /// Rewrites the arena without its dead entries, at its live size; a
+    /// table four times larger than its keys need is rebuilt at their size,
+    /// and so is one of another width than the new arena needs.
+    fn compact(&mut self) {
+        let live = self.arena.len() - self.garbage;
+        let mut arena = Vec::with_capacity(live);
+        let wide = live > NARROW_MAX;
+        let resize = self.offsets.capacity() / 4 > self.offsets.len().max(MIN_ARENA / 4);
+        if resize || wide != matches!(self.offsets, Offsets::Wide(_)) {
+            let mut offsets = Offsets::with_capacity(wide, self.offsets.len());
+            for at in self.offsets.iter() {
+                let new = arena.len();
+                arena.extend_from_slice(&self.arena[at..at + entry_len(&self.arena, at)]);
+                offsets.insert_new(&arena, hash(key_at(&arena, new)), new);
+            }
+            self.offsets = offsets;
+        } else {
+            with_table!(&mut self.offsets, t => {
+                for slot in t.iter_mut() {
+                    let (at, new) = (slot.get(), arena.len());
+                    arena.extend_from_slice(&self.arena[at..at + entry_len(&self.arena, at)]);
+                    *slot = Offset::new(new);
+                }
+            })
         }
+        debug_assert_eq!(arena.len(), live);
         self.arena = arena;
         self.garbage = 0;
     }
 
+    /// Makes room for `keys` more keys holding `bytes` bytes of keys and
+    /// values (their lengths taken below 128 bytes: longer ones grow the
+    /// arena as usual), so that filling a key group of known size (a
+    /// restore) allocates it once.
+    pub fn reserve(&mut self, keys: usize, bytes: usize) {
+        self.offsets.reserve(&self.arena, keys);
+        self.arena.reserve_exact(bytes + 2 * keys);
+    }
+
+    /// Frees what the arena and the table have no use for (keeping the
+    /// dead entries, if any).
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+        self.offsets.shrink_to_fit(&self.arena);
+    }
+
     /// Every key and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.table.iter().map(|&at| entry(&self.arena, at))
+        self.offsets.iter().map(|at| entry(&self.arena, at))
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.offsets.len()
     }
 
     /// True when no key has a value.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
     }
 
     /// Bytes of the keys and values held (not counting the table).
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Bytes allocated: the arena's capacity and the table's allocation.
+    pub fn allocated(&self) -> usize {
+        self.arena.capacity() + self.offsets.allocation_size()
     }
 
     /// True when a key was set or removed since [`KeyGroupState::mark_unchanged`]
@@ -205,13 +447,13 @@ impl KeyGroupState {
         self.changed = false;
     }
 
-    /// Removes every key.
+    /// Removes every key, and frees the arena and the table.
     pub fn clear(&mut self) {
         if !self.is_empty() {
             self.changed = true;
         }
-        self.table.clear();
-        self.arena.clear();
+        self.offsets = Offsets::default();
+        self.arena = Vec::new();
         self.bytes = 0;
         self.garbage = 0;
     }
@@ -604,11 +846,221 @@ mod tests {
             let live: usize = reference.iter().map(|(k, v)| k.len() + v.len()).sum();
             proptest::prop_assert_eq!(group.bytes(), live);
             // Dead entries never outweigh the live ones for long.
+            let entries: usize = reference.iter().map(|(k, v)| entry_size(k, v)).sum();
             proptest::prop_assert!(
-                group.arena.len() <= 2 * (live + HEADER * reference.len()) + MIN_COMPACTION + 8 + 40 + 8,
-                "arena {} for {} live bytes", group.arena.len(), live
+                group.arena.len() <= 2 * entries + MIN_COMPACTION + 2 + 8 + 40,
+                "arena {} for {} bytes of live entries", group.arena.len(), entries
             );
         }
+    }
+
+    /// The keys of [`a_key_group_is_a_btreemap_of_bytes`]: lengths around
+    /// the varints' steps (128, 16384), several keys of each length.
+    fn key_of(i: u8) -> Vec<u8> {
+        const LENGTHS: [usize; 8] = [0, 1, 8, 10, 127, 128, 300, 16384];
+        let len = LENGTHS[usize::from(i) % LENGTHS.len()];
+        let mut key = vec![b'k'; len];
+        if let Some(last) = key.last_mut() {
+            *last = i;
+        }
+        key
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Sets a key (by index into [`key_of`]'s keys) to a value.
+        Put(u8, Vec<u8>),
+        /// Sets a key to another value of the width of its value (or sets it
+        /// to that value when it has none).
+        Rewrite(u8, u8),
+        Remove(u8),
+        Compact,
+        ShrinkToFit,
+        MarkUnchanged,
+        Clear,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            2 => Just(Vec::new()),
+            8 => proptest::collection::vec(any::<u8>(), 1..16),
+            8 => proptest::collection::vec(any::<u8>(), 8..=8),
+            4 => proptest::collection::vec(any::<u8>(), 120..400),
+            1 => proptest::collection::vec(any::<u8>(), 16380..16400),
+        ];
+        let key = 0u8..32;
+        prop_oneof![
+            12 => (key.clone(), value).prop_map(|(k, v)| Op::Put(k, v)),
+            10 => (key.clone(), any::<u8>()).prop_map(|(k, b)| Op::Rewrite(k, b)),
+            6 => key.prop_map(Op::Remove),
+            1 => Just(Op::Compact),
+            1 => Just(Op::ShrinkToFit),
+            2 => Just(Op::MarkUnchanged),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// Against a `BTreeMap`, after every operation: every key's value,
+        /// the iteration, the counts of keys and bytes, the changed mark,
+        /// and what the arena and the table hold and allocate.
+        #[test]
+        fn a_key_group_is_a_btreemap_of_bytes(
+            ops in proptest::collection::vec(op(), 0..400),
+        ) {
+            let keys: Vec<Vec<u8>> = (0..32).map(key_of).collect();
+            let mut group = KeyGroupState::default();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut changed = false;
+            for op in ops {
+                match op {
+                    Op::Put(k, value) => {
+                        let key = keys[usize::from(k)].clone();
+                        changed |= model.get(&key) != Some(&value);
+                        group.insert(&key, &value);
+                        model.insert(key, value);
+                    }
+                    Op::Rewrite(k, byte) => {
+                        let key = keys[usize::from(k)].clone();
+                        let value = match model.get(&key) {
+                            Some(old) => old.iter().map(|b| b.wrapping_add(byte)).collect(),
+                            None => vec![byte; 8],
+                        };
+                        changed |= model.get(&key) != Some(&value);
+                        let before = group.arena.len();
+                        let in_place = model.contains_key(&key);
+                        group.insert(&key, &value);
+                        if in_place {
+                            proptest::prop_assert_eq!(group.arena.len(), before, "rewritten in place");
+                        }
+                        model.insert(key, value);
+                    }
+                    Op::Remove(k) => {
+                        let key = keys[usize::from(k)].clone();
+                        let was = model.remove(&key).is_some();
+                        changed |= was;
+                        proptest::prop_assert_eq!(group.remove(&key), was);
+                    }
+                    Op::Compact => {
+                        group.compact();
+                        proptest::prop_assert_eq!(group.garbage, 0);
+                        proptest::prop_assert_eq!(group.arena.capacity(), group.arena.len());
+                    }
+                    Op::ShrinkToFit => group.shrink_to_fit(),
+                    Op::MarkUnchanged => {
+                        group.mark_unchanged();
+                        changed = false;
+                    }
+                    Op::Clear => {
+                        changed |= !model.is_empty();
+                        group.clear();
+                        model.clear();
+                        proptest::prop_assert_eq!(group.allocated(), 0);
+                    }
+                }
+                // Every key, held or not.
+                for key in &keys {
+                    proptest::prop_assert_eq!(group.get(key), model.get(key).map(|v| &v[..]));
+                }
+                let mut held: Vec<(Vec<u8>, Vec<u8>)> =
+                    group.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                held.sort();
+                let expected: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
+                proptest::prop_assert_eq!(held, expected);
+                proptest::prop_assert_eq!(group.len(), model.len());
+                proptest::prop_assert_eq!(group.is_empty(), model.is_empty());
+                proptest::prop_assert_eq!(group.is_changed(), changed);
+                let live: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
+                proptest::prop_assert_eq!(group.bytes(), live);
+                // The arena: the live entries and the garbage, no more;
+                // garbage is compacted away once it is half the arena.
+                let entries: usize = model.iter().map(|(k, v)| entry_size(k, v)).sum();
+                proptest::prop_assert_eq!(group.arena.len(), entries + group.garbage);
+                proptest::prop_assert!(
+                    group.garbage < MIN_COMPACTION || group.garbage * 2 < group.arena.len()
+                );
+                // Grown by a quarter, never doubled.
+                let (len, capacity) = (group.arena.len(), group.arena.capacity());
+                proptest::prop_assert!(
+                    capacity <= (len + len / 4).max(MIN_ARENA),
+                    "capacity {} for {} bytes", capacity, len
+                );
+                // Offsets are u32 until one is past the limit.
+                let wide = group.offsets.iter().any(|at| at > NARROW_MAX);
+                if let Offsets::Narrow(_) = group.offsets {
+                    proptest::prop_assert!(!wide);
+                }
+                proptest::prop_assert_eq!(
+                    group.allocated(),
+                    capacity + group.offsets.allocation_size()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn varints_take_one_byte_below_128_and_five_at_most() {
+        for (n, len) in [
+            (0, 1),
+            (1, 1),
+            (127, 1),
+            (128, 2),
+            (16383, 2),
+            (16384, 3),
+            ((1 << 21) - 1, 3),
+            (1 << 21, 4),
+            ((1 << 28) - 1, 4),
+            (1 << 28, 5),
+            (u32::MAX, 5),
+        ] {
+            let mut out = vec![0xff];
+            put_varint(&mut out, n);
+            assert_eq!(out.len(), 1 + len, "{n}");
+            assert_eq!(varint_len(n), len, "{n}");
+            assert_eq!(varint(&out, 1), (n as usize, len), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_group_past_the_u32_offsets_widens_them_and_narrows_them_when_compacted() {
+        let mut group = KeyGroupState::default();
+        let value = [7u8; 100];
+        let keys: Vec<Vec<u8>> = (0..2 * NARROW_MAX / 100)
+            .map(|i| format!("key{i}").into_bytes())
+            .collect();
+        for key in &keys {
+            group.insert(key, &value);
+        }
+        assert!(matches!(group.offsets, Offsets::Wide(_)));
+        for key in &keys {
+            assert_eq!(group.get(key), Some(&value[..]));
+        }
+        // Removing most keys compacts the arena below the limit.
+        for key in &keys[10..] {
+            assert!(group.remove(key));
+        }
+        assert!(matches!(group.offsets, Offsets::Narrow(_)));
+        assert_eq!(group.len(), 10);
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(group.get(key).is_some(), i < 10);
+        }
+        // And the table shrank with them.
+        assert!(group.offsets.capacity() < 4 * 16, "{}", group.offsets.capacity());
+    }
+
+    #[test]
+    fn a_reserved_group_is_filled_without_growing() {
+        let mut group = KeyGroupState::default();
+        // 300 entries of 20 bytes: below the tests' limit of u32 offsets.
+        group.reserve(300, 300 * 18);
+        let allocated = group.allocated();
+        for i in 0..300i64 {
+            group.insert(format!("word{i:06}").as_bytes(), &i.to_le_bytes());
+        }
+        assert_eq!(group.allocated(), allocated);
+        assert_eq!(group.arena.len(), group.arena.capacity());
     }
 
     #[test]
