@@ -315,11 +315,9 @@ impl Restored {
                         "the state of `{name}` key group {g} is not empty before the restore"
                     )));
                 }
-                let count = u64_at(data, 12) as usize;
-                let body = &data[FILE_HEADER..];
-                // Sized once: 8 bytes of lengths an entry in the file.
-                group.reserve(count, body.len().saturating_sub(8 * count));
-                for (key, value) in entries(body) {
+                // The table sized once, for the file's entries.
+                group.reserve(u64_at(data, 12) as usize);
+                for (key, value) in entries(&data[FILE_HEADER..]) {
                     if key_groups.of(key) != g {
                         return Err(mismatch(format!(
                             "`{name}` key group {g} holds a key of key group {}",

@@ -17,14 +17,18 @@
 //! then the state's codec bytes.
 //!
 //! One key group is an arena of entries `[key length][value length][key]
-//! [value]`, the lengths as LEB128 varints (one byte each below 128), and a
-//! `hashbrown::HashTable` of their offsets (`u32`, or `u64` once the arena
-//! passes 4 GiB), behind its own `Mutex`: the partitions of a step own
-//! disjoint key groups (partition `p` of `P` owns the groups `g mod P = p`),
-//! so their tasks never wait for each other. The arena grows by a quarter,
-//! not by doubling, and is rewritten at its live size when dead entries are
-//! half of it. One million `word123456` keys with `i64` states (18 bytes a
-//! key) take about 33 bytes a key (`cargo bench -p sluice --bench state`).
+//! [value]`, the lengths as LEB128 varints (one byte each below 128), in
+//! chunks of 16 KiB (the first grown by a quarter up to that, an entry above
+//! 2 KiB in a chunk of its own), and a `hashbrown::HashTable` of their
+//! addresses (chunk index and place in the chunk, in a `u32`; in a `u64`
+//! past 2^18 chunks, 4 GiB of small entries), behind its own `Mutex`: the
+//! partitions of a step own disjoint key groups (partition `p` of `P` owns
+//! the groups `g mod P = p`), so their tasks never wait for each other. A
+//! value rewritten at its width is overwritten in place; other writes and
+//! removals leave dead entries, and once those are half the arena, the live
+//! ones are copied to new chunks and the table is rebuilt at their number.
+//! One million `word123456` keys with `i64` states (18 bytes a key) allocate
+//! 31.5 bytes a key (`cargo bench -p sluice --bench state`).
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -42,11 +46,23 @@ fn hash(key: &[u8]) -> u64 {
 /// Garbage below this many bytes is never compacted away.
 const MIN_COMPACTION: usize = 4096;
 
-/// The first capacity of an arena.
-const MIN_ARENA: usize = 64;
+/// Bits of an entry's place in its chunk, in its address. (Fewer in unit
+/// tests, so that small groups take several chunks.)
+const CHUNK_BITS: u32 = if cfg!(test) { 10 } else { 14 };
 
-/// The largest offset a `u32` table holds: past it, a key group's table
-/// holds `u64` offsets. (Lower in unit tests, so that they go through both.)
+/// The size of a chunk of small entries: 16 KiB (1 KiB in unit tests).
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// An entry larger than this has a chunk of its own, of its size, so that
+/// what is left at the end of a chunk is at most this.
+const BIG: usize = CHUNK / 8;
+
+/// The first capacity of a key group's first chunk.
+const MIN_CHUNK: usize = 64;
+
+/// The largest address a `u32` table holds (in chunk `2^18 - 1`: 4 GiB of
+/// small entries): past it, a key group's table holds `u64` addresses.
+/// (Lower in unit tests, so that they go through both widths.)
 const NARROW_MAX: usize = if cfg!(test) {
     8 << 10
 } else {
@@ -98,46 +114,133 @@ fn entry_size(key: &[u8], value: &[u8]) -> usize {
     varint_len(length(key)) + varint_len(length(value)) + key.len() + value.len()
 }
 
-/// The entry at `at`: where its key starts, its key length and its value
-/// length (the value follows the key).
+/// The entry at `at` of `chunk`: where its key starts, its key length and
+/// its value length (the value follows the key).
 #[inline]
-fn header(data: &[u8], at: usize) -> (usize, usize, usize) {
-    let (key_len, a) = varint(data, at);
-    let (value_len, b) = varint(data, at + a);
+fn header(chunk: &[u8], at: usize) -> (usize, usize, usize) {
+    let (key_len, a) = varint(chunk, at);
+    let (value_len, b) = varint(chunk, at + a);
     (at + a + b, key_len, value_len)
 }
 
-/// The key and value of the entry at `at`.
-#[inline]
-fn entry(data: &[u8], at: usize) -> (&[u8], &[u8]) {
-    let (key, key_len, value_len) = header(data, at);
-    let value = key + key_len;
-    (&data[key..value], &data[value..value + value_len])
+/// Entries back to back in chunks; an entry's address is its chunk's index
+/// and its place in that chunk, `chunk << CHUNK_BITS | place`. Small entries
+/// go to the current chunk: the first one grows by a quarter up to
+/// [`CHUNK`], the next ones are allocated whole. No chunk moves an entry,
+/// and none but the first is reallocated.
+#[derive(Default, Clone)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+    /// The chunk small entries go to, if any.
+    current: Option<usize>,
+    /// Bytes of the entries, live and dead.
+    used: usize,
 }
 
-/// The key of the entry at `at`.
-#[inline]
-fn key_at(data: &[u8], at: usize) -> &[u8] {
-    entry(data, at).0
+impl Arena {
+    /// The chunk of `address` and the entry's place in it.
+    #[inline]
+    fn locate(&self, address: usize) -> (&[u8], usize) {
+        (&self.chunks[address >> CHUNK_BITS], address & (CHUNK - 1))
+    }
+
+    /// The key and value at `address`.
+    #[inline]
+    fn entry(&self, address: usize) -> (&[u8], &[u8]) {
+        let (chunk, at) = self.locate(address);
+        let (key, key_len, value_len) = header(chunk, at);
+        let value = key + key_len;
+        (&chunk[key..value], &chunk[value..value + value_len])
+    }
+
+    /// The key at `address`.
+    #[inline]
+    fn key(&self, address: usize) -> &[u8] {
+        self.entry(address).0
+    }
+
+    /// Bytes of the entry at `address`, and of its key and value.
+    fn sizes(&self, address: usize) -> (usize, usize) {
+        let (chunk, at) = self.locate(address);
+        let (key, key_len, value_len) = header(chunk, at);
+        (key - at + key_len + value_len, key_len + value_len)
+    }
+
+    /// The value at `address`, to overwrite in place.
+    fn value_mut(&mut self, address: usize) -> &mut [u8] {
+        let at = address & (CHUNK - 1);
+        let chunk = &mut self.chunks[address >> CHUNK_BITS];
+        let (key, key_len, value_len) = header(chunk, at);
+        &mut chunk[key + key_len..key + key_len + value_len]
+    }
+
+    /// Appends an entry; returns its address.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> usize {
+        let size = entry_size(key, value);
+        let index = if size > BIG {
+            self.chunks.push(Vec::with_capacity(size));
+            self.chunks.len() - 1
+        } else {
+            self.room_for(size)
+        };
+        let chunk = &mut self.chunks[index];
+        let at = chunk.len();
+        put_varint(chunk, length(key));
+        put_varint(chunk, length(value));
+        chunk.extend_from_slice(key);
+        chunk.extend_from_slice(value);
+        debug_assert!(at + size <= CHUNK || at == 0);
+        self.used += size;
+        index << CHUNK_BITS | at
+    }
+
+    /// The chunk with room for a small entry of `size` bytes.
+    fn room_for(&mut self, size: usize) -> usize {
+        if let Some(index) = self.current {
+            let chunk = &mut self.chunks[index];
+            let (len, capacity) = (chunk.len(), chunk.capacity());
+            // Places in a chunk stay below CHUNK, whatever its capacity.
+            if len + size <= CHUNK {
+                if capacity - len < size {
+                    let grown = (len + size).max(capacity + capacity / 4).min(CHUNK);
+                    chunk.reserve_exact(grown - len);
+                }
+                return index;
+            }
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        } else {
+            self.chunks.push(Vec::with_capacity(size.max(MIN_CHUNK)));
+        }
+        let index = self.chunks.len() - 1;
+        self.current = Some(index);
+        index
+    }
+
+    /// Gives back the room left in the current chunk.
+    fn shrink_to_fit(&mut self) {
+        if let Some(index) = self.current {
+            self.chunks[index].shrink_to_fit();
+        }
+    }
+
+    /// Bytes allocated for chunks.
+    fn allocated(&self) -> usize {
+        self.chunks.capacity() * size_of::<Vec<u8>>()
+            + self.chunks.iter().map(Vec::capacity).sum::<usize>()
+    }
 }
 
-/// Bytes of the entry at `at`.
-fn entry_len(data: &[u8], at: usize) -> usize {
-    let (key, key_len, value_len) = header(data, at);
-    key - at + key_len + value_len
-}
-
-/// An entry's offset in a table.
-trait Offset: Copy {
-    /// `at`, which the table's width holds (checked before).
-    fn new(at: usize) -> Self;
+/// An entry's address in a table.
+trait Address: Copy {
+    /// `address`, which the table's width holds (checked before).
+    fn new(address: usize) -> Self;
     fn get(self) -> usize;
 }
 
-impl Offset for u32 {
-    fn new(at: usize) -> u32 {
-        debug_assert!(at <= NARROW_MAX, "a narrow table's offset");
-        u32::try_from(at).expect("a narrow table's offsets are u32 (widened before)")
+impl Address for u32 {
+    fn new(address: usize) -> u32 {
+        debug_assert!(address <= NARROW_MAX, "a narrow table's address");
+        u32::try_from(address).expect("a narrow table's addresses are u32 (widened before)")
     }
 
     fn get(self) -> usize {
@@ -145,9 +248,9 @@ impl Offset for u32 {
     }
 }
 
-impl Offset for u64 {
-    fn new(at: usize) -> u64 {
-        at as u64
+impl Address for u64 {
+    fn new(address: usize) -> u64 {
+        address as u64
     }
 
     fn get(self) -> usize {
@@ -155,119 +258,158 @@ impl Offset for u64 {
     }
 }
 
-/// The table of a key group's entry offsets: 4 bytes a key while every
-/// offset is at most [`NARROW_MAX`] (an arena below 4 GiB), 8 past it (a key
-/// group holds a share of an operator's state, which `--key-groups 1` makes
-/// all of it).
+/// The table of a key group's entry addresses: 4 bytes a key while every
+/// address is at most [`NARROW_MAX`] (4 GiB of small entries), 8 past it (a
+/// key group holds a share of an operator's state, all of it with
+/// `--key-groups 1`).
 #[derive(Clone)]
-enum Offsets {
+enum Addresses {
     Narrow(HashTable<u32>),
     Wide(HashTable<u64>),
 }
 
-impl Default for Offsets {
-    fn default() -> Offsets {
-        Offsets::Narrow(HashTable::new())
+impl Default for Addresses {
+    fn default() -> Addresses {
+        Addresses::Narrow(HashTable::new())
     }
 }
 
 /// Runs `$body` with `$table` bound to the table, whichever its width.
 macro_rules! with_table {
-    ($offsets:expr, $table:ident => $body:expr) => {
-        match $offsets {
-            Offsets::Narrow($table) => $body,
-            Offsets::Wide($table) => $body,
+    ($addresses:expr, $table:ident => $body:expr) => {
+        match $addresses {
+            Addresses::Narrow($table) => $body,
+            Addresses::Wide($table) => $body,
         }
     };
 }
 
-impl Offsets {
-    fn len(&self) -> usize {
-        with_table!(self, t => t.len())
+/// The addresses of a table, whichever its width.
+enum AddressIter<'a> {
+    Narrow(hashbrown::hash_table::Iter<'a, u32>),
+    Wide(hashbrown::hash_table::Iter<'a, u64>),
+}
+
+/// Runs `$body` with `$iter` bound to the iterator, whichever its width.
+macro_rules! with_iter {
+    ($iter:expr, $i:ident => $body:expr) => {
+        match $iter {
+            AddressIter::Narrow($i) => $body,
+            AddressIter::Wide($i) => $body,
+        }
+    };
+}
+
+impl Iterator for AddressIter<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        with_iter!(self, i => i.next().map(|&at| at.get()))
     }
 
-    fn capacity(&self) -> usize {
-        with_table!(self, t => t.capacity())
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        with_iter!(self, i => i.size_hint())
+    }
+}
+
+impl Addresses {
+    /// An empty table with room for `capacity` addresses, `u64` ones if
+    /// `wide`.
+    fn with_capacity(wide: bool, capacity: usize) -> Addresses {
+        if wide {
+            Addresses::Wide(HashTable::with_capacity(capacity))
+        } else {
+            Addresses::Narrow(HashTable::with_capacity(capacity))
+        }
+    }
+
+    fn is_wide(&self) -> bool {
+        matches!(self, Addresses::Wide(_))
+    }
+
+    fn len(&self) -> usize {
+        with_table!(self, t => t.len())
     }
 
     fn allocation_size(&self) -> usize {
         with_table!(self, t => t.allocation_size())
     }
 
-    /// The offset of `key` (hashed `h`).
+    /// The address of `key` (hashed `h`).
     #[inline]
-    fn find(&self, arena: &[u8], h: u64, key: &[u8]) -> Option<usize> {
+    fn find(&self, arena: &Arena, h: u64, key: &[u8]) -> Option<usize> {
         with_table!(self, t => t
-            .find(h, |&at| key_at(arena, at.get()) == key)
+            .find(h, |&at| arena.key(at.get()) == key)
             .map(|&at| at.get()))
     }
 
-    /// Every offset.
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        let (narrow, wide) = match self {
-            Offsets::Narrow(t) => (Some(t.iter()), None),
-            Offsets::Wide(t) => (None, Some(t.iter())),
-        };
-        let narrow = narrow.into_iter().flatten().map(|&at| at.get());
-        narrow.chain(wide.into_iter().flatten().map(|&at| at.get()))
-    }
-
-    /// An empty table of `u64` offsets if `wide`, else `u32`, with room for
-    /// `capacity` of them.
-    fn with_capacity(wide: bool, capacity: usize) -> Offsets {
-        if wide {
-            Offsets::Wide(HashTable::with_capacity(capacity))
-        } else {
-            Offsets::Narrow(HashTable::with_capacity(capacity))
+    /// Every address.
+    fn iter(&self) -> AddressIter<'_> {
+        match self {
+            Addresses::Narrow(t) => AddressIter::Narrow(t.iter()),
+            Addresses::Wide(t) => AddressIter::Wide(t.iter()),
         }
     }
 
-    /// Adds the entry at `at`, whose key (hashed `h`) is not in the table.
-    fn insert_new(&mut self, arena: &[u8], h: u64, at: usize) {
-        let rehash = |at: usize| hash(key_at(arena, at));
+    /// Adds the entry at `address`, whose key (hashed `h`) is not in the
+    /// table.
+    fn insert_new(&mut self, arena: &Arena, h: u64, address: usize) {
+        let rehash = |at: usize| hash(arena.key(at));
         with_table!(self, t => {
-            t.insert_unique(h, Offset::new(at), |&at| rehash(at.get()));
+            t.insert_unique(h, Address::new(address), |&at| rehash(at.get()));
         })
     }
 
-    /// Moves `key` (hashed `h`, in the table) to the entry at `at`.
-    fn relocate(&mut self, arena: &[u8], h: u64, key: &[u8], at: usize) {
+    /// Moves `key` (hashed `h`, in the table) to the entry at `address`.
+    fn relocate(&mut self, arena: &Arena, h: u64, key: &[u8], address: usize) {
         with_table!(self, t => {
             let slot = t
-                .find_mut(h, |&old| key_at(arena, old.get()) == key)
+                .find_mut(h, |&at| arena.key(at.get()) == key)
                 .expect("the key is in the table");
-            *slot = Offset::new(at);
+            *slot = Address::new(address);
         })
     }
 
-    /// Removes `key` (hashed `h`); returns its offset.
-    fn remove(&mut self, arena: &[u8], h: u64, key: &[u8]) -> Option<usize> {
+    /// Removes `key` (hashed `h`); returns its address.
+    fn remove(&mut self, arena: &Arena, h: u64, key: &[u8]) -> Option<usize> {
         with_table!(self, t => t
-            .find_entry(h, |&at| key_at(arena, at.get()) == key)
+            .find_entry(h, |&at| arena.key(at.get()) == key)
             .ok()
             .map(|found| found.remove().0.get()))
     }
 
-    /// Makes room for `additional` more offsets.
-    fn reserve(&mut self, arena: &[u8], additional: usize) {
-        with_table!(self, t => t.reserve(additional, |&at| hash(key_at(arena, at.get()))))
+    /// The same addresses in a table of `u64` addresses if `wide`, else
+    /// `u32`, sized for them.
+    fn rebuilt(&self, arena: &Arena, wide: bool) -> Addresses {
+        let mut table = Addresses::with_capacity(wide, self.len());
+        for at in self.iter() {
+            table.insert_new(arena, hash(arena.key(at)), at);
+        }
+        table
+    }
+
+    /// Makes room for `additional` more addresses.
+    fn reserve(&mut self, arena: &Arena, additional: usize) {
+        with_table!(self, t => t.reserve(additional, |&at| hash(arena.key(at.get()))))
     }
 
     /// Frees what the table has no use for.
-    fn shrink_to_fit(&mut self, arena: &[u8]) {
-        with_table!(self, t => t.shrink_to_fit(|&at| hash(key_at(arena, at.get()))))
+    fn shrink_to_fit(&mut self, arena: &Arena) {
+        with_table!(self, t => t.shrink_to_fit(|&at| hash(arena.key(at.get()))))
     }
 }
 
 /// The keys and values of one operator in one key group: entries
 /// `[key length][value length][key][value]` (varint lengths) back to back
-/// in an arena, and a table of their offsets. A value rewritten at its width
-/// is overwritten in place; otherwise (or when a key is removed) the old
-/// entry becomes garbage, compacted away once it is half the arena.
+/// in the chunks of an arena, and a table of their addresses. A value
+/// rewritten at its width is overwritten in place; otherwise (or when a key
+/// is removed) the old entry becomes garbage, compacted away once it is half
+/// the arena.
 #[derive(Default, Clone)]
 pub struct KeyGroupState {
-    offsets: Offsets,
-    arena: Vec<u8>,
+    addresses: Addresses,
+    arena: Arena,
     /// Bytes of the live keys and values.
     bytes: usize,
     /// Bytes of dead entries in the arena.
@@ -278,36 +420,16 @@ pub struct KeyGroupState {
 impl KeyGroupState {
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        let at = self.offsets.find(&self.arena, hash(key), key)?;
-        Some(entry(&self.arena, at).1)
+        let at = self.addresses.find(&self.arena, hash(key), key)?;
+        Some(self.arena.entry(at).1)
     }
 
-    /// Makes room for an entry of `size` bytes at the end of the arena:
-    /// grows it by a quarter (at least to [`MIN_ARENA`]), not by doubling,
-    /// and widens the table's offsets if the entry's is past `u32`.
-    fn room_for(&mut self, size: usize) {
-        let (len, capacity) = (self.arena.len(), self.arena.capacity());
-        if capacity - len < size {
-            let grown = (len + size).max(capacity + capacity / 4).max(MIN_ARENA);
-            self.arena.reserve_exact(grown - len);
-        }
-        if len > NARROW_MAX && matches!(self.offsets, Offsets::Narrow(_)) {
-            let mut wide = Offsets::with_capacity(true, self.offsets.len());
-            for at in self.offsets.iter() {
-                wide.insert_new(&self.arena, hash(key_at(&self.arena, at)), at);
-            }
-            self.offsets = wide;
-        }
-    }
-
-    /// Appends an entry; returns its offset.
+    /// Appends an entry; returns its address, which the table can hold.
     fn append(&mut self, key: &[u8], value: &[u8]) -> usize {
-        self.room_for(entry_size(key, value));
-        let at = self.arena.len();
-        put_varint(&mut self.arena, length(key));
-        put_varint(&mut self.arena, length(value));
-        self.arena.extend_from_slice(key);
-        self.arena.extend_from_slice(value);
+        let at = self.arena.append(key, value);
+        if at > NARROW_MAX && !self.addresses.is_wide() {
+            self.addresses = self.addresses.rebuilt(&self.arena, true);
+        }
         at
     }
 
@@ -315,12 +437,11 @@ impl KeyGroupState {
     /// unchanged (a checkpoint need not write it again).
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         let h = hash(key);
-        match self.offsets.find(&self.arena, h, key) {
+        match self.addresses.find(&self.arena, h, key) {
             Some(at) => {
-                let (start, key_len, old) = header(&self.arena, at);
-                let start = start + key_len;
+                let slot = self.arena.value_mut(at);
+                let old = slot.len();
                 if old == value.len() {
-                    let slot = &mut self.arena[start..start + old];
                     if slot != value {
                         slot.copy_from_slice(value);
                         self.changed = true;
@@ -328,16 +449,16 @@ impl KeyGroupState {
                     return;
                 }
                 self.changed = true;
-                self.garbage += entry_len(&self.arena, at);
+                self.garbage += self.arena.sizes(at).0;
                 self.bytes = self.bytes - old + value.len();
                 let new = self.append(key, value);
-                self.offsets.relocate(&self.arena, h, key, new);
+                self.addresses.relocate(&self.arena, h, key, new);
                 self.compact_if_wasteful();
             }
             None => {
                 self.changed = true;
                 let at = self.append(key, value);
-                self.offsets.insert_new(&self.arena, h, at);
+                self.addresses.insert_new(&self.arena, h, at);
                 self.bytes += key.len() + value.len();
             }
         }
@@ -345,11 +466,11 @@ impl KeyGroupState {
 
     /// Removes `key`; true when it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.offsets.remove(&self.arena, hash(key), key) {
+        match self.addresses.remove(&self.arena, hash(key), key) {
             Some(at) => {
-                let (start, key_len, value_len) = header(&self.arena, at);
-                self.garbage += start - at + key_len + value_len;
-                self.bytes -= key_len + value_len;
+                let (entry, bytes) = self.arena.sizes(at);
+                self.garbage += entry;
+                self.bytes -= bytes;
                 self.changed = true;
                 self.compact_if_wasteful();
                 true
@@ -360,65 +481,57 @@ impl KeyGroupState {
 
     /// Compacts the arena once its dead entries are half of it.
     fn compact_if_wasteful(&mut self) {
-        if self.garbage >= MIN_COMPACTION && self.garbage * 2 >= self.arena.len() {
+        if self.garbage >= MIN_COMPACTION && self.garbage * 2 >= self.arena.used {
             self.compact();
         }
     }
 
-    /// Rewrites the arena without its dead entries, at its live size; a
-    /// table four times larger than its keys need is rebuilt at their size,
-    /// and so is one of another width than the new arena needs.
+    /// Copies the live entries to a new arena (its current chunk left
+    /// without room to spare) and rebuilds the table at their number, with
+    /// the width their addresses need.
     fn compact(&mut self) {
-        let live = self.arena.len() - self.garbage;
-        let mut arena = Vec::with_capacity(live);
-        let wide = live > NARROW_MAX;
-        let resize = self.offsets.capacity() / 4 > self.offsets.len().max(MIN_ARENA / 4);
-        if resize || wide != matches!(self.offsets, Offsets::Wide(_)) {
-            let mut offsets = Offsets::with_capacity(wide, self.offsets.len());
-            for at in self.offsets.iter() {
-                let new = arena.len();
-                arena.extend_from_slice(&self.arena[at..at + entry_len(&self.arena, at)]);
-                offsets.insert_new(&arena, hash(key_at(&arena, new)), new);
-            }
-            self.offsets = offsets;
-        } else {
-            with_table!(&mut self.offsets, t => {
-                for slot in t.iter_mut() {
-                    let (at, new) = (slot.get(), arena.len());
-                    arena.extend_from_slice(&self.arena[at..at + entry_len(&self.arena, at)]);
-                    *slot = Offset::new(new);
-                }
+        let mut arena = Arena::default();
+        let moved: Vec<usize> = self
+            .addresses
+            .iter()
+            .map(|at| {
+                let (key, value) = self.arena.entry(at);
+                arena.append(key, value)
             })
+            .collect();
+        arena.shrink_to_fit();
+        let wide = moved.iter().any(|&at| at > NARROW_MAX);
+        let mut addresses = Addresses::with_capacity(wide, moved.len());
+        for at in moved {
+            addresses.insert_new(&arena, hash(arena.key(at)), at);
         }
-        debug_assert_eq!(arena.len(), live);
+        debug_assert_eq!(arena.used, self.arena.used - self.garbage);
+        self.addresses = addresses;
         self.arena = arena;
         self.garbage = 0;
     }
 
-    /// Makes room for `keys` more keys holding `bytes` bytes of keys and
-    /// values (their lengths taken below 128 bytes: longer ones grow the
-    /// arena as usual), so that filling a key group of known size (a
-    /// restore) allocates it once.
-    pub fn reserve(&mut self, keys: usize, bytes: usize) {
-        self.offsets.reserve(&self.arena, keys);
-        self.arena.reserve_exact(bytes + 2 * keys);
+    /// Makes room in the table for `keys` more keys, so that filling a key
+    /// group of known size (a restore) sizes it once.
+    pub fn reserve(&mut self, keys: usize) {
+        self.addresses.reserve(&self.arena, keys);
     }
 
-    /// Frees what the arena and the table have no use for (keeping the
-    /// dead entries, if any).
+    /// Frees the room left in the arena's current chunk and what the table
+    /// has no use for (the dead entries stay until a compaction).
     pub fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
-        self.offsets.shrink_to_fit(&self.arena);
+        self.addresses.shrink_to_fit(&self.arena);
     }
 
     /// Every key and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.offsets.iter().map(|at| entry(&self.arena, at))
+        self.addresses.iter().map(|at| self.arena.entry(at))
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.addresses.len()
     }
 
     /// True when no key has a value.
@@ -431,9 +544,9 @@ impl KeyGroupState {
         self.bytes
     }
 
-    /// Bytes allocated: the arena's capacity and the table's allocation.
+    /// Bytes allocated: the arena's chunks and the table.
     pub fn allocated(&self) -> usize {
-        self.arena.capacity() + self.offsets.allocation_size()
+        self.arena.allocated() + self.addresses.allocation_size()
     }
 
     /// True when a key was set or removed since [`KeyGroupState::mark_unchanged`]
@@ -452,8 +565,8 @@ impl KeyGroupState {
         if !self.is_empty() {
             self.changed = true;
         }
-        self.offsets = Offsets::default();
-        self.arena = Vec::new();
+        self.addresses = Addresses::default();
+        self.arena = Arena::default();
         self.bytes = 0;
         self.garbage = 0;
     }
@@ -848,14 +961,15 @@ mod tests {
             // Dead entries never outweigh the live ones for long.
             let entries: usize = reference.iter().map(|(k, v)| entry_size(k, v)).sum();
             proptest::prop_assert!(
-                group.arena.len() <= 2 * entries + MIN_COMPACTION + 2 + 8 + 40,
-                "arena {} for {} bytes of live entries", group.arena.len(), entries
+                group.arena.used <= 2 * entries + MIN_COMPACTION + 2 + 8 + 40,
+                "arena {} for {} bytes of live entries", group.arena.used, entries
             );
         }
     }
 
     /// The keys of [`a_key_group_is_a_btreemap_of_bytes`]: lengths around
-    /// the varints' steps (128, 16384), several keys of each length.
+    /// the varints' steps (128, 16384), four keys of each length but the
+    /// empty one.
     fn key_of(i: u8) -> Vec<u8> {
         const LENGTHS: [usize; 8] = [0, 1, 8, 10, 127, 128, 300, 16384];
         let len = LENGTHS[usize::from(i) % LENGTHS.len()];
@@ -929,11 +1043,13 @@ mod tests {
                             None => vec![byte; 8],
                         };
                         changed |= model.get(&key) != Some(&value);
-                        let before = group.arena.len();
+                        let before = (group.arena.used, group.allocated());
                         let in_place = model.contains_key(&key);
                         group.insert(&key, &value);
                         if in_place {
-                            proptest::prop_assert_eq!(group.arena.len(), before, "rewritten in place");
+                            proptest::prop_assert_eq!(
+                                (group.arena.used, group.allocated()), before, "rewritten in place"
+                            );
                         }
                         model.insert(key, value);
                     }
@@ -946,7 +1062,10 @@ mod tests {
                     Op::Compact => {
                         group.compact();
                         proptest::prop_assert_eq!(group.garbage, 0);
-                        proptest::prop_assert_eq!(group.arena.capacity(), group.arena.len());
+                        if let Some(current) = group.arena.current {
+                            let chunk = &group.arena.chunks[current];
+                            proptest::prop_assert_eq!(chunk.capacity(), chunk.len());
+                        }
                     }
                     Op::ShrinkToFit => group.shrink_to_fit(),
                     Op::MarkUnchanged => {
@@ -977,25 +1096,35 @@ mod tests {
                 // The arena: the live entries and the garbage, no more;
                 // garbage is compacted away once it is half the arena.
                 let entries: usize = model.iter().map(|(k, v)| entry_size(k, v)).sum();
-                proptest::prop_assert_eq!(group.arena.len(), entries + group.garbage);
-                proptest::prop_assert!(
-                    group.garbage < MIN_COMPACTION || group.garbage * 2 < group.arena.len()
+                let arena = &group.arena;
+                proptest::prop_assert_eq!(arena.used, entries + group.garbage);
+                proptest::prop_assert_eq!(
+                    arena.used,
+                    arena.chunks.iter().map(Vec::len).sum::<usize>()
                 );
-                // Grown by a quarter, never doubled.
-                let (len, capacity) = (group.arena.len(), group.arena.capacity());
                 proptest::prop_assert!(
-                    capacity <= (len + len / 4).max(MIN_ARENA),
-                    "capacity {} for {} bytes", capacity, len
+                    group.garbage < MIN_COMPACTION || group.garbage * 2 < arena.used
                 );
-                // Offsets are u32 until one is past the limit.
-                let wide = group.offsets.iter().any(|at| at > NARROW_MAX);
-                if let Offsets::Narrow(_) = group.offsets {
+                // Room to spare: less than a small entry at the end of a
+                // chunk, and in the current one, a quarter grown (the first
+                // chunk) or what is left of a whole one.
+                for (i, chunk) in arena.chunks.iter().enumerate() {
+                    let (len, capacity) = (chunk.len(), chunk.capacity());
+                    if Some(i) == arena.current {
+                        proptest::prop_assert!(
+                            capacity <= (len + len / 4).max(MIN_CHUNK) || capacity == CHUNK,
+                            "current chunk: capacity {} for {} bytes", capacity, len
+                        );
+                    } else {
+                        proptest::prop_assert!(capacity - len <= BIG, "{} {}", capacity, len);
+                    }
+                    proptest::prop_assert!(capacity <= CHUNK || len == capacity);
+                }
+                // Addresses are u32 until one is past the limit.
+                let wide = group.addresses.iter().any(|at| at > NARROW_MAX);
+                if !group.addresses.is_wide() {
                     proptest::prop_assert!(!wide);
                 }
-                proptest::prop_assert_eq!(
-                    group.allocated(),
-                    capacity + group.offsets.allocation_size()
-                );
             }
         }
     }
@@ -1024,7 +1153,7 @@ mod tests {
     }
 
     #[test]
-    fn a_group_past_the_u32_offsets_widens_them_and_narrows_them_when_compacted() {
+    fn a_group_past_u32_addresses_widens_them_and_narrows_them_when_compacted() {
         let mut group = KeyGroupState::default();
         let value = [7u8; 100];
         let keys: Vec<Vec<u8>> = (0..2 * NARROW_MAX / 100)
@@ -1033,7 +1162,7 @@ mod tests {
         for key in &keys {
             group.insert(key, &value);
         }
-        assert!(matches!(group.offsets, Offsets::Wide(_)));
+        assert!(group.addresses.is_wide());
         for key in &keys {
             assert_eq!(group.get(key), Some(&value[..]));
         }
@@ -1041,26 +1170,38 @@ mod tests {
         for key in &keys[10..] {
             assert!(group.remove(key));
         }
-        assert!(matches!(group.offsets, Offsets::Narrow(_)));
+        assert!(!group.addresses.is_wide());
         assert_eq!(group.len(), 10);
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(group.get(key).is_some(), i < 10);
         }
         // And the table shrank with them.
-        assert!(group.offsets.capacity() < 4 * 16, "{}", group.offsets.capacity());
+        let Addresses::Narrow(table) = &group.addresses else {
+            unreachable!()
+        };
+        assert!(table.capacity() < 64, "{}", table.capacity());
     }
 
     #[test]
-    fn a_reserved_group_is_filled_without_growing() {
+    fn a_reserved_group_fills_its_table_without_growing_it_and_shrinks_to_fit() {
         let mut group = KeyGroupState::default();
-        // 300 entries of 20 bytes: below the tests' limit of u32 offsets.
-        group.reserve(300, 300 * 18);
-        let allocated = group.allocated();
+        group.reserve(300);
+        let table = group.addresses.allocation_size();
         for i in 0..300i64 {
             group.insert(format!("word{i:06}").as_bytes(), &i.to_le_bytes());
         }
-        assert_eq!(group.allocated(), allocated);
-        assert_eq!(group.arena.len(), group.arena.capacity());
+        assert!(!group.addresses.is_wide());
+        assert_eq!(group.addresses.allocation_size(), table);
+        group.shrink_to_fit();
+        let current = &group.arena.chunks[group.arena.current.unwrap()];
+        assert_eq!(current.capacity(), current.len());
+        assert_eq!(group.arena.used, 300 * 20);
+        for i in 0..300i64 {
+            assert_eq!(
+                group.get(format!("word{i:06}").as_bytes()),
+                Some(&i.to_le_bytes()[..])
+            );
+        }
     }
 
     #[test]
