@@ -1,9 +1,14 @@
 //! Memory and time of `update_state_by_key`-style state in the
 //! [`StateStore`]: one million keys like `word123456` with `i64` states.
 //!
-//! `cargo bench -p sluice --bench state` prints, for the store: the resident
-//! memory it added (RSS delta from `/proc/self/statm`) per key, against the
-//! raw bytes of keys and states; the time to insert them; the time of an
+//! `cargo bench -p sluice --bench state` prints, for the store: the memory
+//! it added per key, against the raw bytes of keys and states, twice: the
+//! bytes allocated (the heap allocations' sizes, counted by this binary's
+//! global allocator: what tables and arenas reserve, capacity and not
+//! length, whether touched or not) and the resident memory (RSS delta from
+//! `/proc/self/statm`: what the pages touched and the allocator's own
+//! overhead cost, but not reserved pages never written); the time to insert
+//! them; the time of an
 //! update pass (every key read and rewritten, as a batch that touches every
 //! key does); and the time of the host's whole side of an `update-state`
 //! batch over them (call inputs built from every key group, the output
@@ -12,6 +17,8 @@
 //! `HashMap<Box<[u8]>, Box<[u8]>>` instead, for comparison (a separate run:
 //! freed memory is not given back to the system).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sluice::data::codec::{ListIter, split_prefixed};
@@ -20,6 +27,60 @@ use sluice::exec::state::StateStore;
 use sluice::exec::state::calls::{Codecs, Owned, prepare_update};
 
 const KEYS: u64 = 1_000_000;
+
+/// The system allocator, counting the bytes it has allocated and not freed.
+struct Counting;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(p, layout) };
+        ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, layout, new_size) };
+        if !q.is_null() {
+            ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+            ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// What this process has allocated and resident, in bytes.
+#[derive(Clone, Copy)]
+struct Memory {
+    allocated: u64,
+    resident: u64,
+}
+
+fn memory() -> Memory {
+    Memory {
+        allocated: ALLOCATED.load(Ordering::Relaxed),
+        resident: rss(),
+    }
+}
 
 /// Resident bytes of this process.
 fn rss() -> u64 {
@@ -36,13 +97,19 @@ fn key(i: u64) -> Vec<u8> {
     format!("word{i:06}").into_bytes()
 }
 
-fn report(what: &str, before: u64, after: u64, raw: u64) {
-    let delta = after.saturating_sub(before);
+fn report(what: &str, before: Memory, after: Memory, raw: u64) {
+    let allocated = after.allocated.saturating_sub(before.allocated);
+    let resident = after.resident.saturating_sub(before.resident);
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let per_key = |bytes: u64| bytes as f64 / KEYS as f64;
     println!(
-        "{what}: {KEYS} keys, RSS +{:.1} MiB = {:.1} bytes/key (raw keys + states: {:.1} bytes/key)",
-        delta as f64 / (1 << 20) as f64,
-        delta as f64 / KEYS as f64,
-        raw as f64 / KEYS as f64
+        "{what}: {KEYS} keys, allocated +{:.1} MiB = {:.1} bytes/key, RSS +{:.1} MiB = {:.1} bytes/key \
+         (raw keys + states: {:.1} bytes/key)",
+        mib(allocated),
+        per_key(allocated),
+        mib(resident),
+        per_key(resident),
+        per_key(raw)
     );
 }
 
@@ -69,9 +136,9 @@ fn add_one(input: &mut Rows) -> Result<Rows, String> {
 }
 
 fn store() {
+    let before = memory();
     let store = StateStore::new(KeyGroups::default());
     let op = store.operator("running-counts");
-    let before = rss();
     let started = Instant::now();
     let mut raw = 0;
     for i in 0..KEYS {
@@ -80,7 +147,7 @@ fn store() {
         op.group_of(&k).insert(&k, &(i as i64).to_le_bytes());
     }
     let inserted = started.elapsed();
-    report("StateStore", before, rss(), raw);
+    report("StateStore", before, memory(), raw);
     println!(
         "  insert: {inserted:.2?} ({:.0} ns/key)",
         inserted.as_nanos() as f64 / KEYS as f64
@@ -138,7 +205,7 @@ fn store() {
 }
 
 fn hashmap() {
-    let before = rss();
+    let before = memory();
     let mut map: std::collections::HashMap<Box<[u8]>, Box<[u8]>> = Default::default();
     let mut raw = 0;
     for i in 0..KEYS {
@@ -146,7 +213,7 @@ fn hashmap() {
         raw += k.len() as u64 + 8;
         map.insert(k.into_boxed_slice(), Box::new((i as i64).to_le_bytes()));
     }
-    report("HashMap<Box<[u8]>, Box<[u8]>>", before, rss(), raw);
+    report("HashMap<Box<[u8]>, Box<[u8]>>", before, memory(), raw);
     assert_eq!(map.len() as u64, KEYS);
 }
 

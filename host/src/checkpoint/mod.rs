@@ -315,6 +315,8 @@ impl Restored {
                         "the state of `{name}` key group {g} is not empty before the restore"
                     )));
                 }
+                // The table sized once, for the file's entries.
+                group.reserve(u64_at(data, 12) as usize);
                 for (key, value) in entries(&data[FILE_HEADER..]) {
                     if key_groups.of(key) != g {
                         return Err(mismatch(format!(
@@ -324,6 +326,7 @@ impl Restored {
                     }
                     group.insert(key, value);
                 }
+                group.shrink_to_fit();
                 group.mark_unchanged();
             }
         }
