@@ -24,7 +24,7 @@ use std::time::Instant;
 use sluice::data::codec::{ListIter, split_prefixed};
 use sluice::data::{Codec, KeyGroups, Rows};
 use sluice::exec::state::StateStore;
-use sluice::exec::state::calls::{Codecs, Owned, prepare_update};
+use sluice::exec::state::calls::{Codecs, NewValues, Owned, prepare_update};
 
 const KEYS: u64 = 1_000_000;
 
@@ -184,8 +184,14 @@ fn store() {
             partitions,
             key_groups: store.key_groups().get(),
         };
-        let prepared = prepare_update(&op, owned, std::iter::empty(), false, &codecs, add_one)
-            .expect("a batch");
+        let prepared = prepare_update(
+            &op,
+            owned,
+            NewValues::pairs(std::iter::empty()),
+            &codecs,
+            add_one,
+        )
+        .expect("a batch");
         prepared.commit(&op);
         emitted += prepared.emitted.len();
     }

@@ -395,24 +395,20 @@ impl Plan {
                         }
                         (_, None) => None,
                     };
-                    if let Some((chain_input, stages, mut names, combine)) = chain {
-                        names.push(format!("{} (map-side combine)", node.name));
+                    if let Some((chain_input, stages, names, combine)) = chain {
                         // The combined records are an intermediate with a slot
                         // of their own (of the reduce's output type), which the
                         // shuffle reads.
-                        let slot = codecs.len();
-                        codecs.push(codecs[id].clone());
-                        steps.push(Step {
-                            node: slot,
-                            name: names.join(" → "),
-                            every: every(id),
-                            kind: StepKind::Chain {
-                                input: chain_input,
-                                stages,
-                                combine,
-                                group: false,
-                            },
-                        });
+                        let codec = codecs[id].clone();
+                        let slot = push_intermediate_chain(
+                            &mut steps,
+                            &mut codecs,
+                            codec,
+                            (chain_input, stages, names),
+                            format!("{} (map-side combine)", node.name),
+                            every(id),
+                            (combine, false),
+                        );
                         shuffle_input = slot;
                         combined = true;
                     }
@@ -449,28 +445,21 @@ impl Plan {
                 NodeKind::UpdateStateByKey { .. } | NodeKind::MapWithState { .. } => {
                     let mut input = input.expect("validated: one input");
                     // The chain before, if any, groups the values by key.
-                    let grouped =
-                        if let Some((chain_input, stages, mut names)) = pending[input].take() {
-                            names.push(format!("{} (values grouped by key)", node.name));
-                            let slot = codecs.len();
-                            let pairs = codecs[input].clone();
-                            codecs.push(pairs.as_ref().and_then(Codec::grouped));
-                            steps.push(Step {
-                                node: slot,
-                                name: names.join(" → "),
-                                every: every(id),
-                                kind: StepKind::Chain {
-                                    input: chain_input,
-                                    stages,
-                                    combine: None,
-                                    group: true,
-                                },
-                            });
-                            input = slot;
-                            true
-                        } else {
-                            false
-                        };
+                    let grouped = if let Some(chain) = pending[input].take() {
+                        let codec = codecs[input].as_ref().and_then(Codec::grouped);
+                        input = push_intermediate_chain(
+                            &mut steps,
+                            &mut codecs,
+                            codec,
+                            chain,
+                            format!("{} (values grouped by key)", node.name),
+                            every(id),
+                            (None, true),
+                        );
+                        true
+                    } else {
+                        false
+                    };
                     Some(match &node.kind {
                         NodeKind::UpdateStateByKey {
                             function,
@@ -621,6 +610,36 @@ fn resolved(window: &Window, input_slide: Duration) -> Window {
 
 /// A chain being built: the node it reads, its stages, their names.
 type PendingChain = (NodeId, Vec<Stage>, Vec<String>);
+
+/// Pushes the step of `chain` ending with a native `tail` (a built-in
+/// reducer's combine, or grouping) into an intermediate slot of `codec`
+/// past the nodes, named by its stages' names and `last_name`; returns the
+/// slot.
+fn push_intermediate_chain(
+    steps: &mut Vec<Step>,
+    codecs: &mut Vec<Option<Codec>>,
+    codec: Option<Codec>,
+    (input, stages, mut names): PendingChain,
+    last_name: String,
+    every: Duration,
+    (combine, group): (Option<NativeCombine>, bool),
+) -> NodeId {
+    names.push(last_name);
+    let slot = codecs.len();
+    codecs.push(codec);
+    steps.push(Step {
+        node: slot,
+        name: names.join(" → "),
+        every,
+        kind: StepKind::Chain {
+            input,
+            stages,
+            combine,
+            group,
+        },
+    });
+    slot
+}
 
 impl StepKind {
     /// The nodes this step reads.

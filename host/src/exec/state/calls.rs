@@ -65,19 +65,35 @@ pub struct Codecs<'a> {
     pub mapped: Option<&'a Codec>,
 }
 
-/// The new values of each key of a partition, keys in order of first
-/// arrival and values in arrival order: from `(k, v)` pairs, or from groups
-/// of them (`(k, list<v>)`, when the chain before grouped them).
-fn new_values<'a>(
-    inputs: impl IntoIterator<Item = &'a Rows>,
-    grouped: bool,
-) -> Result<Groups<'a>, String> {
-    let groups = if grouped {
-        Groups::of_lists(inputs)
-    } else {
-        Groups::new(inputs)
-    };
-    groups.map_err(|e| e.to_string())
+/// A partition's new values: its buckets, of `(k, v)` pairs, or of groups
+/// of them (`(k, list<v>)`) when `grouped` (the chain before grouped them).
+#[derive(Debug, Clone, Copy)]
+pub struct NewValues<I> {
+    /// The partition's buckets.
+    pub buckets: I,
+    /// Whether their records are groups.
+    pub grouped: bool,
+}
+
+impl<'a, I: IntoIterator<Item = &'a Rows>> NewValues<I> {
+    /// Pairs.
+    pub fn pairs(buckets: I) -> Self {
+        Self {
+            buckets,
+            grouped: false,
+        }
+    }
+
+    /// Each key's values, keys in order of first arrival and values in
+    /// arrival order.
+    fn group(self) -> Result<Groups<'a>, String> {
+        let groups = if self.grouped {
+            Groups::of_lists(self.buckets)
+        } else {
+            Groups::new(self.buckets)
+        };
+        groups.map_err(|e| e.to_string())
+    }
 }
 
 /// A key as the user would write it, for messages.
@@ -190,20 +206,18 @@ fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 }
 
 /// `update_state_by_key` for one partition: every key with new values in
-/// `inputs` (the partition's buckets: pairs, or groups of pairs when
-/// `grouped`) or with state in the key groups it
+/// `new` or with state in the key groups it
 /// owns, as `tuple<k, list<v>, option<s>>` records, through `call`; the
 /// output has one `option<s>` per key. Emits `tuple<k, s>` for every key with
 /// state after the batch.
 pub fn prepare_update<'a, E>(
     op: &OperatorState,
     owned: Owned,
-    inputs: impl IntoIterator<Item = &'a Rows>,
-    grouped: bool,
+    new: NewValues<impl IntoIterator<Item = &'a Rows>>,
     codecs: &Codecs<'_>,
     call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
-    let new = new_values(inputs, grouped).map_err(PrepareError::Data)?;
+    let new = new.group().map_err(PrepareError::Data)?;
     let mut input = Rows::new();
     let mut scratch = Vec::new();
     for (key, values) in new.iter() {
@@ -264,7 +278,7 @@ pub fn prepare_update<'a, E>(
 }
 
 /// `map_with_state` for one partition at batch time `time_ms`: every key
-/// with new values in `inputs` (pairs, or groups of pairs when `grouped`) as `tuple<k, option<s>, some(list<v>)>`, and, with a
+/// with new values in `new` as `tuple<k, option<s>, some(list<v>)>`, and, with a
 /// `timeout_ms`, every key of the owned key groups whose last new values are
 /// older than `time_ms - timeout_ms` as `tuple<k, some(s), none>`, through
 /// `call`; the output has one `tuple<option<s>, list<m>>` per record. Emits
@@ -272,14 +286,13 @@ pub fn prepare_update<'a, E>(
 pub fn prepare_map<'a, E>(
     op: &OperatorState,
     owned: Owned,
-    inputs: impl IntoIterator<Item = &'a Rows>,
-    grouped: bool,
+    new: NewValues<impl IntoIterator<Item = &'a Rows>>,
     time_ms: u64,
     timeout_ms: Option<u64>,
     codecs: &Codecs<'_>,
     call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
-    let new = new_values(inputs, grouped).map_err(PrepareError::Data)?;
+    let new = new.group().map_err(PrepareError::Data)?;
     let mut input = Rows::new();
     let mut scratch = Vec::new();
     for (key, values) in new.iter() {

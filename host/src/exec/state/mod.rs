@@ -22,7 +22,7 @@ use super::{ExecError, Executor};
 use crate::batching::BatchTime;
 use crate::data::Rows;
 use crate::plan::{Step, StepKind};
-use calls::{Codecs, Owned, PrepareError, Prepared};
+use calls::{Codecs, NewValues, Owned, PrepareError, Prepared};
 pub use store::{KeyGroupState, OperatorState, OwnedGroups, StateStats, StateStore};
 
 impl Executor {
@@ -62,11 +62,20 @@ impl Executor {
                     *partitions,
                     pairs,
                     |op, owned, buckets, call_place| {
-                        calls::prepare_update(op, owned, buckets, *grouped, &codecs, |rows| {
-                            self.call_in_pieces(step, &call_place, rows, |instance, piece| {
-                                instance.update_state(*function, time.as_millis(), piece)
-                            })
-                        })
+                        calls::prepare_update(
+                            op,
+                            owned,
+                            NewValues {
+                                buckets,
+                                grouped: *grouped,
+                            },
+                            &codecs,
+                            |rows| {
+                                self.call_in_pieces(step, &call_place, rows, |instance, piece| {
+                                    instance.update_state(*function, time.as_millis(), piece)
+                                })
+                            },
+                        )
                     },
                 )?
             }
@@ -98,8 +107,10 @@ impl Executor {
                         calls::prepare_map(
                             op,
                             owned,
-                            buckets,
-                            *grouped,
+                            NewValues {
+                                buckets,
+                                grouped: *grouped,
+                            },
                             time.as_millis(),
                             timeout_ms,
                             &codecs,

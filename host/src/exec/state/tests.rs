@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 
-use super::calls::{self, Codecs, Owned, PrepareError, Prepared, TIME_PREFIX};
+use super::calls::{self, Codecs, NewValues, Owned, PrepareError, Prepared, TIME_PREFIX};
 use super::store::StateStore;
 use crate::batching::BatchTime;
 use crate::data::codec::{ListIter, split_prefixed, write_pair};
@@ -180,8 +180,7 @@ fn update_batch(
             calls::prepare_update(
                 &op,
                 owned,
-                buckets.iter().map(|b| &b[p]),
-                false,
+                NewValues::pairs(buckets.iter().map(|b| &b[p])),
                 &codecs,
                 &call,
             )
@@ -322,8 +321,16 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         }
         Ok(out)
     };
-    let prepared =
-        calls::prepare_map(&op, owned, [&input], false, 3000, Some(1000), &codecs, echo).unwrap();
+    let prepared = calls::prepare_map(
+        &op,
+        owned,
+        NewValues::pairs([&input]),
+        3000,
+        Some(1000),
+        &codecs,
+        echo,
+    )
+    .unwrap();
     assert_eq!(store.get("m", b"k"), None, "nothing written before commit");
     prepared.commit(&op);
     let value = store.get("m", b"k").unwrap();
@@ -344,8 +351,16 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         }
         Ok(out)
     };
-    let err =
-        calls::prepare_map(&op, owned, [&input], false, 4000, None, &codecs, bad).unwrap_err();
+    let err = calls::prepare_map(
+        &op,
+        owned,
+        NewValues::pairs([&input]),
+        4000,
+        None,
+        &codecs,
+        bad,
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, PrepareError::Data(m) if m.starts_with("the mapped records returned for key k are malformed")),
         "{err:?}"
@@ -552,4 +567,45 @@ fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key(
     );
     assert_eq!(executor.state().operator("running-sums").stats().keys, 0);
     std::sync::Arc::new(executor).shutdown();
+}
+
+proptest! {
+    /// The same new values as pairs, or grouped piece by piece (as the chain
+    /// before a stateful step hands them on), make the same call input:
+    /// keys in order of first arrival, values in arrival order.
+    #[test]
+    fn grouped_new_values_make_the_call_input_of_their_pairs(
+        pieces in proptest::collection::vec(
+            proptest::collection::vec(("[a-d]{0,2}", any::<i64>()), 0..20),
+            0..4,
+        ),
+    ) {
+        let store = StateStore::new(KeyGroups::new(4).unwrap());
+        let op = store.operator("s");
+        let (key, state) = (string_codec(), i64_codec());
+        let codecs = Codecs { key: &key, state: &state, mapped: None };
+        let owned = Owned { partition: 0, partitions: 1, key_groups: 4 };
+        let pieces: Vec<Rows> = pieces.iter().map(|p| pairs(p)).collect();
+        let groups: Vec<Rows> = pieces
+            .iter()
+            .map(|p| crate::exec::shuffle::Groups::new([p]).unwrap().to_lists().unwrap())
+            .collect();
+        let input_of = |new: NewValues<std::slice::Iter<'_, Rows>>| {
+            let mut seen = Rows::new();
+            calls::prepare_update(&op, owned, new, &codecs, |rows: &mut Rows| {
+                seen = rows.clone();
+                // No state for anyone.
+                let mut out = Rows::new();
+                for _ in rows.iter() {
+                    out.push(&[0]);
+                }
+                Ok::<_, String>(out)
+            })
+            .unwrap();
+            seen
+        };
+        let from_pairs = input_of(NewValues::pairs(pieces.iter()));
+        let from_groups = input_of(NewValues { buckets: groups.iter(), grouped: true });
+        prop_assert_eq!(from_pairs, from_groups);
+    }
 }
