@@ -75,35 +75,59 @@ fn mask16(block: &[u8; 16], sep: u8) -> u32 {
         .fold(0, |mask, (i, &b)| mask | (u32::from(b == sep) << i))
 }
 
-/// Whether every byte is ASCII: 16 bytes at a time with Wasm SIMD, as
-/// `<[u8]>::is_ascii` elsewhere.
+/// The bytes of the 16 that are not ASCII: bit `i` set if `block[i] >= 0x80`.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline]
 #[allow(unsafe_code)]
+fn high16(block: &[u8; 16]) -> u32 {
+    use core::arch::wasm32::{u8x16_bitmask, v128_load};
+    // SAFETY: `block` is 16 readable bytes; `v128_load` has no alignment
+    // requirement.
+    u32::from(u8x16_bitmask(unsafe { v128_load(block.as_ptr().cast()) }))
+}
+
+/// The bytes of the 16 that are not ASCII: bit `i` set if `block[i] >= 0x80`.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn high16(block: &[u8; 16]) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, &b)| mask | (u32::from(b >> 7) << i))
+}
+
+/// Whether every byte is ASCII: 16 bytes at a time (with Wasm SIMD), the
+/// last 16 overlapping the ones before them, so that a line's tail costs one
+/// more load rather than a loop; fewer than 16 with two overlapping loads.
+#[inline]
 pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
-    use core::arch::wasm32::{u8x16_bitmask, v128_load, v128_or};
-    let mut blocks = bytes.chunks_exact(32);
+    let len = bytes.len();
+    if len < 16 {
+        return is_ascii_short(bytes);
+    }
+    let mut blocks = bytes.chunks_exact(16);
     for block in &mut blocks {
-        // SAFETY: `block` is 32 readable bytes; `v128_load` has no alignment
-        // requirement.
-        let (a, b) = unsafe {
-            (
-                v128_load(block.as_ptr().cast()),
-                v128_load(block.as_ptr().add(16).cast()),
-            )
-        };
-        if u8x16_bitmask(v128_or(a, b)) != 0 {
+        if high16(block.try_into().expect("16 bytes")) != 0 {
             return false;
         }
     }
-    blocks.remainder().is_ascii()
+    blocks.remainder().is_empty() || high16(bytes[len - 16..].try_into().expect("16 bytes")) == 0
 }
 
-/// Whether every byte is ASCII.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+/// [`is_ascii`] of fewer than 16 bytes.
 #[inline]
-pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
-    bytes.is_ascii()
+fn is_ascii_short(bytes: &[u8]) -> bool {
+    let len = bytes.len();
+    let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let le32 = |b: &[u8]| u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")));
+    let any = if len >= 8 {
+        le64(&bytes[..8]) | le64(&bytes[len - 8..])
+    } else if len >= 4 {
+        le32(&bytes[..4]) | le32(&bytes[len - 4..])
+    } else {
+        bytes.iter().fold(0, |any, &b| any | u64::from(b))
+    };
+    any & 0x8080_8080_8080_8080 == 0
 }
 
 /// Bytes that [`is_ascii`] accepted, as a `str`, without checking them

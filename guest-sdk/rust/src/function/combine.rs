@@ -26,6 +26,46 @@ type KeyHasher = foldhash::fast::RandomState;
 /// stalls the work after it before the next key's touch is reached.
 const AHEAD: usize = 16;
 
+/// Pairs emitted with borrowed keys (by the emitter of a `flat_map_str`
+/// stage), on their way to a combine that compares keys by their bytes: each
+/// key as its [`KeyRepr`] (a short one inline, a longer one at its place in
+/// `long`) with its value, not encoded. The emitter fills a batch and passes
+/// it whole ([`Sink::push_pair_batch`]), so that a pair costs neither a
+/// dynamic call nor encoding and decoding its value.
+pub(crate) struct PairBatch<V> {
+    pairs: Vec<(KeyRepr, V)>,
+    long: Vec<u8>,
+}
+
+impl<V> PairBatch<V> {
+    /// How many pairs a batch holds before it is passed on.
+    const CAPACITY: usize = 128;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            pairs: Vec::with_capacity(Self::CAPACITY),
+            long: Vec::new(),
+        }
+    }
+
+    /// Adds a pair, its key given as its encoding.
+    #[inline]
+    pub(crate) fn push(&mut self, key: &[u8], value: V) {
+        let repr = if key.len() <= SHORT_KEY {
+            KeyRepr::short(key)
+        } else {
+            let repr = KeyRepr::long(self.long.len(), key.len());
+            self.long.extend_from_slice(key);
+            repr
+        };
+        self.pairs.push((repr, value));
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.pairs.len() >= Self::CAPACITY
+    }
+}
+
 /// The reducer of `reduce_by_key`.
 pub(crate) struct KeyReducer<K, V, F, S = KeyHasher> {
     shared: Rc<Combiner<K, V, F, S>>,
@@ -214,15 +254,24 @@ where
         Ok(())
     }
 
-    fn takes_pair_parts(&self) -> bool {
+    fn takes_pair_batches(&self) -> bool {
         self.combiner.by_bytes
     }
 
-    #[inline]
-    fn push_pair_encoded(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+    fn push_pair_batch(&mut self, batch: &mut dyn Any) -> Result<(), String> {
         enter_stage(self.stage);
-        let value = V::decode(value).map_err(|e| format!("a value does not decode: {e}"))?;
-        self.merge_encoded(key, value);
+        let PairBatch { pairs, long } = batch
+            .downcast_mut::<PairBatch<V>>()
+            .ok_or("a pair batch of another value type")?;
+        for (repr, value) in pairs.drain(..) {
+            if repr.is_long() {
+                self.look_up_ahead();
+                self.merge_long(repr.long_key(long), value);
+            } else {
+                self.take_short(repr, value);
+            }
+        }
+        long.clear();
         Ok(())
     }
 
@@ -322,7 +371,12 @@ where
             self.look_up_ahead();
             return self.merge_long(bytes, value);
         }
-        let repr = KeyRepr::short(bytes);
+        self.take_short(KeyRepr::short(bytes), value);
+    }
+
+    /// Takes one pair of a short key, to look up with [`AHEAD`] more.
+    #[inline(always)]
+    fn take_short(&mut self, repr: KeyRepr, value: V) {
         let hash = self.combiner.hasher.hash_one(repr.as_u128());
         self.storage.ahead.push((repr, hash, value));
         if self.storage.ahead.len() == AHEAD {

@@ -7,15 +7,17 @@
 //! can be borrowed too: a `&str` (`&[u8]`) emitted as a `String` (`Bytes`)
 //! record, or a `(&str, v)` pair as a `(String, V)`, is appended as its
 //! encoding to a buffer the emitter reuses, and the next stage takes the
-//! encodings ([`Sink::push_encoded`]): the combine of a `reduce_by_key`
-//! merges each pair by its key's bytes, so a word that is already a key
-//! costs no allocation at all. Owned records can be emitted too, and keep
+//! encodings ([`Sink::push_encoded`]). Pairs into the combine of a
+//! `reduce_by_key` go into a [`PairBatch`] instead (the key's bytes, the
+//! value as it is), which the combine takes whole and merges by the keys'
+//! bytes, so a word that is already a key costs no allocation at all. Owned records can be emitted too, and keep
 //! their order with the borrowed ones.
 
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use super::{BATCH, EncodedBatch, Sink};
+use super::{BATCH, EncodedBatch, PairBatch, Sink};
 use crate::codec::{Bytes, Data, DecodeError, utf8};
 use crate::rows::end_offset;
 use crate::runtime::enter_stage;
@@ -39,16 +41,17 @@ use crate::runtime::enter_stage;
 pub struct Emitter<U: Data> {
     /// The next stage.
     down: Box<dyn Sink<U>>,
-    /// Whether the next stage takes pairs by parts, at once
-    /// ([`Sink::push_pair_encoded`]): then nothing is held here.
+    /// Whether the next stage takes pairs in batches of their own
+    /// ([`Sink::push_pair_batch`]): then emitted pairs go to `pairs`, and
+    /// owned records to the next stage at once.
     direct: bool,
+    /// The pairs emitted and not passed on yet, when `direct`.
+    pairs: ErasedPairBatch,
     /// Emitted owned records, not passed on yet.
     owned: Vec<U>,
     /// Emitted borrowed records, encoded back to back, not passed on yet.
     data: Vec<u8>,
     ends: Vec<u32>,
-    /// A value's encoding, for a pair passed by parts.
-    value: Vec<u8>,
     /// The first error of the next stage while records went to it at once.
     error: Option<String>,
     /// The emitting stage's index in the chain.
@@ -58,12 +61,12 @@ pub struct Emitter<U: Data> {
 impl<U: Data> Emitter<U> {
     fn new(down: Box<dyn Sink<U>>, stage: usize) -> Self {
         Self {
-            direct: down.takes_pair_parts(),
+            direct: down.takes_pair_batches(),
             down,
+            pairs: ErasedPairBatch::default(),
             owned: Vec::new(),
             data: Vec::new(),
             ends: Vec::new(),
-            value: Vec::new(),
             error: None,
             stage,
         }
@@ -89,6 +92,8 @@ impl<U: Data> Emitter<U> {
     #[inline]
     fn push_owned(&mut self, record: U) {
         if self.direct {
+            // Keep the order: the pairs emitted before go first.
+            self.pass_pairs();
             enter_stage(self.stage + 1);
             let pushed = self.down.push(record);
             return self.check(pushed);
@@ -111,15 +116,24 @@ impl<U: Data> Emitter<U> {
 
     /// Emits a pair given as its key's encoding and its value.
     #[inline]
-    fn push_pair<V: Data>(&mut self, key: &[u8], value: &V) {
+    fn push_pair<V: Data>(&mut self, key: &[u8], value: V) {
         if self.direct {
-            self.value.clear();
-            value.encode(&mut self.value);
-            enter_stage(self.stage + 1);
-            let pushed = self.down.push_pair_encoded(key, &self.value);
-            self.check(pushed);
+            let pairs = self.pairs.get::<V>();
+            pairs.push(key, value);
+            if pairs.is_full() {
+                self.pass_pairs();
+            }
         } else {
-            self.push_encoded_with(|buf| encode_pair(key, value, buf));
+            self.push_encoded_with(|buf| encode_pair(key, &value, buf));
+        }
+    }
+
+    /// Passes the pairs of `pairs` on.
+    fn pass_pairs(&mut self) {
+        if let Some(batch) = self.pairs.pending() {
+            enter_stage(self.stage + 1);
+            let pushed = self.down.push_pair_batch(batch);
+            self.check(pushed);
         }
     }
 
@@ -149,6 +163,7 @@ impl<U: Data> Emitter<U> {
     /// Passes what was emitted on, in order, and reports the next stage's
     /// first error.
     fn flush(&mut self, node: &str) -> Result<(), String> {
+        self.pass_pairs();
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -240,7 +255,7 @@ impl<V: Data> sealed::Sealed<(String, V)> for (&str, V) {}
 impl<V: Data> Emit<(String, V)> for (&str, V) {
     #[inline]
     fn emit_into(self, out: &mut Emitter<(String, V)>) {
-        out.push_pair(self.0.as_bytes(), &self.1);
+        out.push_pair(self.0.as_bytes(), self.1);
     }
 }
 
@@ -248,7 +263,48 @@ impl<V: Data> sealed::Sealed<(Bytes, V)> for (&[u8], V) {}
 impl<V: Data> Emit<(Bytes, V)> for (&[u8], V) {
     #[inline]
     fn emit_into(self, out: &mut Emitter<(Bytes, V)>) {
-        out.push_pair(self.0, &self.1);
+        out.push_pair(self.0, self.1);
+    }
+}
+
+/// The [`PairBatch`] of an emitter, whose type (of the value of `U`'s pairs)
+/// `Emitter<U>` cannot name: made at the first pair, and checked by its
+/// `TypeId`, a constant, rather than through `dyn Any`, a dynamic call per
+/// pair.
+#[derive(Default)]
+struct ErasedPairBatch {
+    /// A `PairBatch<V>`, once a pair was emitted.
+    batch: Option<Box<dyn Any>>,
+    /// The `TypeId` of `batch`.
+    type_id: Option<TypeId>,
+    /// Whether `batch` has a pair.
+    pending: bool,
+}
+
+impl ErasedPairBatch {
+    /// The batch, a `PairBatch<V>` (made if there is none yet).
+    #[inline]
+    #[allow(unsafe_code)]
+    fn get<V: Data>(&mut self) -> &mut PairBatch<V> {
+        self.pending = true;
+        if self.type_id != Some(TypeId::of::<PairBatch<V>>()) {
+            // The first pair (an emitter's pairs have one type).
+            self.batch = Some(Box::new(PairBatch::<V>::new()));
+            self.type_id = Some(TypeId::of::<PairBatch<V>>());
+        }
+        let batch: *mut dyn Any = self.batch.as_deref_mut().expect("made with its type");
+        // SAFETY: `batch` is a `PairBatch<V>`: its `TypeId` was just compared
+        // (it is set with the batch, and no other code sets either).
+        unsafe { &mut *batch.cast::<PairBatch<V>>() }
+    }
+
+    /// The batch, if it holds pairs not passed on yet (they are about to
+    /// be).
+    fn pending(&mut self) -> Option<&mut dyn Any> {
+        if !std::mem::take(&mut self.pending) {
+            return None;
+        }
+        self.batch.as_deref_mut()
     }
 }
 
@@ -438,7 +494,7 @@ mod tests {
             prop_assert_eq!(&got.data, &expected.data);
             let got = run(&then(plain()), &input).unwrap();
             prop_assert_eq!(&got.data, &expected.data);
-            // Through a stage that does not take pairs by parts: the pairs
+            // Through a stage that does not take pair batches: the pairs
             // are held as encodings, then decoded.
             let mut through_map = borrowed();
             through_map.insert(1, NarrowFn::<(String, i64), (String, i64)>::map(|p| p));
@@ -451,6 +507,31 @@ mod tests {
             ));
             let got = run(&colliding, &input).unwrap();
             prop_assert_eq!(&got.data, &expected.data);
+            // Borrowed and owned pairs mixed: the borrowed ones batched
+            // before an owned one go first, so that keys keep their order
+            // of first appearance.
+            let plain_mixed = [
+                NarrowFn::<String, String>::flat_map(|l: String| {
+                    l.split(' ')
+                        .flat_map(|w| [w.to_string(), w.to_uppercase()])
+                        .collect::<Vec<_>>()
+                }),
+                NarrowFn::<String, (String, i64)>::map(|w| (w, 1)),
+                KeyReducer::<String, i64, _>::boxed(add),
+            ];
+            let mixed = [
+                NarrowFn::<String, (String, i64)>::flat_map_view("f", |l: &str, out| {
+                    for w in l.split(' ') {
+                        out.emit((w, 1i64));
+                        out.emit((w.to_uppercase(), 1i64));
+                    }
+                }),
+                KeyReducer::<String, i64, _>::boxed(add),
+            ];
+            let expected = run(&plain_mixed, &input).unwrap();
+            let got = run(&mixed, &input).unwrap();
+            prop_assert_eq!(&got.data, &expected.data);
+            prop_assert_eq!(&got.ends, &expected.ends);
         }
 
         /// Borrowed words, owned words and both mixed keep their order and

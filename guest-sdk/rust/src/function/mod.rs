@@ -37,7 +37,7 @@ mod emit;
 mod narrow;
 mod table;
 
-pub(crate) use combine::{KeyReducer, KeyReducerFn};
+pub(crate) use combine::{KeyReducer, KeyReducerFn, PairBatch};
 pub use emit::{Emit, Emitter};
 pub(crate) use narrow::NarrowFn;
 
@@ -121,17 +121,17 @@ pub(crate) trait Sink<T: Data> {
         }
         Ok(())
     }
-    /// Whether the stage takes pairs given by parts
-    /// ([`push_pair_encoded`](Sink::push_pair_encoded)): a combine that
+    /// Whether the stage takes pairs in a [`PairBatch`]
+    /// ([`push_pair_batch`](Sink::push_pair_batch)): a combine that
     /// compares keys by their bytes.
-    fn takes_pair_parts(&self) -> bool {
+    fn takes_pair_batches(&self) -> bool {
         false
     }
-    /// Takes one pair given as its key's encoding and its value's encoding,
-    /// valid UTF-8 for a string key. Called only if the stage
-    /// [`takes_pair_parts`](Sink::takes_pair_parts).
-    fn push_pair_encoded(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), String> {
-        Err("this stage does not take pairs by parts".to_string())
+    /// Takes the pairs of `batch`, a [`PairBatch`] of the stage's value
+    /// type, and leaves it empty. Called only if the stage
+    /// [`takes_pair_batches`](Sink::takes_pair_batches).
+    fn push_pair_batch(&mut self, _batch: &mut dyn Any) -> Result<(), String> {
+        Err("this stage does not take pair batches".to_string())
     }
     /// The partition has ended: pushes what the stage still holds, then
     /// finishes downstream.
