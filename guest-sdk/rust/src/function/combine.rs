@@ -48,11 +48,17 @@ impl<V> PairBatch<V> {
         }
     }
 
-    /// Adds a pair, its key given as its encoding.
+    /// Adds a pair, its key given as its encoding. When the key lies in
+    /// `within` with 16 bytes from its start, its repr is read from them
+    /// ([`KeyRepr::short_in`]).
     #[inline]
-    pub(crate) fn push(&mut self, key: &[u8], value: V) {
+    pub(crate) fn push(&mut self, key: &[u8], value: V, within: &[u8]) {
         let repr = if key.len() <= SHORT_KEY {
-            KeyRepr::short(key)
+            let at = key.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
+            match at.checked_add(16).and_then(|end| within.get(at..end)) {
+                Some(window) => KeyRepr::short_in(window.try_into().expect("16 bytes"), key.len()),
+                None => KeyRepr::short(key),
+            }
         } else {
             let repr = KeyRepr::long(self.long.len(), key.len());
             self.long.extend_from_slice(key);

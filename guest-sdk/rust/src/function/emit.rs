@@ -47,6 +47,8 @@ pub struct Emitter<U: Data> {
     direct: bool,
     /// The pairs emitted and not passed on yet, when `direct`.
     pairs: ErasedPairBatch,
+    /// The bytes of the record the function runs on, while it runs.
+    record: RecordBytes,
     /// Emitted owned records, not passed on yet.
     owned: Vec<U>,
     /// Emitted borrowed records, encoded back to back, not passed on yet.
@@ -64,6 +66,7 @@ impl<U: Data> Emitter<U> {
             direct: down.takes_pair_batches(),
             down,
             pairs: ErasedPairBatch::default(),
+            record: RecordBytes::default(),
             owned: Vec::new(),
             data: Vec::new(),
             ends: Vec::new(),
@@ -118,8 +121,9 @@ impl<U: Data> Emitter<U> {
     #[inline]
     fn push_pair<V: Data>(&mut self, key: &[u8], value: V) {
         if self.direct {
+            let record = self.record.get();
             let pairs = self.pairs.get::<V>();
-            pairs.push(key, value);
+            pairs.push(key, value, record);
             if pairs.is_full() {
                 self.pass_pairs();
             }
@@ -267,6 +271,40 @@ impl<V: Data> Emit<(Bytes, V)> for (&[u8], V) {
     }
 }
 
+/// The bytes of the record an emitter's function runs on, while it runs:
+/// what a borrowed key most often is part of, so that its bytes can be read
+/// 16 at a time ([`PairBatch::push`]). Empty between runs.
+struct RecordBytes {
+    start: *const u8,
+    len: usize,
+}
+
+impl Default for RecordBytes {
+    fn default() -> Self {
+        Self::of(&[])
+    }
+}
+
+impl RecordBytes {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            start: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    #[inline]
+    #[allow(unsafe_code)]
+    fn get(&self) -> &[u8] {
+        // SAFETY: `FlatMapViewSink::apply` sets these to the bytes of the
+        // record it passes the function for as long as the function runs
+        // (and to an empty slice after), and the record outlives the call.
+        // Only the function's emits read them: its `&mut Emitter` is the
+        // only way to the emitter while it runs.
+        unsafe { std::slice::from_raw_parts(self.start, self.len) }
+    }
+}
+
 /// The [`PairBatch`] of an emitter, whose type (of the value of `U`'s pairs)
 /// `Emitter<U>` cannot name: made at the first pair, and checked by its
 /// `TypeId`, a constant, rather than through `dyn Any`, a dynamic call per
@@ -313,6 +351,8 @@ impl ErasedPairBatch {
 pub(crate) trait Viewed: Data {
     type View: ?Sized;
     fn view(&self) -> &Self::View;
+    /// The bytes of a view.
+    fn bytes(view: &Self::View) -> &[u8];
     /// The view of an encoded record, checked as `decode` would check it.
     fn view_encoded(bytes: &[u8]) -> Result<&Self::View, DecodeError>;
 }
@@ -321,6 +361,9 @@ impl Viewed for String {
     type View = str;
     fn view(&self) -> &str {
         self
+    }
+    fn bytes(view: &str) -> &[u8] {
+        view.as_bytes()
     }
     fn view_encoded(bytes: &[u8]) -> Result<&str, DecodeError> {
         utf8(bytes)
@@ -331,6 +374,9 @@ impl Viewed for Bytes {
     type View = [u8];
     fn view(&self) -> &[u8] {
         &self.0
+    }
+    fn bytes(view: &[u8]) -> &[u8] {
+        view
     }
     fn view_encoded(bytes: &[u8]) -> Result<&[u8], DecodeError> {
         Ok(bytes)
@@ -368,7 +414,9 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F,
     /// enough has piled up (or an error came back).
     #[inline]
     fn apply(&mut self, view: &T::View) -> Result<(), String> {
+        self.out.record = RecordBytes::of(T::bytes(view));
         (self.f)(view, &mut self.out);
+        self.out.record = RecordBytes::default();
         if self.out.full() || self.out.error.is_some() {
             self.out.flush(&self.node)?;
         }
