@@ -665,10 +665,13 @@ impl ReceiverHandle {
             // A batch the checkpoint covers: `push` would drop it too.
             return Ok(());
         }
-        self.log(
-            block.batch,
-            &encode_block(&block.rows, block.invalid_records),
-        )?;
+        if self.store.wal.get().is_some() {
+            // Encoded only for a log: a copy of the block otherwise wasted.
+            self.log(
+                block.batch,
+                &encode_block(&block.rows, block.invalid_records),
+            )?;
+        }
         self.push(block);
         Ok(())
     }
