@@ -48,17 +48,12 @@ impl<V> PairBatch<V> {
         }
     }
 
-    /// Adds a pair, its key given as its encoding. When the key lies in
-    /// `within` with 16 bytes from its start, its repr is read from them
-    /// ([`KeyRepr::short_in`]).
+    /// Adds a pair, its key given as its encoding, most often a part of
+    /// `within` ([`KeyRepr::short_within`]).
     #[inline]
     pub(crate) fn push(&mut self, key: &[u8], value: V, within: &[u8]) {
         let repr = if key.len() <= SHORT_KEY {
-            let at = key.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
-            match at.checked_add(16).and_then(|end| within.get(at..end)) {
-                Some(window) => KeyRepr::short_in(window.try_into().expect("16 bytes"), key.len()),
-                None => KeyRepr::short(key),
-            }
+            KeyRepr::short_within(key, within)
         } else {
             let repr = KeyRepr::long(self.long.len(), key.len());
             self.long.extend_from_slice(key);
@@ -246,16 +241,27 @@ where
             }
             return self.push_batch(&mut items);
         }
+        // A short string key of ASCII bytes needs no other check.
+        let string_keys = K::codec() == "string";
+        let data = batch.data;
         for (i, record) in batch.records() {
             let fail = |e: DecodeError| batch.decode_error::<(K, V)>(i, e);
             let (key, value) = split_pair(record?).map_err(fail)?;
-            if !batch.from_sdk {
+            let short = (key.len() <= SHORT_KEY).then(|| KeyRepr::short_within(key, data));
+            let checked = batch.from_sdk || string_keys && short.is_some_and(KeyRepr::is_ascii);
+            if !checked {
                 K::check(key)
                     .map_err(|e| fail(DecodeError::new(format!("tuple element 0: {e}"))))?;
             }
             let value = V::decode(value)
                 .map_err(|e| fail(DecodeError::new(format!("tuple element 1: {e}"))))?;
-            self.merge_encoded(key, value);
+            match short {
+                Some(repr) => self.take_short(repr, value),
+                None => {
+                    self.look_up_ahead();
+                    self.merge_long(key, value);
+                }
+            }
         }
         Ok(())
     }
@@ -312,13 +318,24 @@ where
         match &mut self.out {
             CombineOut::Rows(slot) => {
                 let mut rows = Rows {
-                    data: Vec::with_capacity(bytes),
+                    // A short key is written as 16 bytes, then cut.
+                    data: Vec::with_capacity(bytes + 16),
                     ends: Vec::with_capacity(distinct),
                 };
                 for (repr, value) in drained {
-                    let key = repr.bytes(long_keys, &mut short);
-                    rows.data.extend_from_slice(&end_offset(key).to_le_bytes());
-                    rows.data.extend_from_slice(key);
+                    if repr.is_long() {
+                        let key = repr.long_key(long_keys);
+                        rows.data.extend_from_slice(&end_offset(key).to_le_bytes());
+                        rows.data.extend_from_slice(key);
+                    } else {
+                        // Sixteen bytes at once: a copy of the key's length
+                        // would be a call (`memory.copy`) per key.
+                        let len = repr.encoded_len().expect("a short key's");
+                        rows.data.extend_from_slice(&to_u32(len).to_le_bytes());
+                        let at = rows.data.len();
+                        rows.data.extend_from_slice(&repr.as_u128().to_le_bytes());
+                        rows.data.truncate(at + len);
+                    }
                     value.encode(&mut rows.data);
                     rows.ends.push(end_offset(&rows.data));
                 }

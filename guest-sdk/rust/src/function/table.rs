@@ -87,6 +87,26 @@ impl KeyRepr {
         Self([lo & lo_keep, hi & hi_keep | (len as u64) << 56])
     }
 
+    /// The repr of `key`, an encoding of at most [`SHORT_KEY`] bytes: read
+    /// with [`short_in`](Self::short_in) when it lies in `within` with 16
+    /// bytes from its start (a key borrowed from a record, or from the
+    /// partition's bytes), else with [`short`](Self::short).
+    #[inline]
+    pub(super) fn short_within(key: &[u8], within: &[u8]) -> Self {
+        let at = key.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
+        match at.checked_add(16).and_then(|end| within.get(at..end)) {
+            Some(window) => Self::short_in(window.try_into().expect("16 bytes"), key.len()),
+            None => Self::short(key),
+        }
+    }
+
+    /// Whether a short repr's bytes are all ASCII (so a string key that
+    /// needs no further UTF-8 check).
+    #[inline]
+    pub(super) fn is_ascii(self) -> bool {
+        (self.0[0] | self.0[1] & !TAG) & 0x8080_8080_8080_8080 == 0
+    }
+
     /// The repr of a longer encoding at `start` in `long_keys`.
     pub(super) fn long(start: usize, len: usize) -> Self {
         Self([
@@ -378,7 +398,26 @@ mod tests {
         /// `short_in` a window is `short` of the key at its start.
         #[test]
         fn a_key_in_a_window_is_the_same_repr(window in any::<[u8; 16]>(), len in 0..=SHORT_KEY) {
-            prop_assert_eq!(KeyRepr::short_in(&window, len), KeyRepr::short(&window[..len]));
+            let repr = KeyRepr::short(&window[..len]);
+            prop_assert_eq!(KeyRepr::short_in(&window, len), repr);
+            prop_assert_eq!(repr.is_ascii(), window[..len].is_ascii());
+        }
+
+        /// `short_within` a buffer is `short` of the key, wherever it is:
+        /// with 16 bytes in the buffer from its start, near its end, or
+        /// elsewhere.
+        #[test]
+        fn a_key_within_a_buffer_is_the_same_repr(
+            buffer in vec(any::<u8>(), 0..40),
+            start in 0usize..40,
+            len in 0..=SHORT_KEY,
+        ) {
+            let start = start.min(buffer.len());
+            let end = (start + len).min(buffer.len());
+            let key = &buffer[start..end];
+            prop_assert_eq!(KeyRepr::short_within(key, &buffer), KeyRepr::short(key));
+            let copy = key.to_vec();
+            prop_assert_eq!(KeyRepr::short_within(&copy, &buffer), KeyRepr::short(key));
         }
     }
 
