@@ -41,8 +41,10 @@ use super::lines::LineSplitter;
 use super::{ReceiverContext, stop_requested};
 use crate::batching::ReceiverHandle;
 
-/// Bytes read at a time.
-const READ_BUFFER: usize = 128 << 10;
+/// Bytes read at a time: 1 MiB, so that a fast sender is read in few
+/// calls, each waking the receiver once (128 KiB took 10% more CPU for the
+/// word count at 30 M words/s, in `recv` calls and wake-ups).
+const READ_BUFFER: usize = 1 << 20;
 /// First delay before reconnecting.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay before reconnecting.
