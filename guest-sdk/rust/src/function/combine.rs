@@ -105,9 +105,9 @@ struct CombineStorage<K, V> {
     /// Short keys taken but not looked up yet, in order, with their hashes
     /// and values (see [`AHEAD`]).
     ahead: Vec<(KeyRepr, u64, V)>,
-    /// The keys and merged values in order of first appearance, as the
-    /// table is emptied.
-    drained: Vec<Option<(KeyRepr, V)>>,
+    /// The bytes of the distinct keys' encodings (for keys compared by
+    /// their bytes), to size the output.
+    key_bytes: usize,
 }
 
 impl<K, V> Default for CombineStorage<K, V> {
@@ -118,7 +118,7 @@ impl<K, V> Default for CombineStorage<K, V> {
             long_keys: Vec::new(),
             scratch: Vec::new(),
             ahead: Vec::with_capacity(AHEAD),
-            drained: Vec::new(),
+            key_bytes: 0,
         }
     }
 }
@@ -129,7 +129,7 @@ impl<K, V> CombineStorage<K, V> {
         self.keys.clear();
         self.long_keys.clear();
         self.ahead.clear();
-        self.drained.clear();
+        self.key_bytes = 0;
     }
 }
 
@@ -294,27 +294,13 @@ where
             table,
             keys,
             long_keys,
-            drained,
+            key_bytes,
             ..
         } = &mut self.storage;
-        // The keys and merged values in order of first appearance, and the
-        // output's size.
+        // The output's size: exact for values encoded at their size in
+        // memory (numbers), a first guess for others.
         let distinct = table.len();
-        drained.clear();
-        drained.resize_with(distinct, || None);
-        let mut bytes = 0;
-        table.drain(|index, repr, value| {
-            let key = match repr.encoded_len() {
-                Some(len) => len,
-                None => keys[repr.eq_index()].encoded_size_hint(),
-            };
-            bytes += 4 + key + value.encoded_size_hint();
-            drained[index as usize] = Some((repr, value));
-        });
-        let drained = drained
-            .drain(..)
-            .map(|d| d.expect("every index up to the table's length is a key's"));
-        let mut short = [0u8; 16];
+        let bytes = distinct * (4 + size_of::<V>()) + *key_bytes;
         match &mut self.out {
             CombineOut::Rows(slot) => {
                 let mut rows = Rows {
@@ -322,7 +308,7 @@ where
                     data: Vec::with_capacity(bytes + 16),
                     ends: Vec::with_capacity(distinct),
                 };
-                for (repr, value) in drained {
+                table.drain(|_, repr, value| {
                     if repr.is_long() {
                         let key = repr.long_key(long_keys);
                         rows.data.extend_from_slice(&end_offset(key).to_le_bytes());
@@ -338,7 +324,7 @@ where
                     }
                     value.encode(&mut rows.data);
                     rows.ends.push(end_offset(&rows.data));
-                }
+                });
                 slot.set(Some(rows));
                 Ok(())
             }
@@ -347,16 +333,31 @@ where
                 let mut batch = Vec::with_capacity(BATCH.min(distinct));
                 // Keys compared with `Eq` are in `keys`, in the same order.
                 let mut keys = keys.drain(..);
-                for (repr, value) in drained {
+                let mut short = [0u8; 16];
+                let mut failed = None;
+                table.drain(|_, repr, value| {
+                    if failed.is_some() {
+                        return;
+                    }
                     let key = match keys.next() {
                         Some(key) => key,
-                        None => K::decode(repr.bytes(long_keys, &mut short))
-                            .map_err(|e| format!("a combined key does not decode: {e}"))?,
+                        None => match K::decode(repr.bytes(long_keys, &mut short)) {
+                            Ok(key) => key,
+                            Err(e) => {
+                                failed = Some(format!("a combined key does not decode: {e}"));
+                                return;
+                            }
+                        },
                     };
                     batch.push((key, value));
                     if batch.len() == BATCH {
-                        down.push_batch(&mut batch)?;
+                        if let Err(e) = down.push_batch(&mut batch) {
+                            failed = Some(e);
+                        }
                     }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
                 }
                 if !batch.is_empty() {
                     down.push_batch(&mut batch)?;
@@ -426,7 +427,10 @@ where
         let table = &mut self.storage.table;
         match table.find(hash, |key| key == repr) {
             Found::At(at) => table.update(at, |acc| (self.combiner.f)(acc, value)),
-            Found::Vacant(at) => table.insert(at, hash, repr, to_u32(table.len()), value),
+            Found::Vacant(at) => {
+                self.storage.key_bytes += repr.encoded_len().expect("a short key's");
+                table.insert(at, hash, repr, value);
+            }
         }
     }
 
@@ -434,7 +438,10 @@ where
     fn merge_long(&mut self, bytes: &[u8], value: V) {
         let hash = self.combiner.hasher.hash_one(bytes);
         let CombineStorage {
-            table, long_keys, ..
+            table,
+            long_keys,
+            key_bytes,
+            ..
         } = &mut self.storage;
         match table.find(hash, |key| {
             key.is_long() && key.long_key(long_keys) == bytes
@@ -443,7 +450,8 @@ where
             Found::Vacant(at) => {
                 let repr = KeyRepr::long(long_keys.len(), bytes.len());
                 long_keys.extend_from_slice(bytes);
-                table.insert(at, hash, repr, to_u32(table.len()), value);
+                *key_bytes += bytes.len();
+                table.insert(at, hash, repr, value);
             }
         }
     }
@@ -451,12 +459,18 @@ where
     /// Adds one pair to the table, the key compared with `Eq`.
     fn merge_by_eq(&mut self, key: K, value: V) {
         let hash = self.combiner.hasher.hash_one(&key);
-        let CombineStorage { table, keys, .. } = &mut self.storage;
+        let CombineStorage {
+            table,
+            keys,
+            key_bytes,
+            ..
+        } = &mut self.storage;
         match table.find(hash, |k| keys[k.eq_index()] == key) {
             Found::At(at) => table.update(at, |acc| (self.combiner.f)(acc, value)),
             Found::Vacant(at) => {
                 let repr = KeyRepr::by_eq(keys.len());
-                table.insert(at, hash, repr, to_u32(table.len()), value);
+                *key_bytes += key.encoded_size_hint();
+                table.insert(at, hash, repr, value);
                 keys.push(key);
             }
         }

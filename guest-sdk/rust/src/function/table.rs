@@ -197,7 +197,10 @@ const MIN_SLOTS: usize = 64;
 pub(super) struct KeyTable<V> {
     /// A power of two of them, or none.
     slots: Box<[Slot<V>]>,
-    len: usize,
+    /// The occupied slots in order of first appearance of their keys: the
+    /// table is emptied in that order, without a pass over its empty slots
+    /// or a reordering.
+    order: Vec<u32>,
     /// Whether a slot lost its value to a panic (see
     /// [`update`](Self::update)).
     poisoned: bool,
@@ -207,7 +210,7 @@ impl<V> Default for KeyTable<V> {
     fn default() -> Self {
         Self {
             slots: Box::new([]),
-            len: 0,
+            order: Vec::new(),
             poisoned: false,
         }
     }
@@ -222,7 +225,7 @@ pub(super) enum Found {
 impl<V> KeyTable<V> {
     /// The number of keys.
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.order.len()
     }
 
     /// The number of slots.
@@ -251,7 +254,7 @@ impl<V> KeyTable<V> {
     /// can be filled with [`insert`](Self::insert).
     #[inline]
     pub(super) fn find(&mut self, hash: u64, mut eq: impl FnMut(KeyRepr) -> bool) -> Found {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
+        if (self.order.len() + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
         let hash = hash as u32;
@@ -269,19 +272,19 @@ impl<V> KeyTable<V> {
         }
     }
 
-    /// Fills the vacant slot `at` that [`find`](Self::find) gave for `hash`,
-    /// with the key of index `index`.
+    /// Fills the vacant slot `at` that [`find`](Self::find) gave for `hash`
+    /// with a key that comes after those in the table.
     #[inline]
-    pub(super) fn insert(&mut self, at: usize, hash: u64, key: KeyRepr, index: u32, value: V) {
+    pub(super) fn insert(&mut self, at: usize, hash: u64, key: KeyRepr, value: V) {
         let slot = &mut self.slots[at];
         debug_assert_eq!(slot.place, 0, "a vacant slot");
         *slot = Slot {
             key,
             hash: hash as u32,
-            place: index + 1,
+            place: to_u32(self.order.len() + 1),
             value: MaybeUninit::new(value),
         };
-        self.len += 1;
+        self.order.push(to_u32(at));
     }
 
     /// Replaces the value in the slot `at` that [`find`](Self::find) found
@@ -310,13 +313,14 @@ impl<V> KeyTable<V> {
     }
 
     /// Empties the table, handing every key's index, repr and value to
-    /// `out`. Keeps the slots for the next partition, unless they are many
-    /// more than these keys needed.
+    /// `out`, in order of first appearance. Keeps the slots for the next
+    /// partition, unless they are many more than these keys needed.
     pub(super) fn drain(&mut self, out: impl FnMut(u32, KeyRepr, V)) {
-        let len = self.len;
+        let len = self.order.len();
         self.empty(out);
         if len > 0 && self.slots.len() > MIN_SLOTS && len * 8 < self.slots.len() {
             self.slots = empty_slots(slots_for(len));
+            self.order.shrink_to(len);
         }
     }
 
@@ -327,24 +331,25 @@ impl<V> KeyTable<V> {
 
     #[allow(unsafe_code)]
     fn empty(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
-        let len = std::mem::take(&mut self.len);
-        if std::mem::take(&mut self.poisoned) {
-            // A value was moved out: leak them all.
-            for slot in &mut self.slots {
-                slot.place = 0;
+        let poisoned = std::mem::take(&mut self.poisoned);
+        // Should `out` unwind, `order` is left as it is: the next `clear`
+        // (the table's drop) drops the values of the slots not emptied yet.
+        for (index, &at) in self.order.iter().enumerate() {
+            let slot = &mut self.slots[at as usize];
+            if std::mem::take(&mut slot.place) == 0 {
+                continue;
             }
-        } else if len > 0 {
-            for slot in &mut self.slots {
-                if slot.place != 0 {
-                    let place = std::mem::take(&mut slot.place);
-                    // SAFETY: the slot was occupied, so its value is
-                    // initialized, and it is marked empty before `out` runs,
-                    // so the value is not read or dropped again.
-                    let value = unsafe { slot.value.assume_init_read() };
-                    out(place - 1, slot.key, value);
-                }
+            if !poisoned {
+                // SAFETY: the slot was occupied, so its value is
+                // initialized (the table is not poisoned), and it is marked
+                // empty before `out` runs, so the value is not read or
+                // dropped again.
+                let value = unsafe { slot.value.assume_init_read() };
+                out(to_u32(index), slot.key, value);
             }
         }
+        // A poisoned table leaks its values: one was moved out.
+        self.order.clear();
     }
 
     /// Doubles the slots, placing every key again.
@@ -359,6 +364,7 @@ impl<V> KeyTable<V> {
                 while self.slots[at].place != 0 {
                     at = (at + 1) & mask;
                 }
+                self.order[slot.place as usize - 1] = to_u32(at);
                 self.slots[at] = slot;
             }
         }
@@ -423,17 +429,13 @@ mod tests {
 
     /// Counts per key with the table, hashing with `hash`.
     fn count(table: &mut KeyTable<Rc<i64>>, keys: &[u16], hash: impl Fn(u16) -> u64) {
-        let mut next = 0;
         for &k in keys {
             let repr = KeyRepr::short(&k.to_le_bytes());
             let h = hash(k);
             table.touch(h);
             match table.find(h, |r| r == repr) {
                 Found::At(at) => table.update(at, |v| Rc::new(*v + 1)),
-                Found::Vacant(at) => {
-                    table.insert(at, h, repr, next, Rc::new(1));
-                    next += 1;
-                }
+                Found::Vacant(at) => table.insert(at, h, repr, Rc::new(1)),
             }
         }
     }
@@ -512,6 +514,35 @@ mod tests {
         assert_eq!(got, [(0, 2), (1, 1)]);
     }
 
+    /// A drain whose `out` unwinds leaves the values not handed out in the
+    /// table, and they are dropped once with it.
+    #[test]
+    fn a_panic_while_draining_drops_every_value_once() {
+        let witness = Rc::new(0);
+        let mut table = KeyTable::<Rc<i64>>::default();
+        count(&mut table, &(0..10).collect::<Vec<u16>>(), u64::from);
+        for at in 0..10 {
+            table.update(at, |_| Rc::clone(&witness));
+        }
+        assert_eq!(Rc::strong_count(&witness), 11);
+        let mut handed = 0;
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.drain(|_, _, value| {
+                handed += 1;
+                drop(value);
+                assert!(handed < 4, "a sink's panic");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(Rc::strong_count(&witness), 7, "four handed out and dropped");
+        drop(table);
+        assert_eq!(
+            Rc::strong_count(&witness),
+            1,
+            "the rest dropped with the table"
+        );
+    }
+
     #[test]
     fn the_slots_shrink_after_a_partition_of_few_keys() {
         let mut table = KeyTable::<i64>::default();
@@ -520,7 +551,7 @@ mod tests {
                 let repr = KeyRepr::short(&(i as u64).to_le_bytes());
                 let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 if let Found::Vacant(at) = table.find(h, |r| r == repr) {
-                    table.insert(at, h, repr, i as u32, 1);
+                    table.insert(at, h, repr, 1);
                 }
             }
             assert!(table.slots() >= len * 4 / 3, "the load stays under 3/4");
