@@ -350,10 +350,10 @@ where
                         },
                     };
                     batch.push((key, value));
-                    if batch.len() == BATCH {
-                        if let Err(e) = down.push_batch(&mut batch) {
-                            failed = Some(e);
-                        }
+                    if batch.len() == BATCH
+                        && let Err(e) = down.push_batch(&mut batch)
+                    {
+                        failed = Some(e);
                     }
                 });
                 if let Some(e) = failed {
