@@ -10,8 +10,9 @@
 //! encodings ([`Sink::push_encoded`]). Pairs into the combine of a
 //! `reduce_by_key` go into a [`PairBatch`] instead (the key's bytes, the
 //! value as it is), which the combine takes whole and merges by the keys'
-//! bytes, so a word that is already a key costs no allocation at all. Owned records can be emitted too, and keep
-//! their order with the borrowed ones.
+//! bytes, so a word that is already a key costs no allocation at all.
+//! Owned records can be emitted too, and keep their order with the borrowed
+//! ones.
 
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
