@@ -677,5 +677,17 @@ mod tests {
             ),
             "{err}"
         );
+        // With records after it, the bad key is read through its 16-byte
+        // window (`KeyRepr::short_within`), whose ASCII test must send it
+        // to the UTF-8 check too.
+        let more = encode_all(&[("more".to_string(), 1i64), ("and more".to_string(), 2)]);
+        let base = input.data.len() as u32;
+        input.data.extend_from_slice(&more.data);
+        input.ends.extend(more.ends.iter().map(|end| base + end));
+        let err = run(&[KeyReducer::<String, i64, _>::boxed(add)], &input).unwrap_err();
+        assert!(
+            err.contains("input record 1 as tuple<string,i64>: tuple element 0: invalid UTF-8"),
+            "{err}"
+        );
     }
 }
