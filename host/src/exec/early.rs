@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::grouping::Grouper;
 use super::pieces::CALL_INPUT_BYTES;
 use super::{ExecError, Executor, Part, Place, shuffle};
 use crate::batching::{BatchTime, BlockStore, EarlyBlock, rows_bytes};
@@ -283,8 +284,8 @@ impl Executor {
                         .map_err(|e| this.data_error(batch, step, e));
                 }
                 if let Some(EarlyMerge::Group) = merge {
-                    return shuffle::Groups::of_lists(parts.iter().map(|(_, rows)| rows))
-                        .and_then(|groups| groups.to_lists())
+                    return Grouper::of_packed(parts.iter().map(|(_, rows)| rows))
+                        .and_then(|groups| groups.to_packed())
                         .map_err(|e| this.data_error(batch, step, e));
                 }
                 let Some(EarlyMerge::Guest(f)) = merge else {

@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use super::grouping::Grouper;
 use super::{ExecError, Executor, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
@@ -25,8 +26,8 @@ impl Executor {
             return Ok(output);
         };
         if *group {
-            return shuffle::Groups::new([&output])
-                .and_then(|groups| groups.to_lists())
+            return Grouper::of_pairs([&output])
+                .and_then(|groups| groups.to_packed())
                 .map_err(|e| self.data_error(time, step, e));
         }
         let Some(combine) = combine else {

@@ -30,6 +30,7 @@
 //! (the pool and the retry policy), [`scheduler`] (the batch loop).
 
 mod early;
+pub(crate) mod grouping;
 mod handover;
 mod join;
 mod keyed;

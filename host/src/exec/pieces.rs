@@ -40,7 +40,7 @@ pub(super) fn call_in_pieces<E>(
 }
 
 impl Executor {
-    /// One partition's call (a state call, `reduce-groups`), in pieces of
+    /// One partition's `reduce-groups` call, in pieces of
     /// at most [`CALL_INPUT_BYTES`], each a task of its own (with the
     /// retries). The call must answer one record per input record, in
     /// order, so that the answers of the pieces concatenate.

@@ -12,9 +12,7 @@
 use hashbrown::HashMap;
 
 use crate::data::Partitioner;
-use crate::data::codec::{
-    ListIter, list_len, pair_len, split_pair, write_list, write_pair, write_prefixed,
-};
+use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
 use crate::data::{Number, Numeric, Rows, RowsError};
 use crate::plan::Reducer;
 
@@ -27,8 +25,8 @@ pub enum ShuffleError {
         /// Index of the record in its partition.
         index: usize,
     },
-    /// A record is not an encoded `tuple<k, list<v>>` group.
-    #[error("record {index} is not an encoded (key, list of values) group")]
+    /// A record is not a packed group (see [`super::grouping`]).
+    #[error("record {index} is not a packed group of a key's values")]
     NotAGroup {
         /// Index of the record in its partition.
         index: usize,
@@ -290,32 +288,6 @@ impl<'a> Groups<'a> {
         Ok(groups)
     }
 
-    /// Groups the `tuple<k, list<v>>` records of `inputs` (groups of
-    /// pairs, in order) again: one list per key, its values in input order.
-    pub fn of_lists(
-        inputs: impl IntoIterator<Item = &'a Rows>,
-    ) -> Result<Groups<'a>, ShuffleError> {
-        let mut groups = Groups {
-            index: HashMap::with_hasher(hasher()),
-            groups: Vec::new(),
-        };
-        for input in inputs {
-            for (index, record) in input.iter().enumerate() {
-                let not_a_group = || ShuffleError::NotAGroup { index };
-                let (key, list) = split_pair(record).ok_or_else(not_a_group)?;
-                let values = ListIter::new(list).ok_or_else(not_a_group)?;
-                let g = *groups.index.entry(key).or_insert_with(|| {
-                    groups.groups.push((key, Vec::new()));
-                    groups.groups.len() - 1
-                });
-                for value in values {
-                    groups.groups[g].1.push(value.ok_or_else(not_a_group)?);
-                }
-            }
-        }
-        Ok(groups)
-    }
-
     /// The keys, in order of first appearance, each with its values.
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &[&'a [u8]])> {
         self.groups
@@ -475,53 +447,6 @@ mod tests {
             .iter()
             .map(|(k, vs)| (k.to_vec(), vs.iter().map(|v| v.to_vec()).collect()))
             .collect()
-    }
-
-    proptest! {
-        /// Pairs grouped piece by piece, then their groups grouped again
-        /// (the early chains' grouping, then the merges' and the stateful
-        /// step's), are the pairs grouped at once: same keys in the same
-        /// order, same values in the same order.
-        #[test]
-        fn groups_of_groups_are_the_groups_of_all_pairs(
-            pieces in proptest::collection::vec(
-                proptest::collection::vec(("[a-d]{0,2}", any::<i64>()), 0..30),
-                0..5,
-            ),
-        ) {
-            let pieces: Vec<Rows> = pieces
-                .iter()
-                .map(|p| pairs(&p.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>()))
-                .collect();
-            let lists: Vec<Rows> = pieces
-                .iter()
-                .map(|p| Groups::new([p]).unwrap().to_lists().unwrap())
-                .collect();
-            let regrouped = Groups::of_lists(&lists).unwrap();
-            let at_once = Groups::new(&pieces).unwrap();
-            prop_assert_eq!(listed(&regrouped), listed(&at_once));
-            for (key, _) in at_once.iter() {
-                prop_assert!(regrouped.contains(key));
-            }
-        }
-    }
-
-    #[test]
-    fn malformed_groups_are_errors() {
-        // A pair whose value is not a list, and a list with a truncated element.
-        for record in [
-            &b"\x01\0\0\0k\x01"[..],
-            &b"\x01\0\0\0k\x02\0\0\0\x08\0\0\0x"[..],
-        ] {
-            let mut rows = Rows::new();
-            rows.push(&[1, 0, 0, 0, b'k', 0, 0, 0, 0]);
-            rows.push(record);
-            assert_eq!(
-                Groups::of_lists([&rows]).err(),
-                Some(ShuffleError::NotAGroup { index: 1 }),
-                "{record:?}"
-            );
-        }
     }
 
     /// A partition of `len` zero bytes as one record: a pair with the empty

@@ -12,11 +12,11 @@
 //! trap, or a batch that fails in another partition, never applies a state
 //! twice or half a batch.
 
-use crate::data::codec::{split_prefixed, write_list, write_pair, write_prefixed};
+use crate::data::codec::{split_prefixed, write_pair, write_prefixed};
 use crate::data::{Codec, CodecError, Rows, RowsError};
 
 use super::store::OperatorState;
-use crate::exec::shuffle::Groups;
+use crate::exec::grouping::{Grouper, Values};
 
 /// Bytes before a `map_with_state` state in the store: the batch time (ms,
 /// `u64` little-endian) at which its key last had new values.
@@ -65,8 +65,9 @@ pub struct Codecs<'a> {
     pub mapped: Option<&'a Codec>,
 }
 
-/// A partition's new values: its buckets, of `(k, v)` pairs, or of groups
-/// of them (`(k, list<v>)`) when `grouped` (the chain before grouped them).
+/// A partition's new values: its buckets, of `(k, v)` pairs, or of packed
+/// groups of them ([`crate::exec::grouping`]) when `grouped` (the chain
+/// before grouped them).
 #[derive(Debug, Clone, Copy)]
 pub struct NewValues<I> {
     /// The partition's buckets.
@@ -86,11 +87,11 @@ impl<'a, I: IntoIterator<Item = &'a Rows>> NewValues<I> {
 
     /// Each key's values, keys in order of first arrival and values in
     /// arrival order.
-    fn group(self) -> Result<Groups<'a>, String> {
+    fn group(self) -> Result<Grouper<'a>, String> {
         let groups = if self.grouped {
-            Groups::of_lists(self.buckets)
+            Grouper::of_packed(self.buckets)
         } else {
-            Groups::new(self.buckets)
+            Grouper::of_pairs(self.buckets)
         };
         groups.map_err(|e| e.to_string())
     }
@@ -139,11 +140,20 @@ fn write_prefixed_option(value: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), 
 }
 
 /// The encoding of `list<v>` of `values`, prefixed by its length (an element
-/// of a tuple that is not the last).
-fn write_prefixed_list(values: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RowsError> {
-    let mut list = Vec::new();
-    write_list(values.iter().copied(), &mut list)?;
-    write_prefixed(&list, out)
+/// of a tuple that is not the last), written in place.
+fn write_prefixed_list(
+    values: Option<&Values<'_, '_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), RowsError> {
+    let Some(values) = values else {
+        // The empty list.
+        out.extend_from_slice(&4u32.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        return Ok(());
+    };
+    let len = u32::try_from(values.list_len()).map_err(|_| RowsError::TooLarge)?;
+    out.extend_from_slice(&len.to_le_bytes());
+    values.write_list(out)
 }
 
 /// Checks an `option<s>` record; returns the state, if any.
@@ -159,12 +169,12 @@ fn check_option<'r>(codec: &Codec, record: &'r [u8]) -> Result<Option<&'r [u8]>,
 /// What a partition's call returned, checked, waiting to be committed.
 #[derive(Debug, Default)]
 pub struct Prepared {
-    /// The call's input records (the key is each one's first field).
-    input: Rows,
-    /// The new state of each input record's key: `None` removes it.
+    /// The key of each input record of the call, in order.
+    keys: Rows,
+    /// The new state of each key: `None` removes it.
     states: Vec<Option<std::ops::Range<usize>>>,
-    /// Where the states are: the call's output.
-    output: Rows,
+    /// Where the states are: the call's answers.
+    answers: Rows,
     /// `map_with_state`: the batch time to keep with each new state.
     time_prefix: Option<[u8; TIME_PREFIX]>,
     /// The step's output records for this partition.
@@ -175,15 +185,13 @@ impl Prepared {
     /// Applies the new states to `op`. Infallible: everything was checked.
     pub fn commit(&self, op: &OperatorState) {
         let mut value = Vec::new();
-        for (i, state) in self.states.iter().enumerate() {
-            let (key, _) = split_prefixed(self.input.get(i)).expect("built by prepare");
+        for (key, state) in self.keys.iter().zip(&self.states) {
             match state {
                 None => {
                     op.group_of(key).remove(key);
                 }
                 Some(range) => {
-                    let output = self.output.data();
-                    let state = &output[range.clone()];
+                    let state = &self.answers.data()[range.clone()];
                     match self.time_prefix {
                         Some(time) => {
                             value.clear();
@@ -205,57 +213,132 @@ fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
+/// A partition's state call, made in pieces as its input is written: a
+/// piece goes to the guest once the next record would take it past
+/// `piece_bytes` (a larger record goes alone), so that neither the host nor
+/// the instance ever holds the whole input, whose value lists are the
+/// batch's packed groups written out in full.
+struct Pieces<'c, E> {
+    /// `update-state` or `map-with-state`, and what it answers, for messages.
+    call_name: &'static str,
+    answer: &'static str,
+    piece_bytes: usize,
+    call: &'c mut dyn FnMut(&mut Rows) -> Result<Rows, E>,
+    piece: Rows,
+    /// The key of every record so far, in order.
+    keys: Rows,
+    /// The answers of the pieces sent so far, in order.
+    answers: Rows,
+}
+
+impl<'c, E> Pieces<'c, E> {
+    fn new(
+        call_name: &'static str,
+        answer: &'static str,
+        piece_bytes: usize,
+        call: &'c mut dyn FnMut(&mut Rows) -> Result<Rows, E>,
+    ) -> Self {
+        Self {
+            call_name,
+            answer,
+            piece_bytes,
+            call,
+            piece: Rows::new(),
+            keys: Rows::new(),
+            answers: Rows::new(),
+        }
+    }
+
+    /// Appends the record of `key`, of `len` bytes written by `write`.
+    fn push(
+        &mut self,
+        key: &[u8],
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), RowsError>,
+    ) -> Result<(), PrepareError<E>> {
+        if !self.piece.is_empty() && self.piece.byte_len().saturating_add(len) > self.piece_bytes {
+            self.send()?;
+        }
+        self.piece.try_push_with(len, write)?;
+        self.keys.try_push(key)?;
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), PrepareError<E>> {
+        if self.piece.is_empty() {
+            return Ok(());
+        }
+        let answers = (self.call)(&mut self.piece).map_err(PrepareError::Call)?;
+        if answers.len() != self.piece.len() {
+            return Err(PrepareError::Data(format!(
+                "{} returned {} {} for {} keys",
+                self.call_name,
+                answers.len(),
+                self.answer,
+                self.piece.len()
+            )));
+        }
+        self.answers.try_extend_from(&answers)?;
+        self.piece.clear();
+        Ok(())
+    }
+
+    /// Sends the last piece; the keys and the answers, in order.
+    fn finish(mut self) -> Result<(Rows, Rows), PrepareError<E>> {
+        self.send()?;
+        Ok((self.keys, self.answers))
+    }
+}
+
+/// Bytes of `option<s>` of `state`.
+fn option_len(state: Option<&[u8]>) -> usize {
+    1 + state.map_or(0, <[u8]>::len)
+}
+
 /// `update_state_by_key` for one partition: every key with new values in
-/// `new` or with state in the key groups it
-/// owns, as `tuple<k, list<v>, option<s>>` records, through `call`; the
-/// output has one `option<s>` per key. Emits `tuple<k, s>` for every key with
-/// state after the batch.
+/// `new` or with state in the key groups it owns, as `tuple<k, list<v>,
+/// option<s>>` records, through `call`, in pieces of at most `piece_bytes`;
+/// each answer is one `option<s>` per record. Emits `tuple<k, s>` for every
+/// key with state after the batch.
 pub fn prepare_update<'a, E>(
     op: &OperatorState,
     owned: Owned,
     new: NewValues<impl IntoIterator<Item = &'a Rows>>,
     codecs: &Codecs<'_>,
-    call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
+    piece_bytes: usize,
+    mut call: impl FnMut(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
     let new = new.group().map_err(PrepareError::Data)?;
-    let mut input = Rows::new();
-    let mut scratch = Vec::new();
-    for (key, values) in new.iter() {
-        let group = op.group_of(key);
-        push(&mut input, &mut scratch, |out| {
+    let mut pieces = Pieces::new("update-state", "states", piece_bytes, &mut call);
+    let mut record = |key: &[u8], values: Option<&Values<'_, '_>>, state: Option<&[u8]>| {
+        let list_len = values.map_or(8, |v| 4 + v.list_len());
+        let len = usize::try_from(list_len)
+            .ok()
+            .and_then(|list| (4 + key.len() + option_len(state)).checked_add(list))
+            .ok_or(RowsError::TooLarge)?;
+        pieces.push(key, len, |out| {
             write_prefixed(key, out)?;
             write_prefixed_list(values, out)?;
-            write_option(group.get(key), out);
+            write_option(state, out);
             Ok(())
-        })?;
+        })
+    };
+    for values in new.iter() {
+        let key = values.key();
+        record(key, Some(&values), op.group_of(key).get(key))?;
     }
     for g in owned.groups() {
         let group = op.group(g);
         for (key, state) in group.iter().filter(|(key, _)| !new.contains(key)) {
-            push(&mut input, &mut scratch, |out| {
-                write_prefixed(key, out)?;
-                write_prefixed_list(&[], out)?;
-                write_option(Some(state), out);
-                Ok(())
-            })?;
+            record(key, None, Some(state))?;
         }
     }
-    if input.is_empty() {
-        return Ok(Prepared::default());
-    }
-    let output = call(&mut input).map_err(PrepareError::Call)?;
-    if output.len() != input.len() {
-        return Err(PrepareError::Data(format!(
-            "update-state returned {} states for {} keys",
-            output.len(),
-            input.len()
-        )));
-    }
-    let mut states = Vec::with_capacity(input.len());
-    let mut emitted = Rows::with_capacity(input.len(), 0);
-    for (record, result) in input.iter().zip(&output) {
-        let (key, _) = split_prefixed(record).expect("built above");
-        let state = check_option(codecs.state, result).map_err(|e| {
+    let (keys, answers) = pieces.finish()?;
+    let mut states = Vec::with_capacity(keys.len());
+    let mut emitted = Rows::with_capacity(keys.len(), 0);
+    let mut scratch = Vec::new();
+    for (key, answer) in keys.iter().zip(&answers) {
+        let state = check_option(codecs.state, answer).map_err(|e| {
             PrepareError::Data(format!(
                 "the state returned for key {} is malformed: {e}",
                 show_key(codecs.key, key)
@@ -266,12 +349,12 @@ pub fn prepare_update<'a, E>(
                 write_pair(key, state, out)
             })?;
         }
-        states.push(state.map(|s| range_in(output.data(), s)));
+        states.push(state.map(|s| range_in(answers.data(), s)));
     }
     Ok(Prepared {
-        input,
+        keys,
         states,
-        output,
+        answers,
         time_prefix: None,
         emitted,
     })
@@ -281,8 +364,10 @@ pub fn prepare_update<'a, E>(
 /// with new values in `new` as `tuple<k, option<s>, some(list<v>)>`, and, with a
 /// `timeout_ms`, every key of the owned key groups whose last new values are
 /// older than `time_ms - timeout_ms` as `tuple<k, some(s), none>`, through
-/// `call`; the output has one `tuple<option<s>, list<m>>` per record. Emits
-/// every `m`. A timing-out key is removed whatever it returns.
+/// `call`, in pieces of at most `piece_bytes`; each answer is one
+/// `tuple<option<s>, list<m>>` per record. Emits every `m`. A timing-out key
+/// is removed whatever it returns.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare_map<'a, E>(
     op: &OperatorState,
     owned: Owned,
@@ -290,21 +375,28 @@ pub fn prepare_map<'a, E>(
     time_ms: u64,
     timeout_ms: Option<u64>,
     codecs: &Codecs<'_>,
-    call: impl FnOnce(&mut Rows) -> Result<Rows, E>,
+    piece_bytes: usize,
+    mut call: impl FnMut(&mut Rows) -> Result<Rows, E>,
 ) -> Result<Prepared, PrepareError<E>> {
     let new = new.group().map_err(PrepareError::Data)?;
-    let mut input = Rows::new();
-    let mut scratch = Vec::new();
-    for (key, values) in new.iter() {
+    let mut pieces = Pieces::new("map-with-state", "records", piece_bytes, &mut call);
+    let mut timing_out = Vec::new();
+    for values in new.iter() {
+        let key = values.key();
         let group = op.group_of(key);
-        push(&mut input, &mut scratch, |out| {
+        let state = group.get(key).map(|v| &v[TIME_PREFIX..]);
+        let len = usize::try_from(values.list_len())
+            .ok()
+            .and_then(|list| (4 + key.len() + 4 + option_len(state) + 1).checked_add(list))
+            .ok_or(RowsError::TooLarge)?;
+        pieces.push(key, len, |out| {
             write_prefixed(key, out)?;
-            write_prefixed_option(group.get(key).map(|v| &v[TIME_PREFIX..]), out)?;
+            write_prefixed_option(state, out)?;
             out.push(1);
-            write_list(values.iter().copied(), out)
+            values.write_list(out)
         })?;
+        timing_out.push(false);
     }
-    let mut timing_out = vec![false; input.len()];
     // Spark's MapWithStateRDDRecord: keys whose last update is before
     // `batch time - timeout` time out.
     if let Some(threshold) = timeout_ms.and_then(|t| time_ms.checked_sub(t)) {
@@ -313,9 +405,11 @@ pub fn prepare_map<'a, E>(
             for (key, value) in group.iter().filter(|(key, _)| !new.contains(key)) {
                 let last = u64::from_le_bytes(value[..TIME_PREFIX].try_into().expect("8 bytes"));
                 if last < threshold {
-                    push(&mut input, &mut scratch, |out| {
+                    let state = Some(&value[TIME_PREFIX..]);
+                    let len = 4 + key.len() + 4 + option_len(state) + 1;
+                    pieces.push(key, len, |out| {
                         write_prefixed(key, out)?;
-                        write_prefixed_option(Some(&value[TIME_PREFIX..]), out)?;
+                        write_prefixed_option(state, out)?;
                         out.push(0);
                         Ok(())
                     })?;
@@ -324,27 +418,16 @@ pub fn prepare_map<'a, E>(
             }
         }
     }
-    if input.is_empty() {
-        return Ok(Prepared::default());
-    }
-    let output = call(&mut input).map_err(PrepareError::Call)?;
-    if output.len() != input.len() {
-        return Err(PrepareError::Data(format!(
-            "map-with-state returned {} records for {} keys",
-            output.len(),
-            input.len()
-        )));
-    }
+    let (keys, answers) = pieces.finish()?;
     let mapped = Codec::List(Box::new(
         codecs
             .mapped
             .cloned()
             .expect("map_with_state has a mapped codec"),
     ));
-    let mut states = Vec::with_capacity(input.len());
+    let mut states = Vec::with_capacity(keys.len());
     let mut emitted = Rows::new();
-    for ((record, result), timing_out) in input.iter().zip(&output).zip(timing_out) {
-        let (key, _) = split_prefixed(record).expect("built above");
+    for ((key, answer), timing_out) in keys.iter().zip(&answers).zip(timing_out) {
         let bad = |what: &str, e: CodecError| {
             PrepareError::Data(format!(
                 "the {what} returned for key {} {}: {e}",
@@ -356,7 +439,7 @@ pub fn prepare_map<'a, E>(
                 }
             ))
         };
-        let (state, list) = split_prefixed(result).ok_or_else(|| {
+        let (state, list) = split_prefixed(answer).ok_or_else(|| {
             PrepareError::Data(format!(
                 "the record returned for key {} is not a (state, mapped records) pair",
                 show_key(codecs.key, key)
@@ -370,13 +453,13 @@ pub fn prepare_map<'a, E>(
         states.push(if timing_out {
             None
         } else {
-            state.map(|s| range_in(output.data(), s))
+            state.map(|s| range_in(answers.data(), s))
         });
     }
     Ok(Prepared {
-        input,
+        keys,
         states,
-        output,
+        answers,
         time_prefix: Some(time_ms.to_le_bytes()),
         emitted,
     })

@@ -18,6 +18,7 @@ mod tests;
 
 use rayon::prelude::*;
 
+use super::pieces::CALL_INPUT_BYTES;
 use super::{ExecError, Executor};
 use crate::batching::BatchTime;
 use crate::data::Rows;
@@ -70,8 +71,9 @@ impl Executor {
                                 grouped: *grouped,
                             },
                             &codecs,
-                            |rows| {
-                                self.call_in_pieces(step, &call_place, rows, |instance, piece| {
+                            CALL_INPUT_BYTES,
+                            |piece| {
+                                self.workers.run(&step.name, &call_place, |instance| {
                                     instance.update_state(*function, time.as_millis(), piece)
                                 })
                             },
@@ -114,8 +116,9 @@ impl Executor {
                             time.as_millis(),
                             timeout_ms,
                             &codecs,
-                            |rows| {
-                                self.call_in_pieces(step, &call_place, rows, |instance, piece| {
+                            CALL_INPUT_BYTES,
+                            |piece| {
+                                self.workers.run(&step.name, &call_place, |instance| {
                                     instance.map_with_state(*function, time.as_millis(), piece)
                                 })
                             },

@@ -14,6 +14,7 @@ use crate::batching::BatchTime;
 use crate::data::codec::{ListIter, split_prefixed, write_pair};
 use crate::data::{Codec, KeyGroups, Partitioner, Rows};
 use crate::exec::Executor;
+use crate::exec::grouping::Grouper;
 use crate::exec::testing::{self, WORKERS};
 use crate::plan::Plan;
 
@@ -182,6 +183,7 @@ fn update_batch(
                 owned,
                 NewValues::pairs(buckets.iter().map(|b| &b[p])),
                 &codecs,
+                usize::MAX,
                 &call,
             )
         })
@@ -328,6 +330,7 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         3000,
         Some(1000),
         &codecs,
+        usize::MAX,
         echo,
     )
     .unwrap();
@@ -358,6 +361,7 @@ fn map_with_state_keeps_the_time_of_the_last_new_values_before_the_state() {
         4000,
         None,
         &codecs,
+        usize::MAX,
         bad,
     )
     .unwrap_err();
@@ -570,15 +574,18 @@ fn a_state_that_does_not_decode_fails_the_batch_naming_the_operator_and_the_key(
 }
 
 proptest! {
-    /// The same new values as pairs, or grouped piece by piece (as the chain
-    /// before a stateful step hands them on), make the same call input:
-    /// keys in order of first arrival, values in arrival order.
+    /// The same new values as pairs, or grouped and packed piece by piece
+    /// (as the chain before a stateful step hands them on), make the same
+    /// call input: keys in order of first arrival, values in arrival order,
+    /// whether it goes to the guest whole or in pieces of at most
+    /// `piece_bytes` (a larger record alone).
     #[test]
     fn grouped_new_values_make_the_call_input_of_their_pairs(
         pieces in proptest::collection::vec(
-            proptest::collection::vec(("[a-d]{0,2}", any::<i64>()), 0..20),
+            proptest::collection::vec(("[a-d]{0,2}", 0i64..3), 0..20),
             0..4,
         ),
+        piece_bytes in 1usize..200,
     ) {
         let store = StateStore::new(KeyGroups::new(4).unwrap());
         let op = store.operator("s");
@@ -588,24 +595,21 @@ proptest! {
         let pieces: Vec<Rows> = pieces.iter().map(|p| pairs(p)).collect();
         let groups: Vec<Rows> = pieces
             .iter()
-            .map(|p| crate::exec::shuffle::Groups::new([p]).unwrap().to_lists().unwrap())
+            .map(|p| Grouper::of_pairs([p]).unwrap().to_packed().unwrap())
             .collect();
-        let input_of = |new: NewValues<std::slice::Iter<'_, Rows>>| {
+        let input_of = |new: NewValues<std::slice::Iter<'_, Rows>>, limit: usize| {
             let mut seen = Rows::new();
-            calls::prepare_update(&op, owned, new, &codecs, |rows: &mut Rows| {
-                seen = rows.clone();
-                // No state for anyone.
-                let mut out = Rows::new();
-                for _ in rows.iter() {
-                    out.push(&[0]);
-                }
-                Ok::<_, String>(out)
+            let prepared = calls::prepare_update(&op, owned, new, &codecs, limit, |piece: &mut Rows| {
+                assert!(piece.byte_len() <= limit || piece.len() == 1, "a piece past the limit");
+                seen.try_extend_from(piece).unwrap();
+                // A state for every key but the empty one.
+                Ok::<_, String>(piece.iter().map(|r| if r.starts_with(&[0; 4]) { &[0u8][..] } else { &[1, 1, 0, 0, 0, 0, 0, 0, 0][..] }).collect())
             })
             .unwrap();
-            seen
+            (seen, prepared.emitted)
         };
-        let from_pairs = input_of(NewValues::pairs(pieces.iter()));
-        let from_groups = input_of(NewValues { buckets: groups.iter(), grouped: true });
+        let from_pairs = input_of(NewValues::pairs(pieces.iter()), usize::MAX);
+        let from_groups = input_of(NewValues { buckets: groups.iter(), grouped: true }, piece_bytes);
         prop_assert_eq!(from_pairs, from_groups);
     }
 }

@@ -1,0 +1,438 @@
+//! A stateful step's new values grouped by key and *packed*: the records the
+//! chain before `update_state_by_key` or `map_with_state` ends with, that
+//! the merges of its early outputs group again, and that the state calls
+//! read. Each key comes once, in order of first appearance, with its values
+//! in arrival order as runs of equal values.
+//!
+//! A packed group is one record, internal to the host (never handed to a
+//! guest, never persisted):
+//!
+//! ```text
+//! u32-le key length | key | run, run, …      (one run at least)
+//! run = count (LEB128, ≥ 1) | value length (LEB128) | value
+//! ```
+//!
+//! The key comes first as in a `tuple<k, v>` pair, so the partitioner places
+//! a packed group like a pair. A block's `(word, 1)` pairs, held until
+//! their batch's time, cost a key and one run per distinct word instead of
+//! twelve bytes per word (a `list<s64>` element); the state call's
+//! `list<v>` is written out from the runs ([`Values::write_list`]) one
+//! call's piece at a time.
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use super::shuffle::ShuffleError;
+use crate::data::codec::{split_pair, write_prefixed};
+use crate::data::{Rows, RowsError};
+
+/// The values of each key of some partitions of pairs or of packed groups.
+pub struct Grouper<'a> {
+    hasher: foldhash::fast::FixedState,
+    /// Indexes into `groups`, by the key's hash.
+    table: HashTable<u32>,
+    groups: Vec<Group<'a>>,
+    /// Every group's runs, each group's linked through [`Run::next`].
+    runs: Vec<Run<'a>>,
+}
+
+struct Group<'a> {
+    key: &'a [u8],
+    hash: u64,
+    /// Indexes into `runs` of the first and the last run.
+    first: u32,
+    last: u32,
+    /// Bytes of the `list<v>` encoding of the values.
+    list_len: u64,
+}
+
+struct Run<'a> {
+    value: &'a [u8],
+    count: u32,
+    /// The group's next run; `u32::MAX` after its last.
+    next: u32,
+}
+
+const NO_RUN: u32 = u32::MAX;
+
+impl Default for Grouper<'_> {
+    fn default() -> Self {
+        Self {
+            hasher: foldhash::fast::FixedState::with_seed(0x5111_ce01),
+            table: HashTable::new(),
+            groups: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Grouper<'a> {
+    /// Groups the `tuple<k, v>` pairs of `inputs`.
+    pub fn of_pairs(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
+        let mut grouper = Self::default();
+        for input in inputs {
+            let groups = &grouper.groups;
+            grouper
+                .table
+                .reserve(input.len() / 16, |&g| groups[g as usize].hash);
+            for (index, record) in input.iter().enumerate() {
+                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+                let g = grouper.group(key)?;
+                grouper.add(g, value, 1)?;
+            }
+        }
+        Ok(grouper)
+    }
+
+    /// Groups the packed groups of `inputs` again: one group per key, its
+    /// runs in input order.
+    pub fn of_packed(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
+        let mut grouper = Self::default();
+        for input in inputs {
+            for (index, record) in input.iter().enumerate() {
+                let not_a_group = || ShuffleError::NotAGroup { index };
+                let (key, mut runs) = split_pair(record).ok_or_else(not_a_group)?;
+                if runs.is_empty() {
+                    return Err(not_a_group());
+                }
+                let g = grouper.group(key)?;
+                while !runs.is_empty() {
+                    let (count, value) = read_run(&mut runs).ok_or_else(not_a_group)?;
+                    grouper.add(g, value, count)?;
+                }
+            }
+        }
+        Ok(grouper)
+    }
+
+    /// The index of `key`'s group, a new one if it has none yet.
+    fn group(&mut self, key: &'a [u8]) -> Result<usize, ShuffleError> {
+        let hash = self.hasher.hash_one(key);
+        let groups = &self.groups;
+        if let Some(&g) = self.table.find(hash, |&g| groups[g as usize].key == key) {
+            return Ok(g as usize);
+        }
+        let g = u32::try_from(self.groups.len()).map_err(|_| RowsError::TooLarge)?;
+        let run = u32::try_from(self.runs.len())
+            .ok()
+            .filter(|&r| r != NO_RUN)
+            .ok_or(RowsError::TooLarge)?;
+        // An empty run, filled by the first `add`.
+        self.runs.push(Run {
+            value: &[],
+            count: 0,
+            next: NO_RUN,
+        });
+        self.groups.push(Group {
+            key,
+            hash,
+            first: run,
+            last: run,
+            list_len: 4,
+        });
+        let groups = &self.groups;
+        self.table
+            .insert_unique(hash, g, |&g| groups[g as usize].hash);
+        Ok(g as usize)
+    }
+
+    /// Appends `count` times `value` to group `g`'s values.
+    fn add(&mut self, g: usize, value: &'a [u8], count: u32) -> Result<(), ShuffleError> {
+        let group = &mut self.groups[g];
+        group.list_len += u64::from(count) * (4 + value.len() as u64);
+        let last = &mut self.runs[group.last as usize];
+        if last.count == 0 {
+            (last.value, last.count) = (value, count);
+            return Ok(());
+        }
+        if last.value == value
+            && let Some(sum) = last.count.checked_add(count)
+        {
+            last.count = sum;
+            return Ok(());
+        }
+        let run = u32::try_from(self.runs.len())
+            .ok()
+            .filter(|&r| r != NO_RUN)
+            .ok_or(RowsError::TooLarge)?;
+        self.runs[group.last as usize].next = run;
+        group.last = run;
+        self.runs.push(Run {
+            value,
+            count,
+            next: NO_RUN,
+        });
+        Ok(())
+    }
+
+    /// The keys, in order of first appearance, each with its values.
+    pub fn iter(&self) -> impl Iterator<Item = Values<'_, 'a>> {
+        self.groups.iter().map(|group| Values {
+            group,
+            runs: &self.runs,
+        })
+    }
+
+    /// Whether `key` has values.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&g| self.groups[g as usize].key == key)
+            .is_some()
+    }
+
+    /// The groups as packed group records, one per key.
+    pub fn to_packed(&self) -> Result<Rows, ShuffleError> {
+        let mut out = Rows::with_capacity(self.groups.len(), 0);
+        for values in self.iter() {
+            let runs: Vec<(u32, &[u8])> = values.runs().collect();
+            let len = 4
+                + values.key().len()
+                + runs
+                    .iter()
+                    .map(|(count, value)| {
+                        leb128_len(u64::from(*count)) + leb128_len(value.len() as u64) + value.len()
+                    })
+                    .sum::<usize>();
+            out.try_push_with(len, |buf| {
+                write_prefixed(values.key(), buf)?;
+                for (count, value) in &runs {
+                    write_leb128(u64::from(*count), buf);
+                    write_leb128(value.len() as u64, buf);
+                    buf.extend_from_slice(value);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+/// One key's values in a [`Grouper`].
+pub struct Values<'g, 'a> {
+    group: &'g Group<'a>,
+    runs: &'g [Run<'a>],
+}
+
+impl<'g, 'a> Values<'g, 'a> {
+    /// The key.
+    pub fn key(&self) -> &'a [u8] {
+        self.group.key
+    }
+
+    /// The runs of equal values, in order: `(count, value)`.
+    fn runs(&self) -> impl Iterator<Item = (u32, &'a [u8])> + 'g {
+        let runs = self.runs;
+        let mut next = self.group.first;
+        std::iter::from_fn(move || {
+            let run = runs.get(next as usize)?;
+            next = run.next;
+            Some((run.count, run.value))
+        })
+    }
+
+    /// Bytes of the `list<v>` encoding of the values.
+    pub fn list_len(&self) -> u64 {
+        self.group.list_len
+    }
+
+    /// Appends the `list<v>` encoding of the values to `out`
+    /// ([`Values::list_len`] bytes); fails, writing nothing, when it would
+    /// pass the `u32` counts and lengths of the encoding.
+    pub fn write_list(&self, out: &mut Vec<u8>) -> Result<(), RowsError> {
+        let count = self
+            .runs()
+            .try_fold(0u32, |n, (count, _)| n.checked_add(count))
+            .ok_or(RowsError::TooLarge)?;
+        if u32::try_from(self.list_len()).is_err() {
+            return Err(RowsError::TooLarge);
+        }
+        out.reserve(self.list_len() as usize);
+        out.extend_from_slice(&count.to_le_bytes());
+        for (count, value) in self.runs() {
+            let len = (value.len() as u32).to_le_bytes();
+            for _ in 0..count {
+                out.extend_from_slice(&len);
+                out.extend_from_slice(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one run off the front of `bytes`: `None` when it is truncated, or
+/// its count is 0 or past `u32`.
+fn read_run<'a>(bytes: &mut &'a [u8]) -> Option<(u32, &'a [u8])> {
+    let count = u32::try_from(read_leb128(bytes)?).ok().filter(|&c| c > 0)?;
+    let len = usize::try_from(read_leb128(bytes)?).ok()?;
+    let (value, rest) = bytes.split_at_checked(len)?;
+    *bytes = rest;
+    Some((count, value))
+}
+
+fn read_leb128(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn leb128_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn write_leb128(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::data::codec::{ListIter, write_pair};
+    use crate::exec::shuffle::Groups;
+
+    fn pairs(items: &[(&str, i64)]) -> Rows {
+        let mut rows = Rows::new();
+        for (k, v) in items {
+            let mut rec = Vec::new();
+            write_pair(k.as_bytes(), &v.to_le_bytes(), &mut rec).unwrap();
+            rows.push(&rec);
+        }
+        rows
+    }
+
+    /// The values of a key, each run repeated.
+    fn expanded(values: &Values<'_, '_>) -> Vec<Vec<u8>> {
+        values
+            .runs()
+            .flat_map(|(count, value)| std::iter::repeat_n(value.to_vec(), count as usize))
+            .collect()
+    }
+
+    /// The keys and values, in order, with the `list<v>` each writes.
+    fn listed(grouper: &Grouper<'_>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+        grouper
+            .iter()
+            .map(|values| {
+                let mut list = Vec::new();
+                values.write_list(&mut list).unwrap();
+                assert_eq!(list.len() as u64, values.list_len());
+                let from_list: Vec<Vec<u8>> = ListIter::new(&list)
+                    .unwrap()
+                    .map(|v| v.unwrap().to_vec())
+                    .collect();
+                let plain = expanded(&values);
+                assert_eq!(from_list, plain);
+                (values.key().to_vec(), plain)
+            })
+            .collect()
+    }
+
+    /// The plain grouping's keys and values, in order.
+    fn reference(pieces: &[Rows]) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
+        Groups::new(pieces)
+            .unwrap()
+            .iter()
+            .map(|(k, vs)| (k.to_vec(), vs.iter().map(|v| v.to_vec()).collect()))
+            .collect()
+    }
+
+    proptest! {
+        /// Pairs grouped piece by piece, packed, then grouped again in
+        /// merges of any fan-in (the early chains', the merges' and the
+        /// stateful step's groupings), are the pairs grouped at once by the
+        /// plain grouping: same keys in the same order, same values in the
+        /// same order. Values from a small set, so runs form and break.
+        #[test]
+        fn packed_groups_of_groups_are_the_groups_of_all_pairs(
+            pieces in proptest::collection::vec(
+                proptest::collection::vec(("[a-d]{0,2}", 0i64..3), 0..40),
+                0..6,
+            ),
+            fan_in in 1usize..4,
+        ) {
+            let pieces: Vec<Rows> = pieces
+                .iter()
+                .map(|p| pairs(&p.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>()))
+                .collect();
+            let packed: Vec<Rows> = pieces
+                .iter()
+                .map(|p| Grouper::of_pairs([p]).unwrap().to_packed().unwrap())
+                .collect();
+            let merged: Vec<Rows> = packed
+                .chunks(fan_in)
+                .map(|c| Grouper::of_packed(c).unwrap().to_packed().unwrap())
+                .collect();
+            let regrouped = Grouper::of_packed(&merged).unwrap();
+            prop_assert_eq!(listed(&regrouped), reference(&pieces));
+            prop_assert_eq!(listed(&Grouper::of_pairs(&pieces).unwrap()), reference(&pieces));
+            for (key, _) in reference(&pieces) {
+                prop_assert!(regrouped.contains(&key));
+            }
+            prop_assert!(!regrouped.contains(b"not a key"));
+        }
+
+        #[test]
+        fn leb128_reads_what_it_writes(value in any::<u64>()) {
+            let mut out = Vec::new();
+            write_leb128(value, &mut out);
+            prop_assert_eq!(out.len(), leb128_len(value));
+            let mut bytes = &out[..];
+            prop_assert_eq!(read_leb128(&mut bytes), Some(value));
+            prop_assert!(bytes.is_empty());
+        }
+    }
+
+    /// A word count's block: one run per key, whatever its count.
+    #[test]
+    fn equal_values_pack_into_one_run() {
+        let items: Vec<(&str, i64)> = (0..1000).map(|i| (["a", "b"][i % 2], 1)).collect();
+        let input = pairs(&items);
+        let packed = Grouper::of_pairs([&input]).unwrap().to_packed().unwrap();
+        // key (4 + 1) + count 500 (2) + length (1) + value (8), twice.
+        assert_eq!(packed.byte_len(), 2 * 16);
+        let again = Grouper::of_packed([&packed]).unwrap();
+        assert_eq!(
+            again.iter().map(|v| expanded(&v).len()).sum::<usize>(),
+            1000
+        );
+    }
+
+    #[test]
+    fn malformed_packed_groups_are_errors() {
+        for record in [
+            // A key without runs; a truncated key.
+            &b"\x01\0\0\0k"[..],
+            &b"\x09\0\0\0k"[..],
+            // A count of 0; past u32; a truncated varint; a short value.
+            b"\x01\0\0\0k\x00\x01x",
+            b"\x01\0\0\0k\x80\x80\x80\x80\x10\x01x",
+            b"\x01\0\0\0k\x80",
+            b"\x01\0\0\0k\x01\x02x",
+            // A good run, then a truncated one.
+            b"\x01\0\0\0k\x01\x01x\x01",
+        ] {
+            let mut rows = Rows::new();
+            rows.push(b"\x01\0\0\0k\x01\x01x");
+            rows.push(record);
+            assert_eq!(
+                Grouper::of_packed([&rows]).err(),
+                Some(ShuffleError::NotAGroup { index: 1 }),
+                "{record:?}"
+            );
+        }
+    }
+}
