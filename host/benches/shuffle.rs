@@ -1,9 +1,11 @@
-//! The native half of `reduce_by_key`: bucketing pairs by key, the built-in
-//! `sum` (map side), and grouping for a guest reducer.
+//! The native half of keyed steps: bucketing pairs by key, the built-in
+//! `sum` (map side), grouping for a guest reducer, and the packed grouping
+//! of a stateful step's values (the chain's end, then a merge).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::Numeric;
 use sluice::data::{KeyGroups, Partitioner};
+use sluice::exec::grouping::Grouper;
 use sluice::exec::shuffle::{Builtin, Groups, bucket};
 use sluice::plan::Reducer;
 
@@ -23,6 +25,20 @@ fn shuffle(c: &mut Criterion) {
     });
     group.bench_function("group by key", |b| {
         b.iter(|| Groups::new([&pairs]).expect("pairs").split_singles())
+    });
+    group.bench_function("packed groups of a stateful step", |b| {
+        b.iter(|| Grouper::of_pairs([&pairs]).expect("pairs").to_packed())
+    });
+    group.finish();
+    // A merge of four early outputs, by the packed groups read.
+    let packed = Grouper::of_pairs([&pairs])
+        .and_then(|g| g.to_packed())
+        .expect("pairs");
+    let four = [&packed, &packed, &packed, &packed];
+    let mut group = c.benchmark_group("merge");
+    group.throughput(Throughput::Elements(4 * packed.len() as u64));
+    group.bench_function("packed groups, four outputs", |b| {
+        b.iter(|| Grouper::of_packed(four).expect("groups").to_packed())
     });
     group.finish();
 }

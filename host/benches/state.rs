@@ -189,6 +189,8 @@ fn store() {
             owned,
             NewValues::pairs(std::iter::empty()),
             &codecs,
+            // In pieces of 4 MiB, as the executor calls.
+            4 << 20,
             add_one,
         )
         .expect("a batch");

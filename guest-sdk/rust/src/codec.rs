@@ -493,7 +493,12 @@ impl<T: Data> Data for Vec<T> {
         }
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut list = Vec::new();
+        // The count, but never more than the bytes can hold (4 bytes an
+        // element at least), so a bad count cannot reserve much.
+        let count = bytes
+            .first_chunk::<4>()
+            .map_or(0, |count| u32::from_le_bytes(*count) as usize);
+        let mut list = Vec::with_capacity(count.min(bytes.len() / 4));
         for_each_list_element(bytes, |i, element| {
             let value = T::decode(element)
                 .map_err(|e| DecodeError::new(format!("list element {i}: {e}")))?;

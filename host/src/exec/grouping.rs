@@ -317,9 +317,19 @@ impl<'g, 'a> Values<'g, 'a> {
         out.extend_from_slice(&count.to_le_bytes());
         for (count, value) in self.runs() {
             let len = (value.len() as u32).to_le_bytes();
-            for _ in 0..count {
-                out.extend_from_slice(&len);
-                out.extend_from_slice(value);
+            if let Ok(value) = <[u8; 8]>::try_from(value) {
+                // An `s64`, `u64` or `f64`: each element one 12-byte store.
+                let mut element = [0; 12];
+                element[..4].copy_from_slice(&len);
+                element[4..].copy_from_slice(&value);
+                for _ in 0..count {
+                    out.extend_from_slice(&element);
+                }
+            } else {
+                for _ in 0..count {
+                    out.extend_from_slice(&len);
+                    out.extend_from_slice(value);
+                }
             }
         }
         Ok(())
@@ -492,6 +502,38 @@ mod tests {
             prop_assert_eq!(read_leb128(&mut bytes), Some(value));
             prop_assert!(bytes.is_empty());
         }
+    }
+
+    /// Values of any width (the 8-byte ones are written as one 12-byte
+    /// element each) make the list the codec writes.
+    #[test]
+    fn lists_of_any_width_are_the_codecs() {
+        let values: [&[u8]; 7] = [
+            b"",
+            b"abc",
+            b"abc",
+            b"12345678",
+            b"12345678",
+            b"123456789",
+            b"x",
+        ];
+        let mut rows = Rows::new();
+        for value in values {
+            let mut record = Vec::new();
+            write_pair(b"k", value, &mut record).unwrap();
+            rows.push(&record);
+        }
+        let grouper = Grouper::of_pairs([&rows]).unwrap();
+        let mut list = Vec::new();
+        grouper
+            .iter()
+            .next()
+            .unwrap()
+            .write_list(&mut list)
+            .unwrap();
+        let mut expected = Vec::new();
+        crate::data::codec::write_list(values.into_iter(), &mut expected).unwrap();
+        assert_eq!(list, expected);
     }
 
     /// A word count's block: one run per key, whatever its count.

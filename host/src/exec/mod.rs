@@ -30,7 +30,7 @@
 //! (the pool and the retry policy), [`scheduler`] (the batch loop).
 
 mod early;
-pub(crate) mod grouping;
+pub mod grouping;
 mod handover;
 mod join;
 mod keyed;

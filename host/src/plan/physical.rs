@@ -70,10 +70,12 @@ pub enum StepKind {
         /// guest's output in the same task.
         combine: Option<NativeCombine>,
         /// Whether the guest's output pairs are grouped natively by key in
-        /// the same task, into `tuple<k, list<v>>` records (keys in order of
-        /// first appearance, values in order): the input of a stateful
-        /// step, which needs every value, holds one record per key and
-        /// block instead of one per value.
+        /// the same task, into packed groups (`exec::grouping`: keys in
+        /// order of first appearance, values in order as runs of equal
+        /// values; the slot's codec says what they stand for,
+        /// `tuple<k, list<v>>`): the input of a stateful step, which needs
+        /// every value, holds one record per key and block instead of one
+        /// per value.
         group: bool,
     },
     /// All partitions of all inputs.
@@ -761,7 +763,8 @@ mod tests {
     }
 
     /// The chain before `update_state_by_key` groups its pairs by key, into
-    /// a slot of `tuple<k, list<v>>` that the stateful step reads; without a
+    /// a slot of `tuple<k, list<v>>` (as packed groups) that the stateful
+    /// step reads; without a
     /// chain before it, the step reads pairs.
     #[test]
     fn a_stateful_step_reads_its_chain_grouped() {
