@@ -378,16 +378,7 @@ mod tests {
     use super::*;
     use crate::data::codec::{ListIter, write_pair};
     use crate::exec::shuffle::Groups;
-
-    fn pairs(items: &[(&str, i64)]) -> Rows {
-        let mut rows = Rows::new();
-        for (k, v) in items {
-            let mut rec = Vec::new();
-            write_pair(k.as_bytes(), &v.to_le_bytes(), &mut rec).unwrap();
-            rows.push(&rec);
-        }
-        rows
-    }
+    use crate::exec::testing::pairs;
 
     /// The values of a key, each run repeated.
     fn expanded(values: &Values<'_, '_>) -> Vec<Vec<u8>> {

@@ -295,11 +295,6 @@ impl<'a> Groups<'a> {
             .map(|(key, values)| (*key, values.as_slice()))
     }
 
-    /// Whether `key` has values.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        self.index.contains_key(key)
-    }
-
     /// `tuple<k, list<v>>` records, one per key.
     pub fn to_lists(&self) -> Result<Rows, ShuffleError> {
         let mut out = Rows::with_capacity(self.groups.len(), 0);
@@ -439,14 +434,6 @@ mod tests {
         let (singles, multi) = groups.split_singles().unwrap();
         assert_eq!(singles.len(), 1);
         assert_eq!(multi.len(), 1);
-    }
-
-    /// The keys and values of groups, in order.
-    fn listed(groups: &Groups<'_>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
-        groups
-            .iter()
-            .map(|(k, vs)| (k.to_vec(), vs.iter().map(|v| v.to_vec()).collect()))
-            .collect()
     }
 
     /// A partition of `len` zero bytes as one record: a pair with the empty

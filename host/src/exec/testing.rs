@@ -1,7 +1,7 @@
 //! Test support shared by the executor's tests: a plugin built by
 //! `sluice-test-artifacts`, loaded once per process, and an [`Executor`] over
 //! it, planned from its `define` with 1 s batches, driven as the scheduler
-//! drives it (`run_batch` with each source's partitions).
+//! drives it (`run_batch` with each source's partitions); encoded pairs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +13,18 @@ use crate::data::KeyGroups;
 use crate::plan::{NodeId, Plan, validate};
 use crate::sinks::Sinks;
 use crate::wasm::{Plugin, Runtime, WasmConfig};
+
+/// `(key, i64)` pairs as encoded `tuple<string, s64>` records.
+pub(crate) fn pairs<K: AsRef<str>>(items: &[(K, i64)]) -> crate::data::Rows {
+    let mut rows = crate::data::Rows::new();
+    for (k, v) in items {
+        let mut record = Vec::new();
+        crate::data::codec::write_pair(k.as_ref().as_bytes(), &v.to_le_bytes(), &mut record)
+            .expect("a short key");
+        rows.push(&record);
+    }
+    rows
+}
 
 /// The batch interval of every test executor.
 pub(crate) const BATCH_INTERVAL: Duration = Duration::from_secs(1);

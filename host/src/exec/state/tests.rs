@@ -15,21 +15,11 @@ use crate::data::codec::{ListIter, split_prefixed, write_pair};
 use crate::data::{Codec, KeyGroups, Partitioner, Rows};
 use crate::exec::Executor;
 use crate::exec::grouping::Grouper;
-use crate::exec::testing::{self, WORKERS};
+use crate::exec::testing::{self, WORKERS, pairs};
 use crate::plan::Plan;
 
 /// A batch: its partitions, each a list of `(key, value)` pairs.
 type Batch = Vec<Vec<(String, i64)>>;
-
-fn pairs(items: &[(String, i64)]) -> Rows {
-    let mut rows = Rows::new();
-    for (k, v) in items {
-        let mut rec = Vec::new();
-        write_pair(k.as_bytes(), &v.to_le_bytes(), &mut rec).unwrap();
-        rows.push(&rec);
-    }
-    rows
-}
 
 fn i64_of(bytes: &[u8]) -> i64 {
     i64::from_le_bytes(bytes.try_into().expect("an i64"))
