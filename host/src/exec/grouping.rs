@@ -38,9 +38,10 @@ pub struct Grouper<'a> {
     runs: Vec<Run<'a>>,
 }
 
-/// A key and its values: a cache line, so that finding a key and adding a
+/// A key and its values: one cache line, so that finding a key and adding a
 /// value to its last run touch one line and, for a key of up to 16 bytes,
 /// nothing else.
+#[repr(align(64))]
 struct Group<'a> {
     /// The key's first 16 bytes, zero-padded ([`short_of`]).
     short: u128,
@@ -64,8 +65,10 @@ struct Run<'a> {
 
 const NO_RUN: u32 = u32::MAX;
 
-/// The hash table's 64 bits from a group's 32 (so that a group needs no more
-/// to be moved when the table grows).
+const _: () = assert!(std::mem::size_of::<Group<'_>>() == 64);
+
+/// The table's 64-bit hash from the 32 bits a group keeps (all that fits in
+/// its line), for lookups and for moving groups when the table grows.
 fn table_hash(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
@@ -115,6 +118,8 @@ impl<'a> Grouper<'a> {
     pub fn of_pairs(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
         let mut grouper = Self::default();
         for input in inputs {
+            // A guess of a block's distinct keys (a word count's blocks have
+            // one for about 14 pairs); the table grows past it if need be.
             let groups = &grouper.groups;
             grouper
                 .table
@@ -305,14 +310,13 @@ impl<'g, 'a> Values<'g, 'a> {
     /// ([`Values::list_len`] bytes); fails, writing nothing, when it would
     /// pass the `u32` counts and lengths of the encoding.
     pub fn write_list(&self, out: &mut Vec<u8>) -> Result<(), RowsError> {
-        let count = self
+        let (count, len) = self
             .runs()
-            .try_fold(0u32, |n, (count, _)| n.checked_add(count))
+            .try_fold((0u32, 4u32), |(n, len), (count, value)| {
+                let bytes = count.checked_mul(u32::try_from(4 + value.len()).ok()?)?;
+                Some((n.checked_add(count)?, len.checked_add(bytes)?))
+            })
             .ok_or(RowsError::TooLarge)?;
-        let len = self.list_len();
-        if u32::try_from(len).is_err() {
-            return Err(RowsError::TooLarge);
-        }
         out.reserve(len as usize);
         out.extend_from_slice(&count.to_le_bytes());
         for (count, value) in self.runs() {

@@ -139,21 +139,23 @@ fn write_prefixed_option(value: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
-/// The encoding of `list<v>` of `values`, prefixed by its length (an element
-/// of a tuple that is not the last), written in place.
+/// The encoding of `list<v>` of `values` (none: the empty list), prefixed by
+/// its length `list_len` (an element of a tuple that is not the last),
+/// written in place.
 fn write_prefixed_list(
     values: Option<&Values<'_, '_>>,
+    list_len: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), RowsError> {
-    let Some(values) = values else {
-        // The empty list.
-        out.extend_from_slice(&4u32.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        return Ok(());
-    };
-    let len = u32::try_from(values.list_len()).map_err(|_| RowsError::TooLarge)?;
+    let len = u32::try_from(list_len).map_err(|_| RowsError::TooLarge)?;
     out.extend_from_slice(&len.to_le_bytes());
-    values.write_list(out)
+    match values {
+        Some(values) => values.write_list(out),
+        None => {
+            out.extend_from_slice(&0u32.to_le_bytes());
+            Ok(())
+        }
+    }
 }
 
 /// Checks an `option<s>` record; returns the state, if any.
@@ -311,14 +313,15 @@ pub fn prepare_update<'a, E>(
     let new = new.group().map_err(PrepareError::Data)?;
     let mut pieces = Pieces::new("update-state", "states", piece_bytes, &mut call);
     let mut record = |key: &[u8], values: Option<&Values<'_, '_>>, state: Option<&[u8]>| {
-        let list_len = values.map_or(8, |v| 4 + v.list_len());
+        // The empty list is its count, 0.
+        let list_len = values.map_or(4, Values::list_len);
         let len = usize::try_from(list_len)
             .ok()
-            .and_then(|list| (4 + key.len() + option_len(state)).checked_add(list))
+            .and_then(|list| (4 + key.len() + 4 + option_len(state)).checked_add(list))
             .ok_or(RowsError::TooLarge)?;
         pieces.push(key, len, |out| {
             write_prefixed(key, out)?;
-            write_prefixed_list(values, out)?;
+            write_prefixed_list(values, list_len, out)?;
             write_option(state, out);
             Ok(())
         })
