@@ -189,6 +189,36 @@ def read_last_batch(prefix: Path) -> tuple[collections.Counter, int, list[str]]:
     return total, len(dirs), problems
 
 
+def read_window_tiling(prefix: Path, window_ms: int) -> tuple[collections.Counter, int, list[str]]:
+    """The counts of the windows that tile the run: the last window output `PREFIX-<T>`, the one a
+    window length before it, and so on back to the first output. A sliding window's outputs at
+    T, T - window, T - 2 window, ... cover disjoint stretches of input that together hold every
+    batch (the last output comes after the last data; the earliest of them starts before the
+    first batch), so their sum is every word received, however long the run. Returns counts,
+    batch directories, problems (a missing output of the tiling is one)."""
+    times = {}
+    for d in prefix.parent.glob(prefix.name + "-*"):
+        suffix = d.name[len(prefix.name) + 1:]
+        if d.is_dir() and suffix.isdigit():
+            times[int(suffix)] = d
+    total: collections.Counter = collections.Counter()
+    if not times:
+        return total, 0, []
+    problems = []
+    first, t = min(times), max(times)
+    while t >= first:
+        d = times.get(t)
+        if d is None:
+            problems.append(f"{prefix.name}-{t} (a window of the tiling) is missing")
+        else:
+            if not (d / "_SUCCESS").exists():
+                problems.append(f"{d.name} has no _SUCCESS")
+            for part in sorted(d.glob("part-*")):
+                read_pairs(part, total)
+        t -= window_ms
+    return total, len(times), problems
+
+
 def check_counts(expected: dict[str, int], scale: int, got: collections.Counter) -> str | None:
     """None if every word's total matches, else what differs."""
     diffs = []
@@ -313,12 +343,16 @@ class Config:
     label: str
     batch_ms: int
     command: Callable[[Tools, Run], list[str]]
-    output: str  # "batches" (PREFIX-<time>/part-*), "last-batch" (the last batch holds the totals) or "totals" (one file)
+    # "batches" (PREFIX-<time>/part-*, summed), "last-batch" (the last batch holds the totals),
+    # "windows" (sliding windows of `window_ms`: the outputs a window apart sum to the totals) or
+    # "totals" (one file)
+    output: str
     paced_words_per_s: int | None = None  # pace the server instead of "as fast as read"
     in_ratios: bool = True
     job: str = "count"  # count | window | state: which word count (compared with Spark's same job)
     guest_plugin: str | None = None  # a Python or JavaScript plugin (skipped, not failed, when not built)
     targets: dict[str, float] = dataclasses.field(default_factory=dict)  # other config -> words/s ratio to reach
+    window_ms: int = 0  # the window's length, for output "windows"
 
 
 # The plugin of each job: the guide's three word counts.
@@ -412,10 +446,11 @@ def all_configs() -> list[Config]:
                pyspark_command(), "batches"),
         Config("sluice-window", "sluice",
                "Sluice, windowed word count: reduce_by_key_and_window_inv, 30 s window, 1 s slide", 1000,
-               sluice_command("1s", "200ms", "window=30s", "slide=1s", job="window"), "last-batch", job="window"),
+               sluice_command("1s", "200ms", "window=30s", "slide=1s", job="window"), "windows", job="window",
+               window_ms=30_000),
         Config("spark-window", "spark",
                f"Spark Streaming {SPARK_VERSION}, reduceByKeyAndWindow(+, -, 30 s, 1 s), local[2]", 1000,
-               spark_command("window"), "last-batch", job="window"),
+               spark_command("window"), "windows", job="window", window_ms=30_000),
         Config("sluice-state", "sluice", "Sluice, stateful word count: update_state_by_key, 1 s batches", 1000,
                sluice_command("1s", "200ms", job="state"), "last-batch", job="state"),
         Config("sluice-state-checkpoint", "sluice",
@@ -736,8 +771,11 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
             read_pairs(run.totals, got)
             problems = []
         else:
-            read = read_last_batch if cfg.output == "last-batch" else read_batch_outputs
-            got, n_out, problems = read(run.output_prefix)
+            if cfg.output == "windows":
+                got, n_out, problems = read_window_tiling(run.output_prefix, cfg.window_ms)
+            else:
+                read = read_last_batch if cfg.output == "last-batch" else read_batch_outputs
+                got, n_out, problems = read(run.output_prefix)
             if n_out == 0:
                 problems.append("no batch output directories")
     except (OSError, ValueError) as e:
