@@ -162,12 +162,7 @@ impl Executor {
                 Ok(Rows::new())
             } else {
                 this.catch_panic(batch, step, || {
-                    this.workers
-                        .run(&step.name, &place, |instance| {
-                            instance.run_chain(stages, &mut rows)
-                        })
-                        .map_err(Self::task_error(batch))
-                        .and_then(|out| this.finish_chain(batch, step, out))
+                    this.chain_task(batch, step, stages, &place, &mut rows)
                 })
             };
             store.recycle(rows);

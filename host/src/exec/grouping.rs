@@ -95,11 +95,20 @@ fn short_of(key: &[u8], buffer: &[u8]) -> u128 {
 /// Whether two values are equal; the common fixed-width ones without a
 /// call to `memcmp`.
 fn same_value(a: &[u8], b: &[u8]) -> bool {
+    // Compared as integers: a slice compare (`a[..8] == b[..8]`) is a
+    // `memcmp` call even at a constant length.
     match (a.len(), b.len()) {
-        (8, 8) => a[..8] == b[..8],
-        (4, 4) => a[..4] == b[..4],
+        (8, 8) => word::<8>(a) == word::<8>(b),
+        (4, 4) => word::<4>(a) == word::<4>(b),
         _ => a == b,
     }
+}
+
+/// The first `N` bytes of `bytes` as an integer (`N` is 4 or 8).
+fn word<const N: usize>(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word[..N].copy_from_slice(&bytes[..N]);
+    u64::from_ne_bytes(word)
 }
 
 impl Default for Grouper<'_> {

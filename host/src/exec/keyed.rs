@@ -7,30 +7,65 @@
 use rayon::prelude::*;
 
 use super::grouping::Grouper;
-use super::{ExecError, Executor, shuffle};
+use super::pieces::{GROUPED_CHAIN_INPUT_BYTES, for_each_piece};
+use super::{ExecError, Executor, Place, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
-use crate::plan::{Reducer, Step, StepKind};
+use crate::plan::{Reducer, Stage, Step, StepKind};
 
 impl Executor {
-    /// The native end of a chain's task, on the guest's `output`: the
-    /// map-side combine of a built-in reducer, or the grouping by key of a
-    /// stateful step's values (see [`StepKind::Chain`]).
-    pub(super) fn finish_chain(
+    /// A chain's task over one block or partition: the guest's call, then
+    /// its native end. A chain that groups its values by key (see
+    /// [`StepKind::Chain`]) gets its input in pieces of at most
+    /// [`GROUPED_CHAIN_INPUT_BYTES`], and the pairs of all its answers are
+    /// grouped together into packed groups; another chain gets it whole,
+    /// and a built-in reducer's map-side combine runs on its answer.
+    pub(super) fn chain_task(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        stages: &[Stage],
+        place: &Place,
+        input: &mut Rows,
+    ) -> Result<Rows, ExecError> {
+        let call = |piece: &mut Rows| {
+            self.workers
+                .run(&step.name, place, |instance| {
+                    instance.run_chain(stages, piece)
+                })
+                .map_err(Self::task_error(time))
+        };
+        let StepKind::Chain { group: true, .. } = step.kind else {
+            return self.combine_natively(time, step, call(input)?);
+        };
+        let mut answers = Vec::new();
+        for_each_piece(
+            input,
+            GROUPED_CHAIN_INPUT_BYTES,
+            |piece| {
+                answers.push(call(piece)?);
+                Ok(())
+            },
+            |e| self.data_error(time, step, e),
+        )?;
+        Grouper::of_pairs(&answers)
+            .and_then(|groups| groups.to_packed())
+            .map_err(|e| self.data_error(time, step, e))
+    }
+
+    /// The map-side combine of a chain's built-in reducer on the guest's
+    /// `output`, if it has one.
+    fn combine_natively(
         &self,
         time: BatchTime,
         step: &Step,
         output: Rows,
     ) -> Result<Rows, ExecError> {
-        let StepKind::Chain { combine, group, .. } = &step.kind else {
-            return Ok(output);
-        };
-        if *group {
-            return Grouper::of_pairs([&output])
-                .and_then(|groups| groups.to_packed())
-                .map_err(|e| self.data_error(time, step, e));
-        }
-        let Some(combine) = combine else {
+        let StepKind::Chain {
+            combine: Some(combine),
+            ..
+        } = &step.kind
+        else {
             return Ok(output);
         };
         let builtin =

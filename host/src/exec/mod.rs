@@ -55,7 +55,7 @@ use rayon::prelude::*;
 use crate::batching::BatchTime;
 use crate::data::{Codec, Rows, RowsError};
 use crate::monitor::Accumulators;
-use crate::plan::{NodeId, Plan, Reducer, Stage, Step, StepKind};
+use crate::plan::{NodeId, Plan, Reducer, Step, StepKind};
 use crate::sinks::{SinkError, Sinks};
 use early::Early;
 pub use handover::Handover;
@@ -298,11 +298,16 @@ impl Executor {
             StepKind::Source => unreachable!("handled by run_batch"),
             StepKind::Chain { stages, .. } => {
                 let partitions = inputs.pop().expect("one input");
-                let outputs = self.run_chain(time, step, stages, partitions)?;
                 Some(self.workers.install(|| {
-                    outputs
+                    partitions
                         .into_par_iter()
-                        .map(|out| self.finish_chain(time, step, out))
+                        .enumerate()
+                        .map(|(p, mut input)| {
+                            if input.is_empty() {
+                                return Ok(input);
+                            }
+                            self.chain_task(time, step, stages, &Self::place(time, p), &mut input)
+                        })
                         .collect::<Result<_, _>>()
                 })?)
             }
@@ -388,18 +393,6 @@ impl Executor {
             }
         };
         Ok(out)
-    }
-
-    fn run_chain(
-        &self,
-        time: BatchTime,
-        step: &Step,
-        stages: &[Stage],
-        partitions: Vec<Rows>,
-    ) -> Result<Vec<Rows>, ExecError> {
-        self.per_partition(time, step, partitions, Rows::is_empty, |instance, input| {
-            instance.run_chain(stages, input)
-        })
     }
 
     fn reduce_all(

@@ -1,9 +1,11 @@
-//! Guest calls over large partitions, in pieces: an instance's memory grows
-//! to hold its largest call (input and answer) and never shrinks, so a
-//! partition goes to the guest a few MiB at a time.
+//! Guest calls over large partitions or blocks, in pieces: an instance's
+//! memory grows to hold its largest call (input and answer) and never
+//! shrinks, so a partition goes to the guest a few MiB at a time, and a
+//! block to a chain whose answer is larger than its input a few hundred KiB
+//! at a time.
 
 use super::{Executor, Place, TaskError};
-use crate::data::Rows;
+use crate::data::{Rows, RowsError};
 use crate::plan::Step;
 
 /// Most bytes of input one guest call over a partition's records gets. A
@@ -12,31 +14,62 @@ use crate::plan::Step;
 /// never shrinks, follows this and not the size of the partition.
 pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 
-/// Calls `call` on `rows` in pieces of at most `limit` bytes of records (a
-/// larger record alone), and concatenates the answers.
-pub(super) fn call_in_pieces<E>(
+/// Most bytes of input one call of a chain that groups its values by key
+/// gets (a block is cut into pieces of this size). Such a chain answers
+/// with pairs that are several times its input (`(word, 1)` for a word);
+/// pieces of this size keep the guest's memory a few MiB above its size
+/// after `define`, far from the recycling limit, and each answer small
+/// enough for the host's allocator to serve from memory it keeps rather
+/// than from pages mapped afresh.
+pub(super) const GROUPED_CHAIN_INPUT_BYTES: usize = 256 << 10;
+
+/// Calls `f` on `rows` in pieces of at most `limit` bytes of records (a
+/// larger record alone), in order; on `rows` itself when it is small enough.
+pub(super) fn for_each_piece<E>(
     rows: &mut Rows,
     limit: usize,
-    mut call: impl FnMut(&mut Rows) -> Result<Rows, E>,
-    too_large: impl Fn(crate::data::RowsError) -> E,
-) -> Result<Rows, E> {
+    mut f: impl FnMut(&mut Rows) -> Result<(), E>,
+    too_large: impl Fn(RowsError) -> E,
+) -> Result<(), E> {
     if rows.byte_len() <= limit {
-        return call(rows);
+        return f(rows);
     }
-    let mut answers = Rows::new();
     let mut piece = Rows::new();
     let records = rows.len();
     for (i, record) in rows.iter().enumerate() {
         piece.try_push(record).map_err(&too_large)?;
         let next = (i + 1 < records).then(|| rows.get(i + 1).len());
         if next.is_none_or(|next| piece.byte_len() + next > limit) {
-            answers
-                .try_extend_from(&call(&mut piece)?)
-                .map_err(&too_large)?;
-            piece = Rows::new();
+            f(&mut piece)?;
+            piece.clear();
         }
     }
-    Ok(answers)
+    Ok(())
+}
+
+/// Calls `call` on `rows` in pieces of at most `limit` bytes of records (a
+/// larger record alone), and concatenates the answers.
+pub(super) fn call_in_pieces<E>(
+    rows: &mut Rows,
+    limit: usize,
+    mut call: impl FnMut(&mut Rows) -> Result<Rows, E>,
+    too_large: impl Fn(RowsError) -> E,
+) -> Result<Rows, E> {
+    let mut answers: Option<Rows> = None;
+    for_each_piece(
+        rows,
+        limit,
+        |piece| {
+            let answer = call(piece)?;
+            match &mut answers {
+                None => answers = Some(answer),
+                Some(answers) => answers.try_extend_from(&answer).map_err(&too_large)?,
+            }
+            Ok(())
+        },
+        &too_large,
+    )?;
+    Ok(answers.unwrap_or_default())
 }
 
 impl Executor {

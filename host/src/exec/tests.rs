@@ -188,3 +188,64 @@ fn a_host_panic_in_a_step_fails_the_batch_naming_the_step() {
     executor.run_batch(time, Default::default()).unwrap();
     Arc::new(executor).shutdown();
 }
+
+/// The stateful word count over blocks far larger than a grouping chain's
+/// piece ([`super::pieces::GROUPED_CHAIN_INPUT_BYTES`]), one of them a
+/// single line larger than a piece: blocks run early in the first batch and
+/// inside the batch in the second, and the running counts saved after each
+/// are the counts of every line so far.
+#[test]
+fn a_grouping_chain_over_blocks_in_pieces_keeps_exact_running_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("counts");
+    let args = testing::args(&[
+        ("host", "localhost"),
+        ("port", "9"),
+        ("output", output.to_str().expect("UTF-8 temp path")),
+    ]);
+    let (executor, _) = testing::executor(
+        sluice_test_artifacts::STATEFUL_WORD_COUNT,
+        args,
+        KeyGroups::default(),
+        |_| {},
+    );
+    let executor = Arc::new(executor);
+    let sources = executor.early_sources();
+    let store = BlockStore::new(64 << 20);
+    let receiver = store.register(sources[0], "socket".into());
+    let piece = super::pieces::GROUPED_CHAIN_INPUT_BYTES;
+    let mut expected = BTreeMap::new();
+    for b in 1..=2u64 {
+        let time = BatchTime(b * 1_000);
+        for k in 0..3u64 {
+            let mut lines: Vec<String> = (0..piece as u64 / 5)
+                .map(|i| format!("w{} é{} w{}", (i * 31 + k) % 997, i % 13, i % 5))
+                .collect();
+            if k == 1 {
+                lines.push((0..piece / 4).map(|i| format!("x{} ", i % 7)).collect());
+            }
+            assert!(lines.iter().map(String::len).sum::<usize>() > 2 * piece);
+            count(&lines, &mut expected);
+            receiver.push(Block::new(time, lines.iter().collect::<Rows>()));
+            if b == 1 {
+                for block in store.take_early(&sources) {
+                    executor.ingest(block, &store);
+                }
+            }
+        }
+        receiver.advance(time.as_millis());
+        let input = store.take_batch(time).expect("no source fails");
+        let early_bytes = executor
+            .run_batch(time, input.blocks)
+            .expect("the batch runs")
+            .early_bytes;
+        store.release(input.unreleased_bytes + early_bytes);
+        let got: BTreeMap<String, i64> = saved(&output, time, WORKERS)
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(got, expected, "running counts after batch {b}");
+    }
+    receiver.finish();
+    executor.shutdown();
+}
