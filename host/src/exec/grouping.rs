@@ -33,22 +33,30 @@ pub struct Grouper<'a> {
     /// Indexes into `groups`, by [`table_hash`].
     table: HashTable<u32>,
     groups: Vec<Group<'a>>,
+    /// What else each group has, by its index in `groups`.
+    links: Vec<Links>,
     /// The groups' runs before their last, each group's linked through
     /// [`Run::next`].
     runs: Vec<Run<'a>>,
 }
 
-/// A key and its values: one cache line, so that finding a key and adding a
-/// value to its last run touch one line and, for a key of up to 16 bytes,
-/// nothing else.
+/// A key and its last run: one cache line, so that finding a key and adding
+/// a value of up to 8 bytes to its last run touch one line and, for a key of
+/// up to 16 bytes, nothing else (not the value where it lies in its input).
 #[repr(align(64))]
 struct Group<'a> {
     /// The key's first 16 bytes, zero-padded ([`short_of`]).
     short: u128,
     key: &'a [u8],
-    /// The last run, open: its value and count.
+    /// The last run, open: its value, the value's bytes as a number when
+    /// it has at most 8 ([`word_of`]), and its count.
     value: &'a [u8],
+    word: u64,
     count: u32,
+}
+
+/// What a group needs only when a run closes or the table grows.
+struct Links {
     /// The runs before the last, in `runs`: the first and the last of them.
     first: u32,
     last: u32,
@@ -92,23 +100,19 @@ fn short_of(key: &[u8], buffer: &[u8]) -> u128 {
     u128::from_le_bytes(bytes) & mask
 }
 
-/// Whether two values are equal; the common fixed-width ones without a
-/// call to `memcmp`.
-fn same_value(a: &[u8], b: &[u8]) -> bool {
-    // Compared as integers: a slice compare (`a[..8] == b[..8]`) is a
-    // `memcmp` call even at a constant length.
-    match (a.len(), b.len()) {
-        (8, 8) => word::<8>(a) == word::<8>(b),
-        (4, 4) => word::<4>(a) == word::<4>(b),
-        _ => a == b,
+/// The bytes of a value of at most 8 bytes, zero-padded, as a number: two
+/// values of the same length are equal when these are (compared without a
+/// call to `memcmp`, which a slice compare is even at a constant length).
+fn word_of(value: &[u8]) -> Option<u64> {
+    match value.len() {
+        8 => Some(u64::from_le_bytes(value.try_into().expect("8 bytes"))),
+        len @ 0..8 => {
+            let mut word = [0; 8];
+            word[..len].copy_from_slice(value);
+            Some(u64::from_le_bytes(word))
+        }
+        _ => None,
     }
-}
-
-/// The first `N` bytes of `bytes` as an integer (`N` is 4 or 8).
-fn word<const N: usize>(bytes: &[u8]) -> u64 {
-    let mut word = [0; 8];
-    word[..N].copy_from_slice(&bytes[..N]);
-    u64::from_ne_bytes(word)
 }
 
 impl Default for Grouper<'_> {
@@ -117,6 +121,7 @@ impl Default for Grouper<'_> {
             hasher: foldhash::fast::FixedState::with_seed(0x5111_ce01),
             table: HashTable::new(),
             groups: Vec::new(),
+            links: Vec::new(),
             runs: Vec::new(),
         }
     }
@@ -125,14 +130,12 @@ impl Default for Grouper<'_> {
 impl<'a> Grouper<'a> {
     /// Groups the `tuple<k, v>` pairs of `inputs`.
     pub fn of_pairs(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
+        let inputs: Vec<&Rows> = inputs.into_iter().collect();
         let mut grouper = Self::default();
+        // A guess of the distinct keys (a word count's block has one for
+        // about 14 pairs); the table grows past it if need be.
+        grouper.reserve(inputs.iter().map(|input| input.len()).sum::<usize>() / 16);
         for input in inputs {
-            // A guess of a block's distinct keys (a word count's blocks have
-            // one for about 14 pairs); the table grows past it if need be.
-            let groups = &grouper.groups;
-            grouper
-                .table
-                .reserve(input.len() / 16, |&g| table_hash(groups[g as usize].hash));
             for (index, record) in input.iter().enumerate() {
                 let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
                 let g = grouper.group(key, input.data(), value)?;
@@ -160,6 +163,15 @@ impl<'a> Grouper<'a> {
             }
         }
         Ok(grouper)
+    }
+
+    /// Room for `groups` more groups without growing.
+    fn reserve(&mut self, groups: usize) {
+        let links = &self.links;
+        self.table
+            .reserve(groups, |&g| table_hash(links[g as usize].hash));
+        self.groups.reserve(groups);
+        self.links.reserve(groups);
     }
 
     /// The hash of a key whose first 16 bytes are `short`.
@@ -198,24 +210,30 @@ impl<'a> Grouper<'a> {
             short,
             key,
             value,
+            word: word_of(value).unwrap_or(0),
             count: 0,
+        });
+        self.links.push(Links {
             first: NO_RUN,
             last: NO_RUN,
             hash,
         });
-        let groups = &self.groups;
-        self.table.insert_unique(table_hash(hash), g, |&g| {
-            table_hash(groups[g as usize].hash)
-        });
+        let links = &self.links;
+        self.table
+            .insert_unique(table_hash(hash), g, |&g| table_hash(links[g as usize].hash));
         Ok(g as usize)
     }
 
     /// Appends `count` times `value` to group `g`'s values.
     fn add(&mut self, g: usize, value: &'a [u8], count: u32) -> Result<(), ShuffleError> {
         let group = &mut self.groups[g];
-        if same_value(group.value, value)
-            && let Some(sum) = group.count.checked_add(count)
-        {
+        let word = word_of(value);
+        let same = group.value.len() == value.len()
+            && match word {
+                Some(word) => word == group.word,
+                None => group.value == value,
+            };
+        if same && let Some(sum) = group.count.checked_add(count) {
             group.count = sum;
             return Ok(());
         }
@@ -230,22 +248,27 @@ impl<'a> Grouper<'a> {
                 count: group.count,
                 next: NO_RUN,
             });
-            match group.last {
-                NO_RUN => group.first = run,
+            let links = &mut self.links[g];
+            match links.last {
+                NO_RUN => links.first = run,
                 last => self.runs[last as usize].next = run,
             }
-            group.last = run;
+            links.last = run;
         }
-        (group.value, group.count) = (value, count);
+        (group.value, group.word, group.count) = (value, word.unwrap_or(0), count);
         Ok(())
     }
 
     /// The keys, in order of first appearance, each with its values.
     pub fn iter(&self) -> impl Iterator<Item = Values<'_, 'a>> {
-        self.groups.iter().map(|group| Values {
-            group,
-            runs: &self.runs,
-        })
+        self.groups
+            .iter()
+            .zip(&self.links)
+            .map(|(group, links)| Values {
+                group,
+                first: links.first,
+                runs: &self.runs,
+            })
     }
 
     /// Whether `key` has values.
@@ -286,6 +309,8 @@ impl<'a> Grouper<'a> {
 /// One key's values in a [`Grouper`].
 pub struct Values<'g, 'a> {
     group: &'g Group<'a>,
+    /// The first of its closed runs in `runs`.
+    first: u32,
     runs: &'g [Run<'a>],
 }
 
@@ -298,7 +323,7 @@ impl<'g, 'a> Values<'g, 'a> {
     /// The runs of equal values, in order: `(count, value)`.
     fn runs(&self) -> impl Iterator<Item = (u32, &'a [u8])> + 'g {
         let runs = self.runs;
-        let mut next = self.group.first;
+        let mut next = self.first;
         let closed = std::iter::from_fn(move || {
             let run = runs.get(next as usize)?;
             next = run.next;
