@@ -505,6 +505,38 @@ mod tests {
             prop_assert!(!regrouped.contains(b"not a key"));
         }
 
+        /// Values of any width (none, short, 8 bytes, longer), some equal,
+        /// some differing only in a trailing zero or in their length, group
+        /// as in the plain grouping: values compared as numbers of up to 8
+        /// bytes never join a run they differ from.
+        #[test]
+        fn values_of_any_width_join_only_runs_of_equal_values(
+            items in proptest::collection::vec(
+                (
+                    "[ab]",
+                    prop_oneof![
+                        Just(vec![]), Just(vec![0]), Just(vec![0, 0]), Just(vec![1]),
+                        Just(vec![1, 0]), Just(vec![0; 8]), Just(vec![0; 9]),
+                        Just([vec![1], vec![0; 8]].concat()), Just(vec![7; 12]),
+                    ],
+                ),
+                0..60,
+            ),
+        ) {
+            let mut rows = Rows::new();
+            for (key, value) in &items {
+                let mut record = (key.len() as u32).to_le_bytes().to_vec();
+                record.extend_from_slice(key.as_bytes());
+                record.extend_from_slice(value);
+                rows.push(&record);
+            }
+            let pieces = [rows];
+            let grouper = Grouper::of_pairs(&pieces).unwrap();
+            prop_assert_eq!(listed(&grouper), reference(&pieces));
+            let packed = grouper.to_packed().unwrap();
+            prop_assert_eq!(listed(&Grouper::of_packed([&packed]).unwrap()), reference(&pieces));
+        }
+
         /// The masked 16-byte read of a key is its first 16 bytes, padded,
         /// wherever the key lies in its buffer (near the end: copied).
         #[test]
