@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use super::grouping::Grouper;
-use super::pieces::{GROUPED_CHAIN_INPUT_BYTES, for_each_piece};
+use super::pieces::{PAIRS_CHAIN_INPUT_BYTES, for_each_piece};
 use super::{ExecError, Executor, Place, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
@@ -15,11 +15,13 @@ use crate::plan::{Reducer, Stage, Step, StepKind};
 
 impl Executor {
     /// A chain's task over one block or partition: the guest's call, then
-    /// its native end. A chain that groups its values by key (see
-    /// [`StepKind::Chain`]) gets its input in pieces of at most
-    /// [`GROUPED_CHAIN_INPUT_BYTES`], and the pairs of all its answers are
-    /// grouped together into packed groups; another chain gets it whole,
-    /// and a built-in reducer's map-side combine runs on its answer.
+    /// its native end, if it has one (see [`StepKind::Chain`]): the map-side
+    /// combine of a built-in reducer, or the grouping by key of a stateful
+    /// step's values into packed groups. Such a chain answers with pairs,
+    /// several times its input: it gets its input in pieces of at most
+    /// [`PAIRS_CHAIN_INPUT_BYTES`], and the pairs of all the answers are
+    /// combined or grouped together. A chain without a native end gets its
+    /// input whole.
     pub(super) fn chain_task(
         &self,
         time: BatchTime,
@@ -35,47 +37,32 @@ impl Executor {
                 })
                 .map_err(Self::task_error(time))
         };
-        let StepKind::Chain { group: true, .. } = step.kind else {
-            return self.combine_natively(time, step, call(input)?);
+        let StepKind::Chain { combine, group, .. } = &step.kind else {
+            return call(input);
         };
+        if combine.is_none() && !group {
+            return call(input);
+        }
         let mut answers = Vec::new();
         for_each_piece(
             input,
-            GROUPED_CHAIN_INPUT_BYTES,
+            PAIRS_CHAIN_INPUT_BYTES,
             |piece| {
                 answers.push(call(piece)?);
                 Ok(())
             },
             |e| self.data_error(time, step, e),
         )?;
-        Grouper::of_pairs(&answers)
-            .and_then(|groups| groups.to_packed())
-            .map_err(|e| self.data_error(time, step, e))
-    }
-
-    /// The map-side combine of a chain's built-in reducer on the guest's
-    /// `output`, if it has one.
-    fn combine_natively(
-        &self,
-        time: BatchTime,
-        step: &Step,
-        output: Rows,
-    ) -> Result<Rows, ExecError> {
-        let StepKind::Chain {
-            combine: Some(combine),
-            ..
-        } = &step.kind
-        else {
-            return Ok(output);
+        let ended = match combine {
+            Some(combine) => shuffle::Builtin::map_side(combine.reducer, combine.value)
+                .ok_or_else(|| {
+                    self.data_error(time, step, "a built-in reducer needs numeric values")
+                })?
+                .combine(&answers, Partitioner::single())
+                .map(|mut one| one.remove(0)),
+            None => Grouper::of_pairs(&answers).and_then(|groups| groups.to_packed()),
         };
-        let builtin =
-            shuffle::Builtin::map_side(combine.reducer, combine.value).ok_or_else(|| {
-                self.data_error(time, step, "a built-in reducer needs numeric values")
-            })?;
-        builtin
-            .combine([&output], Partitioner::single())
-            .map(|mut one| one.remove(0))
-            .map_err(|e| self.data_error(time, step, e))
+        ended.map_err(|e| self.data_error(time, step, e))
     }
 
     /// The partitions of a keyed step: as many as it asks for (validated to

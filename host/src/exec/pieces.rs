@@ -14,14 +14,14 @@ use crate::plan::Step;
 /// never shrinks, follows this and not the size of the partition.
 pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 
-/// Most bytes of input one call of a chain that groups its values by key
-/// gets (a block is cut into pieces of this size). Such a chain answers
-/// with pairs that are several times its input (`(word, 1)` for a word);
+/// Most bytes of input one call of a chain whose pairs the host combines
+/// or groups gets (a block is cut into pieces of this size). Such a chain
+/// answers with pairs several times its input (`(word, 1)` for a word);
 /// pieces of this size keep the guest's memory a few MiB above its size
 /// after `define`, far from the recycling limit, and each answer small
 /// enough for the host's allocator to serve from memory it keeps rather
 /// than from pages mapped afresh.
-pub(super) const GROUPED_CHAIN_INPUT_BYTES: usize = 256 << 10;
+pub(super) const PAIRS_CHAIN_INPUT_BYTES: usize = 256 << 10;
 
 /// Calls `f` on `rows` in pieces of at most `limit` bytes of records (a
 /// larger record alone), in order; on `rows` itself when it is small enough.

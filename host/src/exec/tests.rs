@@ -189,34 +189,25 @@ fn a_host_panic_in_a_step_fails_the_batch_naming_the_step() {
     Arc::new(executor).shutdown();
 }
 
-/// The stateful word count over blocks far larger than a grouping chain's
-/// piece ([`super::pieces::GROUPED_CHAIN_INPUT_BYTES`]), one of them a
-/// single line larger than a piece: blocks run early in the first batch and
-/// inside the batch in the second, and the running counts saved after each
-/// are the counts of every line so far.
-#[test]
-fn a_grouping_chain_over_blocks_in_pieces_keeps_exact_running_counts() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = dir.path().join("counts");
-    let args = testing::args(&[
-        ("host", "localhost"),
-        ("port", "9"),
-        ("output", output.to_str().expect("UTF-8 temp path")),
-    ]);
-    let (executor, _) = testing::executor(
-        sluice_test_artifacts::STATEFUL_WORD_COUNT,
-        args,
-        KeyGroups::default(),
-        |_| {},
-    );
+/// Runs two batches of three blocks far larger than a piece of a chain
+/// whose pairs the host combines or groups
+/// ([`super::pieces::PAIRS_CHAIN_INPUT_BYTES`]), one of them holding a
+/// single line larger than a piece; the blocks of the first batch run
+/// early, those of the second inside the batch. After each batch the saved
+/// counts are checked: the batch's own (`running` false) or those of every
+/// line so far.
+fn run_large_blocks(executor: Executor, output: &Path, running: bool) {
     let executor = Arc::new(executor);
     let sources = executor.early_sources();
     let store = BlockStore::new(64 << 20);
     let receiver = store.register(sources[0], "socket".into());
-    let piece = super::pieces::GROUPED_CHAIN_INPUT_BYTES;
+    let piece = super::pieces::PAIRS_CHAIN_INPUT_BYTES;
     let mut expected = BTreeMap::new();
     for b in 1..=2u64 {
         let time = BatchTime(b * 1_000);
+        if !running {
+            expected.clear();
+        }
         for k in 0..3u64 {
             let mut lines: Vec<String> = (0..piece as u64 / 5)
                 .map(|i| format!("w{} é{} w{}", (i * 31 + k) % 997, i % 13, i % 5))
@@ -240,12 +231,39 @@ fn a_grouping_chain_over_blocks_in_pieces_keeps_exact_running_counts() {
             .expect("the batch runs")
             .early_bytes;
         store.release(input.unreleased_bytes + early_bytes);
-        let got: BTreeMap<String, i64> = saved(&output, time, WORKERS)
-            .into_iter()
-            .flatten()
-            .collect();
-        assert_eq!(got, expected, "running counts after batch {b}");
+        let got: BTreeMap<String, i64> =
+            saved(output, time, WORKERS).into_iter().flatten().collect();
+        assert_eq!(got, expected, "counts after batch {b}");
     }
     receiver.finish();
     executor.shutdown();
+}
+
+#[test]
+fn a_grouping_chain_over_blocks_in_pieces_keeps_exact_running_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("counts");
+    let args = testing::args(&[
+        ("host", "localhost"),
+        ("port", "9"),
+        ("output", output.to_str().expect("UTF-8 temp path")),
+    ]);
+    let (executor, _) = testing::executor(
+        sluice_test_artifacts::STATEFUL_WORD_COUNT,
+        args,
+        KeyGroups::default(),
+        |_| {},
+    );
+    run_large_blocks(executor, &output, true);
+}
+
+#[test]
+fn a_builtin_sum_over_blocks_in_pieces_keeps_exact_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("counts");
+    run_large_blocks(
+        executor("builtin", &output, KeyGroups::default()),
+        &output,
+        false,
+    );
 }
