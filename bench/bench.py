@@ -734,7 +734,9 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
     data = sorted((b for b in batches if b.get("records", 0) > 0), key=lambda b: b["batch_time_ms"])
     result.data_batches = len(data)
     if data:
-        last_done_ms = max(b["batch_time_ms"] + b["total_delay_ms"] for b in data)
+        # When the last batch was done: Sluice says (`done_ms`; its last batch runs as soon as the
+        # sources end, before its batch time); Spark's batches never start before their time.
+        last_done_ms = max(b.get("done_ms", b["batch_time_ms"] + b["total_delay_ms"]) for b in data)
         if last_done_ms < 1e12:
             result.notes.append("batch times are not epoch milliseconds: no words/s")
         elif last_done_ms > first_ms:

@@ -715,6 +715,8 @@ pub struct BatchMetrics {
     pub processing_ms: f64,
     pub scheduling_delay_ms: f64,
     pub total_delay_ms: f64,
+    /// When processing ended, epoch ms.
+    pub done_ms: u64,
     /// The accumulators' totals after the batch.
     pub accumulator_totals: BTreeMap<String, f64>,
 }
@@ -750,6 +752,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
             processing_ms: num("processing_ms")?,
             scheduling_delay_ms: num("scheduling_delay_ms")?,
             total_delay_ms: num("total_delay_ms")?,
+            done_ms: int("done_ms")?,
             accumulator_totals: v
                 .get("accumulator_totals")
                 .and_then(serde_json::Value::as_object)
@@ -768,7 +771,10 @@ pub fn read_metrics(path: &Path) -> Result<Vec<BatchMetrics>> {
 }
 
 /// Checks what holds for every metrics file: batch times strictly increase by
-/// multiples of the batch interval, delays are consistent.
+/// multiples of the batch interval, delays are consistent, and a batch was
+/// done at its time plus its total delay when it started at or after its
+/// time, earlier when it ran early (once the sources have ended, the last
+/// batches run at once).
 #[track_caller]
 pub fn check_metrics_shape(metrics: &[BatchMetrics], batch_interval_ms: u64) {
     for m in metrics {
@@ -786,6 +792,18 @@ pub fn check_metrics_shape(metrics: &[BatchMetrics], batch_interval_ms: u64) {
             m.total_delay_ms + 1.0 >= m.processing_ms + m.scheduling_delay_ms - 1.0,
             "total delay is less than scheduling delay + processing time in {m:?}"
         );
+        let at_time_plus_delay = m.batch_time_ms as f64 + m.total_delay_ms;
+        let done = m.done_ms as f64;
+        assert!(
+            done <= at_time_plus_delay + 2.0,
+            "done after its time plus its delay in {m:?}"
+        );
+        if m.scheduling_delay_ms > 0.0 {
+            assert!(
+                done + 2.0 >= at_time_plus_delay,
+                "a batch that started after its time was done before its time plus its delay in {m:?}"
+            );
+        }
     }
     for w in metrics.windows(2) {
         assert!(

@@ -191,6 +191,7 @@ pub fn run_batches(
             processing,
             scheduling_delay,
             total_delay: scheduling_delay + processing,
+            done_ms: now_millis(),
             accumulators: outcome.accumulators,
         })?;
         batches += 1;

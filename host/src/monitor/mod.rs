@@ -40,6 +40,11 @@ pub struct BatchInfo {
     /// Scheduling delay plus processing time.
     #[serde(rename = "total_delay_ms", serialize_with = "millis")]
     pub total_delay: Duration,
+    /// When processing ended, ms since the Unix epoch. Not always the batch
+    /// time plus the total delay: the last batch of a job whose sources
+    /// have ended runs at once, before its batch time (its scheduling delay
+    /// is then 0).
+    pub done_ms: u64,
     /// What the batch's tasks added to accumulators (each successful task
     /// once, however often it was tried).
     pub accumulators: Accumulators,
