@@ -75,8 +75,8 @@ const NO_RUN: u32 = u32::MAX;
 
 const _: () = assert!(std::mem::size_of::<Group<'_>>() == 64);
 
-/// The table's 64-bit hash from the 32 bits a group keeps (all that fits in
-/// its line), for lookups and for moving groups when the table grows.
+/// The table's 64-bit hash from the 32 bits each group keeps in its
+/// [`Links`], for lookups and for moving groups when the table grows.
 fn table_hash(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
