@@ -204,6 +204,8 @@ def read_window_tiling(prefix: Path, window_ms: int) -> tuple[collections.Counte
     total: collections.Counter = collections.Counter()
     if not times:
         return total, 0, []
+    if window_ms <= 0:
+        raise ValueError(f"a window tiling needs a window length, not {window_ms} ms")
     problems = []
     first, t = min(times), max(times)
     while t >= first:
@@ -773,11 +775,11 @@ def run_once(cfg: Config, tools: Tools, corpus: Corpus, loops: int, warmup_s: fl
             read_pairs(run.totals, got)
             problems = []
         else:
-            if cfg.output == "windows":
-                got, n_out, problems = read_window_tiling(run.output_prefix, cfg.window_ms)
-            else:
-                read = read_last_batch if cfg.output == "last-batch" else read_batch_outputs
-                got, n_out, problems = read(run.output_prefix)
+            readers = {
+                "windows": lambda prefix: read_window_tiling(prefix, cfg.window_ms),
+                "last-batch": read_last_batch,
+            }
+            got, n_out, problems = readers.get(cfg.output, read_batch_outputs)(run.output_prefix)
             if n_out == 0:
                 problems.append("no batch output directories")
     except (OSError, ValueError) as e:
