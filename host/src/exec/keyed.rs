@@ -1,13 +1,14 @@
 //! The keyed operators of a batch, natively: the end of a chain's task (the
 //! map-side combine of a built-in reducer, or the grouping of a stateful
 //! step's values), bucketing every partition by the
-//! [`Partitioner`], and `reduce_by_key` (guest reducers through
-//! `reduce-groups`, built-in ones without a guest call).
+//! [`Partitioner`], and `reduce_by_key` (guest reducers through the
+//! guest's combine, over key-disjoint pieces of a partition; built-in ones
+//! without a guest call).
 
 use rayon::prelude::*;
 
 use super::grouping::Grouper;
-use super::pieces::{PAIRS_CHAIN_INPUT_BYTES, for_each_piece};
+use super::pieces::{COMBINE_INPUT_BYTES, PAIRS_CHAIN_INPUT_BYTES, for_each_piece};
 use super::{ExecError, Executor, Place, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
@@ -108,29 +109,36 @@ impl Executor {
     ) -> Result<Vec<Rows>, ExecError> {
         let n = self.shuffle_partitions(partitions);
         if let Reducer::Function(function) = reducer {
+            // The guest's combine folds each key's values in arrival order,
+            // as `reduce-groups` would over the key's list, without the host
+            // grouping them first; it gets the partition in pieces that
+            // never split a key.
             let buckets = self.bucket_all(time, step, inputs, n)?;
             return self.workers.install(|| {
                 (0..n)
                     .into_par_iter()
                     .map(|p| {
-                        let (mut singles, mut lists) =
-                            shuffle::Groups::new(buckets.iter().map(|b| &b[p]))
-                                .and_then(|groups| groups.split_singles())
+                        let place = Self::place(time, p);
+                        let pieces =
+                            shuffle::key_pieces(buckets.iter().map(|b| &b[p]), COMBINE_INPUT_BYTES)
                                 .map_err(|e| self.data_error(time, step, e))?;
-                        if !lists.is_empty() {
-                            let reduced = self
-                                .call_in_pieces(
-                                    step,
-                                    &Self::place(time, p),
-                                    &mut lists,
-                                    |instance, piece| instance.reduce_groups(function, piece),
-                                )
+                        let mut reduced = Rows::new();
+                        for mut piece in pieces.into_iter().filter(|piece| !piece.is_empty()) {
+                            let answer = self
+                                .workers
+                                .run(&step.name, &place, |instance| {
+                                    instance.run_chain(&[Stage::Combine(function)], &mut piece)
+                                })
                                 .map_err(Self::task_error(time))?;
-                            singles
-                                .try_extend_from(&reduced)
-                                .map_err(|e| self.data_error(time, step, e))?;
+                            if reduced.is_empty() {
+                                reduced = answer;
+                            } else {
+                                reduced
+                                    .try_extend_from(&answer)
+                                    .map_err(|e| self.data_error(time, step, e))?;
+                            }
                         }
-                        Ok(singles)
+                        Ok(reduced)
                     })
                     .collect()
             });

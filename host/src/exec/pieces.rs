@@ -14,6 +14,13 @@ use crate::plan::Step;
 /// never shrinks, follows this and not the size of the partition.
 pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 
+/// Most bytes of pairs one call of the guest's combine over a partition
+/// gets (`reduce_by_key` with a guest reducer, see
+/// [`key_pieces`](super::shuffle::key_pieces)). The combine's table holds a
+/// slot per distinct key, and a partition's pairs are mostly distinct keys
+/// (partial results of its blocks): at this size a call grows an instance
+/// about as much as a chain's call over a whole block.
+pub(super) const COMBINE_INPUT_BYTES: usize = 2 << 20;
 /// Most bytes of input one call of a chain whose pairs the host combines
 /// or groups gets (a block is cut into pieces of this size). Such a chain
 /// answers with pairs several times its input (`(word, 1)` for a word);

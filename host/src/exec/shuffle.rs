@@ -9,6 +9,8 @@
 //! The in-memory hash maps here use a fast hasher; only placement is Kafka's
 //! murmur2.
 
+use std::hash::BuildHasher;
+
 use hashbrown::HashMap;
 
 use crate::data::Partitioner;
@@ -55,6 +57,42 @@ pub type KeyMap<K, V> = HashMap<K, V, Hasher>;
 /// An empty [`KeyMap`].
 pub fn key_map<K, V>() -> KeyMap<K, V> {
     HashMap::with_hasher(hasher())
+}
+
+/// The pairs of `inputs` (the buckets of one partition) in key-disjoint
+/// pieces of about `limit` bytes each: every pair of a key is in the same
+/// piece, in input order, so a piece can be combined on its own and the
+/// answers of the pieces concatenate. The pieces are chosen by a hash of the
+/// key (not the placement's), so a piece can pass `limit` a little, or by a
+/// whole key with more values than that.
+pub fn key_pieces<'a>(
+    inputs: impl IntoIterator<Item = &'a Rows> + Clone,
+    limit: usize,
+) -> Result<Vec<Rows>, ShuffleError> {
+    let (records, bytes) = inputs
+        .clone()
+        .into_iter()
+        .fold((0, 0), |(n, b), rows| (n + rows.len(), b + rows.byte_len()));
+    let n = bytes.div_ceil(limit.max(1)).max(1);
+    let mut pieces: Vec<Rows> = (0..n)
+        .map(|_| Rows::with_capacity(records / n + 1, bytes / n + 1))
+        .collect();
+    if let [whole] = pieces.as_mut_slice() {
+        for rows in inputs {
+            whole.try_extend_from(rows)?;
+        }
+        return Ok(pieces);
+    }
+    let hasher = hasher();
+    for rows in inputs {
+        for (index, record) in rows.iter().enumerate() {
+            let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+            // The hash's high bits, scaled to `n`.
+            let piece = ((u128::from(hasher.hash_one(key)) * n as u128) >> 64) as usize;
+            pieces[piece].try_push(record)?;
+        }
+    }
+    Ok(pieces)
 }
 
 /// Splits a partition of pairs into one bucket per partition of
@@ -490,7 +528,44 @@ mod tests {
         }
     }
 
+    /// Each key's records, in order, by key.
+    fn by_key<'a>(rows: impl IntoIterator<Item = &'a Rows>) -> BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+        let mut out: BTreeMap<Vec<u8>, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in rows {
+            for rec in r {
+                let (k, _) = split_pair(rec).unwrap();
+                out.entry(k.to_vec()).or_default().push(rec.to_vec());
+            }
+        }
+        out
+    }
+
     proptest! {
+        /// Key pieces hold every record once, each key's records in one
+        /// piece and in input order; there are as many pieces as the limit
+        /// asks for (one when the input fits).
+        #[test]
+        fn key_pieces_split_a_partition_without_splitting_a_key(
+            items in proptest::collection::vec(("[a-z]{0,3}", -1000i64..1000), 0..300),
+            cut in 1usize..50,
+            limit in 1usize..2000,
+        ) {
+            let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let inputs: Vec<Rows> = items.chunks(cut).map(pairs).collect();
+            let pieces = key_pieces(&inputs, limit).unwrap();
+            let bytes: usize = inputs.iter().map(Rows::byte_len).sum();
+            prop_assert_eq!(pieces.len(), bytes.div_ceil(limit).max(1));
+            let mut seen = BTreeMap::new();
+            for (i, piece) in pieces.iter().enumerate() {
+                for rec in piece {
+                    let (k, _) = split_pair(rec).unwrap();
+                    let first = *seen.entry(k.to_vec()).or_insert(i);
+                    prop_assert_eq!(first, i, "a key in two pieces");
+                }
+            }
+            prop_assert_eq!(by_key(&pieces), by_key(&inputs));
+        }
+
         /// Built-in reducers, map side then reduce side over any split of the
         /// input into partitions, equal a brute-force fold.
         #[test]

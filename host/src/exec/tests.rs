@@ -267,3 +267,61 @@ fn a_builtin_sum_over_blocks_in_pieces_keeps_exact_counts() {
         false,
     );
 }
+
+/// A batch whose partitions each hold more distinct words than one call of
+/// the guest's combine takes ([`super::pieces::COMBINE_INPUT_BYTES`]), so
+/// that `reduce_by_key` with the guest's reducer combines each partition in
+/// several key-disjoint pieces: every word is saved once, in the part of its
+/// partition, with its exact count.
+#[test]
+fn a_guest_reducer_combines_large_partitions_in_key_disjoint_pieces() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("counts");
+    let executor = Arc::new(executor("closure", &output, KeyGroups::default()));
+    let sources = executor.early_sources();
+    let store = BlockStore::new(256 << 20);
+    let receiver = store.register(sources[0], "socket".into());
+    let partitioner = Partitioner::new(KeyGroups::default(), WORKERS);
+    // A saved pair is at least a word of 8 bytes and a count of 8: this
+    // many distinct words make three calls' worth a partition.
+    let words = 3 * WORKERS * super::pieces::COMBINE_INPUT_BYTES / 16;
+    let time = BatchTime(1_000);
+    let mut expected = BTreeMap::new();
+    for k in 0..3usize {
+        // Every word once, and every third one again, in an order of
+        // the block's own.
+        let lines: Vec<String> = (0..words + words / 3)
+            .map(|i| format!("k{:07}", (i * (2 * k + 1) + k) % words))
+            .collect::<Vec<_>>()
+            .chunks(8)
+            .map(|line| line.join(" "))
+            .collect();
+        count(&lines, &mut expected);
+        receiver.push(Block::new(time, lines.iter().collect::<Rows>()));
+        for block in store.take_early(&sources) {
+            executor.ingest(block, &store);
+        }
+    }
+    receiver.advance(time.as_millis());
+    let input = store.take_batch(time).expect("no source fails");
+    let early_bytes = executor
+        .run_batch(time, input.blocks)
+        .expect("the batch runs")
+        .early_bytes;
+    store.release(input.unreleased_bytes + early_bytes);
+    let mut got = BTreeMap::new();
+    for (p, part) in saved(&output, time, WORKERS).into_iter().enumerate() {
+        assert!(
+            part.len() * 16 > 2 * super::pieces::COMBINE_INPUT_BYTES,
+            "part {p} took several calls ({} words)",
+            part.len()
+        );
+        for (word, n) in part {
+            assert_eq!(partitioner.partition_of(word.as_bytes()), p, "{word:?}");
+            assert!(got.insert(word, n).is_none(), "a word saved once");
+        }
+    }
+    assert_eq!(got, expected);
+    receiver.finish();
+    executor.shutdown();
+}
