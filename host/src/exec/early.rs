@@ -286,26 +286,20 @@ impl Executor {
                 let Some(EarlyMerge::Guest(f)) = merge else {
                     unreachable!("only chains with a combine or a grouping merge")
                 };
-                let mut all = Rows::with_capacity(
-                    parts.iter().map(|(_, rows)| rows.len()).sum(),
-                    parts.iter().map(|(_, rows)| rows.byte_len()).sum(),
-                );
-                for (_, rows) in &parts {
-                    all.try_extend_from(rows)
-                        .map_err(|e| this.data_error(batch, step, e))?;
-                }
-                if this.stopping.load(Ordering::SeqCst) {
-                    return Ok(all);
-                }
                 let place = Place {
                     batch,
                     part: Part::Block(sequence),
                 };
-                this.workers
-                    .run(&step.name, &place, |instance| {
-                        instance.run_chain(&[Stage::Combine(f)], &mut all)
-                    })
-                    .map_err(Self::task_error(batch))
+                if this.stopping.load(Ordering::SeqCst) {
+                    // Not merged: handed on as they are.
+                    let mut all = Rows::new();
+                    for (_, rows) in &parts {
+                        all.try_extend_from(rows)
+                            .map_err(|e| this.data_error(batch, step, e))?;
+                    }
+                    return Ok(all);
+                }
+                this.guest_combine(batch, step, &place, f, parts.iter().map(|(_, rows)| rows))
             });
             let inputs = parts.len();
             drop(parts);

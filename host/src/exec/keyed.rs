@@ -12,7 +12,7 @@ use super::pieces::{COMBINE_INPUT_BYTES, PAIRS_CHAIN_INPUT_BYTES, for_each_piece
 use super::{ExecError, Executor, Place, shuffle};
 use crate::batching::BatchTime;
 use crate::data::{Codec, Partitioner, Rows};
-use crate::plan::{Reducer, Stage, Step, StepKind};
+use crate::plan::{FunctionId, Reducer, Stage, Step, StepKind};
 
 impl Executor {
     /// A chain's task over one block or partition: the guest's call, then
@@ -66,6 +66,41 @@ impl Executor {
         ended.map_err(|e| self.data_error(time, step, e))
     }
 
+    /// The pairs of `inputs` with one pair per key, combined by the guest's
+    /// combine of `function` (a reducer), which folds each key's values in
+    /// arrival order as `reduce-groups` would over the key's list. The guest
+    /// gets them in pieces of about [`COMBINE_INPUT_BYTES`] that never split
+    /// a key ([`shuffle::key_pieces`]), so that its memory follows the piece
+    /// and not the number of keys, and the answers concatenate.
+    pub(super) fn guest_combine<'a>(
+        &self,
+        time: BatchTime,
+        step: &Step,
+        place: &Place,
+        function: FunctionId,
+        inputs: impl IntoIterator<Item = &'a Rows> + Clone,
+    ) -> Result<Rows, ExecError> {
+        let pieces = shuffle::key_pieces(inputs, COMBINE_INPUT_BYTES)
+            .map_err(|e| self.data_error(time, step, e))?;
+        let mut combined = Rows::new();
+        for mut piece in pieces.into_iter().filter(|piece| !piece.is_empty()) {
+            let answer = self
+                .workers
+                .run(&step.name, place, |instance| {
+                    instance.run_chain(&[Stage::Combine(function)], &mut piece)
+                })
+                .map_err(Self::task_error(time))?;
+            if combined.is_empty() {
+                combined = answer;
+            } else {
+                combined
+                    .try_extend_from(&answer)
+                    .map_err(|e| self.data_error(time, step, e))?;
+            }
+        }
+        Ok(combined)
+    }
+
     /// The partitions of a keyed step: as many as it asks for (validated to
     /// be at most the key groups), else one per worker, but never more than
     /// the key groups, since a partition owns whole key groups.
@@ -109,36 +144,19 @@ impl Executor {
     ) -> Result<Vec<Rows>, ExecError> {
         let n = self.shuffle_partitions(partitions);
         if let Reducer::Function(function) = reducer {
-            // The guest's combine folds each key's values in arrival order,
-            // as `reduce-groups` would over the key's list, without the host
-            // grouping them first; it gets the partition in pieces that
-            // never split a key.
             let buckets = self.bucket_all(time, step, inputs, n)?;
             return self.workers.install(|| {
                 (0..n)
                     .into_par_iter()
                     .map(|p| {
                         let place = Self::place(time, p);
-                        let pieces =
-                            shuffle::key_pieces(buckets.iter().map(|b| &b[p]), COMBINE_INPUT_BYTES)
-                                .map_err(|e| self.data_error(time, step, e))?;
-                        let mut reduced = Rows::new();
-                        for mut piece in pieces.into_iter().filter(|piece| !piece.is_empty()) {
-                            let answer = self
-                                .workers
-                                .run(&step.name, &place, |instance| {
-                                    instance.run_chain(&[Stage::Combine(function)], &mut piece)
-                                })
-                                .map_err(Self::task_error(time))?;
-                            if reduced.is_empty() {
-                                reduced = answer;
-                            } else {
-                                reduced
-                                    .try_extend_from(&answer)
-                                    .map_err(|e| self.data_error(time, step, e))?;
-                            }
-                        }
-                        Ok(reduced)
+                        self.guest_combine(
+                            time,
+                            step,
+                            &place,
+                            function,
+                            buckets.iter().map(|b| &b[p]),
+                        )
                     })
                     .collect()
             });

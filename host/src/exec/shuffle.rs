@@ -2,8 +2,9 @@
 //! one placement function ([`Partitioner::partition_of`], in
 //! [`crate::data::partitioner`]), the built-in reducers (sum, min, max, count) with
 //! their map-side combine and, for windows, the inverse of sum and count
-//! ([`Builtin::inverse`]), and grouping values by key for `group_by_key` and
-//! for guest reducers.
+//! ([`Builtin::inverse`]), grouping values by key for `group_by_key` and for
+//! windows' guest reducers, and the key-disjoint pieces ([`key_pieces`]) in
+//! which the guest's combine reduces a partition.
 //!
 //! Keys are compared and placed as their encoded bytes (see `wit/sluice.wit`).
 //! The in-memory hash maps here use a fast hasher; only placement is Kafka's

@@ -270,9 +270,9 @@ fn a_builtin_sum_over_blocks_in_pieces_keeps_exact_counts() {
 
 /// A batch whose partitions each hold more distinct words than one call of
 /// the guest's combine takes ([`super::pieces::COMBINE_INPUT_BYTES`]), so
-/// that `reduce_by_key` with the guest's reducer combines each partition in
-/// several key-disjoint pieces: every word is saved once, in the part of its
-/// partition, with its exact count.
+/// that the merges of early outputs and `reduce_by_key` with the guest's
+/// reducer combine in several key-disjoint pieces: every word is saved
+/// once, in the part of its partition, with its exact count.
 #[test]
 fn a_guest_reducer_combines_large_partitions_in_key_disjoint_pieces() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -287,7 +287,8 @@ fn a_guest_reducer_combines_large_partitions_in_key_disjoint_pieces() {
     let words = 3 * WORKERS * super::pieces::COMBINE_INPUT_BYTES / 16;
     let time = BatchTime(1_000);
     let mut expected = BTreeMap::new();
-    for k in 0..3usize {
+    // Five blocks: four early outputs are merged before the batch's time.
+    for k in 0..5usize {
         // Every word once, and every third one again, in an order of
         // the block's own.
         let lines: Vec<String> = (0..words + words / 3)
