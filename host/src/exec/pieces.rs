@@ -14,12 +14,14 @@ use crate::plan::Step;
 /// never shrinks, follows this and not the size of the partition.
 pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 
-/// Most bytes of pairs one call of the guest's combine over a partition
-/// gets (`reduce_by_key` with a guest reducer, see
-/// [`key_pieces`](super::shuffle::key_pieces)). The combine's table holds a
-/// slot per distinct key, and a partition's pairs are mostly distinct keys
-/// (partial results of its blocks): at this size a call grows an instance
-/// about as much as a chain's call over a whole block.
+/// Most bytes of pairs one call of the guest's combine gets, over a
+/// partition (`reduce_by_key` with a guest reducer) or a merge of early
+/// outputs: both go to it in key-disjoint pieces
+/// ([`key_pieces`](super::shuffle::key_pieces)). The combine's table holds a
+/// slot per distinct key, and such pairs are mostly distinct keys (partial
+/// results of blocks): at this size a call grows an instance about as much
+/// as a chain's call over a whole block, where a whole 8 MiB merge grew it
+/// twice as much.
 pub(super) const COMBINE_INPUT_BYTES: usize = 2 << 20;
 /// Most bytes of input one call of a chain whose pairs the host combines
 /// or groups gets (a block is cut into pieces of this size). Such a chain
