@@ -71,7 +71,9 @@ impl Executor {
     /// arrival order as `reduce-groups` would over the key's list. The guest
     /// gets them in pieces of about [`COMBINE_INPUT_BYTES`] that never split
     /// a key ([`shuffle::key_pieces`]), so that its memory follows the piece
-    /// and not the number of keys, and the answers concatenate.
+    /// and not the number of keys, and the answers concatenate; the pairs of
+    /// keys that occur once in their piece need no call and pass as they are
+    /// ([`shuffle::take_singles`]).
     pub(super) fn guest_combine<'a>(
         &self,
         time: BatchTime,
@@ -83,7 +85,12 @@ impl Executor {
         let pieces = shuffle::key_pieces(inputs, COMBINE_INPUT_BYTES)
             .map_err(|e| self.data_error(time, step, e))?;
         let mut combined = Rows::new();
-        for mut piece in pieces.into_iter().filter(|piece| !piece.is_empty()) {
+        for piece in pieces {
+            let mut piece = shuffle::take_singles(piece, &mut combined)
+                .map_err(|e| self.data_error(time, step, e))?;
+            if piece.is_empty() {
+                continue;
+            }
             let answer = self
                 .workers
                 .run(&step.name, place, |instance| {

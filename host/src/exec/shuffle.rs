@@ -12,7 +12,7 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 
 use crate::data::Partitioner;
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
@@ -94,6 +94,46 @@ pub fn key_pieces<'a>(
         }
     }
     Ok(pieces)
+}
+
+/// Moves the pairs of the keys that occur once in `pairs` to the end of
+/// `singles`, and returns the pairs of the keys that occur more than once;
+/// both in input order. A reducer has nothing to do for the first: they
+/// skip the guest (whose call costs microseconds a record in Python or
+/// JavaScript).
+pub fn take_singles(pairs: Rows, singles: &mut Rows) -> Result<Rows, ShuffleError> {
+    let key_of = |i: usize| split_pair(pairs.get(i)).map_or(&[][..], |(key, _)| key);
+    let hasher = hasher();
+    // The first record of each key, by the key's hash.
+    let mut first: HashTable<u32> = HashTable::with_capacity(pairs.len());
+    let mut several = vec![false; pairs.len()];
+    for (index, record) in pairs.iter().enumerate() {
+        let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+        let entry = first.entry(
+            hasher.hash_one(key),
+            |&j| key_of(j as usize) == key,
+            |&j| hasher.hash_one(key_of(j as usize)),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(seen) => {
+                several[*seen.get() as usize] = true;
+                several[index] = true;
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(index as u32);
+            }
+        }
+    }
+    drop(first);
+    let mut rest = Rows::new();
+    for (record, several) in pairs.iter().zip(several) {
+        if several {
+            rest.try_push(record)?;
+        } else {
+            singles.try_push(record)?;
+        }
+    }
+    Ok(rest)
 }
 
 /// Splits a partition of pairs into one bucket per partition of
@@ -565,6 +605,28 @@ mod tests {
                 }
             }
             prop_assert_eq!(by_key(&pieces), by_key(&inputs));
+        }
+
+        /// `take_singles` puts each pair with the pairs of its key: after
+        /// what `singles` held when its key occurs once, with the rest
+        /// otherwise; order kept.
+        #[test]
+        fn take_singles_splits_pairs_by_how_often_their_key_occurs(
+            items in proptest::collection::vec(("[a-f]{0,2}", -1000i64..1000), 0..300),
+        ) {
+            let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let mut occurs = BTreeMap::new();
+            for (k, _) in &items {
+                *occurs.entry(*k).or_insert(0) += 1;
+            }
+            let held = [("held", 7)];
+            let mut singles = pairs(&held);
+            let rest = take_singles(pairs(&items), &mut singles).unwrap();
+            let expect = |once: bool| {
+                items.iter().copied().filter(|(k, _)| (occurs[k] == 1) == once).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(singles, pairs(&[held.to_vec(), expect(true)].concat()));
+            prop_assert_eq!(rest, pairs(&expect(false)));
         }
 
         /// Built-in reducers, map side then reduce side over any split of the

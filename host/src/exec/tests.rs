@@ -13,7 +13,7 @@ use sluice_test_artifacts::NETWORK_WORD_COUNT;
 
 use super::Executor;
 use super::testing::{self, WORKERS};
-use crate::batching::{BatchTime, Block, BlockStore};
+use crate::batching::{BatchTime, Block, BlockStore, ReceiverHandle};
 use crate::data::Rows;
 use crate::data::{KeyGroups, Partitioner};
 
@@ -81,6 +81,23 @@ fn saved(output: &Path, time: BatchTime, partitions: usize) -> Vec<BTreeMap<Stri
                 .collect()
         })
         .collect()
+}
+
+/// Closes the receiver's batch `time` and runs it as the scheduler does,
+/// releasing its bytes to the budget after.
+fn run_batch_at(
+    executor: &Executor,
+    store: &BlockStore,
+    receiver: &ReceiverHandle,
+    time: BatchTime,
+) {
+    receiver.advance(time.as_millis());
+    let input = store.take_batch(time).expect("no source fails");
+    let early_bytes = executor
+        .run_batch(time, input.blocks)
+        .expect("the batch runs")
+        .early_bytes;
+    store.release(input.unreleased_bytes + early_bytes);
 }
 
 /// Runs three batches of several blocks each as the scheduler does and
@@ -224,13 +241,7 @@ fn run_large_blocks(executor: Executor, output: &Path, running: bool) {
                 }
             }
         }
-        receiver.advance(time.as_millis());
-        let input = store.take_batch(time).expect("no source fails");
-        let early_bytes = executor
-            .run_batch(time, input.blocks)
-            .expect("the batch runs")
-            .early_bytes;
-        store.release(input.unreleased_bytes + early_bytes);
+        run_batch_at(&executor, &store, &receiver, time);
         let got: BTreeMap<String, i64> =
             saved(output, time, WORKERS).into_iter().flatten().collect();
         assert_eq!(got, expected, "counts after batch {b}");
@@ -303,13 +314,7 @@ fn a_guest_reducer_combines_large_partitions_in_key_disjoint_pieces() {
             executor.ingest(block, &store);
         }
     }
-    receiver.advance(time.as_millis());
-    let input = store.take_batch(time).expect("no source fails");
-    let early_bytes = executor
-        .run_batch(time, input.blocks)
-        .expect("the batch runs")
-        .early_bytes;
-    store.release(input.unreleased_bytes + early_bytes);
+    run_batch_at(&executor, &store, &receiver, time);
     let mut got = BTreeMap::new();
     for (p, part) in saved(&output, time, WORKERS).into_iter().enumerate() {
         assert!(
