@@ -23,6 +23,7 @@ pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 /// as a chain's call over a whole block, where a whole 8 MiB merge grew it
 /// twice as much.
 pub(super) const COMBINE_INPUT_BYTES: usize = 2 << 20;
+
 /// Most bytes of input one call of a chain whose pairs the host combines
 /// or groups gets (a block is cut into pieces of this size). Such a chain
 /// answers with pairs several times its input (`(word, 1)` for a word);

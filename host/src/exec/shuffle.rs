@@ -496,6 +496,17 @@ mod tests {
             bucket(&rows, partitioner(2)).unwrap_err(),
             ShuffleError::NotAPair { index: 0 }
         );
+        // After a good pair: the index is the bad record's.
+        let mut rows2 = pairs(&[("a", 1)]);
+        rows2.push(&[200, 0, 0, 0, 1]);
+        assert_eq!(
+            key_pieces([&rows2], 1).unwrap_err(),
+            ShuffleError::NotAPair { index: 1 }
+        );
+        assert_eq!(
+            take_singles(rows2, &mut Rows::new()).unwrap_err(),
+            ShuffleError::NotAPair { index: 1 }
+        );
     }
 
     #[test]
