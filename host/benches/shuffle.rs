@@ -30,6 +30,25 @@ fn shuffle(c: &mut Criterion) {
         b.iter(|| Grouper::of_pairs([&pairs]).expect("pairs").to_packed())
     });
     group.finish();
+    // A block's pairs over the benchmark corpus's vocabulary: groups of
+    // megabytes, whose lookups miss the cache unless asked for ahead.
+    let block = common::pairs(&common::zipf_lines(100_000, 1_000_000));
+    let mut group = c.benchmark_group("shuffle, a block");
+    group.throughput(Throughput::Elements(block.len() as u64));
+    group.bench_function("packed groups of a stateful step", |b| {
+        b.iter(|| Grouper::of_pairs([&block]).expect("pairs").to_packed())
+    });
+    group.finish();
+    let packed = Grouper::of_pairs([&block])
+        .and_then(|g| g.to_packed())
+        .expect("pairs");
+    let four = [&packed, &packed, &packed, &packed];
+    let mut group = c.benchmark_group("merge, a block");
+    group.throughput(Throughput::Elements(4 * packed.len() as u64));
+    group.bench_function("packed groups, four outputs", |b| {
+        b.iter(|| Grouper::of_packed(four).expect("groups").to_packed())
+    });
+    group.finish();
     // A merge of four early outputs, by the packed groups read.
     let packed = Grouper::of_pairs([&pairs])
         .and_then(|g| g.to_packed())

@@ -33,6 +33,33 @@ pub fn lines(n: usize) -> Rows {
     rows
 }
 
+/// `n` lines of ten words, Zipf-distributed (exponent 1, as the benchmark
+/// corpus) over `vocabulary` words: a block of the corpus has about as many
+/// distinct words as one of these with as many words.
+#[allow(dead_code)] // not every benchmark uses it
+pub fn zipf_lines(n: usize, vocabulary: u32) -> Rows {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rows = Rows::new();
+    let mut line = String::new();
+    for _ in 0..n {
+        line.clear();
+        for w in 0..10 {
+            if w > 0 {
+                line.push(' ');
+            }
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // A log-uniform rank: P(rank = r) ~ 1/r.
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let rank = (f64::from(vocabulary).powf(u) as u32).saturating_sub(1);
+            line.push_str(&format!("w{:x}", u64::from(rank) * 2654435761 % 1_000_003));
+        }
+        rows.push(line.as_bytes());
+    }
+    rows
+}
+
 /// `(word, 1i64)` pairs of the words of `lines`.
 #[allow(dead_code)] // not every benchmark uses it
 pub fn pairs(lines: &Rows) -> Rows {

@@ -19,10 +19,11 @@
 //! `list<v>` is written out from the runs ([`Values::write_list`]) one
 //! call's piece at a time.
 
+mod index;
+
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
+use self::index::{Index, prefetch};
 use super::shuffle::ShuffleError;
 use crate::data::codec::{split_pair, write_prefixed};
 use crate::data::{Rows, RowsError};
@@ -30,14 +31,20 @@ use crate::data::{Rows, RowsError};
 /// The values of each key of some partitions of pairs or of packed groups.
 pub struct Grouper<'a> {
     hasher: foldhash::fast::FixedState,
-    /// Indexes into `groups`, by [`table_hash`].
-    table: HashTable<u32>,
+    /// Numbers of `groups`, by key hash.
+    index: Index,
     groups: Vec<Group<'a>>,
-    /// What else each group has, by its index in `groups`.
+    /// What else each group has, by its number in `groups`.
     links: Vec<Links>,
     /// The groups' runs before their last, each group's linked through
     /// [`Run::next`].
     runs: Vec<Run<'a>>,
+    /// [`AHEAD_FROM`], or another threshold in tests.
+    ahead_from: usize,
+    /// Bits of each key hash kept: all but in tests, which make keys
+    /// collide.
+    #[cfg(test)]
+    hash_mask: u32,
 }
 
 /// A key and its last run: one cache line, so that finding a key and adding
@@ -55,13 +62,11 @@ struct Group<'a> {
     count: u32,
 }
 
-/// What a group needs only when a run closes or the table grows.
+/// What a group needs only when a run closes: the runs before its last, in
+/// `runs`, the first and the last of them.
 struct Links {
-    /// The runs before the last, in `runs`: the first and the last of them.
     first: u32,
     last: u32,
-    /// The key's hash, for [`table_hash`].
-    hash: u32,
 }
 
 struct Run<'a> {
@@ -75,16 +80,29 @@ const NO_RUN: u32 = u32::MAX;
 
 const _: () = assert!(std::mem::size_of::<Group<'_>>() == 64);
 
-/// The table's 64-bit hash from the 32 bits each group keeps in its
-/// [`Links`], for lookups and for moving groups when the table grows.
-fn table_hash(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+/// Records read ahead of their lookups: each one's slot, then its likely
+/// group, is asked for before the first of them is looked up.
+const AHEAD: usize = 32;
+
+/// The groups (of 64 bytes) past which lookups are asked for ahead: below
+/// it, the groups are mostly in cache, and asking costs more than it saves
+/// (`cargo bench --bench shuffle`).
+const AHEAD_FROM: usize = 8192;
+
+/// A record read, not yet grouped: its key, the key's first 16 bytes and
+/// hash, and the rest of the record.
+struct Ahead<'a, T> {
+    key: &'a [u8],
+    short: u128,
+    hash: u32,
+    rest: T,
 }
 
 /// `key`'s first 16 bytes (all of a short key), zero-padded, as a number.
 /// `key` lies in `buffer`: when 16 bytes from its start do too, they are
 /// read at once and masked to the key's length, without a copy of a length
 /// known only at run time.
+#[inline]
 fn short_of(key: &[u8], buffer: &[u8]) -> u128 {
     let len = key.len().min(16);
     let start = (key.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
@@ -103,6 +121,7 @@ fn short_of(key: &[u8], buffer: &[u8]) -> u128 {
 /// The bytes of a value of at most 8 bytes, zero-padded, as a number: two
 /// values of the same length are equal when these are (compared without a
 /// call to `memcmp`, which a slice compare is even at a constant length).
+#[inline]
 fn word_of(value: &[u8]) -> Option<u64> {
     match value.len() {
         8 => Some(u64::from_le_bytes(value.try_into().expect("8 bytes"))),
@@ -119,10 +138,13 @@ impl Default for Grouper<'_> {
     fn default() -> Self {
         Self {
             hasher: foldhash::fast::FixedState::with_seed(0x5111_ce01),
-            table: HashTable::new(),
+            index: Index::default(),
             groups: Vec::new(),
             links: Vec::new(),
             runs: Vec::new(),
+            ahead_from: AHEAD_FROM,
+            #[cfg(test)]
+            hash_mask: u32::MAX,
         }
     }
 }
@@ -130,101 +152,166 @@ impl Default for Grouper<'_> {
 impl<'a> Grouper<'a> {
     /// Groups the `tuple<k, v>` pairs of `inputs`.
     pub fn of_pairs(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
-        let inputs: Vec<&Rows> = inputs.into_iter().collect();
-        let mut grouper = Self::default();
-        // A guess of the distinct keys (a word count's block has one for
-        // about 14 pairs); the table grows past it if need be.
-        grouper.reserve(inputs.iter().map(|input| input.len()).sum::<usize>() / 16);
-        for input in inputs {
-            for (index, record) in input.iter().enumerate() {
-                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
-                let g = grouper.group(key, input.data(), value)?;
-                grouper.add(g, value, 1)?;
-            }
-        }
-        Ok(grouper)
+        Self::default().with_pairs(inputs)
     }
 
     /// Groups the packed groups of `inputs` again: one group per key, its
     /// runs in input order.
     pub fn of_packed(inputs: impl IntoIterator<Item = &'a Rows>) -> Result<Self, ShuffleError> {
-        let mut grouper = Self::default();
+        Self::default().with_packed(inputs)
+    }
+
+    fn with_pairs(
+        mut self,
+        inputs: impl IntoIterator<Item = &'a Rows>,
+    ) -> Result<Self, ShuffleError> {
+        let inputs: Vec<&Rows> = inputs.into_iter().collect();
+        // A guess of the distinct keys (a word count's block has one for
+        // about 14 pairs); the table grows past it if need be.
+        self.reserve(inputs.iter().map(|input| input.len()).sum::<usize>() / 16);
         for input in inputs {
-            for (index, record) in input.iter().enumerate() {
-                let not_a_group = || ShuffleError::NotAGroup { index };
-                let (key, mut runs) = split_pair(record).ok_or_else(not_a_group)?;
-                let (count, value) = read_run(&mut runs).ok_or_else(not_a_group)?;
-                let g = grouper.group(key, input.data(), value)?;
-                grouper.add(g, value, count)?;
-                while !runs.is_empty() {
-                    let (count, value) = read_run(&mut runs).ok_or_else(not_a_group)?;
+            let pairs = input
+                .iter()
+                .enumerate()
+                .map(|(index, record)| split_pair(record).ok_or(ShuffleError::NotAPair { index }));
+            self.group_all(input.data(), pairs, |grouper, g, value| {
+                grouper.add(g, value, 1)
+            })?;
+        }
+        Ok(self)
+    }
+
+    fn with_packed(
+        mut self,
+        inputs: impl IntoIterator<Item = &'a Rows>,
+    ) -> Result<Self, ShuffleError> {
+        for input in inputs {
+            let groups = input.iter().enumerate().map(|(index, record)| {
+                let (key, runs) = split_pair(record).ok_or(ShuffleError::NotAGroup { index })?;
+                Ok((key, (index, runs)))
+            });
+            self.group_all(input.data(), groups, |grouper, g, (index, mut runs)| {
+                // One run at least.
+                loop {
+                    let (count, value) =
+                        read_run(&mut runs).ok_or(ShuffleError::NotAGroup { index })?;
                     grouper.add(g, value, count)?;
+                    if runs.is_empty() {
+                        return Ok(());
+                    }
+                }
+            })?;
+        }
+        Ok(self)
+    }
+
+    /// Finds or starts the group of each record's key (the keys lie in
+    /// `buffer`), in order, and calls `add` with it and the rest of the
+    /// record. Once the groups outgrow the cache ([`AHEAD_FROM`]), reads
+    /// [`AHEAD`] records at a time, asking for the index slots of all, then
+    /// the groups in those slots, before the first lookup: the lookups then
+    /// mostly find their lines in cache.
+    fn group_all<T>(
+        &mut self,
+        buffer: &[u8],
+        records: impl Iterator<Item = Result<(&'a [u8], T), ShuffleError>>,
+        mut add: impl FnMut(&mut Self, usize, T) -> Result<(), ShuffleError>,
+    ) -> Result<(), ShuffleError> {
+        let mut records = records.peekable();
+        let mut ahead: Vec<Ahead<'a, T>> = Vec::new();
+        while records.peek().is_some() {
+            if self.groups.len() < self.ahead_from {
+                for record in records.by_ref().take(AHEAD) {
+                    let (key, rest) = record?;
+                    let short = short_of(key, buffer);
+                    let g = self.group(key, short, self.hash(key, short))?;
+                    add(self, g, rest)?;
+                }
+                continue;
+            }
+            for record in records.by_ref().take(AHEAD) {
+                let (key, rest) = record?;
+                let short = short_of(key, buffer);
+                let hash = self.hash(key, short);
+                self.index.prefetch(hash);
+                ahead.push(Ahead {
+                    key,
+                    short,
+                    hash,
+                    rest,
+                });
+            }
+            for record in &ahead {
+                if let Some(g) = self.index.at_home(record.hash) {
+                    prefetch(&self.groups[g as usize]);
                 }
             }
+            for record in ahead.drain(..) {
+                let g = self.group(record.key, record.short, record.hash)?;
+                add(self, g, record.rest)?;
+            }
         }
-        Ok(grouper)
+        Ok(())
     }
 
     /// Room for `groups` more groups without growing.
     fn reserve(&mut self, groups: usize) {
-        let links = &self.links;
-        self.table
-            .reserve(groups, |&g| table_hash(links[g as usize].hash));
+        self.index.reserve(groups);
         self.groups.reserve(groups);
         self.links.reserve(groups);
     }
 
     /// The hash of a key whose first 16 bytes are `short`.
+    #[inline]
     fn hash(&self, key: &[u8], short: u128) -> u32 {
         let hash = if key.len() <= 16 {
             self.hasher.hash_one((short, key.len()))
         } else {
             self.hasher.hash_one(key)
         };
-        (hash >> 32) as u32
+        let hash = (hash >> 32) as u32;
+        #[cfg(test)]
+        let hash = hash & self.hash_mask;
+        hash
     }
 
-    /// The index of `key`'s group (`key` lies in `buffer`). A new group
-    /// starts with an empty last run of `value`, which [`Grouper::add`]
-    /// then counts.
-    fn group(
-        &mut self,
-        key: &'a [u8],
-        buffer: &[u8],
-        value: &'a [u8],
-    ) -> Result<usize, ShuffleError> {
-        let short = short_of(key, buffer);
-        let hash = self.hash(key, short);
+    /// The number of `key`'s group (its first 16 bytes `short`, its hash
+    /// `hash`). A new group's last run is empty (a count of 0): the first
+    /// [`Grouper::add`] replaces it.
+    #[inline]
+    fn group(&mut self, key: &'a [u8], short: u128, hash: u32) -> Result<usize, ShuffleError> {
         let groups = &self.groups;
-        let eq = |&g: &u32| {
+        let eq = |g: u32| {
             let group = &groups[g as usize];
             group.short == short
                 && group.key.len() == key.len()
                 && (key.len() <= 16 || group.key[16..] == key[16..])
         };
-        if let Some(&g) = self.table.find(table_hash(hash), eq) {
-            return Ok(g as usize);
+        let next = u32::try_from(self.groups.len())
+            .ok()
+            .filter(|&g| g != u32::MAX)
+            .ok_or(RowsError::TooLarge)?;
+        match self.index.find_or_insert(hash, eq, next) {
+            Some(g) => Ok(g as usize),
+            None => {
+                self.groups.push(Group {
+                    short,
+                    key,
+                    value: &[],
+                    word: 0,
+                    count: 0,
+                });
+                self.links.push(Links {
+                    first: NO_RUN,
+                    last: NO_RUN,
+                });
+                Ok(next as usize)
+            }
         }
-        let g = u32::try_from(self.groups.len()).map_err(|_| RowsError::TooLarge)?;
-        self.groups.push(Group {
-            short,
-            key,
-            value,
-            word: word_of(value).unwrap_or(0),
-            count: 0,
-        });
-        self.links.push(Links {
-            first: NO_RUN,
-            last: NO_RUN,
-            hash,
-        });
-        let links = &self.links;
-        self.table
-            .insert_unique(table_hash(hash), g, |&g| table_hash(links[g as usize].hash));
-        Ok(g as usize)
     }
 
     /// Appends `count` times `value` to group `g`'s values.
+    #[inline]
     fn add(&mut self, g: usize, value: &'a [u8], count: u32) -> Result<(), ShuffleError> {
         let group = &mut self.groups[g];
         let word = word_of(value);
@@ -273,10 +360,9 @@ impl<'a> Grouper<'a> {
 
     /// Whether `key` has values.
     pub fn contains(&self, key: &[u8]) -> bool {
-        let short = short_of(key, key);
-        let hash = self.hash(key, short);
-        self.table
-            .find(table_hash(hash), |&g| self.groups[g as usize].key == key)
+        let hash = self.hash(key, short_of(key, key));
+        self.index
+            .find(hash, |g| self.groups[g as usize].key == key)
             .is_some()
     }
 
@@ -445,6 +531,24 @@ mod tests {
             .collect()
     }
 
+    /// Groupers that read ahead from their first group or not at all, with
+    /// key hashes of 32 bits or of 2 (most keys share one): `(ahead_from,
+    /// hash_mask)`.
+    const TUNINGS: [(usize, u32); 4] = [
+        (0, u32::MAX),
+        (usize::MAX, u32::MAX),
+        (0, 3),
+        (usize::MAX, 3),
+    ];
+
+    fn tuned<'a>((ahead_from, hash_mask): (usize, u32)) -> Grouper<'a> {
+        Grouper {
+            ahead_from,
+            hash_mask,
+            ..Grouper::default()
+        }
+    }
+
     /// The plain grouping's keys and values, in order.
     fn reference(pieces: &[Rows]) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         Groups::new(pieces)
@@ -463,14 +567,16 @@ mod tests {
         ///
         /// Keys are compared by their first 16 bytes, zero-padded, first:
         /// the keys here are short, 15, 16 or more bytes long, share their
-        /// first 16 bytes, or differ only by trailing NULs.
+        /// first 16 bytes, or differ only by trailing NULs; some are not
+        /// ASCII. Each grouping is done in every tuning ([`TUNINGS`]): read
+        /// ahead or not, with hashes that mostly collide or not.
         #[test]
         fn packed_groups_of_groups_are_the_groups_of_all_pairs(
             pieces in proptest::collection::vec(
                 proptest::collection::vec(
                     (
                         prop_oneof![Just(""), Just("0123456789abcde"), Just("0123456789abcdef")],
-                        "[a\\x00]{0,3}",
+                        "[a\\x00é]{0,3}",
                         0i64..3,
                     ),
                     0..40,
@@ -488,21 +594,24 @@ mod tests {
                     pairs(&items)
                 })
                 .collect();
-            let packed: Vec<Rows> = pieces
-                .iter()
-                .map(|p| Grouper::of_pairs([p]).unwrap().to_packed().unwrap())
-                .collect();
-            let merged: Vec<Rows> = packed
-                .chunks(fan_in)
-                .map(|c| Grouper::of_packed(c).unwrap().to_packed().unwrap())
-                .collect();
-            let regrouped = Grouper::of_packed(&merged).unwrap();
-            prop_assert_eq!(listed(&regrouped), reference(&pieces));
-            prop_assert_eq!(listed(&Grouper::of_pairs(&pieces).unwrap()), reference(&pieces));
-            for (key, _) in reference(&pieces) {
-                prop_assert!(regrouped.contains(&key));
+            let expected = reference(&pieces);
+            for tuning in TUNINGS {
+                let packed: Vec<Rows> = pieces
+                    .iter()
+                    .map(|p| tuned(tuning).with_pairs([p]).unwrap().to_packed().unwrap())
+                    .collect();
+                let merged: Vec<Rows> = packed
+                    .chunks(fan_in)
+                    .map(|c| tuned(tuning).with_packed(c).unwrap().to_packed().unwrap())
+                    .collect();
+                let regrouped = tuned(tuning).with_packed(&merged).unwrap();
+                prop_assert_eq!(&listed(&regrouped), &expected);
+                prop_assert_eq!(&listed(&tuned(tuning).with_pairs(&pieces).unwrap()), &expected);
+                for (key, _) in &expected {
+                    prop_assert!(regrouped.contains(key));
+                }
+                prop_assert!(!regrouped.contains(b"not a key"));
             }
-            prop_assert!(!regrouped.contains(b"not a key"));
         }
 
         /// Values of any width (none, short, 8 bytes, longer), some equal,
