@@ -9,28 +9,11 @@ pub fn lines(n: usize) -> Rows {
     let vocab: Vec<String> = (0..20_000)
         .map(|i| format!("w{:x}{}", i * 2654435761u64 % 1_000_003, i % 7))
         .collect();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut rows = Rows::new();
-    let mut line = String::new();
-    for _ in 0..n {
-        line.clear();
-        for w in 0..10 {
-            if w > 0 {
-                line.push(' ');
-            }
-            // rank ~ 1/u: a heavy head and a long tail.
-            let u = (next() % 1_000_000 + 1) as usize;
-            line.push_str(&vocab[(1_000_000 / u - 1).min(vocab.len() - 1)]);
-        }
-        rows.push(line.as_bytes());
-    }
-    rows
+    lines_of(n, 0x2545_f491_4f6c_dd1d, |random, line| {
+        // rank ~ 1/u: a heavy head and a long tail.
+        let u = (random % 1_000_000 + 1) as usize;
+        line.push_str(&vocab[(1_000_000 / u - 1).min(vocab.len() - 1)]);
+    })
 }
 
 /// `n` lines of ten words, Zipf-distributed (exponent 1, as the benchmark
@@ -38,7 +21,18 @@ pub fn lines(n: usize) -> Rows {
 /// distinct words as one of these with as many words.
 #[allow(dead_code)] // not every benchmark uses it
 pub fn zipf_lines(n: usize, vocabulary: u32) -> Rows {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    lines_of(n, 0x9e37_79b9_7f4a_7c15, |random, line| {
+        // A log-uniform rank: P(rank = r) ~ 1/r.
+        let u = (random >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = (f64::from(vocabulary).powf(u) as u32).saturating_sub(1);
+        line.push_str(&format!("w{:x}", u64::from(rank) * 2654435761 % 1_000_003));
+    })
+}
+
+/// `n` lines of ten words separated by spaces, each word appended by `word`
+/// from a xorshift generator's next number (seeded with `seed`).
+fn lines_of(n: usize, seed: u64, mut word: impl FnMut(u64, &mut String)) -> Rows {
+    let mut state = seed;
     let mut rows = Rows::new();
     let mut line = String::new();
     for _ in 0..n {
@@ -50,10 +44,7 @@ pub fn zipf_lines(n: usize, vocabulary: u32) -> Rows {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            // A log-uniform rank: P(rank = r) ~ 1/r.
-            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
-            let rank = (f64::from(vocabulary).powf(u) as u32).saturating_sub(1);
-            line.push_str(&format!("w{:x}", u64::from(rank) * 2654435761 % 1_000_003));
+            word(state, &mut line);
         }
         rows.push(line.as_bytes());
     }
