@@ -8,8 +8,9 @@
 //! before reading again, so that a sender writing a little at a time (a
 //! paced feed, many small messages) is read in a few large reads rather
 //! than a wake-up and a `recv` per segment (as a Kafka consumer's
-//! `fetch.min.bytes` and `fetch.max.wait.ms`). When the peer closes the connection the source ends with
-//! `--until-sources-end` and reconnects otherwise (Spark's receiver restart).
+//! `fetch.min.bytes` and `fetch.max.wait.ms`). When the peer closes the
+//! connection the source ends with `--until-sources-end` and reconnects
+//! otherwise (Spark's receiver restart).
 //! Only a clean close (EOF) ends a last line without `\n`, which then counts;
 //! when a read fails (a connection reset) the partial last line may be cut
 //! short, so it is dropped with a warning naming its byte offset, and not
