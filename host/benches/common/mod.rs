@@ -1,6 +1,8 @@
 //! Input shared by the benchmarks: lines of the benchmark corpus distribution
 //! (Zipf words), made deterministically so runs compare.
 
+use std::fmt::Write as _;
+
 use sluice::data::Rows;
 use sluice::data::codec::{pair_len, write_pair};
 
@@ -25,7 +27,7 @@ pub fn zipf_lines(n: usize, vocabulary: u32) -> Rows {
         // A log-uniform rank: P(rank = r) ~ 1/r.
         let u = (random >> 11) as f64 / (1u64 << 53) as f64;
         let rank = (f64::from(vocabulary).powf(u) as u32).saturating_sub(1);
-        line.push_str(&format!("w{:x}", u64::from(rank) * 2654435761 % 1_000_003));
+        write!(line, "w{:x}", u64::from(rank) * 2654435761 % 1_000_003).expect("a String");
     })
 }
 

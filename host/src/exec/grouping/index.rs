@@ -8,7 +8,8 @@
 //! read, so that the grouper can ask for those lines some records ahead
 //! ([`Index::prefetch`], [`Index::at_home`]): a block's keys are mostly
 //! new to a table of megabytes, and a lookup that waits for memory twice
-//! (slot, then group) was a quarter of the stateful word count's time.
+//! (slot, then group) was 23-30% of the stateful word count's profile
+//! (BENCHMARKS, issue 15's fifth and seventh parts).
 //! Prefetches are hints: the lookup that follows is a plain one.
 
 /// A free slot. A used slot is `hash << 32 | group`, and group numbers stay
