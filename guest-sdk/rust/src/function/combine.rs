@@ -21,9 +21,9 @@ type KeyHasher = foldhash::fast::RandomState;
 
 /// How many short keys the combine takes before it looks them up: their
 /// slots are touched one after the other first, so that their cache misses
-/// (a table of a 4 MiB block is larger than L2) overlap, and the lookups then
-/// find them in L1. Touching each slot as its key comes in does not: the miss
-/// stalls the work after it before the next key's touch is reached.
+/// overlap, and the lookups then find them in L1 (or L2). Touching each
+/// slot as its key comes in does not: the miss stalls the work after it
+/// before the next key's touch is reached.
 const AHEAD: usize = 16;
 
 /// Pairs emitted with borrowed keys (by the emitter of a `flat_map_str`

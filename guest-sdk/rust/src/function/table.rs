@@ -1,24 +1,26 @@
 //! The combine's table: [`KeyRepr`], a key as the table compares it, and
-//! [`KeyTable`], an open-addressing table of them with their merged values.
+//! [`KeyTable`], the distinct keys with their merged values.
 //!
 //! The table is the hot loop of a word count (a lookup per word), and a
-//! 4 MiB block's 60-100 k distinct words make it larger than L2, so its
-//! layout is chosen for one cache miss per lookup, and for misses that
-//! overlap:
+//! 4 MiB block has 40-100 k distinct words, so its layout is chosen for few
+//! cache misses per lookup, for misses that overlap, and for an output
+//! written front to back:
 //!
-//! - A slot holds the key's repr (the encoding itself up to [`SHORT_KEY`]
-//!   bytes), 32 bits of its hash, its index in order of first appearance and
-//!   its value: 32 bytes for an `i64` value, two to a cache line. Finding a
-//!   short key reads its slot and nothing else (a `hashbrown` lookup reads a
-//!   group of control bytes, then the slot, elsewhere).
-//! - Linear probing at a load of at most 3/4: a probe goes on in the same
-//!   cache line, or the next.
-//! - [`KeyTable::touch`] loads a slot ahead of its lookup. WebAssembly has no
-//!   prefetch instruction; a load whose value is not used is the nearest
-//!   thing, and the combine touches a key's slot some lookups before it
-//!   looks it up, so that the misses of the Zipf tail overlap.
-
-use std::mem::MaybeUninit;
+//! - The keys and values are entries in order of first appearance, each a
+//!   key's repr (the encoding itself up to [`SHORT_KEY`] bytes) and its
+//!   value: the table is emptied by reading them in order (no cache miss
+//!   per key), and the frequent keys, which come first, share cache lines.
+//! - An index finds them: open addressing with linear probing over 8-byte
+//!   slots, each 32 bits of a key's hash and its entry's number, at most
+//!   three quarters full (the host's grouping index has the same layout).
+//!   A block's index is a few hundred KiB, so it mostly stays in L2, where
+//!   slots holding the keys themselves took megabytes.
+//! - [`KeyTable::touch`] loads a key's slot ahead of its lookup.
+//!   WebAssembly has no prefetch instruction; a load whose value is not
+//!   used is the nearest thing, and the combine touches the slots of a
+//!   group of keys before it looks them up, so that the misses of the Zipf
+//!   tail overlap. (Touching their entries too, in a second pass, measured
+//!   no better.)
 
 /// The longest encoding a [`KeyRepr`] holds itself.
 pub(super) const SHORT_KEY: usize = 15;
@@ -167,41 +169,30 @@ pub(super) fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
 }
 
-/// One slot of a [`KeyTable`].
-struct Slot<V> {
-    key: KeyRepr,
-    /// The low 32 bits of the key's hash: where the key goes, and a cheap
-    /// first comparison.
-    hash: u32,
-    /// One more than the key's index in order of first appearance; 0 when
-    /// the slot is empty.
-    place: u32,
-    /// Initialized when `place` is not 0.
-    value: MaybeUninit<V>,
-}
-
-impl<V> Slot<V> {
-    const EMPTY: Self = Self {
-        key: KeyRepr([0, 0]),
-        hash: 0,
-        place: 0,
-        value: MaybeUninit::uninit(),
-    };
-}
+/// A free slot of a [`KeyTable`]. A used slot is `hash << 32 | entry`, and
+/// entry numbers stay below `u32::MAX`, so no used slot is `FREE`.
+const FREE: u64 = u64::MAX;
 
 /// The fewest slots of a table that holds a key.
 const MIN_SLOTS: usize = 64;
 
-/// The distinct keys of a partition, each with its index in order of first
-/// appearance and its merged value (see the module's doc).
+/// A key and its merged value.
+struct Entry<V> {
+    key: KeyRepr,
+    value: V,
+}
+
+/// The distinct keys of a partition with their merged values, in order of
+/// first appearance, and an index of them by hash (see the module's doc).
 pub(super) struct KeyTable<V> {
-    /// A power of two of them, or none.
-    slots: Box<[Slot<V>]>,
-    /// The occupied slots in order of first appearance of their keys: the
-    /// table is emptied in that order, without a pass over its empty slots
-    /// or a reordering.
-    order: Vec<u32>,
-    /// Whether a slot lost its value to a panic (see
+    /// A power of two of them, or none: [`FREE`], or 32 bits of a key's
+    /// hash (a cheap first comparison, and where the key goes when the
+    /// slots grow) and its entry's number.
+    slots: Box<[u64]>,
+    /// The keys and values, in order of first appearance: emptied in that
+    /// order, front to back.
+    entries: Vec<Entry<V>>,
+    /// Whether an entry lost its value to a panic (see
     /// [`update`](Self::update)).
     poisoned: bool,
 }
@@ -210,13 +201,14 @@ impl<V> Default for KeyTable<V> {
     fn default() -> Self {
         Self {
             slots: Box::new([]),
-            order: Vec::new(),
+            entries: Vec::new(),
             poisoned: false,
         }
     }
 }
 
-/// Where [`KeyTable::find`] found a key, or where it goes.
+/// Where [`KeyTable::find`] found a key (its entry), or the free slot where
+/// it goes.
 pub(super) enum Found {
     At(usize),
     Vacant(usize),
@@ -225,7 +217,7 @@ pub(super) enum Found {
 impl<V> KeyTable<V> {
     /// The number of keys.
     pub(super) fn len(&self) -> usize {
-        self.order.len()
+        self.entries.len()
     }
 
     /// The number of slots.
@@ -234,39 +226,46 @@ impl<V> KeyTable<V> {
         self.slots.len()
     }
 
-    /// Loads the first slot of `hash`, so that a lookup of it shortly
-    /// after finds it in cache.
+    /// The home slot of `hash`.
+    #[inline]
+    fn home(&self, hash: u64) -> Option<&u64> {
+        self.slots
+            .get(hash as u32 as usize & self.slots.len().wrapping_sub(1))
+    }
+
+    /// Loads the home slot of `hash`, so that a lookup of it shortly after
+    /// finds the slot in cache.
     #[inline]
     #[allow(unsafe_code)]
     pub(super) fn touch(&self, hash: u64) {
-        if let Some(slot) = self
-            .slots
-            .get(hash as usize & self.slots.len().wrapping_sub(1))
-        {
+        if let Some(slot) = self.home(hash) {
             // SAFETY: a pointer made from a reference, so valid and aligned.
             // A volatile load, so that the compiler keeps it.
-            unsafe { std::ptr::read_volatile(&raw const slot.hash) };
+            unsafe { std::ptr::read_volatile(slot) };
         }
     }
 
-    /// The slot of the key of `hash` for which `eq` holds, or the empty slot
-    /// where it goes. Makes room for one more key first, so a vacant slot
-    /// can be filled with [`insert`](Self::insert).
+    /// The entry of the key of `hash` for which `eq` holds, or the free
+    /// slot where it goes. Makes room for one more key first, so a vacant
+    /// slot can be filled with [`insert`](Self::insert).
     #[inline]
     pub(super) fn find(&mut self, hash: u64, mut eq: impl FnMut(KeyRepr) -> bool) -> Found {
-        if (self.order.len() + 1) * 4 > self.slots.len() * 3 {
+        if (self.entries.len() + 1) * 4 > self.slots.len() * 3 {
             self.grow();
         }
-        let hash = hash as u32;
+        let hash = hash & 0xffff_ffff;
         let mask = self.slots.len() - 1;
         let mut at = hash as usize & mask;
         loop {
-            let slot = &self.slots[at];
-            if slot.place == 0 {
+            let slot = self.slots[at];
+            if slot == FREE {
                 return Found::Vacant(at);
             }
-            if slot.hash == hash && eq(slot.key) {
-                return Found::At(at);
+            if slot >> 32 == hash {
+                let entry = slot as u32 as usize;
+                if eq(self.entries[entry].key) {
+                    return Found::At(entry);
+                }
             }
             at = (at + 1) & mask;
         }
@@ -276,20 +275,14 @@ impl<V> KeyTable<V> {
     /// with a key that comes after those in the table.
     #[inline]
     pub(super) fn insert(&mut self, at: usize, hash: u64, key: KeyRepr, value: V) {
-        let slot = &mut self.slots[at];
-        debug_assert_eq!(slot.place, 0, "a vacant slot");
-        *slot = Slot {
-            key,
-            hash: hash as u32,
-            place: to_u32(self.order.len() + 1),
-            value: MaybeUninit::new(value),
-        };
-        self.order.push(to_u32(at));
+        debug_assert_eq!(self.slots[at], FREE, "a vacant slot");
+        self.slots[at] = (hash & 0xffff_ffff) << 32 | u64::from(to_u32(self.entries.len()));
+        self.entries.push(Entry { key, value });
     }
 
-    /// Replaces the value in the slot `at` that [`find`](Self::find) found
+    /// Replaces the value of the entry `at` that [`find`](Self::find) found
     /// with `f(value)`. If `f` unwinds (a native test's panic: a plugin's
-    /// panic aborts its call), the slot is left without a value, and the
+    /// panic aborts its call), the entry is left without a value, and the
     /// table leaks its values when it is emptied instead of dropping them.
     #[inline]
     #[allow(unsafe_code)]
@@ -300,87 +293,80 @@ impl<V> KeyTable<V> {
                 *self.0 = true;
             }
         }
-        let slot = &mut self.slots[at];
-        assert_ne!(slot.place, 0, "an occupied slot");
+        let value = &raw mut self.entries[at].value;
         let poison = PoisonOnUnwind(&mut self.poisoned);
-        // SAFETY: the slot is occupied, so its value is initialized. It is
+        // SAFETY: `value` points at an initialized value of an entry. It is
         // written again before anything else reads it; if `f` unwinds
         // instead, the table is poisoned, and a poisoned table never reads
-        // its values again.
-        let value = unsafe { slot.value.assume_init_read() };
-        slot.value.write(f(value));
+        // or drops its values again.
+        unsafe { value.write(f(value.read())) };
         std::mem::forget(poison);
     }
 
     /// Empties the table, handing every key's index, repr and value to
     /// `out`, in order of first appearance. Keeps the slots for the next
     /// partition, unless they are many more than these keys needed.
-    pub(super) fn drain(&mut self, out: impl FnMut(u32, KeyRepr, V)) {
-        let len = self.order.len();
-        self.empty(out);
+    pub(super) fn drain(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
+        let len = self.entries.len();
+        let mut entries = self.take_entries();
+        for (index, Entry { key, value }) in entries.drain(..).enumerate() {
+            out(to_u32(index), key, value);
+        }
+        // Should `out` unwind, the entries not handed out yet are dropped
+        // by `drain`, and the table is left empty, without their capacity.
+        self.entries = entries;
         if len > 0 && self.slots.len() > MIN_SLOTS && len * 8 < self.slots.len() {
-            self.slots = empty_slots(slots_for(len));
-            self.order.shrink_to(len);
+            self.slots = free_slots(slots_for(len));
+            self.entries.shrink_to(len);
         }
     }
 
     /// Empties the table, dropping the values; keeps the slots.
     pub(super) fn clear(&mut self) {
-        self.empty(drop_value);
+        let mut entries = self.take_entries();
+        entries.clear();
+        self.entries = entries;
     }
 
+    /// The entries, taken out of the table, which is left empty: its slots
+    /// all free. A poisoned table's entries are given without their values,
+    /// which it leaks (one was moved out).
     #[allow(unsafe_code)]
-    fn empty(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
-        let poisoned = std::mem::take(&mut self.poisoned);
-        // Should `out` unwind, `order` is left as it is: the next `clear`
-        // (the table's drop) drops the values of the slots not emptied yet.
-        for (index, &at) in self.order.iter().enumerate() {
-            let slot = &mut self.slots[at as usize];
-            if std::mem::take(&mut slot.place) == 0 {
-                continue;
-            }
-            if !poisoned {
-                // SAFETY: the slot was occupied, so its value is
-                // initialized (the table is not poisoned), and it is marked
-                // empty before `out` runs, so the value is not read or
-                // dropped again.
-                let value = unsafe { slot.value.assume_init_read() };
-                out(to_u32(index), slot.key, value);
-            }
+    fn take_entries(&mut self) -> Vec<Entry<V>> {
+        let mut entries = std::mem::take(&mut self.entries);
+        if !entries.is_empty() {
+            self.slots.fill(FREE);
         }
-        // A poisoned table leaks its values: one was moved out.
-        self.order.clear();
+        if std::mem::take(&mut self.poisoned) {
+            // SAFETY: fewer elements (none), so no uninitialized one is
+            // exposed; the values are leaked, not dropped.
+            unsafe { entries.set_len(0) };
+        }
+        entries
     }
 
     /// Doubles the slots, placing every key again.
     #[cold]
     fn grow(&mut self) {
-        let slots = empty_slots((self.slots.len() * 2).max(MIN_SLOTS));
-        let old = std::mem::replace(&mut self.slots, slots);
-        let mask = self.slots.len() - 1;
-        for slot in old {
-            if slot.place != 0 {
-                let mut at = slot.hash as usize & mask;
-                while self.slots[at].place != 0 {
-                    at = (at + 1) & mask;
-                }
-                self.order[slot.place as usize - 1] = to_u32(at);
-                self.slots[at] = slot;
+        let mut slots = free_slots((self.slots.len() * 2).max(MIN_SLOTS));
+        let mask = slots.len() - 1;
+        for &slot in self.slots.iter().filter(|&&slot| slot != FREE) {
+            let mut at = (slot >> 32) as usize & mask;
+            while slots[at] != FREE {
+                at = (at + 1) & mask;
             }
+            slots[at] = slot;
         }
+        self.slots = slots;
     }
 }
 
 impl<V> Drop for KeyTable<V> {
     fn drop(&mut self) {
-        if std::mem::needs_drop::<V>() {
+        if self.poisoned {
             self.clear();
         }
     }
-}
-
-fn drop_value<V>(_: u32, _: KeyRepr, value: V) {
-    drop(value);
 }
 
 /// The number of slots that hold `len` keys at the table's load.
@@ -388,8 +374,8 @@ fn slots_for(len: usize) -> usize {
     (len * 4 / 3 + 1).next_power_of_two().max(MIN_SLOTS)
 }
 
-fn empty_slots<V>(n: usize) -> Box<[Slot<V>]> {
-    std::iter::repeat_with(|| Slot::EMPTY).take(n).collect()
+fn free_slots(n: usize) -> Box<[u64]> {
+    vec![FREE; n].into_boxed_slice()
 }
 
 #[cfg(test)]
@@ -514,8 +500,8 @@ mod tests {
         assert_eq!(got, [(0, 2), (1, 1)]);
     }
 
-    /// A drain whose `out` unwinds leaves the values not handed out in the
-    /// table, and they are dropped once with it.
+    /// A drain whose `out` unwinds drops the values not handed out, once,
+    /// and leaves the table empty and usable.
     #[test]
     fn a_panic_while_draining_drops_every_value_once() {
         let witness = Rc::new(0);
@@ -534,13 +520,16 @@ mod tests {
             })
         }));
         assert!(panicked.is_err());
-        assert_eq!(Rc::strong_count(&witness), 7, "four handed out and dropped");
-        drop(table);
         assert_eq!(
             Rc::strong_count(&witness),
             1,
-            "the rest dropped with the table"
+            "four handed out and dropped, the rest dropped as the drain unwound"
         );
+        assert_eq!(table.len(), 0);
+        count(&mut table, &[4, 4, 9], u64::from);
+        let mut got = Vec::new();
+        table.drain(|index, _, value| got.push((index, *value)));
+        assert_eq!(got, [(0, 2), (1, 1)], "the table is usable after");
     }
 
     #[test]
