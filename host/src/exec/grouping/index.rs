@@ -1,4 +1,5 @@
-//! The index of a [`Grouper`](super::Grouper)'s groups by key hash: open
+//! The index of a [`Grouper`](super::Grouper)'s groups by key hash (and of
+//! the first pair of each key in [`take_singles`](super::super::shuffle::take_singles)): open
 //! addressing with linear probing over 8-byte slots, each a key's 32-bit
 //! hash and its group's number, at most three quarters full (a probe
 //! mostly stays in its home slot's cache line: the hashes in the slots
@@ -24,7 +25,7 @@ fn fits(len: usize, slots: usize) -> bool {
     len.saturating_mul(4) <= slots.saturating_mul(3)
 }
 
-pub(super) struct Index {
+pub(in crate::exec) struct Index {
     slots: Vec<u64>,
     /// `64 - log2(slots.len())`: a hash's home slot is the top bits of its
     /// product with an odd constant.

@@ -19,7 +19,7 @@
 //! `list<v>` is written out from the runs ([`Values::write_list`]) one
 //! call's piece at a time.
 
-mod index;
+pub(super) mod index;
 
 use std::hash::BuildHasher;
 
