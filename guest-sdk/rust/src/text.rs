@@ -147,15 +147,19 @@ impl<'a> Iterator for Split<'a> {
     type Item = &'a str;
 
     #[inline]
+    #[allow(unsafe_code)]
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.s.as_bytes();
         loop {
             if self.mask != 0 {
                 let end = self.base + self.mask.trailing_zeros() as usize;
                 self.mask &= self.mask - 1;
-                // An ASCII byte is never inside a multi-byte character, so
-                // both ends are character boundaries.
-                let piece = &self.s[self.start..end];
+                // SAFETY: `start <= end < len`: `end` is the place of a
+                // separator after `start` (the place after the one before,
+                // or 0). An ASCII byte is never inside a multi-byte
+                // character, so both are character boundaries. (A checked
+                // slice tests both, a tenth of a word count's split.)
+                let piece = unsafe { self.s.get_unchecked(self.start..end) };
                 self.start = end + 1;
                 return Some(piece);
             }
