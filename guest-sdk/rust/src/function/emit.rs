@@ -48,7 +48,7 @@ pub struct Emitter<U: Data> {
     direct: bool,
     /// The pairs emitted and not passed on yet, when `direct`.
     pairs: ErasedPairBatch,
-    /// The bytes of the record the function runs on, while it runs.
+    /// Bytes that hold the record the function runs on, while it runs.
     record: RecordBytes,
     /// Emitted owned records, not passed on yet.
     owned: Vec<U>,
@@ -272,9 +272,10 @@ impl<V: Data> Emit<(Bytes, V)> for (&[u8], V) {
     }
 }
 
-/// The bytes of the record an emitter's function runs on, while it runs:
-/// what a borrowed key most often is part of, so that its bytes can be read
-/// 16 at a time ([`PairBatch::push`]). Empty between runs.
+/// Bytes that hold the record an emitter's function runs on (the record's
+/// own, or the whole partition's), while it runs: what a borrowed key most
+/// often is part of, so that its bytes can be read 16 at a time
+/// ([`PairBatch::push`]). Empty between runs.
 struct RecordBytes {
     start: *const u8,
     len: usize,
@@ -297,9 +298,9 @@ impl RecordBytes {
     #[inline]
     #[allow(unsafe_code)]
     fn get(&self) -> &[u8] {
-        // SAFETY: `FlatMapViewSink::apply` sets these to the bytes of the
-        // record it passes the function for as long as the function runs
-        // (and to an empty slice after), and the record outlives the call.
+        // SAFETY: `FlatMapViewSink::apply` sets these to bytes that hold
+        // the record it passes the function for as long as the function
+        // runs (and to an empty slice after), and they outlive the call.
         // Only the function's emits read them: its `&mut Emitter` is the
         // only way to the emitter while it runs.
         unsafe { std::slice::from_raw_parts(self.start, self.len) }
@@ -412,10 +413,13 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F,
     }
 
     /// Runs the function over one view, and passes its output on when
-    /// enough has piled up (or an error came back).
+    /// enough has piled up (or an error came back). `within` holds the
+    /// view's bytes: the view's own, or the whole partition's when the view
+    /// is of its bytes, so that a key at the end of a line is read 16 bytes
+    /// at a time too ([`PairBatch::push`]).
     #[inline]
-    fn apply(&mut self, view: &T::View) -> Result<(), String> {
-        self.out.record = RecordBytes::of(T::bytes(view));
+    fn apply(&mut self, view: &T::View, within: &[u8]) -> Result<(), String> {
+        self.out.record = RecordBytes::of(within);
         (self.f)(view, &mut self.out);
         self.out.record = RecordBytes::default();
         if self.out.full() || self.out.error.is_some() {
@@ -428,22 +432,25 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> FlatMapViewSink<T, F,
 impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> Sink<T> for FlatMapViewSink<T, F, U> {
     fn push(&mut self, item: T) -> Result<(), String> {
         enter_stage(self.stage);
-        self.apply(item.view())
+        let view = item.view();
+        self.apply(view, T::bytes(view))
     }
 
     fn push_batch(&mut self, items: &mut Vec<T>) -> Result<(), String> {
         enter_stage(self.stage);
         for item in items.drain(..) {
-            self.apply(item.view())?;
+            let view = item.view();
+            self.apply(view, T::bytes(view))?;
         }
         Ok(())
     }
 
     fn push_encoded(&mut self, batch: EncodedBatch<'_>) -> Result<(), String> {
         enter_stage(self.stage);
+        let data = batch.data;
         for (i, record) in batch.records() {
             let view = T::view_encoded(record?).map_err(|e| batch.decode_error::<T>(i, e))?;
-            self.apply(view)?;
+            self.apply(view, data)?;
         }
         Ok(())
     }
