@@ -1,12 +1,12 @@
 //! The native half of keyed steps: bucketing pairs by key, the built-in
-//! `sum` (map side), grouping for a guest reducer, and the packed grouping
-//! of a stateful step's values (the chain's end, then a merge).
+//! `sum` (map side), grouping for a guest reducer, the keys that occur once
+//! (which skip the guest's combine), and the packed grouping of a stateful
+//! step's values (the chain's end, then a merge).
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice::data::Numeric;
-use sluice::data::{KeyGroups, Partitioner};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use sluice::data::{KeyGroups, Numeric, Partitioner, Rows};
 use sluice::exec::grouping::Grouper;
-use sluice::exec::shuffle::{Builtin, Groups, bucket};
+use sluice::exec::shuffle::{Builtin, Groups, bucket, take_singles};
 use sluice::plan::Reducer;
 
 mod common;
@@ -37,6 +37,15 @@ fn shuffle(c: &mut Criterion) {
     group.throughput(Throughput::Elements(block.len() as u64));
     group.bench_function("packed groups of a stateful step", |b| {
         b.iter(|| Grouper::of_pairs([&block]).expect("pairs").to_packed())
+    });
+    // The keys that occur once, which a merge of early outputs passes
+    // without a guest call.
+    group.bench_function("take singles", |b| {
+        b.iter_batched(
+            || block.clone(),
+            |pairs| take_singles(pairs, &mut Rows::new()).expect("pairs"),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
     let packed = Grouper::of_pairs([&block])
