@@ -90,11 +90,11 @@ struct Combiner<K, V, F, S> {
 /// The distinct keys of a partition and their merged values.
 ///
 /// Keys compared by their encodings are kept as encodings only (in the
-/// table's slots, or in `long_keys`): a key pushed into the combine is
+/// table's entries, or in `long_keys`): a key pushed into the combine is
 /// dropped as soon as it is merged, and the output is written from the
 /// encodings. Keys compared with `Eq` are kept whole, in `keys`.
 struct CombineStorage<K, V> {
-    /// One slot per distinct key.
+    /// One entry per distinct key.
     table: KeyTable<V>,
     /// The distinct keys, in order of first appearance (by `Eq`).
     keys: Vec<K>,
