@@ -18,7 +18,7 @@ use std::any::{Any, TypeId};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use super::{BATCH, EncodedBatch, PairBatch, Sink};
+use super::{BATCH, EncodedBatch, PairBatch, Sink, window16};
 use crate::codec::{Bytes, Data, DecodeError, utf8};
 use crate::rows::end_offset;
 use crate::runtime::enter_stage;
@@ -266,12 +266,9 @@ fn encode_pair<V: Data>(key: &[u8], value: &V, buf: &mut Vec<u8>, within: &[u8])
 /// per word.
 #[inline]
 fn extend_piece(buf: &mut Vec<u8>, piece: &[u8], within: &[u8]) {
-    let at = piece.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
-    let window = at.checked_add(16).and_then(|end| within.get(at..end));
-    match window {
+    match window16(piece, within) {
         Some(window) if piece.len() <= 16 => {
             let len = buf.len();
-            let window: &[u8; 16] = window.try_into().expect("16 bytes");
             buf.extend_from_slice(window);
             buf.truncate(len + piece.len());
         }

@@ -303,6 +303,17 @@ fn encoder<T: Data>(slot: OutputSlot, input: &Rows) -> ErasedSink {
     }))
 }
 
+/// The 16 bytes of `within` from where `piece` starts, if `piece` lies in
+/// `within` and 16 bytes follow its start there: a short key or word read
+/// with one fixed-width load (then cut to its length) instead of a copy of
+/// its own length.
+#[inline]
+fn window16<'a>(piece: &[u8], within: &'a [u8]) -> Option<&'a [u8; 16]> {
+    let at = piece.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
+    let window = within.get(at..at.checked_add(16)?)?;
+    Some(window.try_into().expect("16 bytes"))
+}
+
 fn empty_rows() -> Rows {
     Rows {
         data: Vec::new(),
@@ -351,9 +362,13 @@ impl<T: Data> Sink<T> for Encoder<T> {
         }
         let base = self.rows.data.len();
         self.rows.data.extend_from_slice(&data[start..end]);
-        // Each end at most the data's length, which `end_offset` checks.
-        let moved = |record_end: &u32| (base + *record_end as usize - start) as u32;
-        end_offset(&self.rows.data);
+        // Every moved end is at most the new length, checked to fit a u32.
+        let total = end_offset(&self.rows.data);
+        let moved = |record_end: &u32| {
+            let moved = base + *record_end as usize - start;
+            debug_assert!(moved <= total as usize);
+            moved as u32
+        };
         self.rows.ends.extend(batch.ends.iter().map(moved));
         Ok(())
     }

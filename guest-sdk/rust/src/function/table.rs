@@ -22,6 +22,8 @@
 //!   tail overlap. (Touching their entries too, in a second pass, measured
 //!   no better.)
 
+use super::window16;
+
 /// The longest encoding a [`KeyRepr`] holds itself.
 pub(super) const SHORT_KEY: usize = 15;
 /// The top byte of a [`KeyRepr`] of a longer encoding.
@@ -95,9 +97,8 @@ impl KeyRepr {
     /// partition's bytes), else with [`short`](Self::short).
     #[inline]
     pub(super) fn short_within(key: &[u8], within: &[u8]) -> Self {
-        let at = key.as_ptr().addr().wrapping_sub(within.as_ptr().addr());
-        match at.checked_add(16).and_then(|end| within.get(at..end)) {
-            Some(window) => Self::short_in(window.try_into().expect("16 bytes"), key.len()),
+        match window16(key, within) {
+            Some(window) => Self::short_in(window, key.len()),
             None => Self::short(key),
         }
     }
