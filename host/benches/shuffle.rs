@@ -1,12 +1,13 @@
 //! The native half of keyed steps: bucketing pairs by key, the built-in
-//! `sum` (map side), grouping for a guest reducer, the keys that occur once
-//! (which skip the guest's combine), and the packed grouping of a stateful
-//! step's values (the chain's end, then a merge).
+//! `sum` (map side), grouping for a guest reducer, the cut into key pieces
+//! and the keys that occur once (which skip the guest's combine), and the
+//! packed grouping of a stateful step's values (the chain's end, then a
+//! merge).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::{KeyGroups, Numeric, Partitioner, Rows};
 use sluice::exec::grouping::Grouper;
-use sluice::exec::shuffle::{Builtin, Groups, bucket, take_singles};
+use sluice::exec::shuffle::{Builtin, Groups, bucket, key_pieces, take_singles};
 use sluice::plan::Reducer;
 
 mod common;
@@ -46,6 +47,23 @@ fn shuffle(c: &mut Criterion) {
             |pairs| take_singles(pairs, &mut Rows::new()).expect("pairs"),
             BatchSize::LargeInput,
         )
+    });
+    // A merge's pairs cut into key pieces of 2 MiB (the guest combine's),
+    // then each piece's singles taken: with the hashes the cut computed,
+    // and (as before they were kept) hashing every key again.
+    group.bench_function("key pieces, then take singles", |b| {
+        b.iter(|| {
+            for piece in key_pieces([&block], 2 << 20).expect("pairs") {
+                piece.take_singles(&mut Rows::new()).expect("pairs");
+            }
+        })
+    });
+    group.bench_function("key pieces, then take singles hashing again", |b| {
+        b.iter(|| {
+            for piece in key_pieces([&block], 2 << 20).expect("pairs") {
+                take_singles(piece.pairs, &mut Rows::new()).expect("pairs");
+            }
+        })
     });
     group.finish();
     let packed = Grouper::of_pairs([&block])

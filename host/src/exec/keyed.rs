@@ -73,7 +73,7 @@ impl Executor {
     /// a key ([`shuffle::key_pieces`]), so that its memory follows the piece
     /// and not the number of keys, and the answers concatenate; the pairs of
     /// keys that occur once in their piece need no call and pass as they are
-    /// ([`shuffle::take_singles`]).
+    /// ([`shuffle::KeyPiece::take_singles`]).
     pub(super) fn guest_combine<'a>(
         &self,
         time: BatchTime,
@@ -86,7 +86,8 @@ impl Executor {
             .map_err(|e| self.data_error(time, step, e))?;
         let mut combined = Rows::new();
         for piece in pieces {
-            let mut piece = shuffle::take_singles(piece, &mut combined)
+            let mut piece = piece
+                .take_singles(&mut combined)
                 .map_err(|e| self.data_error(time, step, e))?;
             if piece.is_empty() {
                 continue;

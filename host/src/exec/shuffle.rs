@@ -71,31 +71,65 @@ pub fn key_map<K, V>() -> KeyMap<K, V> {
 pub fn key_pieces<'a>(
     inputs: impl IntoIterator<Item = &'a Rows> + Clone,
     limit: usize,
-) -> Result<Vec<Rows>, ShuffleError> {
+) -> Result<Vec<KeyPiece>, ShuffleError> {
     let (records, bytes) = inputs
         .clone()
         .into_iter()
         .fold((0, 0), |(n, b), rows| (n + rows.len(), b + rows.byte_len()));
     let n = bytes.div_ceil(limit.max(1)).max(1);
-    let mut pieces: Vec<Rows> = (0..n)
-        .map(|_| Rows::with_capacity(records / n + 1, bytes / n + 1))
+    let mut pieces: Vec<KeyPiece> = (0..n)
+        .map(|_| KeyPiece {
+            pairs: Rows::with_capacity(records / n + 1, bytes / n + 1),
+            hashes: Vec::new(),
+        })
         .collect();
     if let [whole] = pieces.as_mut_slice() {
         for rows in inputs {
-            whole.try_extend_from(rows)?;
+            whole.pairs.try_extend_from(rows)?;
         }
         return Ok(pieces);
+    }
+    for piece in &mut pieces {
+        piece.hashes.reserve(records / n + 1);
     }
     let hasher = hasher();
     for rows in inputs {
         for (index, record) in rows.iter().enumerate() {
             let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+            let hash = hasher.hash_one(key);
             // The hash's high bits, scaled to `n`.
-            let piece = ((u128::from(hasher.hash_one(key)) * n as u128) >> 64) as usize;
-            pieces[piece].try_push(record)?;
+            let piece = &mut pieces[((u128::from(hash) * n as u128) >> 64) as usize];
+            piece.pairs.try_push(record)?;
+            piece.hashes.push(singles_hash(hash));
         }
     }
     Ok(pieces)
+}
+
+/// A piece of [`key_pieces`]: its pairs, and the hash bits of each pair's
+/// key that [`take_singles`] tells keys apart by, when cutting the pieces
+/// computed them (so that no key is hashed twice).
+#[derive(Debug)]
+pub struct KeyPiece {
+    /// The pairs, in input order.
+    pub pairs: Rows,
+    /// One for each pair, or none.
+    hashes: Vec<u32>,
+}
+
+impl KeyPiece {
+    /// [`take_singles`] of the piece's pairs.
+    pub fn take_singles(self, singles: &mut Rows) -> Result<Rows, ShuffleError> {
+        if self.hashes.len() != self.pairs.len() {
+            return take_singles(self.pairs, singles);
+        }
+        split_singles(self.pairs, &self.hashes, singles)
+    }
+}
+
+/// The bits of a key's hash that [`take_singles`] tells keys apart by.
+fn singles_hash(hash: u64) -> u32 {
+    hash as u32
 }
 
 /// Moves the pairs of the keys that occur once in `pairs` to the end of
@@ -111,7 +145,7 @@ pub fn key_pieces<'a>(
 /// with the rest, where the reducer passes it on as it is.
 pub fn take_singles(pairs: Rows, singles: &mut Rows) -> Result<Rows, ShuffleError> {
     let hasher = hasher();
-    take_singles_by(pairs, singles, |key| hasher.hash_one(key) as u32)
+    take_singles_by(pairs, singles, |key| singles_hash(hasher.hash_one(key)))
 }
 
 /// [`take_singles`] with the hash of its keys given.
@@ -120,8 +154,6 @@ fn take_singles_by(
     singles: &mut Rows,
     hash: impl Fn(&[u8]) -> u32,
 ) -> Result<Rows, ShuffleError> {
-    /// How many records ahead of its lookup a record's slot is asked for.
-    const AHEAD: usize = 16;
     let hashes = pairs
         .iter()
         .enumerate()
@@ -130,6 +162,14 @@ fn take_singles_by(
             Ok::<_, ShuffleError>(hash(key))
         })
         .collect::<Result<Vec<u32>, _>>()?;
+    split_singles(pairs, &hashes, singles)
+}
+
+/// [`take_singles`] with the hash bits of each pair's key given.
+fn split_singles(pairs: Rows, hashes: &[u32], singles: &mut Rows) -> Result<Rows, ShuffleError> {
+    /// How many records ahead of its lookup a record's slot is asked for.
+    const AHEAD: usize = 16;
+    debug_assert_eq!(pairs.len(), hashes.len());
     let mut first = Index::default();
     first.reserve(hashes.len());
     let mut several = vec![false; hashes.len()];
@@ -631,7 +671,8 @@ mod tests {
         ) {
             let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let inputs: Vec<Rows> = items.chunks(cut).map(pairs).collect();
-            let pieces = key_pieces(&inputs, limit).unwrap();
+            let pieces: Vec<Rows> =
+                key_pieces(&inputs, limit).unwrap().into_iter().map(|piece| piece.pairs).collect();
             let bytes: usize = inputs.iter().map(Rows::byte_len).sum();
             prop_assert_eq!(pieces.len(), bytes.div_ceil(limit).max(1));
             let mut seen = BTreeMap::new();
@@ -643,6 +684,26 @@ mod tests {
                 }
             }
             prop_assert_eq!(by_key(&pieces), by_key(&inputs));
+        }
+
+        /// A piece's `take_singles`, with the hashes cutting the pieces
+        /// computed, splits its pairs as `take_singles` does, which hashes
+        /// them again.
+        #[test]
+        fn key_pieces_take_singles_as_the_plain_path(
+            items in proptest::collection::vec(("[a-f]{0,3}", -1000i64..1000), 0..300),
+            cut in 1usize..50,
+            limit in 1usize..500,
+        ) {
+            let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let inputs: Vec<Rows> = items.chunks(cut).map(pairs).collect();
+            for piece in key_pieces(&inputs, limit).unwrap() {
+                let (mut singles, mut plain_singles) = (pairs(&[("held", 7)]), pairs(&[("held", 7)]));
+                let plain_rest = take_singles(piece.pairs.clone(), &mut plain_singles).unwrap();
+                let rest = piece.take_singles(&mut singles).unwrap();
+                prop_assert_eq!(rest, plain_rest);
+                prop_assert_eq!(singles, plain_singles);
+            }
         }
 
         /// `take_singles` puts each pair with the pairs of its key: after
