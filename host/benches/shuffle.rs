@@ -4,7 +4,7 @@
 //! packed grouping of a stateful step's values (the chain's end, then a
 //! merge).
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::{KeyGroups, Numeric, Partitioner, Rows};
 use sluice::exec::grouping::Grouper;
 use sluice::exec::shuffle::{Builtin, Groups, bucket, key_pieces, take_singles};
@@ -42,11 +42,7 @@ fn shuffle(c: &mut Criterion) {
     // The keys that occur once, which a merge of early outputs passes
     // without a guest call.
     group.bench_function("take singles", |b| {
-        b.iter_batched(
-            || block.clone(),
-            |pairs| take_singles(pairs, &mut Rows::new()).expect("pairs"),
-            BatchSize::LargeInput,
-        )
+        b.iter(|| take_singles(&block, &mut Rows::new()).expect("pairs"))
     });
     // A merge's pairs cut into key pieces of 2 MiB (the guest combine's),
     // then each piece's singles taken: with the hashes the cut computed,
@@ -61,7 +57,7 @@ fn shuffle(c: &mut Criterion) {
     group.bench_function("key pieces, then take singles hashing again", |b| {
         b.iter(|| {
             for piece in key_pieces([&block], 2 << 20).expect("pairs") {
-                take_singles(piece.pairs, &mut Rows::new()).expect("pairs");
+                take_singles(piece.pairs(), &mut Rows::new()).expect("pairs");
             }
         })
     });

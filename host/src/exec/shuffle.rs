@@ -112,18 +112,23 @@ pub fn key_pieces<'a>(
 #[derive(Debug)]
 pub struct KeyPiece {
     /// The pairs, in input order.
-    pub pairs: Rows,
+    pairs: Rows,
     /// One for each pair, or none.
     hashes: Vec<u32>,
 }
 
 impl KeyPiece {
+    /// The piece's pairs, in input order.
+    pub fn pairs(&self) -> &Rows {
+        &self.pairs
+    }
+
     /// [`take_singles`] of the piece's pairs.
-    pub fn take_singles(self, singles: &mut Rows) -> Result<Rows, ShuffleError> {
+    pub fn take_singles(&self, singles: &mut Rows) -> Result<Rows, ShuffleError> {
         if self.hashes.len() != self.pairs.len() {
-            return take_singles(self.pairs, singles);
+            return take_singles(&self.pairs, singles);
         }
-        split_singles(self.pairs, &self.hashes, singles)
+        split_singles(&self.pairs, &self.hashes, singles)
     }
 }
 
@@ -143,14 +148,14 @@ fn singles_hash(hash: u64) -> u32 {
 /// not a read of another record: a key that occurs once but shares its
 /// hash bits with another one (about one in 50,000 of a 2 MiB piece) goes
 /// with the rest, where the reducer passes it on as it is.
-pub fn take_singles(pairs: Rows, singles: &mut Rows) -> Result<Rows, ShuffleError> {
+pub fn take_singles(pairs: &Rows, singles: &mut Rows) -> Result<Rows, ShuffleError> {
     let hasher = hasher();
     take_singles_by(pairs, singles, |key| singles_hash(hasher.hash_one(key)))
 }
 
 /// [`take_singles`] with the hash of its keys given.
 fn take_singles_by(
-    pairs: Rows,
+    pairs: &Rows,
     singles: &mut Rows,
     hash: impl Fn(&[u8]) -> u32,
 ) -> Result<Rows, ShuffleError> {
@@ -166,7 +171,7 @@ fn take_singles_by(
 }
 
 /// [`take_singles`] with the hash bits of each pair's key given.
-fn split_singles(pairs: Rows, hashes: &[u32], singles: &mut Rows) -> Result<Rows, ShuffleError> {
+fn split_singles(pairs: &Rows, hashes: &[u32], singles: &mut Rows) -> Result<Rows, ShuffleError> {
     /// How many records ahead of its lookup a record's slot is asked for.
     const AHEAD: usize = 16;
     debug_assert_eq!(pairs.len(), hashes.len());
@@ -571,7 +576,7 @@ mod tests {
             ShuffleError::NotAPair { index: 1 }
         );
         assert_eq!(
-            take_singles(rows2, &mut Rows::new()).unwrap_err(),
+            take_singles(&rows2, &mut Rows::new()).unwrap_err(),
             ShuffleError::NotAPair { index: 1 }
         );
     }
@@ -676,8 +681,8 @@ mod tests {
             let mut pieces = Vec::new();
             for piece in key_pieces(&inputs, limit).unwrap() {
                 let mut plain_singles = pairs(&[("held", 7)]);
-                let plain_rest = take_singles(piece.pairs.clone(), &mut plain_singles).unwrap();
-                pieces.push(piece.pairs.clone());
+                let plain_rest = take_singles(piece.pairs(), &mut plain_singles).unwrap();
+                pieces.push(piece.pairs().clone());
                 let mut singles = pairs(&[("held", 7)]);
                 prop_assert_eq!(piece.take_singles(&mut singles).unwrap(), plain_rest);
                 prop_assert_eq!(singles, plain_singles);
@@ -706,7 +711,7 @@ mod tests {
             let occurs = occurrences(&items);
             let held = [("held", 7)];
             let mut singles = pairs(&held);
-            let rest = take_singles(pairs(&items), &mut singles).unwrap();
+            let rest = take_singles(&pairs(&items), &mut singles).unwrap();
             let expect = |once: bool| {
                 items.iter().copied().filter(|(k, _)| (occurs[k] == 1) == once).collect::<Vec<_>>()
             };
@@ -724,7 +729,7 @@ mod tests {
             let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let occurs = occurrences(&items);
             let mut singles = Rows::new();
-            let rest = take_singles_by(pairs(&items), &mut singles, |key| key.len() as u32).unwrap();
+            let rest = take_singles_by(&pairs(&items), &mut singles, |key| key.len() as u32).unwrap();
             let taken: BTreeSet<&[u8]> = singles.iter().map(|r| split_pair(r).unwrap().0).collect();
             for (k, n) in &occurs {
                 prop_assert!(*n == 1 || !taken.contains(k.as_bytes()), "{k:?} occurs {n} times");
