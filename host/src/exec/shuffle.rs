@@ -77,21 +77,23 @@ pub fn key_pieces<'a>(
         .into_iter()
         .fold((0, 0), |(n, b), rows| (n + rows.len(), b + rows.byte_len()));
     let n = bytes.div_ceil(limit.max(1)).max(1);
+    if n == 1 {
+        // One piece: not cut, so no key is hashed here.
+        let mut pairs = Rows::with_capacity(records, bytes);
+        for rows in inputs {
+            pairs.try_extend_from(rows)?;
+        }
+        return Ok(vec![KeyPiece {
+            pairs,
+            hashes: None,
+        }]);
+    }
     let mut pieces: Vec<KeyPiece> = (0..n)
         .map(|_| KeyPiece {
             pairs: Rows::with_capacity(records / n + 1, bytes / n + 1),
-            hashes: Vec::new(),
+            hashes: Some(Vec::with_capacity(records / n + 1)),
         })
         .collect();
-    if let [whole] = pieces.as_mut_slice() {
-        for rows in inputs {
-            whole.pairs.try_extend_from(rows)?;
-        }
-        return Ok(pieces);
-    }
-    for piece in &mut pieces {
-        piece.hashes.reserve(records / n + 1);
-    }
     let hasher = hasher();
     for rows in inputs {
         for (index, record) in rows.iter().enumerate() {
@@ -100,7 +102,9 @@ pub fn key_pieces<'a>(
             // The hash's high bits, scaled to `n`.
             let piece = &mut pieces[((u128::from(hash) * n as u128) >> 64) as usize];
             piece.pairs.try_push(record)?;
-            piece.hashes.push(singles_hash(hash));
+            if let Some(hashes) = &mut piece.hashes {
+                hashes.push(singles_hash(hash));
+            }
         }
     }
     Ok(pieces)
@@ -113,8 +117,9 @@ pub fn key_pieces<'a>(
 pub struct KeyPiece {
     /// The pairs, in input order.
     pairs: Rows,
-    /// One for each pair, or none.
-    hashes: Vec<u32>,
+    /// One for each pair when the pieces were cut by them; `None` for a
+    /// single piece, which was not cut.
+    hashes: Option<Vec<u32>>,
 }
 
 impl KeyPiece {
@@ -125,10 +130,10 @@ impl KeyPiece {
 
     /// [`take_singles`] of the piece's pairs.
     pub fn take_singles(&self, singles: &mut Rows) -> Result<Rows, ShuffleError> {
-        if self.hashes.len() != self.pairs.len() {
-            return take_singles(&self.pairs, singles);
+        match &self.hashes {
+            Some(hashes) => split_singles(&self.pairs, hashes, singles),
+            None => take_singles(&self.pairs, singles),
         }
-        split_singles(&self.pairs, &self.hashes, singles)
     }
 }
 
