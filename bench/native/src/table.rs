@@ -283,9 +283,19 @@ impl<H: WordHash> WordTable<H> {
     }
 
     /// Asks the CPU to bring the slot of `hash` into the cache, so that a
-    /// lookup of that hash a few words later finds it there. A no-op off x86_64.
+    /// lookup of that hash a few words later finds it there. WebAssembly has
+    /// no prefetch: on wasm32 this loads the slot's first word and drops it
+    /// (the nearest thing, as Sluice's guest SDK does), which waits for it
+    /// rather than only asking for it. A no-op elsewhere.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let slot = &self.slots[self.home(hash)];
+            // SAFETY: a pointer made from a reference, so valid and aligned.
+            // A volatile load, so that the compiler keeps it.
+            unsafe { std::ptr::read_volatile(&raw const slot.meta) };
+        }
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -294,7 +304,7 @@ impl<H: WordHash> WordTable<H> {
             // the allocation; a prefetch never faults and reads nothing anyway.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.cast::<i8>()) };
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "wasm32")))]
         let _ = hash;
     }
 
