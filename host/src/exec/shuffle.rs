@@ -88,10 +88,13 @@ pub fn key_pieces<'a>(
             hashes: None,
         }]);
     }
-    let mut pieces: Vec<KeyPiece> = (0..n)
-        .map(|_| KeyPiece {
-            pairs: Rows::with_capacity(records / n + 1, bytes / n + 1),
-            hashes: Some(Vec::with_capacity(records / n + 1)),
+    // Each piece's pairs and their hash bits.
+    let mut cut: Vec<(Rows, Vec<u32>)> = (0..n)
+        .map(|_| {
+            (
+                Rows::with_capacity(records / n + 1, bytes / n + 1),
+                Vec::with_capacity(records / n + 1),
+            )
         })
         .collect();
     let hasher = hasher();
@@ -100,14 +103,18 @@ pub fn key_pieces<'a>(
             let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
             let hash = hasher.hash_one(key);
             // The hash's high bits, scaled to `n`.
-            let piece = &mut pieces[((u128::from(hash) * n as u128) >> 64) as usize];
-            piece.pairs.try_push(record)?;
-            if let Some(hashes) = &mut piece.hashes {
-                hashes.push(singles_hash(hash));
-            }
+            let (pairs, hashes) = &mut cut[((u128::from(hash) * n as u128) >> 64) as usize];
+            pairs.try_push(record)?;
+            hashes.push(singles_hash(hash));
         }
     }
-    Ok(pieces)
+    Ok(cut
+        .into_iter()
+        .map(|(pairs, hashes)| KeyPiece {
+            pairs,
+            hashes: Some(hashes),
+        })
+        .collect())
 }
 
 /// A piece of [`key_pieces`]: its pairs, and the hash bits of each pair's
