@@ -9,28 +9,11 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::Rows;
-use sluice::plan::{JobGraph, NodeKind, Stage};
 use sluice::wasm::{Runtime, WasmConfig};
 
 mod common;
 
-fn chain_of(graph: &JobGraph) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = graph
-        .nodes
-        .iter()
-        .filter_map(|n| n.kind.narrow_function().map(Stage::Apply))
-        .collect();
-    for n in &graph.nodes {
-        if let NodeKind::ReduceByKey {
-            reducer: sluice::plan::Reducer::Function(f),
-            ..
-        } = n.kind
-        {
-            stages.push(Stage::Combine(f));
-        }
-    }
-    stages
-}
+use common::chain_of;
 
 /// The lines of the benchmark corpus (`sluice-corpus`, as `bench/run`
 /// serves it) that fill `bytes`.

@@ -16,10 +16,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use sluice::data::Rows;
-use sluice::plan::{JobGraph, NodeKind, Reducer, Stage};
 use sluice::wasm::{Runtime, WasmConfig};
 use sluice_bench::words::WordCounter;
 use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
+
+// The benchmarks' helpers, of which this uses only `chain_of`.
+#[path = "../benches/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use common::chain_of;
 
 #[derive(Parser)]
 struct Args {
@@ -98,24 +104,6 @@ impl Counter {
     fn distinct(&mut self) -> anyhow::Result<u64> {
         Ok(self.distinct.call(&mut self.store, ())?)
     }
-}
-
-/// The chain a partition of the word count runs: its narrow steps, then the
-/// combine of its `reduce_by_key`.
-fn chain_of(graph: &JobGraph) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = graph
-        .nodes
-        .iter()
-        .filter_map(|n| n.kind.narrow_function().map(Stage::Apply))
-        .collect();
-    stages.extend(graph.nodes.iter().filter_map(|n| match n.kind {
-        NodeKind::ReduceByKey {
-            reducer: Reducer::Function(f),
-            ..
-        } => Some(Stage::Combine(f)),
-        _ => None,
-    }));
-    stages
 }
 
 /// A block: its text (lines with their newlines) and the same lines as rows.

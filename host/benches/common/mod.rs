@@ -1,10 +1,31 @@
-//! Input shared by the benchmarks: lines of the benchmark corpus distribution
-//! (Zipf words), made deterministically so runs compare.
+//! Input shared by the benchmarks (and `examples/wasm_ceiling.rs`): lines of
+//! the benchmark corpus distribution (Zipf words), made deterministically so
+//! runs compare; and the chain a word count's partition runs.
 
 use std::fmt::Write as _;
 
 use sluice::data::Rows;
 use sluice::data::codec::{pair_len, write_pair};
+use sluice::plan::{JobGraph, NodeKind, Reducer, Stage};
+
+/// The chain a partition of a word count runs: the job's narrow steps, then
+/// the combine of its `reduce_by_key`.
+#[allow(dead_code)] // not every benchmark uses it
+pub fn chain_of(graph: &JobGraph) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.kind.narrow_function().map(Stage::Apply))
+        .collect();
+    stages.extend(graph.nodes.iter().filter_map(|n| match n.kind {
+        NodeKind::ReduceByKey {
+            reducer: Reducer::Function(f),
+            ..
+        } => Some(Stage::Combine(f)),
+        _ => None,
+    }));
+    stages
+}
 
 /// `n` lines of about ten words drawn from a Zipf-like vocabulary.
 pub fn lines(n: usize) -> Rows {
