@@ -284,9 +284,9 @@ impl<H: WordHash> WordTable<H> {
 
     /// Asks the CPU to bring the slot of `hash` into the cache, so that a
     /// lookup of that hash a few words later finds it there. WebAssembly has
-    /// no prefetch: on wasm32 this loads the slot's first word and drops it
-    /// (the nearest thing, as Sluice's guest SDK does), which waits for it
-    /// rather than only asking for it. A no-op elsewhere.
+    /// no prefetch: on wasm32 this loads the slot's `meta` and drops it (the
+    /// nearest thing, as Sluice's guest SDK does), a load that must complete
+    /// where a prefetch is only a hint. A no-op elsewhere.
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
         #[cfg(target_arch = "wasm32")]
