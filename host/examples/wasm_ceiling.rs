@@ -38,15 +38,24 @@ struct Args {
     #[arg(long, required = true)]
     plugin: Vec<PathBuf>,
     /// Rounds (one block each, the blocks in turn).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     rounds: usize,
     /// Distinct blocks.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     blocks: usize,
     /// Most bytes of text (lines and their newlines) in a block: the 4 MiB a
-    /// receiver cuts at full speed.
-    #[arg(long, default_value_t = 4 << 20)]
+    /// receiver cuts at full speed. At least one corpus line.
+    #[arg(long, default_value_t = 4 << 20, value_parser = at_least_one)]
     block_bytes: usize,
+}
+
+/// A count of at least one.
+fn at_least_one(arg: &str) -> Result<usize, String> {
+    match arg.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The counter module, instantiated in an engine of its own.
@@ -113,7 +122,8 @@ struct Block {
     words: u64,
 }
 
-fn blocks(args: &Args) -> Vec<Block> {
+/// `args.blocks` blocks of whole lines of the corpus.
+fn blocks(args: &Args) -> anyhow::Result<Vec<Block>> {
     // About 60 bytes a line; a few more lines than the blocks need.
     let lines = args.blocks * args.block_bytes / 50 + 1000;
     let corpus = sluice_corpus::generate(lines, sluice_corpus::DEFAULT_SEED);
@@ -124,6 +134,12 @@ fn blocks(args: &Args) -> Vec<Block> {
         words: 0,
     };
     for line in corpus.split_inclusive(|&b| b == b'\n') {
+        anyhow::ensure!(
+            line.len() <= args.block_bytes,
+            "--block-bytes {}: a corpus line has {} bytes, more than a block holds",
+            args.block_bytes,
+            line.len()
+        );
         if block.text.len() + line.len() > args.block_bytes {
             blocks.push(std::mem::replace(
                 &mut block,
@@ -142,7 +158,16 @@ fn blocks(args: &Args) -> Vec<Block> {
         block.rows.push(bare);
         block.words += bare.split(|&b| b == b' ').count() as u64;
     }
-    blocks
+    // The corpus is sized for the blocks with room to spare: a shortfall is
+    // this tool's bug, not a smaller run to report as if it were whole.
+    anyhow::ensure!(
+        blocks.len() == args.blocks,
+        "the corpus of {lines} lines filled {} of {} blocks of {} bytes",
+        blocks.len(),
+        args.blocks,
+        args.block_bytes
+    );
+    Ok(blocks)
 }
 
 /// Seconds a word, for each round.
@@ -163,7 +188,7 @@ impl Times {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let blocks = blocks(&args);
+    let blocks = blocks(&args)?;
     let max = blocks.iter().map(|b| b.text.len()).max().unwrap_or(0);
     let mut native: WordCounter = WordCounter::with_capacity(100_000);
     let mut counters = Vec::new();
