@@ -34,7 +34,8 @@ const AHEAD: usize = 16;
 /// dynamic call nor encoding and decoding its value.
 pub(crate) struct PairBatch<V> {
     pairs: Vec<(KeyRepr, V)>,
-    long: Vec<u8>,
+    /// The keys of more than [`SHORT_KEY`] bytes, back to back.
+    pub(super) long: Vec<u8>,
 }
 
 impl<V> PairBatch<V> {
@@ -47,23 +48,45 @@ impl<V> PairBatch<V> {
             long: Vec::new(),
         }
     }
+}
 
-    /// Adds a pair, its key given as its encoding, most often a part of
-    /// `within` ([`KeyRepr::short_within`]).
-    #[inline]
-    pub(crate) fn push(&mut self, key: &[u8], value: V, within: &[u8]) {
-        let repr = if key.len() <= SHORT_KEY {
-            KeyRepr::short_within(key, within)
-        } else {
-            let repr = KeyRepr::long(self.long.len(), key.len());
-            self.long.extend_from_slice(key);
-            repr
-        };
-        self.pairs.push((repr, value));
+impl<V: Data> PairBatch<V> {
+    /// Empties the batch (dropping any pairs the next stage left) and
+    /// returns where pairs are written into it: its buffer's start and
+    /// end. An emitter writes them there itself (`emit.rs`), then counts
+    /// them with [`set_written`](Self::set_written).
+    pub(crate) fn open(batch: &mut dyn Any) -> (*mut u8, *mut u8) {
+        let batch = batch
+            .downcast_mut::<Self>()
+            .expect("a PairBatch of the emitter's value type");
+        batch.pairs.clear();
+        batch.long.clear();
+        let start = batch.pairs.as_mut_ptr();
+        (
+            start.cast(),
+            start.wrapping_add(batch.pairs.capacity()).cast(),
+        )
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.pairs.len() >= Self::CAPACITY
+    /// Counts the pairs written into the buffer since
+    /// [`open`](Self::open): the first `bytes` of it.
+    ///
+    /// # Safety
+    ///
+    /// Since `batch` was last opened, nothing but the caller wrote it, and
+    /// the caller wrote a `(KeyRepr, V)` into each of the first
+    /// `bytes / size_of::<(KeyRepr, V)>()` places of the buffer `open`
+    /// gave.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn set_written(batch: &mut dyn Any, bytes: usize) {
+        let batch = batch
+            .downcast_mut::<Self>()
+            .expect("a PairBatch of the emitter's value type");
+        let len = bytes / size_of::<(KeyRepr, V)>();
+        assert!(len <= batch.pairs.capacity(), "pairs within the buffer");
+        // SAFETY: the first `len` places are initialized (the caller's
+        // promise), within the capacity (checked).
+        unsafe { batch.pairs.set_len(len) };
     }
 }
 

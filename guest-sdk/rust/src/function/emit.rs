@@ -14,10 +14,11 @@
 //! Owned records can be emitted too, and keep their order with the borrowed
 //! ones.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use super::table::{KeyRepr, SHORT_KEY};
 use super::{BATCH, EncodedBatch, PairBatch, Sink, window16};
 use crate::codec::{Bytes, Data, DecodeError, utf8};
 use crate::rows::end_offset;
@@ -47,7 +48,7 @@ pub struct Emitter<U: Data> {
     /// owned records to the next stage at once.
     direct: bool,
     /// The pairs emitted and not passed on yet, when `direct`.
-    pairs: ErasedPairBatch,
+    pairs: PairCursor,
     /// Bytes that hold the record the function runs on, while it runs.
     record: RecordBytes,
     /// Emitted owned records, not passed on yet.
@@ -66,7 +67,7 @@ impl<U: Data> Emitter<U> {
         Self {
             direct: down.takes_pair_batches(),
             down,
-            pairs: ErasedPairBatch::default(),
+            pairs: PairCursor::default(),
             record: RecordBytes::default(),
             owned: Vec::new(),
             data: Vec::new(),
@@ -120,19 +121,45 @@ impl<U: Data> Emitter<U> {
         self.ends.push(end_offset(&self.data));
     }
 
-    /// Emits a pair given as its key's encoding and its value.
+    /// Emits a pair given as its key's encoding and its value: a short key
+    /// into the pair batch's next place at once, anything else (the first
+    /// pair, a full batch, a long key, a next stage that takes no pair
+    /// batches) through [`push_pair_slow`](Self::push_pair_slow). This is
+    /// the word count's every word, so it is kept to a test and a store.
     #[inline]
     fn push_pair<V: Data>(&mut self, key: &[u8], value: V) {
-        if self.direct {
-            let record = self.record.get();
-            let pairs = self.pairs.get::<V>();
-            pairs.push(key, value, record);
-            if pairs.is_full() {
-                self.pass_pairs();
-            }
+        // SAFETY: an emitter's pairs have one value type, `V` here (see
+        // `PairCursor`).
+        #[allow(unsafe_code)]
+        if key.len() <= SHORT_KEY
+            && let Some(place) = unsafe { self.pairs.next_place::<V>() }
+        {
+            place.write((KeyRepr::short_within(key, self.record.get()), value));
         } else {
-            self.push_encoded_with(|buf, within| encode_pair(key, &value, buf, within));
+            self.push_pair_slow(key, value);
         }
+    }
+
+    /// [`push_pair`](Self::push_pair) when the pair cannot go to the
+    /// batch's next place at once.
+    #[inline(never)]
+    fn push_pair_slow<V: Data>(&mut self, key: &[u8], value: V) {
+        if !self.direct {
+            return self.push_encoded_with(|buf, within| encode_pair(key, &value, buf, within));
+        }
+        if self.pairs.is_full() {
+            self.pass_pairs();
+        }
+        let record = self.record.get();
+        let (place, long) = self.pairs.place_and_long::<V>();
+        let repr = if key.len() <= SHORT_KEY {
+            KeyRepr::short_within(key, record)
+        } else {
+            let repr = KeyRepr::long(long.len(), key.len());
+            long.extend_from_slice(key);
+            repr
+        };
+        place.write((repr, value));
     }
 
     /// Passes the pairs of `pairs` on.
@@ -140,6 +167,7 @@ impl<U: Data> Emitter<U> {
         if let Some(batch) = self.pairs.pending() {
             enter_stage(self.stage + 1);
             let pushed = self.down.push_pair_batch(batch);
+            self.pairs.reopen();
             self.check(pushed);
         }
     }
@@ -327,44 +355,140 @@ impl RecordBytes {
     }
 }
 
-/// The [`PairBatch`] of an emitter, whose type (of the value of `U`'s pairs)
-/// `Emitter<U>` cannot name: made at the first pair, and checked by its
-/// `TypeId`, a constant, rather than through `dyn Any`, a dynamic call per
-/// pair.
-#[derive(Default)]
-struct ErasedPairBatch {
+/// The [`PairBatch`] of an emitter, written place by place through a
+/// cursor: the emitter cannot name its type (the value type `V` of `U`'s
+/// pairs), and a checked downcast per pair, or the `Vec`'s own length and
+/// capacity tests, cost more than the pair's store.
+///
+/// An emitter's pairs all have the same `V`: pairs are emitted only into an
+/// `Emitter<(String, V)>` or an `Emitter<(Bytes, V)>` (the two `Emit`
+/// impls of this module), and a `U` names one `V`. So the batch, made at
+/// the first pair as a `PairBatch<V>`, is one for every pair after it.
+struct PairCursor {
     /// A `PairBatch<V>`, once a pair was emitted.
     batch: Option<Box<dyn Any>>,
-    /// The `TypeId` of `batch`.
-    type_id: Option<TypeId>,
-    /// Whether `batch` has a pair.
-    pending: bool,
+    /// The first place of the batch's buffer, where the next pair goes,
+    /// and the end of the buffer (all null until the first pair): the
+    /// places before `next` hold pairs that the batch's length does not
+    /// count yet.
+    start: *mut u8,
+    next: *mut u8,
+    end: *mut u8,
+    /// `PairBatch::<V>::set_written`, for the batch's `V`.
+    set_written: unsafe fn(&mut dyn Any, usize),
+    /// `PairBatch::<V>::open`, for the batch's `V`.
+    open: fn(&mut dyn Any) -> (*mut u8, *mut u8),
 }
 
-impl ErasedPairBatch {
-    /// The batch, a `PairBatch<V>` (made if there is none yet).
+impl Default for PairCursor {
+    fn default() -> Self {
+        Self {
+            batch: None,
+            start: std::ptr::null_mut(),
+            next: std::ptr::null_mut(),
+            end: std::ptr::null_mut(),
+            set_written: |_, _| unreachable!("set only with a batch"),
+            open: |_| (std::ptr::null_mut(), std::ptr::null_mut()),
+        }
+    }
+}
+
+/// The next free place of a [`PairCursor`]'s batch: written once, with
+/// [`write`](PairPlace::write).
+struct PairPlace<'a, V> {
+    at: *mut (KeyRepr, V),
+    next: &'a mut *mut u8,
+}
+
+impl<V> PairPlace<'_, V> {
     #[inline]
     #[allow(unsafe_code)]
-    fn get<V: Data>(&mut self) -> &mut PairBatch<V> {
-        self.pending = true;
-        if self.type_id != Some(TypeId::of::<PairBatch<V>>()) {
-            // The first pair (an emitter's pairs have one type).
-            self.batch = Some(Box::new(PairBatch::<V>::new()));
-            self.type_id = Some(TypeId::of::<PairBatch<V>>());
+    fn write(self, pair: (KeyRepr, V)) {
+        // SAFETY: `at` is a free place inside the batch's buffer, aligned
+        // for the pair (`PairCursor::next_place`); moving `next` past it
+        // makes it a written place, which the batch counts when it is
+        // passed on.
+        unsafe {
+            self.at.write(pair);
+            *self.next = self.at.add(1).cast();
         }
-        let batch: *mut dyn Any = self.batch.as_deref_mut().expect("made with its type");
-        // SAFETY: `batch` is a `PairBatch<V>`: its `TypeId` was just compared
-        // (it is set with the batch, and no other code sets either).
-        unsafe { &mut *batch.cast::<PairBatch<V>>() }
+    }
+}
+
+impl PairCursor {
+    /// The next place of the batch, if the batch exists and has room.
+    ///
+    /// # Safety
+    ///
+    /// `V` is the batch's value type: the one of every pair the emitter
+    /// emits (see the type's doc).
+    #[inline]
+    #[allow(unsafe_code)]
+    unsafe fn next_place<V>(&mut self) -> Option<PairPlace<'_, V>> {
+        (self.next != self.end).then(|| PairPlace {
+            at: self.next.cast(),
+            next: &mut self.next,
+        })
     }
 
-    /// The batch, if it holds pairs not passed on yet (they are about to
-    /// be).
+    /// Whether the batch was made and has no room left.
+    fn is_full(&self) -> bool {
+        self.batch.is_some() && self.next == self.end
+    }
+
+    /// The next place of the batch (made at the first pair; it must have
+    /// room) and the batch's buffer of long keys.
+    fn place_and_long<V: Data>(&mut self) -> (PairPlace<'_, V>, &mut Vec<u8>) {
+        if self.batch.is_none() {
+            let mut batch: Box<dyn Any> = Box::new(PairBatch::<V>::new());
+            (self.start, self.end) = PairBatch::<V>::open(batch.as_mut());
+            self.next = self.start;
+            self.batch = Some(batch);
+            self.set_written = PairBatch::<V>::set_written;
+            self.open = PairBatch::<V>::open;
+        }
+        assert!(
+            self.next != self.end,
+            "a full pair batch is passed on first"
+        );
+        let batch = self.batch.as_deref_mut().expect("made above");
+        // The same `V` as the batch's, see the type's doc.
+        let long = &mut batch
+            .downcast_mut::<PairBatch<V>>()
+            .expect("an emitter's pairs have one value type")
+            .long;
+        let place = PairPlace {
+            at: self.next.cast(),
+            next: &mut self.next,
+        };
+        (place, long)
+    }
+
+    /// The batch, its length set to the pairs written, if it holds any
+    /// (they are about to be passed on; [`reopen`](Self::reopen) after).
     fn pending(&mut self) -> Option<&mut dyn Any> {
-        if !std::mem::take(&mut self.pending) {
+        if self.next == self.start {
             return None;
         }
-        self.batch.as_deref_mut()
+        let written = self.next.addr() - self.start.addr();
+        let batch = self.batch.as_deref_mut()?;
+        // SAFETY: the places from `start` to `next` were each written with
+        // a pair of the batch's type (`PairPlace::write`, the only writer)
+        // since the batch was opened, and nothing else wrote the batch.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.set_written)(batch, written)
+        };
+        Some(batch)
+    }
+
+    /// Empties the batch (the next stage has taken its pairs) and points
+    /// the cursor at its start again.
+    fn reopen(&mut self) {
+        if let Some(batch) = self.batch.as_deref_mut() {
+            (self.start, self.end) = (self.open)(batch);
+            self.next = self.start;
+        }
     }
 }
 
