@@ -122,10 +122,11 @@ impl<U: Data> Emitter<U> {
     }
 
     /// Emits a pair given as its key's encoding and its value: a short key
-    /// into the pair batch's next place at once, anything else (the first
-    /// pair, a full batch, a long key, a next stage that takes no pair
-    /// batches) through [`push_pair_slow`](Self::push_pair_slow). This is
-    /// the word count's every word, so it is kept to a test and a store.
+    /// into the pair batch's next place at once, as its encoding if the
+    /// next stage takes no pair batches, anything else (the first pair, a
+    /// full batch, a long key) through
+    /// [`push_pair_slow`](Self::push_pair_slow). The first is the word
+    /// count's every word, so it is kept to a test and a store.
     #[inline]
     fn push_pair<V: Data>(&mut self, key: &[u8], value: V) {
         // SAFETY: an emitter's pairs have one value type, `V` here (see
@@ -135,18 +136,18 @@ impl<U: Data> Emitter<U> {
             && let Some(place) = unsafe { self.pairs.next_place::<V>() }
         {
             place.write((KeyRepr::short_within(key, self.record.get()), value));
+        } else if !self.direct {
+            // A stateful step's chain: every pair encoded for the host.
+            self.push_encoded_with(|buf, within| encode_pair(key, &value, buf, within));
         } else {
             self.push_pair_slow(key, value);
         }
     }
 
-    /// [`push_pair`](Self::push_pair) when the pair cannot go to the
-    /// batch's next place at once.
+    /// [`push_pair`](Self::push_pair) into a pair batch when the pair
+    /// cannot go to the batch's next place at once.
     #[inline(never)]
     fn push_pair_slow<V: Data>(&mut self, key: &[u8], value: V) {
-        if !self.direct {
-            return self.push_encoded_with(|buf, within| encode_pair(key, &value, buf, within));
-        }
         if self.pairs.is_full() {
             self.pass_pairs();
         }
