@@ -90,6 +90,17 @@ impl Counter {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or_else(|| anyhow::anyhow!("the counter module exports no memory"))?;
+        // The module's delimiter kernel is Wasm SIMD, which no native test
+        // runs: checked against a byte loop before anything is timed.
+        let blocks = 10_000;
+        let failed = instance
+            .get_typed_func::<u32, u32>(&mut store, "check_masks")?
+            .call(&mut store, blocks)?;
+        anyhow::ensure!(
+            failed == 0,
+            "{}: the delimiter kernel differs from a byte loop on {failed} of {blocks} blocks",
+            path.display()
+        );
         let buffer = instance
             .get_typed_func::<u32, u32>(&mut store, "buffer")?
             .call(&mut store, u32::try_from(max)?)?;

@@ -15,7 +15,10 @@
 //! - `buffer(len) -> ptr`: room for `len` bytes of text in linear memory;
 //! - `count(ptr, len) -> words`: empties the counter, then counts the words
 //!   of the text at `ptr` (whole lines);
-//! - `distinct() -> n`: the distinct words of the last count.
+//! - `distinct() -> n`: the distinct words of the last count;
+//! - `check_masks(blocks) -> failed`: the delimiter kernel as built here
+//!   (Wasm SIMD, which no native test reaches) against a byte loop on
+//!   `blocks` pseudo-random blocks; how many differ.
 //!
 //! Off wasm32 the crate is empty.
 
@@ -23,6 +26,7 @@
 mod exports {
     use std::cell::RefCell;
 
+    use sluice_bench::split::{Masks, Portable};
     use sluice_bench::words::WordCounter;
 
     thread_local! {
@@ -52,6 +56,43 @@ mod exports {
     fn count_words(counter: &mut WordCounter, text: &[u8]) -> u64 {
         counter.clear();
         counter.count(text).words
+    }
+
+    /// Compares [`Portable`]'s masks (its Wasm SIMD path in this build)
+    /// with a byte-by-byte loop on `blocks` pseudo-random 64-byte blocks of
+    /// spaces, newlines and any other byte (those of 0x80 and up too);
+    /// returns how many blocks differ.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn check_masks(blocks: u32) -> u32 {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut failed = 0;
+        for _ in 0..blocks {
+            let mut block = [0u8; 64];
+            for byte in &mut block {
+                // xorshift64
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = match state % 4 {
+                    0 => b' ',
+                    1 => b'\n',
+                    _ => (state >> 8) as u8,
+                };
+            }
+            let expected = block
+                .iter()
+                .enumerate()
+                .fold((0, 0), |(spaces, ends), (i, &b)| {
+                    (
+                        spaces | u64::from(b == b' ') << i,
+                        ends | u64::from(b == b'\n') << i,
+                    )
+                });
+            if Portable.masks(&block) != expected {
+                failed += 1;
+            }
+        }
+        failed
     }
 
     /// The distinct words of the last [`count`].
