@@ -114,6 +114,43 @@ pub(crate) fn is_ascii(bytes: &[u8]) -> bool {
     blocks.remainder().is_empty() || high16(bytes[len - 16..].try_into().expect("16 bytes")) == 0
 }
 
+/// [`is_ascii`] for a span of many records (a batch of a partition's
+/// lines): 64 bytes a test, the rest with [`is_ascii`].
+pub(crate) fn is_ascii_span(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        if any_high64(block.try_into().expect("64 bytes")) {
+            return false;
+        }
+    }
+    is_ascii(blocks.remainder())
+}
+
+/// Whether any of the 64 bytes is not ASCII.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline]
+#[allow(unsafe_code)]
+fn any_high64(block: &[u8; 64]) -> bool {
+    use core::arch::wasm32::{u8x16_bitmask, v128, v128_load, v128_or};
+    let at = |i: usize| -> v128 {
+        // SAFETY: `i + 16 <= 64`, so 16 readable bytes; `v128_load` has no
+        // alignment requirement.
+        unsafe { v128_load(block[i..i + 16].as_ptr().cast()) }
+    };
+    let any = v128_or(v128_or(at(0), at(16)), v128_or(at(32), at(48)));
+    u8x16_bitmask(any) != 0
+}
+
+/// Whether any of the 64 bytes is not ASCII.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline]
+fn any_high64(block: &[u8; 64]) -> bool {
+    let any = block.chunks_exact(8).fold(0, |any, word| {
+        any | u64::from_le_bytes(word.try_into().expect("8 bytes"))
+    });
+    any & 0x8080_8080_8080_8080 != 0
+}
+
 /// [`is_ascii`] of fewer than 16 bytes.
 #[inline]
 fn is_ascii_short(bytes: &[u8]) -> bool {
@@ -214,12 +251,14 @@ mod tests {
         /// The same answer as `<[u8]>::is_ascii`, whatever the length and
         /// wherever a non-ASCII byte is.
         #[test]
-        fn is_ascii_agrees(mut bytes in proptest::collection::vec(0u8..0x80, 0..100), at in any::<usize>(), high in 0x80u8..) {
+        fn is_ascii_agrees(mut bytes in proptest::collection::vec(0u8..0x80, 0..300), at in any::<usize>(), high in 0x80u8..) {
             prop_assert!(is_ascii(&bytes));
+            prop_assert!(is_ascii_span(&bytes));
             if !bytes.is_empty() {
                 let at = at % bytes.len();
                 bytes[at] = high;
                 prop_assert!(!is_ascii(&bytes));
+                prop_assert!(!is_ascii_span(&bytes));
             }
         }
     }

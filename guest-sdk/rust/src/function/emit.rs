@@ -502,6 +502,12 @@ pub(crate) trait Viewed: Data {
     fn bytes(view: &Self::View) -> &[u8];
     /// The view of an encoded record, checked as `decode` would check it.
     fn view_encoded(bytes: &[u8]) -> Result<&Self::View, DecodeError>;
+    /// Whether [`view_encoded`](Self::view_encoded) checks the bytes
+    /// (for UTF-8), so that all-ASCII bytes need no check of their own.
+    const CHECKS_UTF8: bool;
+    /// The view of an encoded record whose bytes are ASCII (any bytes
+    /// when the view does not check them).
+    fn view_ascii(bytes: &[u8]) -> &Self::View;
 }
 
 impl Viewed for String {
@@ -515,6 +521,10 @@ impl Viewed for String {
     fn view_encoded(bytes: &[u8]) -> Result<&str, DecodeError> {
         utf8(bytes)
     }
+    const CHECKS_UTF8: bool = true;
+    fn view_ascii(bytes: &[u8]) -> &str {
+        crate::text::ascii_str(bytes)
+    }
 }
 
 impl Viewed for Bytes {
@@ -527,6 +537,10 @@ impl Viewed for Bytes {
     }
     fn view_encoded(bytes: &[u8]) -> Result<&[u8], DecodeError> {
         Ok(bytes)
+    }
+    const CHECKS_UTF8: bool = false;
+    fn view_ascii(bytes: &[u8]) -> &[u8] {
+        bytes
     }
 }
 
@@ -593,6 +607,20 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> Sink<T> for FlatMapVi
     fn push_encoded(&mut self, batch: EncodedBatch<'_>) -> Result<(), String> {
         enter_stage(self.stage);
         let data = batch.data;
+        // One ASCII test over the whole batch's bytes rather than a UTF-8
+        // check a record: lines of ASCII are the common case, and each
+        // record's check is a call. Any other bytes take the check a record
+        // (which names the record that is not UTF-8).
+        let span = batch
+            .ends
+            .last()
+            .and_then(|&end| data.get(batch.start..end as usize));
+        if !T::CHECKS_UTF8 || span.is_some_and(crate::text::is_ascii_span) {
+            for (_, record) in batch.records() {
+                self.apply(T::view_ascii(record?), data)?;
+            }
+            return Ok(());
+        }
         for (i, record) in batch.records() {
             let view = T::view_encoded(record?).map_err(|e| batch.decode_error::<T>(i, e))?;
             self.apply(view, data)?;
