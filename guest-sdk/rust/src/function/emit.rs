@@ -610,10 +610,14 @@ impl<T: Viewed, F: Fn(&T::View, &mut Emitter<U>), U: Data> Sink<T> for FlatMapVi
         // One ASCII test over the whole batch's bytes rather than a UTF-8
         // check a record: lines of ASCII are the common case, and each
         // record's check is a call. Any other bytes take the check a record
-        // (which names the record that is not UTF-8).
+        // (which names the record that is not UTF-8). The span ends at the
+        // greatest end, not the last: every record `records` yields lies
+        // between the batch's start and that, even when malformed offsets
+        // go backwards after it.
         let span = batch
             .ends
-            .last()
+            .iter()
+            .max()
             .and_then(|&end| data.get(batch.start..end as usize));
         if !T::CHECKS_UTF8 || span.is_some_and(crate::text::is_ascii_span) {
             for (_, record) in batch.records() {
@@ -851,6 +855,26 @@ mod tests {
         assert!(
             expected.contains("cannot decode input record 1 as string"),
             "{expected}"
+        );
+    }
+
+    /// Offsets that go backwards cannot make a view of bytes the batch's
+    /// ASCII test did not see: the last record's end is ASCII, an earlier
+    /// one reaches past it.
+    #[test]
+    fn offsets_that_go_backwards_are_an_error_not_a_view() {
+        let input = Rows {
+            data: vec![b'a', b'b', 0xff],
+            ends: vec![3, 1],
+        };
+        let stage = [NarrowFn::<String, String>::flat_map_view(
+            "f",
+            |l: &str, out| out.emit(l),
+        )];
+        let err = run(&stage, &input).unwrap_err();
+        assert!(
+            err.contains("cannot decode input record 0 as string"),
+            "{err}"
         );
     }
 
