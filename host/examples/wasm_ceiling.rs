@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use sluice::data::Rows;
 use sluice::wasm::{Runtime, WasmConfig};
 use sluice_bench::words::WordCounter;
@@ -38,24 +39,20 @@ struct Args {
     #[arg(long, required = true)]
     plugin: Vec<PathBuf>,
     /// Rounds (one block each, the blocks in turn).
-    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one())]
     rounds: usize,
     /// Distinct blocks.
-    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one())]
     blocks: usize,
     /// Most bytes of text (lines and their newlines) in a block: the 4 MiB a
     /// receiver cuts at full speed. At least one corpus line.
-    #[arg(long, default_value_t = 4 << 20, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 4 << 20, value_parser = at_least_one())]
     block_bytes: usize,
 }
 
 /// A count of at least one.
-fn at_least_one(arg: &str) -> Result<usize, String> {
-    match arg.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
 }
 
 /// The counter module, instantiated in an engine of its own.
