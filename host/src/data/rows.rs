@@ -73,6 +73,12 @@ impl Rows {
         self.ends.reserve(records);
     }
 
+    /// Gives back the room beyond its records.
+    pub fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
     /// Rebuilds a partition from its parts, checking that the offsets are valid
     /// (they come from a guest, which is not trusted).
     pub fn from_parts(data: Vec<u8>, ends: Vec<u32>) -> Result<Self, RowsError> {

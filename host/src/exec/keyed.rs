@@ -84,7 +84,13 @@ impl Executor {
     ) -> Result<Rows, ExecError> {
         let pieces = shuffle::key_pieces(inputs, COMBINE_INPUT_BYTES)
             .map_err(|e| self.data_error(time, step, e))?;
-        let mut combined = Rows::new();
+        // Room for as much as the input: a reducer's answer is at most that
+        // when its values keep their size (a count, a sum), so the output
+        // does not grow (a copy into fresh pages each time).
+        let (records, bytes) = pieces.iter().fold((0, 0), |(n, b), piece| {
+            (n + piece.pairs().len(), b + piece.pairs().byte_len())
+        });
+        let mut combined = Rows::with_capacity(records, bytes);
         for piece in pieces {
             let mut piece = piece
                 .take_singles(&mut combined)
@@ -106,6 +112,9 @@ impl Executor {
                     .map_err(|e| self.data_error(time, step, e))?;
             }
         }
+        // The output is held until its batch is done: without the room it
+        // did not use, which a smaller buffer could have reused.
+        combined.shrink_to_fit();
         Ok(combined)
     }
 

@@ -88,25 +88,38 @@ pub fn key_pieces<'a>(
             hashes: None,
         }]);
     }
-    // Each piece's pairs and their hash bits.
-    let mut cut: Vec<(Rows, Vec<u32>)> = (0..n)
-        .map(|_| {
-            (
-                Rows::with_capacity(records / n + 1, bytes / n + 1),
-                Vec::with_capacity(records / n + 1),
-            )
-        })
-        .collect();
+    // Each pair's piece and hash bits first, then the pieces at their exact
+    // sizes: a piece cut at the mean size would grow (a copy into fresh
+    // pages) for about half of them.
     let hasher = hasher();
-    for rows in inputs {
+    let mut placed: Vec<(u32, u32)> = Vec::with_capacity(records);
+    let mut sizes = vec![(0, 0); n];
+    for rows in inputs.clone() {
         for (index, record) in rows.iter().enumerate() {
             let (key, _) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
             let hash = hasher.hash_one(key);
             // The hash's high bits, scaled to `n`.
-            let (pairs, hashes) = &mut cut[((u128::from(hash) * n as u128) >> 64) as usize];
-            pairs.try_push(record)?;
-            hashes.push(singles_hash(hash));
+            let piece = ((u128::from(hash) * n as u128) >> 64) as usize;
+            let (piece_records, piece_bytes) = &mut sizes[piece];
+            *piece_records += 1;
+            *piece_bytes += record.len();
+            placed.push((piece as u32, singles_hash(hash)));
         }
+    }
+    let mut cut: Vec<(Rows, Vec<u32>)> = sizes
+        .into_iter()
+        .map(|(records, bytes)| {
+            (
+                Rows::with_capacity(records, bytes),
+                Vec::with_capacity(records),
+            )
+        })
+        .collect();
+    let records = inputs.into_iter().flat_map(|rows| rows.iter());
+    for (record, (piece, hash)) in records.zip(placed) {
+        let (pairs, hashes) = &mut cut[piece as usize];
+        pairs.try_push(record)?;
+        hashes.push(hash);
     }
     Ok(cut
         .into_iter()
@@ -200,7 +213,15 @@ fn split_singles(pairs: &Rows, hashes: &[u32], singles: &mut Rows) -> Result<Row
         }
     }
     drop(first);
-    let mut rest = Rows::new();
+    // Both sides at their exact sizes, so neither grows (a copy into fresh
+    // pages each time).
+    let (rest_records, rest_bytes) = pairs
+        .iter()
+        .zip(&several)
+        .filter(|(_, several)| **several)
+        .fold((0, 0), |(n, b), (record, _)| (n + 1, b + record.len()));
+    let mut rest = Rows::with_capacity(rest_records, rest_bytes);
+    singles.reserve(pairs.len() - rest_records, pairs.byte_len() - rest_bytes);
     for (record, several) in pairs.iter().zip(several) {
         if several {
             rest.try_push(record)?;
