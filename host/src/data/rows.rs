@@ -79,6 +79,13 @@ impl Rows {
         self.ends.shrink_to_fit();
     }
 
+    /// Whether its buffers hold exactly its records, with no room to spare:
+    /// a buffer sized before it was filled.
+    #[cfg(test)]
+    pub(crate) fn is_exact(&self) -> bool {
+        self.data.capacity() == self.data.len() && self.ends.capacity() == self.ends.len()
+    }
+
     /// Rebuilds a partition from its parts, checking that the offsets are valid
     /// (they come from a guest, which is not trusted).
     pub fn from_parts(data: Vec<u8>, ends: Vec<u32>) -> Result<Self, RowsError> {
