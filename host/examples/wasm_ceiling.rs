@@ -10,16 +10,25 @@
 //! is checked: the words against a plain split of the block, the distinct
 //! words of the module and of the plugin's output against the native
 //! counter's.
+//!
+//! With `--engine`, the plugins run in engines with other wasmtime settings
+//! beside Sluice's own ([`Setting`]), and a second table gives what a call
+//! costs apart from its work (a call over a few lines) and what an
+//! instance costs to make.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::Parser;
 use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum};
 use sluice::data::Rows;
-use sluice::wasm::{Runtime, WasmConfig};
+use sluice::plan::Stage;
+use sluice::wasm::{Plugin, Runtime, WasmConfig};
 use sluice_bench::words::WordCounter;
-use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, Store, TypedFunc};
+use wasmtime::{
+    Config, Engine, Instance, InstanceAllocationStrategy, Linker, Memory, Module, OptLevel,
+    PoolingAllocationConfig, Store, TypedFunc,
+};
 
 // The benchmarks' helpers, of which this uses only `chain_of`.
 #[path = "../benches/common/mod.rs"]
@@ -48,6 +57,82 @@ struct Args {
     /// receiver cuts at full speed. At least one corpus line.
     #[arg(long, default_value_t = 4 << 20, value_parser = at_least_one())]
     block_bytes: usize,
+    /// The engines to run the plugins in (default: Sluice's only); more
+    /// than one are timed side by side.
+    #[arg(long, value_enum)]
+    engine: Vec<Setting>,
+}
+
+/// An engine to run the plugins in: Sluice's, or Sluice's with one wasmtime
+/// setting changed. The settings that a call's work or its fixed cost
+/// depend on: the epoch check, the memory's reservation and guard region
+/// (whether accesses are bounds-checked), the instance allocator, and
+/// Cranelift's optimisation level.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Setting {
+    /// Sluice's engine, as `sluice run` makes it.
+    Sluice,
+    /// Without the epoch check: no time limit (measurement only).
+    NoEpochCheck,
+    /// The pooling instance allocator instead of the on-demand one.
+    Pooling,
+    /// No guard region after the 4 GiB reservation: accesses with an
+    /// offset are bounds-checked.
+    NoGuard,
+    /// Nothing reserved, no guard region: every access is bounds-checked
+    /// (with the Spectre mitigation of the checks, wasmtime's default).
+    BoundsChecked,
+    /// Every access bounds-checked, without the Spectre mitigation.
+    BoundsCheckedNoSpectre,
+    /// Cranelift optimising for speed and size rather than speed.
+    SpeedAndSize,
+}
+
+impl Setting {
+    fn name(self) -> String {
+        self.to_possible_value()
+            .expect("no variant is skipped")
+            .get_name()
+            .to_string()
+    }
+
+    /// Changes Sluice's wasmtime `Config` to this setting.
+    #[allow(unsafe_code)]
+    fn apply(self, config: &mut Config) {
+        match self {
+            Setting::Sluice => {}
+            Setting::NoEpochCheck => {
+                config.epoch_interruption(false);
+            }
+            Setting::Pooling => {
+                let mut pool = PoolingAllocationConfig::default();
+                pool.total_component_instances(16)
+                    .total_core_instances(64)
+                    .total_memories(64)
+                    .total_tables(64)
+                    .total_stacks(16)
+                    .max_memory_size(WasmConfig::default().memory_limit);
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            }
+            Setting::NoGuard => {
+                config.memory_guard_size(0);
+            }
+            Setting::BoundsChecked => {
+                config.memory_reservation(0).memory_guard_size(0);
+            }
+            Setting::BoundsCheckedNoSpectre => {
+                config.memory_reservation(0).memory_guard_size(0);
+                // SAFETY: a Cranelift setting that the engine accepts; it
+                // only removes a mitigation (measurement only).
+                unsafe {
+                    config.cranelift_flag_set("enable_heap_access_spectre_mitigation", "false");
+                }
+            }
+            Setting::SpeedAndSize => {
+                config.cranelift_opt_level(OptLevel::SpeedAndSize);
+            }
+        }
+    }
 }
 
 /// A count of at least one.
@@ -178,16 +263,44 @@ fn blocks(args: &Args) -> anyhow::Result<Vec<Block>> {
     Ok(blocks)
 }
 
-/// Seconds a word, for each round.
+/// Calls over [`FEW_LINES`] lines a round, a plugin's fixed cost per call.
+const CALLS: u64 = 20;
+/// The lines of a call that measures a call's fixed cost.
+const FEW_LINES: usize = 10;
+/// Instances made and dropped a round.
+const INSTANTIATIONS: u64 = 5;
+
+/// A plugin in an engine, and its times.
+struct Timed {
+    name: String,
+    plugin: Plugin,
+    instance: sluice::wasm::Instance,
+    stages: Vec<Stage>,
+    /// Seconds a word over the blocks.
+    words: Times,
+    /// Seconds a call over a few lines.
+    calls: Times,
+    /// Seconds an instantiation.
+    instantiations: Times,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Seconds a unit (a word, a call), for each round.
 #[derive(Default)]
 struct Times(Vec<f64>);
 
 impl Times {
-    fn add(&mut self, started: Instant, words: u64) {
-        self.0.push(started.elapsed().as_secs_f64() / words as f64);
+    fn add(&mut self, started: Instant, units: u64) {
+        self.0.push(started.elapsed().as_secs_f64() / units as f64);
     }
 
-    /// Minimum and median, ns a word.
+    /// Minimum and median, ns a unit.
     fn summary(&mut self) -> (f64, f64) {
         self.0.sort_by(f64::total_cmp);
         (self.0[0] * 1e9, self.0[self.0.len() / 2] * 1e9)
@@ -206,16 +319,38 @@ fn main() -> anyhow::Result<()> {
             counters.push((path, epoch_check, counter, Times::default()));
         }
     }
-    let runtime = Runtime::new(WasmConfig::default())?;
+    let settings = if args.engine.is_empty() {
+        vec![Setting::Sluice]
+    } else {
+        args.engine.clone()
+    };
     let mut plugins = Vec::new();
-    for path in &args.plugin {
-        let mut instance = runtime.load(path)?.instantiate("wasm-ceiling")?;
-        let graph = instance.define(&[
-            ("host".into(), "localhost".into()),
-            ("port".into(), "9999".into()),
-        ])?;
-        let stages = chain_of(&graph);
-        plugins.push((path, instance, stages, Times::default()));
+    for &setting in &settings {
+        let runtime =
+            Runtime::with_engine_settings(WasmConfig::default(), |config| setting.apply(config))?;
+        for path in &args.plugin {
+            let plugin = runtime.load(path)?;
+            let mut instance = plugin.instantiate("wasm-ceiling")?;
+            let graph = instance.define(&[
+                ("host".into(), "localhost".into()),
+                ("port".into(), "9999".into()),
+            ])?;
+            let stages = chain_of(&graph);
+            let name = if settings.len() == 1 && setting == Setting::Sluice {
+                format!("`{}`", file_name(path))
+            } else {
+                format!("`{}`, engine `{}`", file_name(path), setting.name())
+            };
+            plugins.push(Timed {
+                name,
+                plugin,
+                instance,
+                stages,
+                words: Times::default(),
+                calls: Times::default(),
+                instantiations: Times::default(),
+            });
+        }
     }
     let mut native_times = Times::default();
     let mut blocks = blocks;
@@ -245,16 +380,29 @@ fn main() -> anyhow::Result<()> {
         // right after the counters (whose tables evict the caches).
         let first = round % plugins.len();
         plugins.rotate_left(first);
-        for (path, instance, stages, times) in &mut plugins {
+        for timed in &mut plugins {
             let started = Instant::now();
-            let out = instance.run_chain(stages, &mut block.rows)?;
-            times.add(started, words);
+            let out = timed.instance.run_chain(&timed.stages, &mut block.rows)?;
+            timed.words.add(started, words);
             let got = out.len() as u64;
             anyhow::ensure!(
                 got == distinct,
                 "{}: {got} keys out, not {distinct}",
-                path.display()
+                timed.name
             );
+            // What a call costs apart from its work: calls over a few lines.
+            let mut few: Rows = block.rows.iter().take(FEW_LINES).collect();
+            let started = Instant::now();
+            for _ in 0..CALLS {
+                let out = timed.instance.run_chain(&timed.stages, &mut few)?;
+                anyhow::ensure!(!out.is_empty(), "{}: no keys out of a call", timed.name);
+            }
+            timed.calls.add(started, CALLS);
+            let started = Instant::now();
+            for _ in 0..INSTANTIATIONS {
+                drop(timed.plugin.instantiate("wasm-ceiling")?);
+            }
+            timed.instantiations.add(started, INSTANTIATIONS);
         }
         plugins.rotate_right(first);
     }
@@ -280,26 +428,36 @@ fn main() -> anyhow::Result<()> {
         "native `WordCounter` (prefetch on x86_64)",
         (native_min, native_median),
     );
-    let name = |path: &PathBuf| {
-        path.file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned()
-    };
     for (path, epoch_check, _, times) in &mut counters {
         let check = if *epoch_check { "on" } else { "off" };
         row(
             &format!(
                 "the same code as Wasm (`{}`), epoch check {check}",
-                name(path)
+                file_name(path)
             ),
             times.summary(),
         );
     }
-    for (path, _, _, times) in &mut plugins {
+    for timed in &mut plugins {
         row(
-            &format!("Sluice chain of `{}`", name(path)),
-            times.summary(),
+            &format!("Sluice chain of {}", timed.name),
+            timed.words.summary(),
+        );
+    }
+    println!(
+        "\n| plugin | µs a call over {FEW_LINES} lines, min / median | µs an instantiation, min / median |"
+    );
+    println!("|---|---:|---:|");
+    for timed in &mut plugins {
+        let (call_min, call_median) = timed.calls.summary();
+        let (new_min, new_median) = timed.instantiations.summary();
+        println!(
+            "| {} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            timed.name,
+            call_min / 1e3,
+            call_median / 1e3,
+            new_min / 1e3,
+            new_median / 1e3
         );
     }
     Ok(())

@@ -98,6 +98,18 @@ impl Runtime {
     /// naming the flag and the grant. Resolving names blocks: call it off
     /// the async runtime.
     pub fn new(config: WasmConfig) -> Result<Runtime, WasmError> {
+        Self::with_engine_settings(config, |_| {})
+    }
+
+    /// [`new`](Self::new), with `settings` changing wasmtime's `Config`
+    /// after Sluice's own: for measuring other engine settings against
+    /// Sluice's (`bench/wasm-ceiling --engine`), never for running jobs (a
+    /// setting can take away the time limit).
+    #[doc(hidden)]
+    pub fn with_engine_settings(
+        config: WasmConfig,
+        settings: impl FnOnce(&mut Config),
+    ) -> Result<Runtime, WasmError> {
         let sandbox = config.grants.resolve()?;
         let mut wasmtime_config = Config::new();
         wasmtime_config
@@ -107,6 +119,7 @@ impl Runtime {
         if std::env::var_os("SLUICE_PERF_MAP").is_some() {
             wasmtime_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        settings(&mut wasmtime_config);
         let engine =
             Engine::new(&wasmtime_config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
