@@ -399,6 +399,7 @@ pub(crate) fn split_prefixed<'a>(
 
 /// Splits the `tuple<k,..>` encoding of a pair into the key's bytes and the
 /// value's bytes.
+#[inline]
 pub(crate) fn split_pair(bytes: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     split_prefixed(bytes, "tuple element 0")
 }

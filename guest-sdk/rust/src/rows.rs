@@ -59,6 +59,7 @@ pub(crate) fn encode_all<T: Data>(records: &[T]) -> Rows {
 }
 
 /// The current length of a partition buffer as a record end offset.
+#[inline]
 pub(crate) fn end_offset(data: &[u8]) -> u32 {
     u32::try_from(data.len()).expect("a partition is smaller than 4 GiB (wasm32 memory)")
 }

@@ -166,6 +166,7 @@ impl KeyRepr {
     }
 }
 
+#[inline]
 pub(super) fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("a partition is smaller than 4 GiB (wasm32 memory)")
 }
