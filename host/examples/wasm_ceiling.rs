@@ -11,17 +11,22 @@
 //! words of the module and of the plugin's output against the native
 //! counter's.
 //!
-//! With `--engine`, the plugins run in engines with other wasmtime settings
-//! beside Sluice's own ([`Setting`]), and a second table gives what a call
-//! costs apart from its work (a call over a few lines) and what an
-//! instance costs to make.
+//! A second table gives, for each plugin, what the rest of its early work
+//! costs: a merge of its chain's last four outputs as the executor merges
+//! them (the merged keys checked against the outputs' distinct keys), a
+//! call apart from its work (a call over a few lines), and an
+//! instantiation. With `--engine`, the plugins run in engines with other
+//! wasmtime settings beside Sluice's own ([`Setting`]).
 
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use sluice::data::Rows;
+use sluice::data::codec::split_pair;
+use sluice::exec::shuffle::key_pieces;
 use sluice::plan::Stage;
 use sluice::wasm::{Plugin, Runtime, WasmConfig};
 use sluice_bench::words::WordCounter;
@@ -270,6 +275,40 @@ const FEW_LINES: usize = 10;
 /// Instances made and dropped a round.
 const INSTANTIATIONS: u64 = 5;
 
+/// How many outputs of a plugin's chain a merge takes: the executor's
+/// fan-in.
+const MERGED: usize = 4;
+/// The most bytes of pairs one call of a merge's combine gets: the
+/// executor's.
+const COMBINE_INPUT_BYTES: usize = 2 << 20;
+
+/// A merge of `outputs` of the word count's chain, as the executor merges
+/// early outputs: cut into key-disjoint pieces, the keys that occur once in
+/// their piece passed as they are, the others through the chain's combine.
+/// Returns the number of keys merged.
+fn merge(
+    instance: &mut sluice::wasm::Instance,
+    stages: &[Stage],
+    outputs: &VecDeque<Rows>,
+) -> anyhow::Result<usize> {
+    let combine = [*stages
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("the plugin's graph has no chain"))?];
+    anyhow::ensure!(
+        matches!(combine[0], Stage::Combine(_)),
+        "the plugin's chain does not end in a combine"
+    );
+    let mut singles = Rows::new();
+    let mut keys = 0;
+    for piece in key_pieces(outputs, COMBINE_INPUT_BYTES)? {
+        let mut rest = piece.take_singles(&mut singles)?;
+        if !rest.is_empty() {
+            keys += instance.run_chain(&combine, &mut rest)?.len();
+        }
+    }
+    Ok(keys + singles.len())
+}
+
 /// A plugin in an engine, and its times.
 struct Timed {
     name: String,
@@ -282,6 +321,10 @@ struct Timed {
     calls: Times,
     /// Seconds an instantiation.
     instantiations: Times,
+    /// The last outputs of the chain, for a merge.
+    outputs: VecDeque<Rows>,
+    /// Seconds a pair of the merges' input.
+    merges: Times,
 }
 
 fn file_name(path: &Path) -> String {
@@ -349,6 +392,8 @@ fn main() -> anyhow::Result<()> {
                 words: Times::default(),
                 calls: Times::default(),
                 instantiations: Times::default(),
+                outputs: VecDeque::new(),
+                merges: Times::default(),
             });
         }
     }
@@ -403,6 +448,29 @@ fn main() -> anyhow::Result<()> {
                 drop(timed.plugin.instantiate("wasm-ceiling")?);
             }
             timed.instantiations.add(started, INSTANTIATIONS);
+            // A merge of the last outputs, as the executor merges them.
+            timed.outputs.push_back(out);
+            if timed.outputs.len() > MERGED {
+                timed.outputs.pop_front();
+            }
+            if timed.outputs.len() == MERGED {
+                let pairs: usize = timed.outputs.iter().map(Rows::len).sum();
+                let started = Instant::now();
+                let keys = merge(&mut timed.instance, &timed.stages, &timed.outputs)?;
+                timed.merges.add(started, pairs as u64);
+                let distinct: HashSet<&[u8]> = timed
+                    .outputs
+                    .iter()
+                    .flat_map(Rows::iter)
+                    .filter_map(|pair| split_pair(pair).map(|(key, _)| key))
+                    .collect();
+                anyhow::ensure!(
+                    keys == distinct.len(),
+                    "{}: a merge of {MERGED} outputs gave {keys} keys, not {}",
+                    timed.name,
+                    distinct.len()
+                );
+            }
         }
         plugins.rotate_right(first);
     }
@@ -445,14 +513,20 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n| plugin | µs a call over {FEW_LINES} lines, min / median | µs an instantiation, min / median |"
+        "\n| plugin | ns a pair, merges of {MERGED} outputs, min / median | µs a call over {FEW_LINES} lines, min / median | µs an instantiation, min / median |"
     );
-    println!("|---|---:|---:|");
+    println!("|---|---:|---:|---:|");
     for timed in &mut plugins {
+        let merges = if timed.merges.0.is_empty() {
+            format!("(none: fewer than {MERGED} rounds)")
+        } else {
+            let (min, median) = timed.merges.summary();
+            format!("{min:.1} / {median:.1}")
+        };
         let (call_min, call_median) = timed.calls.summary();
         let (new_min, new_median) = timed.instantiations.summary();
         println!(
-            "| {} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            "| {} | {merges} | {:.1} / {:.1} | {:.1} / {:.1} |",
             timed.name,
             call_min / 1e3,
             call_median / 1e3,
