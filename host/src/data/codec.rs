@@ -378,6 +378,7 @@ fn format_float(f: f64, n: Numeric, out: &mut String) {
 }
 
 /// Splits `u32-le length | field | rest`.
+#[inline]
 pub fn split_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let field = bytes.get(4..4 + len)?;
@@ -385,6 +386,7 @@ pub fn split_prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Splits a `tuple<k, v>` record into its key and value bytes.
+#[inline]
 pub fn split_pair(record: &[u8]) -> Option<(&[u8], &[u8])> {
     split_prefixed(record)
 }

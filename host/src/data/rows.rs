@@ -119,16 +119,19 @@ impl Rows {
     }
 
     /// Number of records.
+    #[inline]
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// True when the partition holds no record.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// Number of record bytes.
+    #[inline]
     pub fn byte_len(&self) -> usize {
         self.data.len()
     }
@@ -137,6 +140,7 @@ impl Rows {
     ///
     /// # Panics
     /// When `i >= self.len()`.
+    #[inline]
     pub fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.data[start..self.ends[i] as usize]
@@ -149,12 +153,14 @@ impl Rows {
     /// When the partition would pass 4 GiB. Partitions built from data of
     /// unbounded size (shuffles, unions of guest outputs) use
     /// [`Rows::try_push`] and fail their task instead.
+    #[inline]
     pub fn push(&mut self, record: &[u8]) {
         self.try_push(record)
             .expect("a bounded partition stays far below 4 GiB");
     }
 
     /// Appends one record, or says, copying nothing, that it does not fit.
+    #[inline]
     pub fn try_push(&mut self, record: &[u8]) -> Result<(), RowsError> {
         let end = offset(self.data.len().saturating_add(record.len()))?;
         self.data.extend_from_slice(record);
@@ -197,6 +203,7 @@ impl Rows {
     }
 
     /// The records in order.
+    #[inline]
     pub fn iter(&self) -> RowsIter<'_> {
         RowsIter {
             rows: self,
@@ -207,6 +214,7 @@ impl Rows {
 }
 
 /// `len` as a `u32` offset.
+#[inline]
 fn offset(len: usize) -> Result<u32, RowsError> {
     u32::try_from(len).map_err(|_| RowsError::TooLarge)
 }
@@ -230,6 +238,7 @@ pub struct RowsIter<'a> {
 impl<'a> Iterator for RowsIter<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         let end = *self.rows.ends.get(self.next)? as usize;
         let record = &self.rows.data[self.start..end];
