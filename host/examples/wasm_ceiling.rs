@@ -13,7 +13,8 @@
 //!
 //! A second table gives, for each plugin, what the rest of its early work
 //! costs: a merge of its chain's last four outputs as the executor merges
-//! them (the merged keys checked against the outputs' distinct keys), a
+//! them (the merged keys checked against the outputs' distinct keys, their
+//! counts against the blocks' words), a
 //! call apart from its work (a call over a few lines), and an
 //! instantiation. With `--engine`, the plugins run in engines with other
 //! wasmtime settings beside Sluice's own ([`Setting`]).
@@ -27,6 +28,7 @@ use clap::{Parser, ValueEnum};
 use sluice::data::Rows;
 use sluice::data::codec::split_pair;
 use sluice::exec::shuffle::key_pieces;
+use sluice::exec::{COMBINE_INPUT_BYTES, MERGE_FAN_IN as MERGED};
 use sluice::plan::Stage;
 use sluice::wasm::{Plugin, Runtime, WasmConfig};
 use sluice_bench::words::WordCounter;
@@ -275,22 +277,15 @@ const FEW_LINES: usize = 10;
 /// Instances made and dropped a round.
 const INSTANTIATIONS: u64 = 5;
 
-/// How many outputs of a plugin's chain a merge takes: the executor's
-/// fan-in.
-const MERGED: usize = 4;
-/// The most bytes of pairs one call of a merge's combine gets: the
-/// executor's.
-const COMBINE_INPUT_BYTES: usize = 2 << 20;
-
 /// A merge of `outputs` of the word count's chain, as the executor merges
 /// early outputs: cut into key-disjoint pieces, the keys that occur once in
 /// their piece passed as they are, the others through the chain's combine.
-/// Returns the number of keys merged.
+/// Returns the merged pairs, in parts.
 fn merge(
     instance: &mut sluice::wasm::Instance,
     stages: &[Stage],
-    outputs: &VecDeque<Rows>,
-) -> anyhow::Result<usize> {
+    outputs: &VecDeque<(Rows, u64)>,
+) -> anyhow::Result<Vec<Rows>> {
     let combine = [*stages
         .last()
         .ok_or_else(|| anyhow::anyhow!("the plugin's graph has no chain"))?];
@@ -299,14 +294,26 @@ fn merge(
         "the plugin's chain does not end in a combine"
     );
     let mut singles = Rows::new();
-    let mut keys = 0;
-    for piece in key_pieces(outputs, COMBINE_INPUT_BYTES)? {
+    let mut merged = Vec::new();
+    for piece in key_pieces(outputs.iter().map(|(rows, _)| rows), COMBINE_INPUT_BYTES)? {
         let mut rest = piece.take_singles(&mut singles)?;
         if !rest.is_empty() {
-            keys += instance.run_chain(&combine, &mut rest)?.len();
+            merged.push(instance.run_chain(&combine, &mut rest)?);
         }
     }
-    Ok(keys + singles.len())
+    merged.push(singles);
+    Ok(merged)
+}
+
+/// The sum of the counts of word count pairs (`tuple<string, s64>`).
+fn counts(pairs: &Rows) -> anyhow::Result<u64> {
+    pairs.iter().try_fold(0u64, |sum, pair| {
+        let count = split_pair(pair)
+            .and_then(|(_, value)| Some(i64::from_le_bytes(value.try_into().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("a pair that is not (string, s64)"))?;
+        let count = u64::try_from(count).map_err(|_| anyhow::anyhow!("a count of {count}"))?;
+        Ok(sum + count)
+    })
 }
 
 /// A plugin in an engine, and its times.
@@ -321,8 +328,9 @@ struct Timed {
     calls: Times,
     /// Seconds an instantiation.
     instantiations: Times,
-    /// The last outputs of the chain, for a merge.
-    outputs: VecDeque<Rows>,
+    /// The last outputs of the chain, for a merge, with their blocks'
+    /// words.
+    outputs: VecDeque<(Rows, u64)>,
     /// Seconds a pair of the merges' input.
     merges: Times,
 }
@@ -449,24 +457,34 @@ fn main() -> anyhow::Result<()> {
             }
             timed.instantiations.add(started, INSTANTIATIONS);
             // A merge of the last outputs, as the executor merges them.
-            timed.outputs.push_back(out);
+            let sum = counts(&out)?;
+            anyhow::ensure!(
+                sum == words,
+                "{}: the counts out sum to {sum}, not {words}",
+                timed.name
+            );
+            timed.outputs.push_back((out, words));
             if timed.outputs.len() > MERGED {
                 timed.outputs.pop_front();
             }
             if timed.outputs.len() == MERGED {
-                let pairs: usize = timed.outputs.iter().map(Rows::len).sum();
+                let pairs: usize = timed.outputs.iter().map(|(rows, _)| rows.len()).sum();
                 let started = Instant::now();
-                let keys = merge(&mut timed.instance, &timed.stages, &timed.outputs)?;
+                let merged = merge(&mut timed.instance, &timed.stages, &timed.outputs)?;
                 timed.merges.add(started, pairs as u64);
+                let keys: usize = merged.iter().map(Rows::len).sum();
+                let sum = merged.iter().map(counts).sum::<anyhow::Result<u64>>()?;
                 let distinct: HashSet<&[u8]> = timed
                     .outputs
                     .iter()
-                    .flat_map(Rows::iter)
+                    .flat_map(|(rows, _)| rows.iter())
                     .filter_map(|pair| split_pair(pair).map(|(key, _)| key))
                     .collect();
+                let words: u64 = timed.outputs.iter().map(|(_, words)| words).sum();
                 anyhow::ensure!(
-                    keys == distinct.len(),
-                    "{}: a merge of {MERGED} outputs gave {keys} keys, not {}",
+                    keys == distinct.len() && sum == words,
+                    "{}: a merge of {MERGED} outputs gave {keys} keys counting {sum} words, \
+                     not {} keys counting {words}",
                     timed.name,
                     distinct.len()
                 );

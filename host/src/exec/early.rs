@@ -26,7 +26,7 @@ type EarlyOutput = (NodeId, u64, Result<Rows, ExecError>);
 /// and fill the byte budget well before its time; with it what a batch
 /// holds grows with its distinct keys, and the shuffle at batch time has
 /// fewer records to place.
-const MERGE_FAN_IN: usize = 4;
+pub const MERGE_FAN_IN: usize = 4;
 
 /// The most bytes of outputs one merge takes (unless two outputs are more):
 /// twice [`CALL_INPUT_BYTES`], as a merge's answer is about half its input

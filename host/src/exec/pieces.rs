@@ -22,7 +22,7 @@ pub(super) const CALL_INPUT_BYTES: usize = 4 << 20;
 /// results of blocks): at this size a call grows an instance about as much
 /// as a chain's call over a whole block, where a whole 8 MiB merge grew it
 /// twice as much.
-pub(super) const COMBINE_INPUT_BYTES: usize = 2 << 20;
+pub const COMBINE_INPUT_BYTES: usize = 2 << 20;
 
 /// Most bytes of input one call of a chain whose pairs the host combines
 /// or groups gets (a block is cut into pieces of this size). Such a chain
