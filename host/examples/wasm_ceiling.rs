@@ -14,9 +14,8 @@
 //! A second table gives, for each plugin, what the rest of its early work
 //! costs: a merge of its chain's last four outputs as the executor merges
 //! them (the merged keys checked against the outputs' distinct keys, their
-//! counts against the blocks' words), a
-//! call apart from its work (a call over a few lines), and an
-//! instantiation. With `--engine`, the plugins run in engines with other
+//! counts against the blocks' words), a call apart from its work (a call
+//! over a few lines), and an instantiation. With `--engine`, the plugins run in engines with other
 //! wasmtime settings beside Sluice's own ([`Setting`]).
 
 use std::collections::{HashSet, VecDeque};

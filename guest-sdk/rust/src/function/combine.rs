@@ -434,10 +434,11 @@ where
     /// Looks up the short keys taken and not looked up yet: touches their
     /// slots, then merges them in order.
     ///
-    /// Inlined into its callers: as a call of its own every [`AHEAD`]
-    /// keys, it made the merges of early outputs (`push_encoded`) 13%
-    /// slower, and the chain (`push_pair_batch`) no faster (BENCHMARKS,
-    /// sixteenth part).
+    /// Inlined into its callers, with [`merge_short`](Self::merge_short):
+    /// as a function of its own, called every [`AHEAD`] keys, it made the
+    /// merges of early outputs (`push_encoded`) 15-17% slower in process,
+    /// and the chain (`push_pair_batch`) no faster (BENCHMARKS, sixteenth
+    /// part).
     #[inline(always)]
     fn look_up_ahead(&mut self) {
         let mut ahead = std::mem::take(&mut self.storage.ahead);
@@ -450,7 +451,9 @@ where
         self.storage.ahead = ahead;
     }
 
-    /// Adds one pair of a short key to the table.
+    /// Adds one pair of a short key to the table. Inlined into
+    /// [`look_up_ahead`](Self::look_up_ahead)'s loop, which LLVM otherwise
+    /// leaves calling it once a key.
     #[inline(always)]
     fn merge_short(&mut self, repr: KeyRepr, hash: u64, value: V) {
         let table = &mut self.storage.table;
