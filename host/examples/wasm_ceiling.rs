@@ -26,7 +26,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Parser, ValueEnum};
 use sluice::data::Rows;
 use sluice::data::codec::split_pair;
-use sluice::exec::shuffle::key_pieces;
+use sluice::exec::shuffle::combine_in_pieces;
 use sluice::exec::{COMBINE_INPUT_BYTES, MERGE_FAN_IN as MERGED};
 use sluice::plan::Stage;
 use sluice::wasm::{Plugin, Runtime, WasmConfig};
@@ -276,15 +276,13 @@ const FEW_LINES: usize = 10;
 /// Instances made and dropped a round.
 const INSTANTIATIONS: u64 = 5;
 
-/// A merge of `outputs` of the word count's chain, as the executor merges
-/// early outputs: cut into key-disjoint pieces, the keys that occur once in
-/// their piece passed as they are, the others through the chain's combine.
-/// Returns the merged pairs, in parts.
+/// The last outputs merged as the executor merges them: by the chain's
+/// combine, in key-disjoint pieces.
 fn merge(
     instance: &mut sluice::wasm::Instance,
     stages: &[Stage],
     outputs: &VecDeque<(Rows, u64)>,
-) -> anyhow::Result<Vec<Rows>> {
+) -> anyhow::Result<Rows> {
     let combine = [*stages
         .last()
         .ok_or_else(|| anyhow::anyhow!("the plugin's graph has no chain"))?];
@@ -292,16 +290,10 @@ fn merge(
         matches!(combine[0], Stage::Combine(_)),
         "the plugin's chain does not end in a combine"
     );
-    let mut singles = Rows::new();
-    let mut merged = Vec::new();
-    for piece in key_pieces(outputs.iter().map(|(rows, _)| rows), COMBINE_INPUT_BYTES)? {
-        let mut rest = piece.take_singles(&mut singles)?;
-        if !rest.is_empty() {
-            merged.push(instance.run_chain(&combine, &mut rest)?);
-        }
-    }
-    merged.push(singles);
-    Ok(merged)
+    let inputs = outputs.iter().map(|(rows, _)| rows);
+    Ok(combine_in_pieces(inputs, COMBINE_INPUT_BYTES, |piece| {
+        instance.run_chain(&combine, piece)
+    })?)
 }
 
 /// The sum of the counts of word count pairs (`tuple<string, s64>`).
@@ -471,8 +463,8 @@ fn main() -> anyhow::Result<()> {
                 let started = Instant::now();
                 let merged = merge(&mut timed.instance, &timed.stages, &timed.outputs)?;
                 timed.merges.add(started, pairs as u64);
-                let keys: usize = merged.iter().map(Rows::len).sum();
-                let sum = merged.iter().map(counts).sum::<anyhow::Result<u64>>()?;
+                let keys = merged.len();
+                let sum = counts(&merged)?;
                 let distinct: HashSet<&[u8]> = timed
                     .outputs
                     .iter()

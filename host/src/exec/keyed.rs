@@ -67,13 +67,8 @@ impl Executor {
     }
 
     /// The pairs of `inputs` with one pair per key, combined by the guest's
-    /// combine of `function` (a reducer), which folds each key's values in
-    /// arrival order as `reduce-groups` would over the key's list. The guest
-    /// gets them in pieces of about [`COMBINE_INPUT_BYTES`] that never split
-    /// a key ([`shuffle::key_pieces`]), so that its memory follows the piece
-    /// and not the number of keys, and the answers concatenate; the pairs of
-    /// keys that occur once in their piece need no call and pass as they are
-    /// ([`shuffle::KeyPiece::take_singles`]).
+    /// combine of `function` (a reducer) in pieces of about
+    /// [`COMBINE_INPUT_BYTES`] ([`shuffle::combine_in_pieces`]).
     pub(super) fn guest_combine<'a>(
         &self,
         time: BatchTime,
@@ -82,40 +77,17 @@ impl Executor {
         function: FunctionId,
         inputs: impl IntoIterator<Item = &'a Rows> + Clone,
     ) -> Result<Rows, ExecError> {
-        let pieces = shuffle::key_pieces(inputs, COMBINE_INPUT_BYTES)
-            .map_err(|e| self.data_error(time, step, e))?;
-        // Room for as much as the input: a reducer's answer is at most that
-        // when its values keep their size (a count, a sum), so the output
-        // does not grow (a copy into fresh pages each time).
-        let (records, bytes) = pieces.iter().fold((0, 0), |(n, b), piece| {
-            (n + piece.pairs().len(), b + piece.pairs().byte_len())
-        });
-        let mut combined = Rows::with_capacity(records, bytes);
-        for piece in pieces {
-            let mut piece = piece
-                .take_singles(&mut combined)
-                .map_err(|e| self.data_error(time, step, e))?;
-            if piece.is_empty() {
-                continue;
-            }
-            let answer = self
-                .workers
+        shuffle::combine_in_pieces(inputs, COMBINE_INPUT_BYTES, |piece| {
+            self.workers
                 .run(&step.name, place, |instance| {
-                    instance.run_chain(&[Stage::Combine(function)], &mut piece)
+                    instance.run_chain(&[Stage::Combine(function)], piece)
                 })
-                .map_err(Self::task_error(time))?;
-            if combined.is_empty() {
-                combined = answer;
-            } else {
-                combined
-                    .try_extend_from(&answer)
-                    .map_err(|e| self.data_error(time, step, e))?;
-            }
-        }
-        // The output is held until its batch is done: without the room it
-        // did not use, which a smaller buffer could have reused.
-        combined.shrink_to_fit();
-        Ok(combined)
+                .map_err(Self::task_error(time))
+        })
+        .map_err(|e| match e {
+            shuffle::CombineError::Pairs(e) => self.data_error(time, step, e),
+            shuffle::CombineError::Combine(e) => e,
+        })
     }
 
     /// The partitions of a keyed step: as many as it asks for (validated to

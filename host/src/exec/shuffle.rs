@@ -4,7 +4,8 @@
 //! their map-side combine and, for windows, the inverse of sum and count
 //! ([`Builtin::inverse`]), grouping values by key for `group_by_key` and for
 //! windows' guest reducers, and the key-disjoint pieces ([`key_pieces`]) in
-//! which the guest's combine reduces a partition.
+//! which the guest's combine reduces a partition or merges early outputs
+//! ([`combine_in_pieces`]).
 //!
 //! Keys are compared and placed as their encoded bytes (see `wit/sluice.wit`).
 //! The in-memory hash maps here use a fast hasher; only placement is Kafka's
@@ -155,6 +156,59 @@ impl KeyPiece {
             None => take_singles(&self.pairs, singles),
         }
     }
+}
+
+/// Why [`combine_in_pieces`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CombineError<E> {
+    /// The pairs could not be cut or passed on.
+    #[error(transparent)]
+    Pairs(#[from] ShuffleError),
+    /// The combine of a piece failed.
+    #[error(transparent)]
+    Combine(E),
+}
+
+/// The pairs of `inputs` with one pair per key, each key's values folded by
+/// `combine` (the guest's combine, which folds them in arrival order as
+/// `reduce-groups` would over the key's list): `reduce_by_key` with a guest
+/// reducer over a partition's buckets, and the merge of a chain's early
+/// outputs. The pairs go to `combine` in key-disjoint pieces of about
+/// `limit` bytes ([`key_pieces`]), so that the guest's memory follows the
+/// piece and not the number of keys, and its answers concatenate; the pairs
+/// of keys that occur once in their piece need no call and pass as they are
+/// ([`KeyPiece::take_singles`]).
+pub fn combine_in_pieces<'a, E>(
+    inputs: impl IntoIterator<Item = &'a Rows> + Clone,
+    limit: usize,
+    mut combine: impl FnMut(&mut Rows) -> Result<Rows, E>,
+) -> Result<Rows, CombineError<E>> {
+    let pieces = key_pieces(inputs, limit)?;
+    // Room for as much as the input: a reducer's answer is at most that
+    // when its values keep their size (a count, a sum), so the output does
+    // not grow (a copy into fresh pages each time).
+    let (records, bytes) = pieces.iter().fold((0, 0), |(n, b), piece| {
+        (n + piece.pairs.len(), b + piece.pairs.byte_len())
+    });
+    let mut combined = Rows::with_capacity(records, bytes);
+    for piece in pieces {
+        let mut rest = piece.take_singles(&mut combined)?;
+        if rest.is_empty() {
+            continue;
+        }
+        let answer = combine(&mut rest).map_err(CombineError::Combine)?;
+        if combined.is_empty() {
+            combined = answer;
+        } else {
+            combined
+                .try_extend_from(&answer)
+                .map_err(ShuffleError::from)?;
+        }
+    }
+    // The output is held until its batch is done: without the room it did
+    // not use, which a smaller buffer could have reused.
+    combined.shrink_to_fit();
+    Ok(combined)
 }
 
 /// The bits of a key's hash that [`take_singles`] tells keys apart by.
@@ -738,6 +792,45 @@ mod tests {
                 }
             }
             prop_assert_eq!(by_key(&pieces), by_key(&inputs));
+        }
+
+        /// `combine_in_pieces` with a combine that sums each key's values
+        /// gives one pair per key, holding the sum of its values, whatever
+        /// the pieces; the combine is called only with keys that occur more
+        /// than once, and a failed call is its error.
+        #[test]
+        fn combine_in_pieces_gives_each_key_once_with_its_values_folded(
+            items in proptest::collection::vec(("[a-h]{0,3}", -1000i64..1000), 0..300),
+            cut in 1usize..50,
+            limit in 1usize..2000,
+        ) {
+            let items: Vec<(&str, i64)> = items.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let inputs: Vec<Rows> = items.chunks(cut).map(pairs).collect();
+            let sum = |piece: &mut Rows| {
+                let mut sums: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+                for rec in &*piece {
+                    let (k, v) = split_pair(rec).unwrap();
+                    *sums.entry(k.to_vec()).or_default() += i64::from_le_bytes(v.try_into().unwrap());
+                }
+                let keys: usize = piece.len();
+                if sums.len() == keys {
+                    return Err(format!("a call with {keys} distinct keys"));
+                }
+                let mut out = Rows::new();
+                for (k, v) in sums {
+                    out.try_push_with(pair_len(&k, 8), |b| write_pair(&k, &v.to_le_bytes(), b)).unwrap();
+                }
+                Ok(out)
+            };
+            let combined = combine_in_pieces(&inputs, limit, sum).unwrap();
+            let mut expect = BTreeMap::new();
+            for (k, v) in &items {
+                *expect.entry(k.to_string()).or_insert(0) += v;
+            }
+            prop_assert_eq!(decode(&[combined]), expect);
+            let failed = combine_in_pieces(&inputs, limit, |_| Err("failed"));
+            let repeated = occurrences(&items).values().any(|&n| n > 1);
+            prop_assert_eq!(matches!(failed, Err(CombineError::Combine("failed"))), repeated);
         }
 
         /// `take_singles` puts each pair with the pairs of its key: after
