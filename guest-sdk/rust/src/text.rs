@@ -206,14 +206,23 @@ impl<'a> Iterator for Split<'a> {
                 self.scanned += 16;
                 continue;
             }
-            if self.scanned < bytes.len() {
-                // The tail, shorter than a block.
+            let len = bytes.len();
+            if self.scanned < len {
+                // The tail, shorter than a block: in a text of a block or
+                // more, the last 16 bytes, whose bits before `scanned` are
+                // shifted out (one compare, not a loop a byte).
                 self.base = self.scanned;
-                self.mask = bytes[self.scanned..]
-                    .iter()
-                    .enumerate()
-                    .fold(0, |mask, (i, &b)| mask | (u32::from(b == self.sep) << i));
-                self.scanned = bytes.len();
+                self.mask = match len.checked_sub(16) {
+                    Some(last) => {
+                        let block = bytes[last..].try_into().expect("16 bytes");
+                        mask16(block, self.sep) >> (self.scanned - last)
+                    }
+                    None => bytes
+                        .iter()
+                        .enumerate()
+                        .fold(0, |mask, (i, &b)| mask | (u32::from(b == self.sep) << i)),
+                };
+                self.scanned = len;
                 continue;
             }
             if self.done {
