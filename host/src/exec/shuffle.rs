@@ -16,6 +16,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashMap;
 
 use super::grouping::index::Index;
+use super::grouping::totals::Totals;
 
 use crate::data::Partitioner;
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
@@ -430,19 +431,50 @@ impl Builtin {
     }
 
     /// Combines the values of equal keys across `inputs`, writing one pair
-    /// per key into the bucket of its partition under `partitioner`.
+    /// per key into the bucket of its partition under `partitioner`, keys
+    /// in order of first appearance ([`Totals`]).
     pub fn combine<'a>(
         self,
         inputs: impl IntoIterator<Item = &'a Rows>,
         partitioner: Partitioner,
     ) -> Result<Vec<Rows>, ShuffleError> {
+        let inputs: Vec<&Rows> = inputs.into_iter().collect();
+        // A guess of the distinct keys (a block's pairs have one for about
+        // 14 pairs, a merge's mostly distinct ones); the table grows past it.
+        let mut totals = Totals::with_capacity(inputs.iter().map(|i| i.len()).sum::<usize>() / 8);
+        for input in inputs {
+            let records = input.iter().enumerate().map(|(index, record)| {
+                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+                let value = if self.count_values {
+                    Number::Int(1)
+                } else {
+                    // `None` unless the value has the codec's width.
+                    self.read
+                        .read(value)
+                        .ok_or(ShuffleError::NotAPair { index })?
+                };
+                Ok((key, value))
+            });
+            totals.add_all(input.data(), records, |a, b| self.merge(a, b))?;
+        }
         let partitions = partitioner.partitions();
-        let totals = self.totals(inputs, |_| true)?;
-        let mut buckets: Vec<Rows> = (0..partitions)
-            .map(|_| Rows::with_capacity(totals.len() / partitions + 1, 0))
-            .collect();
         let mut scratch = Vec::with_capacity(16);
-        for (key, total) in totals {
+        self.write(self.zero(), &mut scratch);
+        // Exact for one partition: each pair's key and a value of the
+        // codec's width; the share of the whole for more.
+        let bytes: usize = totals
+            .iter()
+            .map(|(key, _)| pair_len(key, scratch.len()))
+            .sum();
+        let mut buckets: Vec<Rows> = (0..partitions)
+            .map(|_| {
+                Rows::with_capacity(
+                    totals.len().div_ceil(partitions),
+                    bytes.div_ceil(partitions),
+                )
+            })
+            .collect();
+        for (key, total) in totals.iter() {
             scratch.clear();
             self.read.write(total, &mut scratch);
             buckets[partitioner.partition_of(key)]

@@ -20,6 +20,7 @@
 //! call's piece at a time.
 
 pub(super) mod index;
+pub(super) mod totals;
 
 use std::hash::BuildHasher;
 
@@ -116,6 +117,18 @@ fn short_of(key: &[u8], buffer: &[u8]) -> u128 {
     };
     let mask = u128::MAX.checked_shr(128 - 8 * len as u32).unwrap_or(0);
     u128::from_le_bytes(bytes) & mask
+}
+
+/// The 32 bits of a key's hash that an [`Index`] keeps, for a key whose
+/// first 16 bytes are `short`: a short key is hashed as that number.
+#[inline]
+fn key_hash(hasher: &impl BuildHasher, key: &[u8], short: u128) -> u32 {
+    let hash = if key.len() <= 16 {
+        hasher.hash_one((short, key.len()))
+    } else {
+        hasher.hash_one(key)
+    };
+    (hash >> 32) as u32
 }
 
 /// The bytes of a value of at most 8 bytes, zero-padded, as a number: two
@@ -264,12 +277,7 @@ impl<'a> Grouper<'a> {
     /// The hash of a key whose first 16 bytes are `short`.
     #[inline]
     fn hash(&self, key: &[u8], short: u128) -> u32 {
-        let hash = if key.len() <= 16 {
-            self.hasher.hash_one((short, key.len()))
-        } else {
-            self.hasher.hash_one(key)
-        };
-        let hash = (hash >> 32) as u32;
+        let hash = key_hash(&self.hasher, key, short);
         #[cfg(test)]
         let hash = hash & self.hash_mask;
         hash

@@ -1,0 +1,194 @@
+//! A built-in reducer's total per key: the table of
+//! [`Builtin::combine`](super::super::shuffle::Builtin::combine), which a
+//! chain's map-side combine (`sum_by_key()` and the like: every pair of a
+//! block) and the merges of its early outputs go through.
+//!
+//! The [`Grouper`](super::Grouper)'s layout, for a number per key instead of
+//! a list of values: an [`Index`] of the keys by 32 bits of their hash, a
+//! key's first 16 bytes compared as one number (no `memcmp` call for a key
+//! of up to 16 bytes), one cache line per key, and lookups asked for ahead
+//! once the keys outgrow the cache. Keys come out in order of first
+//! appearance.
+
+use super::index::{Index, prefetch};
+use super::{AHEAD, AHEAD_FROM, key_hash, short_of};
+use crate::data::{Number, RowsError};
+use crate::exec::shuffle::ShuffleError;
+
+/// A key and its total: one cache line.
+#[repr(align(64))]
+struct Total<'a> {
+    /// The key's first 16 bytes, zero-padded ([`short_of`]).
+    short: u128,
+    key: &'a [u8],
+    total: Number,
+}
+
+const _: () = assert!(std::mem::size_of::<Total<'_>>() == 64);
+
+/// The totals of the keys of some pairs.
+pub(in crate::exec) struct Totals<'a> {
+    hasher: foldhash::fast::FixedState,
+    /// Numbers of `totals`, by key hash.
+    index: Index,
+    totals: Vec<Total<'a>>,
+    /// [`AHEAD_FROM`], or another threshold in tests.
+    ahead_from: usize,
+}
+
+impl<'a> Totals<'a> {
+    /// No keys, with room for `keys` of them.
+    pub fn with_capacity(keys: usize) -> Self {
+        let mut index = Index::default();
+        index.reserve(keys);
+        Self {
+            hasher: foldhash::fast::FixedState::with_seed(0x5111_ce02),
+            index,
+            totals: Vec::with_capacity(keys),
+            ahead_from: AHEAD_FROM,
+        }
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.totals.len()
+    }
+
+    /// Adds each record's value to its key's total with `merge` (the first
+    /// value of a key is its total), in order. The keys lie in `buffer`.
+    /// Once the keys outgrow the cache, reads [`AHEAD`] records at a time,
+    /// asking for their index slots, then for the keys in those slots,
+    /// before the first lookup.
+    pub fn add_all(
+        &mut self,
+        buffer: &[u8],
+        records: impl Iterator<Item = Result<(&'a [u8], Number), ShuffleError>>,
+        merge: impl Fn(Number, Number) -> Number,
+    ) -> Result<(), ShuffleError> {
+        let mut records = records.peekable();
+        let mut ahead: Vec<(&'a [u8], u128, u32, Number)> = Vec::with_capacity(AHEAD);
+        while records.peek().is_some() {
+            let asked = self.totals.len() >= self.ahead_from;
+            for record in records.by_ref().take(AHEAD) {
+                let (key, value) = record?;
+                let short = short_of(key, buffer);
+                let hash = key_hash(&self.hasher, key, short);
+                if asked {
+                    self.index.prefetch(hash);
+                }
+                ahead.push((key, short, hash, value));
+            }
+            if asked {
+                for &(_, _, hash, _) in &ahead {
+                    if let Some(at) = self.index.at_home(hash) {
+                        prefetch(&self.totals[at as usize]);
+                    }
+                }
+            }
+            for (key, short, hash, value) in ahead.drain(..) {
+                self.add(key, short, hash, value, &merge)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `value` to the total of `key` (its first 16 bytes `short`, its
+    /// hash `hash`).
+    #[inline]
+    fn add(
+        &mut self,
+        key: &'a [u8],
+        short: u128,
+        hash: u32,
+        value: Number,
+        merge: impl Fn(Number, Number) -> Number,
+    ) -> Result<(), ShuffleError> {
+        let totals = &self.totals;
+        let eq = |at: u32| {
+            let total = &totals[at as usize];
+            total.short == short
+                && total.key.len() == key.len()
+                && (key.len() <= 16 || total.key[16..] == key[16..])
+        };
+        let next = u32::try_from(self.totals.len())
+            .ok()
+            .filter(|&at| at != u32::MAX)
+            .ok_or(RowsError::TooLarge)?;
+        match self.index.find_or_insert(hash, eq, next) {
+            Some(at) => {
+                let total = &mut self.totals[at as usize];
+                total.total = merge(total.total, value);
+            }
+            None => self.totals.push(Total {
+                short,
+                key,
+                total: value,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Each key with its total, in order of first appearance.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], Number)> + '_ {
+        self.totals.iter().map(|total| (total.key, total.total))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any keys (empty, short, longer than 16 bytes, sharing their
+        /// first 16), with and without asking ahead: each key's total is
+        /// the fold of its values, and the keys come in order of first
+        /// appearance.
+        #[test]
+        fn totals_fold_each_keys_values(
+            items in proptest::collection::vec(
+                (prop_oneof!["[a-c]{0,3}", "[a-b]{15,18}", "x{16}[a-b]{1,3}"], -1000i128..1000),
+                0..300,
+            ),
+            ahead_from in prop_oneof![Just(0usize), Just(usize::MAX)],
+        ) {
+            // The keys back to back in one buffer, as in a partition.
+            let buffer: Vec<u8> = items.iter().flat_map(|(k, _)| k.bytes()).collect();
+            let mut at = 0;
+            let records: Vec<(&[u8], Number)> = items
+                .iter()
+                .map(|(k, v)| {
+                    let key = &buffer[at..at + k.len()];
+                    at += k.len();
+                    (key, Number::Int(*v))
+                })
+                .collect();
+            let mut totals = Totals::with_capacity(0);
+            totals.ahead_from = ahead_from;
+            let sum = |a: Number, b: Number| match (a, b) {
+                (Number::Int(a), Number::Int(b)) => Number::Int(a + b),
+                _ => unreachable!("integers"),
+            };
+            totals.add_all(&buffer, records.into_iter().map(Ok), sum).unwrap();
+            let mut expected: BTreeMap<&str, i128> = BTreeMap::new();
+            let mut order = Vec::new();
+            for (k, v) in &items {
+                *expected.entry(k.as_str()).or_insert_with(|| {
+                    order.push(k.as_bytes());
+                    0
+                }) += v;
+            }
+            let got: Vec<(&[u8], Number)> = totals.iter().collect();
+            prop_assert_eq!(got.len(), expected.len());
+            prop_assert_eq!(totals.len(), expected.len());
+            for ((key, total), first) in got.iter().zip(&order) {
+                prop_assert_eq!(key, first);
+                let want = expected[std::str::from_utf8(key).unwrap()];
+                prop_assert!(matches!(total, Number::Int(t) if *t == want));
+            }
+        }
+    }
+}
