@@ -131,6 +131,23 @@ fn key_hash(hasher: &impl BuildHasher, key: &[u8], short: u128) -> u32 {
     (hash >> 32) as u32
 }
 
+/// Whether two keys, each with its first 16 bytes as a number
+/// ([`short_of`]), are equal: compared as those numbers and lengths, and
+/// past 16 bytes as slices.
+#[inline]
+fn same_key((a_short, a): (u128, &[u8]), (b_short, b): (u128, &[u8])) -> bool {
+    a_short == b_short && a.len() == b.len() && (a.len() <= 16 || a[16..] == b[16..])
+}
+
+/// The number an [`Index`] gives the next of `len` keys: below `u32::MAX`.
+#[inline]
+fn next_number(len: usize) -> Result<u32, RowsError> {
+    u32::try_from(len)
+        .ok()
+        .filter(|&n| n != u32::MAX)
+        .ok_or(RowsError::TooLarge)
+}
+
 /// The bytes of a value of at most 8 bytes, zero-padded, as a number: two
 /// values of the same length are equal when these are (compared without a
 /// call to `memcmp`, which a slice compare is even at a constant length).
@@ -291,14 +308,9 @@ impl<'a> Grouper<'a> {
         let groups = &self.groups;
         let eq = |g: u32| {
             let group = &groups[g as usize];
-            group.short == short
-                && group.key.len() == key.len()
-                && (key.len() <= 16 || group.key[16..] == key[16..])
+            same_key((group.short, group.key), (short, key))
         };
-        let next = u32::try_from(self.groups.len())
-            .ok()
-            .filter(|&g| g != u32::MAX)
-            .ok_or(RowsError::TooLarge)?;
+        let next = next_number(groups.len())?;
         match self.index.find_or_insert(hash, eq, next) {
             Some(g) => Ok(g as usize),
             None => {

@@ -11,8 +11,8 @@
 //! appearance.
 
 use super::index::{Index, prefetch};
-use super::{AHEAD, AHEAD_FROM, key_hash, short_of};
-use crate::data::{Number, RowsError};
+use super::{AHEAD, AHEAD_FROM, key_hash, next_number, same_key, short_of};
+use crate::data::Number;
 use crate::exec::shuffle::ShuffleError;
 
 /// A key and its total: one cache line.
@@ -106,14 +106,9 @@ impl<'a> Totals<'a> {
         let totals = &self.totals;
         let eq = |at: u32| {
             let total = &totals[at as usize];
-            total.short == short
-                && total.key.len() == key.len()
-                && (key.len() <= 16 || total.key[16..] == key[16..])
+            same_key((total.short, total.key), (short, key))
         };
-        let next = u32::try_from(self.totals.len())
-            .ok()
-            .filter(|&at| at != u32::MAX)
-            .ok_or(RowsError::TooLarge)?;
+        let next = next_number(totals.len())?;
         match self.index.find_or_insert(hash, eq, next) {
             Some(at) => {
                 let total = &mut self.totals[at as usize];
