@@ -438,25 +438,7 @@ impl Builtin {
         inputs: impl IntoIterator<Item = &'a Rows>,
         partitioner: Partitioner,
     ) -> Result<Vec<Rows>, ShuffleError> {
-        let inputs: Vec<&Rows> = inputs.into_iter().collect();
-        // A guess of the distinct keys (a block's pairs have one for about
-        // 14 pairs, a merge's mostly distinct ones); the table grows past it.
-        let mut totals = Totals::with_capacity(inputs.iter().map(|i| i.len()).sum::<usize>() / 8);
-        for input in inputs {
-            let records = input.iter().enumerate().map(|(index, record)| {
-                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
-                let value = if self.count_values {
-                    Number::Int(1)
-                } else {
-                    // `None` unless the value has the codec's width.
-                    self.read
-                        .read(value)
-                        .ok_or(ShuffleError::NotAPair { index })?
-                };
-                Ok((key, value))
-            });
-            totals.add_all(input.data(), records, |a, b| self.merge(a, b))?;
-        }
+        let totals = self.totals(inputs, |_| true)?;
         let partitions = partitioner.partitions();
         let mut scratch = Vec::with_capacity(16);
         self.write(self.zero(), &mut scratch);
@@ -488,33 +470,36 @@ impl Builtin {
 
 impl Builtin {
     /// The values of equal keys across `inputs` combined, for the keys
-    /// `keep` accepts.
-    pub fn totals<'a>(
+    /// `keep` accepts, keys in order of first appearance.
+    pub(in crate::exec) fn totals<'a>(
         self,
         inputs: impl IntoIterator<Item = &'a Rows>,
         keep: impl Fn(&[u8]) -> bool,
-    ) -> Result<KeyMap<&'a [u8], Number>, ShuffleError> {
-        let mut totals: KeyMap<&[u8], Number> = key_map();
+    ) -> Result<Totals<'a>, ShuffleError> {
+        let inputs: Vec<&Rows> = inputs.into_iter().collect();
+        // A guess of the distinct keys (a block's pairs have one for about
+        // 14 pairs, a merge's mostly distinct ones); the table grows past it.
+        let mut totals = Totals::with_capacity(inputs.iter().map(|i| i.len()).sum::<usize>() / 8);
         for input in inputs {
-            totals.reserve(input.len() / 4);
-            for (index, record) in input.iter().enumerate() {
-                let (key, value) = split_pair(record).ok_or(ShuffleError::NotAPair { index })?;
+            let records = input.iter().enumerate().filter_map(|(index, record)| {
+                let Some((key, value)) = split_pair(record) else {
+                    return Some(Err(ShuffleError::NotAPair { index }));
+                };
                 if !keep(key) {
-                    continue;
+                    return None;
                 }
-                let value = if self.count_values {
-                    Number::Int(1)
-                } else {
-                    // `None` unless the value has the codec's width.
+                if self.count_values {
+                    return Some(Ok((key, Number::Int(1))));
+                }
+                // `None` unless the value has the codec's width.
+                Some(
                     self.read
                         .read(value)
-                        .ok_or(ShuffleError::NotAPair { index })?
-                };
-                totals
-                    .entry(key)
-                    .and_modify(|t| *t = self.merge(*t, value))
-                    .or_insert(value);
-            }
+                        .map(|value| (key, value))
+                        .ok_or(ShuffleError::NotAPair { index }),
+                )
+            });
+            totals.add_all(input.data(), records, |a, b| self.merge(a, b))?;
         }
         Ok(totals)
     }

@@ -594,9 +594,9 @@ impl Executor {
             .map_err(error)?;
         // Keys the filter dropped while they had values in the window.
         let dropped: KeyMap<&[u8], ()> = left
-            .keys()
-            .filter(|k| !values.contains_key(k))
-            .map(|k| (*k, ()))
+            .iter()
+            .filter(|(k, _)| !values.contains_key(k))
+            .map(|(k, _)| (k, ()))
             .collect();
         let mut scratch = Vec::with_capacity(16);
         let mut store = |values: &mut OwnedGroups<'_>, key: &[u8], n: Number| {
@@ -604,24 +604,22 @@ impl Executor {
             builtin.write(n, &mut scratch);
             values.insert(key, &scratch);
         };
-        for (key, out) in &left {
+        for (key, out) in left.iter() {
             if let Some(prev) = values.get(key) {
                 let prev = builtin.read(prev).ok_or_else(|| bad_value(key))?;
                 let new = builtin
-                    .inverse(prev, *out)
+                    .inverse(prev, out)
                     .expect("incremental built-ins have an inverse");
                 store(values, key, new);
             }
         }
-        for (key, add) in &entered {
-            if dropped.contains_key(*key) {
+        for (key, add) in entered.iter() {
+            if dropped.contains_key(key) {
                 continue;
             }
             let new = match values.get(key) {
-                Some(prev) => {
-                    builtin.merge(builtin.read(prev).ok_or_else(|| bad_value(key))?, *add)
-                }
-                None => *add,
+                Some(prev) => builtin.merge(builtin.read(prev).ok_or_else(|| bad_value(key))?, add),
+                None => add,
             };
             store(values, key, new);
         }
@@ -629,7 +627,7 @@ impl Executor {
             let recomputed = builtin
                 .totals(window(), |key| dropped.contains_key(key))
                 .map_err(error)?;
-            for (key, total) in recomputed {
+            for (key, total) in recomputed.iter() {
                 store(values, key, total);
             }
         }
