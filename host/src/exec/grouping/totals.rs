@@ -1,7 +1,9 @@
 //! A built-in reducer's total per key: the table of
-//! [`Builtin::combine`](super::super::shuffle::Builtin::combine), which a
+//! [`Builtin::totals`](super::super::shuffle::Builtin::totals), which a
 //! chain's map-side combine (`sum_by_key()` and the like: every pair of a
-//! block) and the merges of its early outputs go through.
+//! block), the merges of its early outputs (both through
+//! [`Builtin::combine`](super::super::shuffle::Builtin::combine)) and the
+//! slides of a window with a built-in reducer go through.
 //!
 //! The [`Grouper`](super::Grouper)'s layout, for a number per key instead of
 //! a list of values: an [`Index`] of the keys by 32 bits of their hash, a
