@@ -151,13 +151,11 @@ def report(variants: list[Variant], runs: list[Run], args: argparse.Namespace) -
         xs = [getattr(r, field) * scale for r in a]
         ys = [getattr(r, field) * scale for r in b]
         base = statistics.fmean(xs)
-        line = f"- {what}: A {base:.2f} {unit}, B {statistics.fmean(ys):.2f} {unit} (means)"
-        if len(xs) >= 2:
-            d = paired_interval(xs, ys)
-            verdict = "cannot tell them apart" if d.holds_zero() else "differ"
-            line += (f"; B - A {d.mean:+.2f} {unit} ({100 * d.mean / base:+.1f}%), 95% interval "
+        d = paired_interval(xs, ys)
+        verdict = "cannot tell them apart" if d.holds_zero() else "differ"
+        lines.append(f"- {what}: A {base:.2f} {unit}, B {statistics.fmean(ys):.2f} {unit} (means); "
+                     f"B - A {d.mean:+.2f} {unit} ({100 * d.mean / base:+.1f}%), 95% interval "
                      f"[{d.low:+.2f}, {d.high:+.2f}]: {verdict}")
-        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
