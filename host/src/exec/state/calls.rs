@@ -261,6 +261,13 @@ impl<'c, E> Pieces<'c, E> {
         if !self.piece.is_empty() && self.piece.byte_len().saturating_add(len) > self.piece_bytes {
             self.send()?;
         }
+        if len > self.piece_bytes {
+            // It goes alone (the piece is empty): in a buffer of its size
+            // rather than one grown by doubling, given back once it is sent
+            // (a word count's most frequent word has millions of values in
+            // a batch).
+            self.piece = Rows::with_capacity(1, len);
+        }
         self.piece.try_push_with(len, write)?;
         self.keys.try_push(key)?;
         Ok(())
@@ -281,7 +288,11 @@ impl<'c, E> Pieces<'c, E> {
             )));
         }
         self.answers.try_extend_from(&answers)?;
-        self.piece.clear();
+        if self.piece.byte_len() > self.piece_bytes {
+            self.piece = Rows::new();
+        } else {
+            self.piece.clear();
+        }
         Ok(())
     }
 
