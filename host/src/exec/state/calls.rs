@@ -262,10 +262,11 @@ impl<'c, E> Pieces<'c, E> {
             self.send()?;
         }
         if len > self.piece_bytes {
-            // It goes alone (the piece is empty): in a buffer of its size
-            // rather than one grown by doubling, given back once it is sent
-            // (a word count's most frequent word has millions of values in
-            // a batch).
+            // It goes alone (the piece is empty): in a buffer of exactly its
+            // size, given back once it is sent (a word count's most frequent
+            // word has millions of values in a batch). Written into the
+            // piece's buffer, its list was reserved for but its state was
+            // not, so the state's first byte doubled the buffer.
             self.piece = Rows::with_capacity(1, len);
         }
         self.piece.try_push_with(len, write)?;
