@@ -494,14 +494,8 @@ def build_native() -> None:
 
 
 def build_sluice(binary: bool = True, plugins: bool = True) -> str | None:
-    """Builds the sluice binary and the Rust plugins; returns why not, if not.
-
-    The binary is built as `cargo test --release` builds it (the workspace's default members,
-    examples included, so their dev-dependencies' features too): after the tests, as in
-    scripts/test, nothing is compiled again. `-p sluice` alone would resolve some dependencies'
-    features otherwise and rebuild them and the host, minutes on two cores, for the same code.
-    """
-    steps = ([["cargo", "build", "--release", "--bins", "--examples"]] if binary else []) + (
+    """Builds the sluice binary and the Rust plugins; returns why not, if not."""
+    steps = ([["cargo", "build", "--release", "-p", "sluice"]] if binary else []) + (
         [[str(ROOT / "scripts" / "build-plugins"), *PLUGINS.values()]] if plugins else [])
     for argv in steps:
         if sh(argv, cwd=ROOT).returncode != 0:

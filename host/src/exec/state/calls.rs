@@ -227,6 +227,9 @@ struct Pieces<'c, E> {
     piece_bytes: usize,
     call: &'c mut dyn FnMut(&mut Rows) -> Result<Rows, E>,
     piece: Rows,
+    /// The piece's own buffer while a record past `piece_bytes` is sent
+    /// alone in one of its exact size.
+    kept: Option<Rows>,
     /// The key of every record so far, in order.
     keys: Rows,
     /// The answers of the pieces sent so far, in order.
@@ -246,6 +249,7 @@ impl<'c, E> Pieces<'c, E> {
             piece_bytes,
             call,
             piece: Rows::new(),
+            kept: None,
             keys: Rows::new(),
             answers: Rows::new(),
         }
@@ -262,12 +266,14 @@ impl<'c, E> Pieces<'c, E> {
             self.send()?;
         }
         if len > self.piece_bytes {
-            // It goes alone (the piece is empty): in a buffer of exactly its
-            // size, given back once it is sent (a word count's most frequent
-            // word has millions of values in a batch). Written into the
-            // piece's buffer, its list was reserved for but its state was
-            // not, so the state's first byte doubled the buffer.
-            self.piece = Rows::with_capacity(1, len);
+            // It goes alone (the piece is empty), in a buffer of exactly its
+            // size that is given back once it is sent: a word count's most
+            // frequent word has millions of values in a batch, and a buffer
+            // grown as they are written can end at twice their size.
+            u32::try_from(len).map_err(|_| RowsError::TooLarge)?;
+            debug_assert!(self.piece.is_empty());
+            let piece = std::mem::replace(&mut self.piece, Rows::with_capacity(1, len));
+            self.kept.get_or_insert(piece);
         }
         self.piece.try_push_with(len, write)?;
         self.keys.try_push(key)?;
@@ -289,10 +295,10 @@ impl<'c, E> Pieces<'c, E> {
             )));
         }
         self.answers.try_extend_from(&answers)?;
-        if self.piece.byte_len() > self.piece_bytes {
-            self.piece = Rows::new();
-        } else {
-            self.piece.clear();
+        match self.kept.take() {
+            // A record sent alone: its buffer goes, the piece's comes back.
+            Some(piece) => self.piece = piece,
+            None => self.piece.clear(),
         }
         Ok(())
     }

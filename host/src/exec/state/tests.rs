@@ -606,3 +606,52 @@ proptest! {
         prop_assert_eq!(from_pairs, from_groups);
     }
 }
+
+proptest! {
+    /// `map_with_state`'s input, timing-out keys included, is the same
+    /// whether it goes to the guest whole or in pieces of at most
+    /// `piece_bytes` (a larger record alone, in a buffer of exactly its size).
+    #[test]
+    fn map_with_state_input_in_pieces_is_its_input_whole(
+        first in proptest::collection::vec(("[a-f]{0,2}", 0i64..3), 0..30),
+        then in proptest::collection::vec(("[a-f]{0,2}", 0i64..3), 0..30),
+        piece_bytes in 1usize..200,
+    ) {
+        let store = StateStore::new(KeyGroups::new(4).unwrap());
+        let op = store.operator("m");
+        let (key, state, mapped) = (string_codec(), i64_codec(), string_codec());
+        let codecs = Codecs { key: &key, state: &state, mapped: Some(&mapped) };
+        let owned = Owned { partition: 0, partitions: 1, key_groups: 4 };
+        // Every record answered with state 9 and no mapped records.
+        let answer = |rows: &Rows| -> Rows {
+            let mut state = vec![1];
+            state.extend_from_slice(&9i64.to_le_bytes());
+            let mut record = Vec::new();
+            write_pair(&state, &0u32.to_le_bytes(), &mut record).unwrap();
+            rows.iter().map(|_| record.as_slice()).collect()
+        };
+        // The keys of `first` get a state at 1 s.
+        let first = pairs(&first);
+        calls::prepare_map(&op, owned, NewValues::pairs([&first]), 1000, None, &codecs, usize::MAX, |rows: &mut Rows| {
+            Ok::<_, String>(answer(rows))
+        })
+        .unwrap()
+        .commit(&op);
+        // At 5 s, with a 1 s timeout, those without new values time out.
+        let then = pairs(&then);
+        let input_of = |limit: usize| {
+            let mut seen = Rows::new();
+            calls::prepare_map(&op, owned, NewValues::pairs([&then]), 5000, Some(1000), &codecs, limit, |piece: &mut Rows| {
+                assert!(
+                    piece.byte_len() <= limit || piece.len() == 1 && piece.is_exact(),
+                    "a piece past the limit, or a record past it not alone in a buffer of its size"
+                );
+                seen.try_extend_from(piece).unwrap();
+                Ok::<_, String>(answer(piece))
+            })
+            .unwrap();
+            seen
+        };
+        prop_assert_eq!(input_of(usize::MAX), input_of(piece_bytes));
+    }
+}
