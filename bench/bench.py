@@ -395,6 +395,12 @@ def sluice_command(batch: str, block: str, *extra: str, job: str = "count",
     return command
 
 
+def runs_plugin(config: Config, plugin: Path) -> bool:
+    """Whether `config`'s command runs `plugin` when it is given as `--plugin` (the network word
+    count's Rust plugin: a windowed, stateful, Python or JavaScript configuration does not)."""
+    return str(plugin) in config.command(Tools(target=ROOT / "target", plugin_wasm=plugin), Run(WORK, 0))
+
+
 def native_command(threads: int) -> Callable[[Tools, Run], list[str]]:
     def command(tools: Tools, run: Run) -> list[str]:
         return [str(tools.native), "--port", str(run.port), "--threads", str(threads),
@@ -1102,6 +1108,9 @@ def main() -> int:
         if wanted - known:
             p.error(f"unknown configuration(s): {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}")
         configs = [c for c in configs if c.name in wanted]
+    if args.plugin and not any(runs_plugin(c, args.plugin.resolve()) for c in configs):
+        p.error(f"--plugin {args.plugin} replaces the network word count's plugin, which none of the "
+                f"configurations chosen runs ({', '.join(c.name for c in configs)})")
     # Build and set up only what the chosen configurations run.
     systems = {c.system for c in configs}
 
