@@ -173,6 +173,8 @@ def main() -> int:
     args = p.parse_args()
     if args.pairs < 2:
         p.error("--pairs must be 2 at least: one pair has no interval")
+    if args.loops < 1:
+        p.error(f"--loops {args.loops}: the corpus is served 1 time at least")
     try:
         variants = [Variant.parse("A", args.a), Variant.parse("B", args.b)]
     except ValueError as e:

@@ -1099,6 +1099,8 @@ def main() -> int:
     unknown = systems - set(SYSTEMS)
     if unknown:
         p.error(f"unknown system(s) in --only: {', '.join(sorted(unknown))}; known: {','.join(SYSTEMS)}")
+    if args.loops < 1:
+        p.error(f"--loops {args.loops}: the corpus is served 1 time at least")
     if args.smoke and systems - set(SMOKE_SYSTEMS):
         p.error(f"--smoke runs {','.join(SMOKE_SYSTEMS)} only")
     configs = [c for c in all_configs() if c.system in systems]

@@ -157,6 +157,11 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn("--pairs must be 2 at least", done.stderr)
 
+    def test_no_loops_are_refused_before_anything_runs(self):
+        done = self.ab("--loops", "0", "", "")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("bench/ab: error: --loops 0: the corpus is served 1 time at least", done.stderr)
+
     def test_a_bad_environment_name_is_refused_with_its_variant(self):
         done = self.ab("", "2X=1")
         self.assertEqual(done.returncode, 2)

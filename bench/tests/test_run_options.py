@@ -1,4 +1,5 @@
-"""bench/run's refusal of a `--plugin` that none of the chosen configurations would run."""
+"""bench/run's refusals of bad options: a `--plugin` that none of the chosen configurations
+would run, and no loops."""
 import subprocess
 import sys
 import unittest
@@ -30,6 +31,14 @@ class RunsPluginTest(unittest.TestCase):
         self.assertIn("bench/run: error: --plugin /elsewhere/word-count-new.wasm replaces the network "
                       "word count's plugin, which none of the configurations chosen runs "
                       "(sluice-window, sluice-state)", done.stderr)
+
+
+class LoopsTest(unittest.TestCase):
+    def test_no_loops_are_refused_before_anything_is_built(self):
+        done = subprocess.run([sys.executable, str(BENCH / "bench.py"), "--configs", "sluice-1s", "--loops", "0"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("bench/run: error: --loops 0: the corpus is served 1 time at least", done.stderr)
 
 
 if __name__ == "__main__":
