@@ -69,7 +69,7 @@ fn plugin_built_against_another_contract_version_names_both_versions() {
         .arg("--until-sources-end")
         .output()
         .assert_failure()
-        .assert_stderr_contains(&[&plugin.display().to_string(), "0.1.0", "0.3.0"]);
+        .assert_stderr_contains(&[&plugin.display().to_string(), "0.1.0", "0.4.0"]);
 }
 
 /// Runs the `misbehaving` plugin with `fault=<fault>` over a small lines

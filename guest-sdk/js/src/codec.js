@@ -1,4 +1,4 @@
-// Record codecs of sluice:plugin@0.3.0 (wit/CODECS.md) for JavaScript values.
+// Record codecs of sluice:plugin@0.4.0 (wit/CODECS.md) for JavaScript values.
 //
 // A codec is named by its descriptor string ("tuple<string,i64>"); `compile`
 // turns it once into an encoder and a decoder specialised for it. Values:

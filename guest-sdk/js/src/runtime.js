@@ -198,6 +198,34 @@ export function foreachPartition(table, fid, batchTimeMs, partition, input, curr
   e.f(Number(batchTimeMs), partition, decodeRows(e.codec, input));
 }
 
+/** The codec of a key's new values of codec `v` as the state calls send
+ * them: runs, each a count and a value ("State calls" in wit/sluice.wit). */
+const runsOf = (v) => `list<tuple<u32,${v}>>`;
+
+/** A key's new values from its decoded runs (`[count, value]` arrays) of
+ * values of codec `vc`: each value `count` times, in order. A value that is
+ * an object (an array, a `Some`, a JSON object) is copied through its codec
+ * for each repetition, so that no two values are one object. */
+function expandRuns(vc, runs) {
+  let total = 0;
+  for (let r = 0; r < runs.length; r++) total += runs[r][0];
+  const values = new Array(total);
+  let at = 0;
+  for (let r = 0; r < runs.length; r++) {
+    const [count, value] = runs[r];
+    if (typeof value === 'object' && value !== null) {
+      values[at] = value;
+      for (let c = 1; c < count; c++) {
+        const w = new Writer(64);
+        vc.enc(w, value);
+        values[at + c] = vc.dec(w.buf, w.dv, 0, w.len);
+      }
+    } else values.fill(value, at, at + count);
+    at += count;
+  }
+  return values;
+}
+
 export function updateState(table, fid, batchTimeMs, input, current) {
   return withLatin1(input.data, () => updateStateIn(table, fid, input, current));
 }
@@ -206,7 +234,7 @@ function updateStateIn(table, fid, input, current) {
   const e = entryOf(table, fid, ['updateState'], 'an updateStateByKey function (update-state)');
   current.node = e.name;
   const { data, ends } = input, dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const lc = compile(`list<${e.valueCodec}>`), oc = compile(`option<${e.stateCodec}>`);
+  const rc = compile(runsOf(e.valueCodec)), vc = compile(e.valueCodec), oc = compile(`option<${e.stateCodec}>`);
   const w = new Writer(Math.max(256, ends.length * 9));
   let s = 0;
   for (let i = 0; i < ends.length; i++) {
@@ -217,7 +245,7 @@ function updateStateIn(table, fid, input, current) {
     if (ls + 4 + ll > end) throw new Reported(`${e.name}: record ${i}: the values are past the end of the record`);
     let values, state;
     try {
-      values = lc.dec(data, dv, ls + 4, ls + 4 + ll);
+      values = expandRuns(vc, rc.dec(data, dv, ls + 4, ls + 4 + ll));
       state = oc.dec(data, dv, ls + 4 + ll, end);
     } catch (err) { throw new Reported(`${e.name}: record ${i}: ${err.message}`); }
     if (state instanceof Some) state = state.value;
@@ -236,10 +264,12 @@ function updateStateIn(table, fid, input, current) {
 export function mapWithState(table, fid, batchTimeMs, input, current) {
   const e = entryOf(table, fid, ['mapWithState'], 'a mapWithState function (map-with-state)');
   current.node = e.name;
-  const records = decodeRows(`tuple<${e.keyCodec},option<${e.stateCodec}>,option<list<${e.valueCodec}>>>`, input);
+  const records = decodeRows(`tuple<${e.keyCodec},option<${e.stateCodec}>,option<${runsOf(e.valueCodec)}>>`, input);
+  const vc = compile(e.valueCodec);
   const out = new Array(records.length);
   for (let i = 0; i < records.length; i++) {
-    const [k, s0, values] = records[i];
+    const [k, s0, runs] = records[i];
+    const values = runs === undefined ? undefined : expandRuns(vc, runs);
     const exists = s0 !== undefined;
     const st = new State(s0 instanceof Some ? s0.value : s0, exists, values === undefined);
     const mapped = [];

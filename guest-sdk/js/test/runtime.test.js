@@ -62,11 +62,22 @@ test('reduce-all reduces a batch to one record, none for an empty batch', () => 
 test('update-state: the example of wit/CODECS.md, and none removes a key', () => {
   const job = jobOf((ssc) => ssc.queueStreamFromLinesFile('/in', 1).map((w) => [w, 1])
     .updateStateByKey((values, state) => (values.includes(0) ? undefined : values.reduce((a, b) => a + b, 0) + (state ?? 0))).print());
-  const input = encodeRows('tuple<string,list<i64>,option<i64>>', [['a', [5, 7], 10], ['b', [1], undefined], ['c', [0], 4], ['d', [], 9]]);
-  assert.equal(hex(input).slice(0, 92), '01000000611c00000002000000080000000500000000000000080000000700000000000000010a00000000000000');
+  const input = encodeRows('tuple<string,list<tuple<u32,i64>>,option<i64>>',
+    [['a', [[2, 5], [1, 7]], 10], ['b', [[1, 1]], undefined], ['c', [[1, 0]], 4], ['d', [], 9], ['e', [[3, 2], [1, 5], [2, 2]], 1]]);
+  const record = '01000000612c0000000200000010000000040000000200000005000000000000001000000004000000010000000700000000000000010a00000000000000';
+  assert.equal(hex(input).slice(0, record.length), record);
   const out = job.updateState(1, 1000, input);
-  assert.equal(Buffer.from(out.data.subarray(0, out.ends[0])).toString('hex'), '011600000000000000');
-  assert.deepStrictEqual(decodeRows('option<i64>', out), [22, 1, undefined, 9]);
+  assert.equal(Buffer.from(out.data.subarray(0, out.ends[0])).toString('hex'), '011b00000000000000');
+  assert.deepStrictEqual(decodeRows('option<i64>', out), [27, 1, undefined, 9, 16]);
+});
+
+test('update-state: a run of values that are objects gives distinct objects', () => {
+  const seen = [];
+  const job = jobOf((ssc) => ssc.queueStreamFromLinesFile('/in', 1).map((w) => [w, [1]], { outputType: T.tuple(T.string, T.list(T.i64)) })
+    .updateStateByKey((values, state) => { seen.push(values); values[0].push(9); return values.length; }).print());
+  const input = encodeRows('tuple<string,list<tuple<u32,list<i64>>>,option<i64>>', [['a', [[3, [1, 2]], [1, [5]]], undefined]]);
+  assert.deepStrictEqual(decodeRows('option<i64>', job.updateState(1, 1000, input)), [4]);
+  assert.deepStrictEqual(seen.at(-1), [[1, 2, 9], [1, 2], [1, 2], [5]]);
 });
 
 test('map-with-state: each value in order, a key timing out once, misuse names the operator', () => {
@@ -77,10 +88,11 @@ test('map-with-state: each value in order, a key timing out once, misuse names t
       if (sum > 100) state.remove(); else state.update(sum);
       return `${key}=${sum}`;
     }).timeout('5s')).print());
-  const input = encodeRows('tuple<string,option<i64>,option<list<i64>>>', [['a', undefined, [1, 2]], ['b', 4, undefined], ['c', 99, [5]]]);
+  const input = encodeRows('tuple<string,option<i64>,option<list<tuple<u32,i64>>>>',
+    [['a', undefined, [[1, 1], [1, 2]]], ['b', 4, undefined], ['c', 99, [[1, 5]]], ['d', 1, [[3, 2]]]]);
   const out = decodeRows('tuple<option<i64>,list<string>>', job.mapWithState(1, 1000, input));
-  assert.deepStrictEqual(out, [[3, ['a=1', 'a=3']], [4, ['b timed out at 4']], [undefined, ['c=104']]]);
-  const bad = encodeRows('tuple<string,option<i64>,option<list<i64>>>', [['bad', 4, undefined]]);
+  assert.deepStrictEqual(out, [[3, ['a=1', 'a=3']], [4, ['b timed out at 4']], [undefined, ['c=104']], [7, ['d=3', 'd=5', 'd=7']]]);
+  const bad = encodeRows('tuple<string,option<i64>,option<list<tuple<u32,i64>>>>', [['bad', 4, undefined]]);
   assert.match(err(() => job.mapWithState(1, 1000, bad)), /^mapWithState at runtime\.test\.js:\d+: Error: cannot update the state of a key that is timing out\n/);
 });
 

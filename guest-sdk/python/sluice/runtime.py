@@ -7,6 +7,7 @@ other calls look functions up by id and work on partitions given as
 the ``err`` of the call (never a trap).
 """
 
+import copy
 import functools
 import inspect
 from collections import Counter
@@ -18,7 +19,7 @@ import traceback
 
 from . import codec
 from .codec import DecodeError, EncodeFailure, RowsBuilder, decode_rows, encode_parts
-from .types import Type, list_of, option, pair, python_spelling
+from .types import SCALARS, Type, list_of, option, pair, python_spelling
 
 __all__ = ["TaskError", "run_chain", "reduce_groups", "reduce_all", "foreach_partition",
            "update_state", "map_with_state", "transform"]
@@ -295,13 +296,51 @@ class Output(Entry):
         self.t = t
 
 
+def runs_of(t):
+    """A key's new values of type ``t`` as the state calls send them: runs,
+    ``list<tuple<u32,v>>``, each a count and a value ("State calls" in
+    ``wit/sluice.wit``)."""
+    return list_of(pair(Type("u32"), t))
+
+
+def _immutable(t):
+    if t.kind == "tuple":
+        return all(_immutable(a) for a in t.args)
+    return t.kind in SCALARS and t.kind != "json"
+
+
+def expander(t):
+    """The function from a key's decoded runs of values of type ``t`` to its
+    values in order, each run's value ``count`` times. A value that can change
+    in place (a list, a dict, a dataclass, an option's ``Some``) is copied for
+    each repetition, so that no two values are one object."""
+    if _immutable(t):
+        def expand(runs):
+            if len(runs) == 1:
+                count, value = runs[0]
+                return [value] * count
+            values = []
+            for count, value in runs:
+                values.extend([value] * count)
+            return values
+    else:
+        def expand(runs):
+            values = []
+            for count, value in runs:
+                values.append(value)
+                values.extend(copy.deepcopy(value) for _ in range(count - 1))
+            return values
+    return expand
+
+
 class UpdateState(Entry):
     what = "an updateStateByKey function"
 
     def __init__(self, name, f, pair_t, state_t):
         super().__init__(name)
         self.f = f
-        self.values_t = list_of(pair_t.args[1])
+        self.values_t = runs_of(pair_t.args[1])
+        self.expand = expander(pair_t.args[1])
         self.state_t = option(state_t)
 
 
@@ -355,7 +394,8 @@ class MapWithState(Entry):
     def __init__(self, name, f, pair_t, state_t, mapped_t):
         super().__init__(name)
         self.f = f
-        self.in_t = Type("tuple", (pair_t.args[0], option(state_t), option(list_of(pair_t.args[1]))))
+        self.in_t = Type("tuple", (pair_t.args[0], option(state_t), option(runs_of(pair_t.args[1]))))
+        self.expand = expander(pair_t.args[1])
         self.out_t = pair(option(state_t), list_of(mapped_t))
         self.state_t = state_t
 
@@ -675,6 +715,7 @@ def _update_state(fid, batch_time_ms, data, ends):
     dec_state = codec.decoder(entry.state_t)
     enc_state = codec.encoder(entry.state_t)
     f = entry.f
+    expand = entry.expand
     parts = []
     start = 0
     n = len(data)
@@ -691,7 +732,7 @@ def _update_state(fid, batch_time_ms, data, ends):
             if q > end:
                 raise DecodeError("tuple element 1: length runs past the end of the record")
             try:
-                values = dec_values(data, p + 4, q)
+                values = expand(dec_values(data, p + 4, q))
             except DecodeError as x:
                 raise DecodeError("tuple element 1: %s" % x) from None
             try:
@@ -723,6 +764,7 @@ def _map_with_state(fid, batch_time_ms, data, ends):
     name = INSTANCE.running = entry.name
     records = _decode_all(entry.in_t, data, ends, name, "batch %d ms: " % batch_time_ms)
     f = entry.f
+    expand = entry.expand
     some = codec.Some
     wrapped = entry.state_t.kind in ("option", "unit")
     out = []
@@ -734,7 +776,7 @@ def _map_with_state(fid, batch_time_ms, data, ends):
         if values is None:
             mapped = [f(key, None, st)]
         else:
-            mapped = [f(key, v, st) for v in values]
+            mapped = [f(key, v, st) for v in expand(values)]
         if st._misuse:
             raise TaskError("%s: batch %d ms, input record %d: %s" % (name, batch_time_ms, i, st._misuse))
         new = st._value if st._exists else None

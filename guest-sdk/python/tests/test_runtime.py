@@ -155,18 +155,37 @@ class GroupAndStateTests(unittest.TestCase):
             ssc.queueStream([[("a", 1)]]).updateStateByKey(
                 lambda new, s: None if sum(new) + (s or 0) == 0 else sum(new) + (s or 0)).pprint()
         define(job)
-        record = bytes.fromhex("01000000611c00000002000000080000000500000000000000080000000700000000000000010a00000000000000")
+        record = bytes.fromhex("01000000612c0000000200000010000000040000000200000005000000000000001000000004000000"
+                               "010000000700000000000000010a00000000000000")
         data, ends = runtime.update_state(0, 1000, record, [len(record)])
-        self.assertEqual((data.hex(), ends), ("011600000000000000", [9]))
-        t = T.parse("tuple<string,list<i64>,option<i64>>")
-        out = runtime.update_state(0, 1000, *rows(t, [("b", [], 3), ("c", [4, -4], None)]))
-        self.assertEqual(decoded(T.parse("option<i64>"), out), [3, None])
+        self.assertEqual((data.hex(), ends), ("011b00000000000000", [9]))
+        t = T.parse("tuple<string,list<tuple<u32,i64>>,option<i64>>")
+        out = runtime.update_state(0, 1000, *rows(t, [("b", [], 3), ("c", [(1, 4), (1, -4)], None),
+                                                      ("d", [(3, 2), (1, 5), (2, 2)], 1)]))
+        self.assertEqual(decoded(T.parse("option<i64>"), out), [3, None, 16])
         err = runtime.update_state
         bad = bytes.fromhex("010000006108000000010000000800")
         with self.assertRaises(runtime.TaskError) as cm:
             err(0, 5, bad, [len(bad)])
         self.assertRegex(str(cm.exception), r"^updateStateByKey at test_runtime\.py:\d+: batch 5 ms: "
                                             r"cannot decode input record 0")
+
+    def test_a_run_of_values_that_change_in_place_gives_distinct_objects(self):
+        seen = []
+
+        def update(new, s):
+            seen.append(new)
+            new[0].append(9)
+            return len(new)
+
+        def job(ssc, args):
+            ssc.queueStream([[("a", [1])]]).updateStateByKey(update).pprint()
+        define(job)
+        t = T.parse("tuple<string,list<tuple<u32,list<i64>>>,option<i64>>")
+        out = runtime.update_state(0, 1000, *rows(t, [("a", [(3, [1, 2]), (1, [5])], None)]))
+        self.assertEqual(decoded(T.parse("option<i64>"), out), [4])
+        # (define's inference by example called it first, on a sample.)
+        self.assertEqual(seen[-1], [[1, 2, 9], [1, 2], [1, 2], [5]])
 
     def test_map_with_state_calls_once_per_value_and_once_for_a_timing_out_key(self):
         def track(key, value, state):
@@ -188,12 +207,13 @@ class GroupAndStateTests(unittest.TestCase):
             pairs.mapWithState(track, timeout=5).pprint()
             pairs.mapWithState(misuse).pprint()
         define(job)
-        t = T.parse("tuple<string,option<i64>,option<list<i64>>>")
+        t = T.parse("tuple<string,option<i64>,option<list<tuple<u32,i64>>>>")
         out_t = T.parse("tuple<option<i64>,list<tuple<string,i64>>>")
-        out = runtime.map_with_state(0, 1000, *rows(t, [("a", None, [1, 2]), ("b", 4, None), ("c", 50, [60])]))
+        out = runtime.map_with_state(0, 1000, *rows(t, [("a", None, [(1, 1), (1, 2)]), ("b", 4, None),
+                                                        ("c", 50, [(1, 60)]), ("d", 1, [(3, 2)])]))
         self.assertEqual(decoded(out_t, out), [(3, [("a", 1), ("a", 3)]), (4, [("b", -1)]),  # the state of a timing-out key is ignored
-                                               (None, [("c", 110)])])
-        vector = bytes.fromhex("010000006101000000000101000000080000000100000000000000")
+                                               (None, [("c", 110)]), (7, [("d", 3), ("d", 5), ("d", 7)])])
+        vector = bytes.fromhex("0100000061010000000001010000001000000004000000010000000100000000000000")
         out = runtime.map_with_state(0, 1000, vector, [len(vector)])
         self.assertEqual(decoded(out_t, out), [(1, [("a", 1)])])
         with self.assertRaises(runtime.TaskError) as cm:

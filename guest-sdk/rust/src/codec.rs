@@ -463,23 +463,28 @@ impl<T: Data> Data for Option<T> {
         }
     }
     fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        match bytes.split_first() {
-            Some((0, [])) => Ok(None),
-            Some((0, rest)) => Err(DecodeError::new(format!(
-                "option: {} bytes after the none tag",
-                rest.len()
-            ))),
-            Some((1, rest)) => T::decode(rest)
-                .map(Some)
-                .map_err(|e| DecodeError::new(format!("option: {e}"))),
-            Some((tag, _)) => Err(DecodeError::new(format!(
-                "option tag must be 0 or 1, got {tag}"
-            ))),
-            None => Err(DecodeError::truncated("the option tag", 1, 0)),
-        }
+        split_option(bytes)?
+            .map(|rest| T::decode(rest).map_err(|e| DecodeError::new(format!("option: {e}"))))
+            .transpose()
     }
     fn encoded_size_hint(&self) -> usize {
         1 + self.as_ref().map_or(0, Data::encoded_size_hint)
+    }
+}
+
+/// The bytes of an `option<a>`'s value, undecoded: `None` for none.
+pub(crate) fn split_option(bytes: &[u8]) -> Result<Option<&[u8]>, DecodeError> {
+    match bytes.split_first() {
+        Some((0, [])) => Ok(None),
+        Some((0, rest)) => Err(DecodeError::new(format!(
+            "option: {} bytes after the none tag",
+            rest.len()
+        ))),
+        Some((1, rest)) => Ok(Some(rest)),
+        Some((tag, _)) => Err(DecodeError::new(format!(
+            "option tag must be 0 or 1, got {tag}"
+        ))),
+        None => Err(DecodeError::truncated("the option tag", 1, 0)),
     }
 }
 

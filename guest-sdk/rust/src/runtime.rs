@@ -1188,7 +1188,7 @@ mod tests {
     #[test]
     fn the_state_calls_and_transform_dispatch_by_function_id() {
         define::<Stateful>(vec![]).unwrap();
-        let input = encode_all(&[("ab".to_string(), vec![1i64, 1], Some(5i64))]);
+        let input = encode_all(&[("ab".to_string(), vec![(2u32, 1i64)], Some(5i64))]);
         let out = update_state(0, 1_000, input.clone()).unwrap();
         assert_eq!(decode_all::<Option<i64>>(&out, "t").unwrap(), [Some(7)]);
         let err = map_with_state(0, 1_000, input).unwrap_err();
@@ -1203,7 +1203,7 @@ mod tests {
             ),
             "{err}"
         );
-        let input = encode_all(&[("ab".to_string(), None::<i64>, Some(vec![4i64]))]);
+        let input = encode_all(&[("ab".to_string(), None::<i64>, Some(vec![(1u32, 4i64)]))]);
         let out = map_with_state(1, 1_000, input).unwrap();
         assert_eq!(
             decode_all::<(Option<i64>, Vec<i64>)>(&out, "t").unwrap(),

@@ -7,9 +7,13 @@
 //! takes the new state back, in the record formats of "State calls" in
 //! `wit/sluice.wit`:
 //!
-//! - `update-state`: in `tuple<k, list<v>, option<s>>`, out `option<s>`;
-//! - `map-with-state`: in `tuple<k, option<s>, option<list<v>>>` (no list:
-//!   the key is timing out), out `tuple<option<s>, list<m>>`.
+//! - `update-state`: in `tuple<k, list<tuple<u32, v>>, option<s>>`, out
+//!   `option<s>`;
+//! - `map-with-state`: in `tuple<k, option<s>, option<list<tuple<u32, v>>>>`
+//!   (no list: the key is timing out), out `tuple<option<s>, list<m>>`.
+//!
+//! The new values come as runs, `(count, value)`; the functions see each
+//! value `count` times ([`for_each_value`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -35,7 +39,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::bindings::sluice::plugin::types::Rows;
-use crate::codec::{Data, DecodeError, split_prefixed};
+use crate::codec::{Data, DecodeError, for_each_list_element, split_option, split_prefixed};
 use crate::function::BatchFn;
 use crate::rows::{decode_all, encode_all, end_offset, records};
 
@@ -217,6 +221,41 @@ fn call_decode_error<T: Data>(
     )
 }
 
+/// The values of a key's new values as runs (`list<tuple<u32, v>>`, "State
+/// calls" in `wit/sluice.wit`), in order: each run's value `count` times,
+/// decoded each time (a [`Data`] value is not `Clone`).
+fn for_each_value<V: Data>(runs: &[u8], mut each: impl FnMut(V)) -> Result<(), DecodeError> {
+    for_each_list_element(runs, |i, run| {
+        let in_run = |e: DecodeError| DecodeError::new(format!("run {i}: {e}"));
+        let (count, value) = split_prefixed(run, "a run's count").map_err(in_run)?;
+        for _ in 0..u32::decode(count).map_err(in_run)? {
+            each(V::decode(value).map_err(in_run)?);
+        }
+        Ok(())
+    })
+    .map(drop)
+}
+
+/// The number of values of a key's runs (the sum of their counts), to size
+/// their `Vec` at once; `None` when the runs are malformed (decoding them
+/// says how).
+fn values_in(runs: &[u8]) -> Option<usize> {
+    let mut n = 0usize;
+    for_each_list_element(runs, |_, run| {
+        let (count, _) = split_prefixed(run, "a run's count")?;
+        n = n.saturating_add(u32::decode(count)? as usize);
+        Ok(())
+    })
+    .ok()?;
+    Some(n)
+}
+
+/// The codec of `update-state`'s input records, for messages.
+type UpdateRecord<K, V, S> = (K, Vec<(u32, V)>, Option<S>);
+
+/// The codec of `map-with-state`'s input records, for messages.
+type MapRecord<K, V, S> = (K, Option<S>, Option<Vec<(u32, V)>>);
+
 /// The types an [`UpdateState`] works on.
 type UpdateTypes<K, V, S> = fn(K, Vec<V>, Option<S>) -> Option<S>;
 
@@ -257,11 +296,12 @@ where
         for (i, record) in records(input).enumerate() {
             let record = record.map_err(|e| format!("{node}: batch {batch_time_ms} ms: {e}"))?;
             let fail = |e: DecodeError| {
-                call_decode_error::<(K, Vec<V>, Option<S>)>(node, batch_time_ms, i, e)
+                call_decode_error::<UpdateRecord<K, V, S>>(node, batch_time_ms, i, e)
             };
             let (_key, rest) = split_prefixed(record, "tuple element 0").map_err(fail)?;
-            let (values, state) = split_prefixed(rest, "tuple element 1").map_err(fail)?;
-            let values = Vec::<V>::decode(values)
+            let (runs, state) = split_prefixed(rest, "tuple element 1").map_err(fail)?;
+            let mut values = Vec::with_capacity(values_in(runs).unwrap_or(0));
+            for_each_value(runs, |value| values.push(value))
                 .map_err(|e| fail(DecodeError::new(format!("tuple element 1: {e}"))))?;
             let state = Option::<S>::decode(state)
                 .map_err(|e| fail(DecodeError::new(format!("tuple element 2: {e}"))))?;
@@ -299,18 +339,21 @@ where
         let mut mapped: Vec<M> = Vec::new();
         for (i, record) in records(input).enumerate() {
             let record = record.map_err(|e| format!("{node}: batch {batch_time_ms} ms: {e}"))?;
-            let (key, state, values) =
-                <(K, Option<S>, Option<Vec<V>>)>::decode(record).map_err(|e| {
-                    call_decode_error::<(K, Option<S>, Option<Vec<V>>)>(node, batch_time_ms, i, e)
-                })?;
+            let fail =
+                |e: DecodeError| call_decode_error::<MapRecord<K, V, S>>(node, batch_time_ms, i, e);
+            let element = |n: usize| move |e: DecodeError| fail(DecodeError::new(format!("tuple element {n}: {e}")));
+            let (key, rest) = split_prefixed(record, "tuple element 0").map_err(fail)?;
+            let key = K::decode(key).map_err(element(0))?;
+            let (state, runs) = split_prefixed(rest, "tuple element 1").map_err(fail)?;
+            let state = Option::<S>::decode(state).map_err(element(1))?;
+            let runs = split_option(runs).map_err(element(2))?;
             mapped.clear();
-            let mut state = State::new(state, values.is_none());
-            match values {
-                Some(values) => {
-                    for value in values {
-                        mapped.push(f(&key, Some(value), &mut state));
-                    }
-                }
+            let mut state = State::new(state, runs.is_none());
+            match runs {
+                Some(runs) => for_each_value(runs, |value| {
+                    mapped.push(f(&key, Some(value), &mut state));
+                })
+                .map_err(element(2))?,
                 None => mapped.push(f(&key, None, &mut state)),
             }
             if let Some(misuse) = state.misuse {
@@ -398,18 +441,25 @@ mod tests {
         })
     }
 
+    /// A run `(count, value)` of `list<tuple<u32, i64>>`, by hand.
+    fn run(count: u32, value: i64, out: &mut Vec<u8>) {
+        out.extend(le(16));
+        out.extend(le(4));
+        out.extend(le(count));
+        out.extend(value.to_le_bytes());
+    }
+
     #[test]
     fn update_state_reads_key_values_state_and_writes_one_option_per_record() {
-        // tuple<string, list<i64>, option<i64>>, written out by hand.
+        // tuple<string, list<tuple<u32, i64>>, option<i64>>, written out by
+        // hand: 5, 5, 7 as two runs.
         let mut with_state = Vec::new();
         with_state.extend(le(1));
         with_state.extend(b"a");
-        with_state.extend(le(4 + 2 * (4 + 8)));
+        with_state.extend(le(4 + 2 * 20));
         with_state.extend(le(2));
-        with_state.extend(le(8));
-        with_state.extend(5i64.to_le_bytes());
-        with_state.extend(le(8));
-        with_state.extend(7i64.to_le_bytes());
+        run(2, 5, &mut with_state);
+        run(1, 7, &mut with_state);
         with_state.push(1);
         with_state.extend(10i64.to_le_bytes());
         // A key with no new values: its state stays.
@@ -423,37 +473,60 @@ mod tests {
         // A new key whose values sum to 0: removed.
         let mut to_zero = Vec::new();
         to_zero.extend(le(0));
-        to_zero.extend(le(4 + 2 * 12));
+        to_zero.extend(le(4 + 2 * 20));
         to_zero.extend(le(2));
-        to_zero.extend(le(8));
-        to_zero.extend(4i64.to_le_bytes());
-        to_zero.extend(le(8));
-        to_zero.extend((-4i64).to_le_bytes());
+        run(1, 4, &mut to_zero);
+        run(1, -4, &mut to_zero);
         to_zero.push(0);
         let out = running_sum()
             .call(7, &rows(&[with_state, no_values, to_zero]), NODE)
             .unwrap();
-        let mut some_22 = vec![1];
-        some_22.extend(22i64.to_le_bytes());
+        let mut some_27 = vec![1];
+        some_27.extend(27i64.to_le_bytes());
         let mut some_3 = vec![1];
         some_3.extend(3i64.to_le_bytes());
-        assert_eq!(split(&out), [some_22, some_3, vec![0]]);
+        assert_eq!(split(&out), [some_27, some_3, vec![0]]);
+    }
+
+    #[test]
+    fn a_malformed_run_names_the_run() {
+        // The second run's count is 3 bytes long.
+        let mut record = Vec::new();
+        encode_prefixed_for_test("k", &mut record);
+        let mut runs = Vec::new();
+        runs.extend(le(2));
+        run(1, 5, &mut runs);
+        runs.extend(le(15));
+        runs.extend(le(3));
+        runs.extend([1, 0, 0]);
+        runs.extend(5i64.to_le_bytes());
+        record.extend(le(runs.len() as u32));
+        record.extend(runs);
+        record.push(0);
+        let err = running_sum().call(1_000, &rows(&[record]), NODE).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "{NODE}: batch 1000 ms: cannot decode input record 0 as \
+                 tuple<string,list<tuple<u32,i64>>,option<i64>>: tuple element 1: run 1: "
+            )),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_state_that_does_not_decode_names_the_operator_batch_and_record() {
-        let good = ("k".to_string(), vec![1i64], None::<i64>);
+        let good = ("k".to_string(), vec![(1u32, 1i64)], None::<i64>);
         // A state of 3 bytes, not 8.
         let mut truncated = Vec::new();
         encode_prefixed_for_test("k", &mut truncated);
-        encode_prefixed_list(&[1], &mut truncated);
+        encode_prefixed_runs(&[(1, 1)], &mut truncated);
         truncated.extend([1, 0, 0]);
         let input = rows(&[encode(&good), truncated]);
         let err = running_sum().call(1_000, &input, NODE).unwrap_err();
         assert!(
             err.starts_with(&format!(
                 "{NODE}: batch 1000 ms: cannot decode input record 1 as \
-                 tuple<string,list<i64>,option<i64>>: tuple element 2: "
+                 tuple<string,list<tuple<u32,i64>>,option<i64>>: tuple element 2: "
             )),
             "{err}"
         );
@@ -470,8 +543,8 @@ mod tests {
         out.extend(key.as_bytes());
     }
 
-    fn encode_prefixed_list(values: &[i64], out: &mut Vec<u8>) {
-        let list = encode(&values.to_vec());
+    fn encode_prefixed_runs(runs: &[(u32, i64)], out: &mut Vec<u8>) {
+        let list = encode(&runs.to_vec());
         out.extend(le(list.len() as u32));
         out.extend(list);
     }
@@ -494,7 +567,7 @@ mod tests {
         ))
     }
 
-    type MapIn = (String, Option<i64>, Option<Vec<i64>>);
+    type MapIn = (String, Option<i64>, Option<Vec<(u32, i64)>>);
     type MapOut = (Option<i64>, Vec<(String, Option<i64>)>);
 
     fn call_map(records: &[MapIn]) -> Result<Vec<MapOut>, String> {
@@ -508,7 +581,7 @@ mod tests {
 
     #[test]
     fn map_with_state_writes_the_state_then_the_mapped_records_by_hand() {
-        let input = [("k".to_string(), Some(1i64), Some(vec![2i64]))];
+        let input = [("k".to_string(), Some(1i64), Some(vec![(1u32, 2i64)]))];
         let out = mapped_sums()
             .call(5, &rows(&[encode(&input[0])]), NODE)
             .unwrap();
@@ -529,9 +602,10 @@ mod tests {
     #[test]
     fn map_with_state_maps_every_value_in_order_and_a_timing_out_key_once() {
         let out = call_map(&[
-            ("a".into(), None, Some(vec![1, 2, -3])),
+            ("a".into(), None, Some(vec![(1, 1), (1, 2), (1, -3)])),
             ("b".into(), Some(5), Some(vec![])),
             ("c".into(), Some(9), None),
+            ("d".into(), Some(1), Some(vec![(3, 2)])),
         ])
         .unwrap();
         assert_eq!(
@@ -547,6 +621,14 @@ mod tests {
                 ),
                 (Some(5), vec![]),
                 (Some(9), vec![("c".into(), None)]),
+                (
+                    Some(7),
+                    vec![
+                        ("d".into(), Some(3)),
+                        ("d".into(), Some(5)),
+                        ("d".into(), Some(7))
+                    ]
+                ),
             ]
         );
     }
@@ -558,7 +640,7 @@ mod tests {
                 state.update(1);
             },
         ));
-        let input = rows(&[encode(&("k".to_string(), Some(3i64), None::<Vec<i64>>))]);
+        let input = rows(&[encode(&("k".to_string(), Some(3i64), None::<Vec<(u32, i64)>>))]);
         assert_eq!(
             f.call(2_000, &input, NODE).unwrap_err(),
             format!(
@@ -579,18 +661,25 @@ mod tests {
         assert_eq!(out, [(9, 1), (9, 2), (9, 3)]);
     }
 
+    /// The values of runs, each value `count` times.
+    fn expand(runs: &[(u32, i64)]) -> Vec<i64> {
+        runs.iter()
+            .flat_map(|&(count, value)| std::iter::repeat_n(value, count as usize))
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn update_state_matches_a_reference_fold(
-            keys in vec(("[a-c]{0,3}", vec(-3i64..3, 0..4), proptest::option::of(-5i64..5)), 0..20)
+            keys in vec(("[a-c]{0,3}", vec((1u32..4, -3i64..3), 0..4), proptest::option::of(-5i64..5)), 0..20)
         ) {
             let input = rows(&keys.iter().map(encode).collect::<Vec<_>>());
             let out = running_sum().call(1, &input, NODE).unwrap();
             let out: Vec<Option<i64>> = split(&out).iter().map(|r| Option::decode(r).unwrap()).collect();
             let expected: Vec<Option<i64>> = keys
                 .iter()
-                .map(|(_, vs, s)| {
-                    let sum = s.unwrap_or(0) + vs.iter().sum::<i64>();
+                .map(|(_, runs, s)| {
+                    let sum = s.unwrap_or(0) + expand(runs).iter().sum::<i64>();
                     if sum == 0 { None } else { Some(sum) }
                 })
                 .collect();
@@ -599,17 +688,17 @@ mod tests {
 
         #[test]
         fn map_with_state_matches_a_reference(
-            keys in vec(("[a-c]{0,3}", proptest::option::of(-5i64..5), proptest::option::of(vec(-3i64..3, 1..4))), 0..20)
+            keys in vec(("[a-c]{0,3}", proptest::option::of(-5i64..5), proptest::option::of(vec((1u32..4, -3i64..3), 1..4))), 0..20)
         ) {
             let out = call_map(&keys).unwrap();
             let expected: Vec<MapOut> = keys
                 .iter()
                 .map(|(k, s, vs)| match vs {
                     None => (*s, vec![(k.clone(), None)]),
-                    Some(vs) => {
+                    Some(runs) => {
                         let mut state = *s;
                         let mut mapped = Vec::new();
-                        for v in vs {
+                        for v in expand(runs) {
                             let next = state.unwrap_or(0) + v;
                             state = (next != 0).then_some(next);
                             mapped.push((k.clone(), Some(next)));

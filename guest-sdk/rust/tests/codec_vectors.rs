@@ -167,7 +167,8 @@ fn refuse<T: Data + Debug>(case: &Value) -> bool {
     true
 }
 
-type MapWithStateIn = (String, Option<i64>, Option<Vec<i64>>);
+type UpdateStateIn = (String, Vec<(u32, i64)>, Option<i64>);
+type MapWithStateIn = (String, Option<i64>, Option<Vec<(u32, i64)>>);
 type MapWithStateOut = (Option<i64>, Vec<(String, i64)>);
 type Cogrouped = (String, (Vec<i64>, Vec<String>));
 
@@ -202,7 +203,7 @@ macro_rules! dispatch {
             || $f::<Vec<i64>>($case)
             || $f::<Vec<Vec<i64>>>($case)
             || $f::<(String, Vec<i64>)>($case)
-            || $f::<(String, Vec<i64>, Option<i64>)>($case)
+            || $f::<UpdateStateIn>($case)
             || $f::<MapWithStateIn>($case)
             || $f::<MapWithStateOut>($case)
             || $f::<Cogrouped>($case)

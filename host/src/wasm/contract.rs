@@ -8,7 +8,7 @@
 //! major versions agree, or for `0.x` when the minor versions agree (Cargo's
 //! rule for semver compatibility).
 
-/// The `sluice:plugin` package version this host speaks, e.g. `"0.3.0"`.
+/// The `sluice:plugin` package version this host speaks, e.g. `"0.4.0"`.
 pub const CONTRACT_VERSION: &str = package_version(WIT);
 
 /// The exported interface a plugin must have, without its version.
@@ -122,26 +122,26 @@ mod tests {
     fn contract_version_is_the_wit_package_version() {
         assert!(WIT.contains(&format!("package sluice:plugin@{CONTRACT_VERSION};")));
         assert!(Version::parse(CONTRACT_VERSION).is_some());
-        assert_eq!(CONTRACT_VERSION, "0.3.0");
+        assert_eq!(CONTRACT_VERSION, "0.4.0");
     }
 
     #[test]
     fn same_minor_is_accepted_for_0x() {
-        let other = ["wasi:cli/run@0.2.0", "sluice:plugin/job@0.3.0"];
-        assert_eq!(check_exports(other), Ok("0.3.0".to_string()));
+        let other = ["wasi:cli/run@0.2.0", "sluice:plugin/job@0.4.0"];
+        assert_eq!(check_exports(other), Ok("0.4.0".to_string()));
         assert_eq!(
-            check_exports(["sluice:plugin/job@0.3.7"]),
-            Ok("0.3.7".to_string())
+            check_exports(["sluice:plugin/job@0.4.7"]),
+            Ok("0.4.7".to_string())
         );
         assert_eq!(
-            check_exports(["sluice:plugin/job@0.3.0-rc.1"]),
-            Ok("0.3.0-rc.1".to_string())
+            check_exports(["sluice:plugin/job@0.4.0-rc.1"]),
+            Ok("0.4.0-rc.1".to_string())
         );
     }
 
     #[test]
     fn other_minor_or_major_is_refused() {
-        for v in ["0.2.0", "0.4.0", "1.0.0", "junk", "0.3"] {
+        for v in ["0.3.0", "0.5.0", "1.0.0", "junk", "0.4"] {
             assert_eq!(
                 check_exports([format!("sluice:plugin/job@{v}").as_str()]),
                 Err(ContractError::Version {
@@ -161,8 +161,8 @@ mod tests {
     #[test]
     fn a_compatible_export_wins_over_an_incompatible_one() {
         assert_eq!(
-            check_exports(["sluice:plugin/job@0.2.0", "sluice:plugin/job@0.3.2"]),
-            Ok("0.3.2".to_string())
+            check_exports(["sluice:plugin/job@0.3.0", "sluice:plugin/job@0.4.2"]),
+            Ok("0.4.2".to_string())
         );
     }
 

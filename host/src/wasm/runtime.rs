@@ -390,7 +390,7 @@ mod tests {
         assert!(exports.is_empty());
         let msg = err.to_string();
         assert!(msg.contains("not a Sluice plugin"), "{msg}");
-        assert!(msg.contains("sluice:plugin/job@0.3.0"), "{msg}");
+        assert!(msg.contains("sluice:plugin/job@0.4.0"), "{msg}");
         assert!(msg.contains("it exports: nothing"), "{msg}");
     }
 

@@ -290,7 +290,7 @@ fn other_contract_version_is_refused_naming_both() {
     assert_eq!(expected, CONTRACT_VERSION);
     assert!(
         err.to_string()
-            .ends_with("was built against sluice:plugin@0.1.0 but this host speaks sluice:plugin@0.3.0; rebuild it against sluice-guest 0.3"),
+            .ends_with("was built against sluice:plugin@0.1.0 but this host speaks sluice:plugin@0.4.0; rebuild it against sluice-guest 0.4"),
         "{err}"
     );
 }

@@ -15,9 +15,8 @@
 //! The key comes first as in a `tuple<k, v>` pair, so the partitioner places
 //! a packed group like a pair. A block's `(word, 1)` pairs, held until
 //! their batch's time, cost a key and one run per distinct word instead of
-//! twelve bytes per word (a `list<s64>` element); the state call's
-//! `list<v>` is written out from the runs ([`Values::write_list`]) one
-//! call's piece at a time.
+//! twelve bytes per word (a `list<s64>` element); the state calls get the
+//! runs as they are ([`Values::write_runs`]), one call's piece at a time.
 
 pub(super) mod index;
 pub(super) mod totals;
@@ -438,43 +437,33 @@ impl<'g, 'a> Values<'g, 'a> {
         closed.chain([(self.group.count, self.group.value)])
     }
 
-    /// Bytes of the `list<v>` encoding of the values.
-    pub fn list_len(&self) -> u64 {
+    /// Bytes of the values as runs ([`Values::write_runs`]): the list's
+    /// count, then per run its element's length (4), the count's length
+    /// (4), the count (4) and the value.
+    pub fn runs_len(&self) -> u64 {
         4 + self
             .runs()
-            .map(|(count, value)| u64::from(count) * (4 + value.len() as u64))
+            .map(|(_, value)| 12 + value.len() as u64)
             .sum::<u64>()
     }
 
-    /// Appends the `list<v>` encoding of the values to `out`
-    /// ([`Values::list_len`] bytes); fails, writing nothing, when it would
+    /// Appends the values as the state calls' runs, `list<tuple<u32, v>>`:
+    /// each run a count (at least 1) and a value, in order
+    /// ([`Values::runs_len`] bytes); fails, writing nothing, when it would
     /// pass the `u32` counts and lengths of the encoding.
-    pub fn write_list(&self, out: &mut Vec<u8>) -> Result<(), RowsError> {
-        let (count, len) = self
-            .runs()
-            .try_fold((0u32, 4u32), |(n, len), (count, value)| {
-                let bytes = count.checked_mul(u32::try_from(4 + value.len()).ok()?)?;
-                Some((n.checked_add(count)?, len.checked_add(bytes)?))
-            })
-            .ok_or(RowsError::TooLarge)?;
+    pub fn write_runs(&self, out: &mut Vec<u8>) -> Result<(), RowsError> {
+        let len = u32::try_from(self.runs_len()).map_err(|_| RowsError::TooLarge)?;
+        // Each run takes 12 bytes at least: their number fits too.
+        let runs = self.runs().count() as u32;
         out.reserve(len as usize);
-        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&runs.to_le_bytes());
         for (count, value) in self.runs() {
-            let len = (value.len() as u32).to_le_bytes();
-            if let Ok(value) = <[u8; 8]>::try_from(value) {
-                // An `s64`, `u64` or `f64`: each element one 12-byte store.
-                let mut element = [0; 12];
-                element[..4].copy_from_slice(&len);
-                element[4..].copy_from_slice(&value);
-                for _ in 0..count {
-                    out.extend_from_slice(&element);
-                }
-            } else {
-                for _ in 0..count {
-                    out.extend_from_slice(&len);
-                    out.extend_from_slice(value);
-                }
-            }
+            // Within `len`: no overflow.
+            let element = 8 + value.len() as u32;
+            out.extend_from_slice(&element.to_le_bytes());
+            out.extend_from_slice(&4u32.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+            out.extend_from_slice(value);
         }
         Ok(())
     }
@@ -532,20 +521,33 @@ mod tests {
             .collect()
     }
 
-    /// The keys and values, in order, with the `list<v>` each writes.
+    /// The runs `write_runs` wrote, read back with the host's codec.
+    fn read_runs(list: &[u8]) -> Vec<(u32, Vec<u8>)> {
+        ListIter::new(list)
+            .unwrap()
+            .map(|run| {
+                let (count, value) = split_pair(run.unwrap()).unwrap();
+                (u32::from_le_bytes(count.try_into().unwrap()), value.to_vec())
+            })
+            .collect()
+    }
+
+    /// The keys and values, in order, checking the runs each writes.
     fn listed(grouper: &Grouper<'_>) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         grouper
             .iter()
             .map(|values| {
                 let mut list = Vec::new();
-                values.write_list(&mut list).unwrap();
-                assert_eq!(list.len() as u64, values.list_len());
-                let from_list: Vec<Vec<u8>> = ListIter::new(&list)
-                    .unwrap()
-                    .map(|v| v.unwrap().to_vec())
+                values.write_runs(&mut list).unwrap();
+                assert_eq!(list.len() as u64, values.runs_len());
+                let runs = read_runs(&list);
+                assert!(runs.iter().all(|(count, _)| *count >= 1));
+                let from_runs: Vec<Vec<u8>> = runs
+                    .into_iter()
+                    .flat_map(|(count, value)| std::iter::repeat_n(value, count as usize))
                     .collect();
                 let plain = expanded(&values);
-                assert_eq!(from_list, plain);
+                assert_eq!(from_runs, plain);
                 (values.key().to_vec(), plain)
             })
             .collect()
@@ -694,10 +696,10 @@ mod tests {
         }
     }
 
-    /// Values of any width (the 8-byte ones are written as one 12-byte
-    /// element each) make the list the codec writes.
+    /// The runs of values of any width are the codec's
+    /// `list<tuple<u32, v>>`: equal neighbours make one run.
     #[test]
-    fn lists_of_any_width_are_the_codecs() {
+    fn runs_of_any_width_are_the_codecs() {
         let values: [&[u8]; 7] = [
             b"",
             b"abc",
@@ -719,10 +721,26 @@ mod tests {
             .iter()
             .next()
             .unwrap()
-            .write_list(&mut list)
+            .write_runs(&mut list)
             .unwrap();
+        let runs: [(u32, &[u8]); 5] = [
+            (1, b""),
+            (2, b"abc"),
+            (2, b"12345678"),
+            (1, b"123456789"),
+            (1, b"x"),
+        ];
+        let elements: Vec<Vec<u8>> = runs
+            .iter()
+            .map(|(count, value)| {
+                let mut element = Vec::new();
+                write_pair(&count.to_le_bytes(), value, &mut element).unwrap();
+                element
+            })
+            .collect();
         let mut expected = Vec::new();
-        crate::data::codec::write_list(values.into_iter(), &mut expected).unwrap();
+        crate::data::codec::write_list(elements.iter().map(Vec::as_slice), &mut expected)
+            .unwrap();
         assert_eq!(list, expected);
     }
 

@@ -139,18 +139,18 @@ fn write_prefixed_option(value: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), 
     Ok(())
 }
 
-/// The encoding of `list<v>` of `values` (none: the empty list), prefixed by
-/// its length `list_len` (an element of a tuple that is not the last),
-/// written in place.
-fn write_prefixed_list(
+/// The runs of `values` (none: the empty list), prefixed by their length
+/// `runs_len` (an element of a tuple that is not the last), written in
+/// place.
+fn write_prefixed_runs(
     values: Option<&Values<'_, '_>>,
-    list_len: u64,
+    runs_len: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), RowsError> {
-    let len = u32::try_from(list_len).map_err(|_| RowsError::TooLarge)?;
+    let len = u32::try_from(runs_len).map_err(|_| RowsError::TooLarge)?;
     out.extend_from_slice(&len.to_le_bytes());
     match values {
-        Some(values) => values.write_list(out),
+        Some(values) => values.write_runs(out),
         None => {
             out.extend_from_slice(&0u32.to_le_bytes());
             Ok(())
@@ -316,8 +316,8 @@ fn option_len(state: Option<&[u8]>) -> usize {
 }
 
 /// `update_state_by_key` for one partition: every key with new values in
-/// `new` or with state in the key groups it owns, as `tuple<k, list<v>,
-/// option<s>>` records, through `call`, in pieces of at most `piece_bytes`;
+/// `new` or with state in the key groups it owns, as `tuple<k,
+/// list<tuple<u32, v>>, option<s>>` records (the values as runs), through `call`, in pieces of at most `piece_bytes`;
 /// each answer is one `option<s>` per record. Emits `tuple<k, s>` for every
 /// key with state after the batch.
 pub fn prepare_update<'a, E>(
@@ -332,14 +332,14 @@ pub fn prepare_update<'a, E>(
     let mut pieces = Pieces::new("update-state", "states", piece_bytes, &mut call);
     let mut record = |key: &[u8], values: Option<&Values<'_, '_>>, state: Option<&[u8]>| {
         // The empty list is its count, 0.
-        let list_len = values.map_or(4, Values::list_len);
-        let len = usize::try_from(list_len)
+        let runs_len = values.map_or(4, Values::runs_len);
+        let len = usize::try_from(runs_len)
             .ok()
-            .and_then(|list| (4 + key.len() + 4 + option_len(state)).checked_add(list))
+            .and_then(|runs| (4 + key.len() + 4 + option_len(state)).checked_add(runs))
             .ok_or(RowsError::TooLarge)?;
         pieces.push(key, len, |out| {
             write_prefixed(key, out)?;
-            write_prefixed_list(values, list_len, out)?;
+            write_prefixed_runs(values, runs_len, out)?;
             write_option(state, out);
             Ok(())
         })
@@ -382,7 +382,8 @@ pub fn prepare_update<'a, E>(
 }
 
 /// `map_with_state` for one partition at batch time `time_ms`: every key
-/// with new values in `new` as `tuple<k, option<s>, some(list<v>)>`, and, with a
+/// with new values in `new` as `tuple<k, option<s>, some(list<tuple<u32,
+/// v>>)>` (the values as runs), and, with a
 /// `timeout_ms`, every key of the owned key groups whose last new values are
 /// older than `time_ms - timeout_ms` as `tuple<k, some(s), none>`, through
 /// `call`, in pieces of at most `piece_bytes`; each answer is one
@@ -406,15 +407,15 @@ pub fn prepare_map<'a, E>(
         let key = values.key();
         let group = op.group_of(key);
         let state = group.get(key).map(|v| &v[TIME_PREFIX..]);
-        let len = usize::try_from(values.list_len())
+        let len = usize::try_from(values.runs_len())
             .ok()
-            .and_then(|list| (4 + key.len() + 4 + option_len(state) + 1).checked_add(list))
+            .and_then(|runs| (4 + key.len() + 4 + option_len(state) + 1).checked_add(runs))
             .ok_or(RowsError::TooLarge)?;
         pieces.push(key, len, |out| {
             write_prefixed(key, out)?;
             write_prefixed_option(state, out)?;
             out.push(1);
-            values.write_list(out)
+            values.write_runs(out)
         })?;
         timing_out.push(false);
     }

@@ -117,7 +117,8 @@ fn string_codec() -> Codec {
 }
 
 /// `update-state` as the `keyed-ops` plugin's `running-sums` computes it,
-/// over encoded records (`tuple<k, list<i64>, option<i64>>` → `option<i64>`).
+/// over encoded records (`tuple<k, list<tuple<u32, i64>>, option<i64>>` →
+/// `option<i64>`: the values as runs).
 fn running_sums(input: &mut Rows) -> Result<Rows, String> {
     let mut out = Rows::new();
     for rec in input.iter() {
@@ -127,8 +128,11 @@ fn running_sums(input: &mut Rows) -> Result<Rows, String> {
             [1, s @ ..] => i64_of(s),
             _ => 0,
         };
-        for v in ListIter::new(list).unwrap() {
-            s += i64_of(v.unwrap());
+        for run in ListIter::new(list).unwrap() {
+            let (count, v) = split_prefixed(run.unwrap()).unwrap();
+            let count = u32::from_le_bytes(count.try_into().expect("a u32"));
+            assert!(count >= 1, "a run's count is at least 1");
+            s += i64::from(count) * i64_of(v);
         }
         if s == 0 {
             out.push(&[0]);
