@@ -102,7 +102,7 @@ pub use dstream::{DStream, MapWithStateDStream};
 pub use function::{Emit, Emitter};
 pub use output::IdempotencyKey;
 pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
-pub use state::{State, StateSpec};
+pub use state::{NewValues, Runs, State, StateSpec};
 
 /// Everything a job definition needs: `use sluice_guest::prelude::*;`.
 pub mod prelude {
@@ -113,7 +113,7 @@ pub mod prelude {
     pub use crate::function::{Emit, Emitter};
     pub use crate::output::IdempotencyKey;
     pub use crate::shared::{Broadcast, DoubleAccumulator, LongAccumulator};
-    pub use crate::state::{State, StateSpec};
+    pub use crate::state::{Runs, State, StateSpec};
 }
 
 /// The bindings generated from `wit/sluice.wit`. Not part of the API: plugin

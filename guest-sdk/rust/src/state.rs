@@ -12,8 +12,10 @@
 //! - `map-with-state`: in `tuple<k, option<s>, option<list<tuple<u32, v>>>>`
 //!   (no list: the key is timing out), out `tuple<option<s>, list<m>>`.
 //!
-//! The new values come as runs, `(count, value)`; the functions see each
-//! value `count` times ([`for_each_value`]).
+//! The new values come as runs, `(count, value)`. A `map_with_state`
+//! function sees each value `count` times ([`for_each_value`]); an
+//! `update_state_by_key` function takes them as a `Vec<V>`, each value
+//! `count` times, or as the [`Runs<V>`] themselves ([`NewValues`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -250,27 +252,118 @@ fn values_in(runs: &[u8]) -> Option<usize> {
     Some(n)
 }
 
+/// A key's new values in a batch as runs of equal values: `(count, value)`,
+/// in arrival order, as `update-state` receives them ("State calls" in
+/// `wit/sluice.wit`). An `update_state_by_key` function may take its new
+/// values as `Runs<V>` instead of a `Vec<V>`: a value that came a million
+/// times in a row (a frequent word's `1`) is then one run, where the `Vec`
+/// holds it a million times.
+///
+/// ```
+/// # use sluice_guest::prelude::*;
+/// # let ctx = StreamingContext::new("doc");
+/// let counts = ctx
+///     .socket_text_stream("localhost", 9999)
+///     .map(|w| (w, 1i64))
+///     .update_state_by_key(|new: Runs<i64>, total: Option<i64>| {
+///         Some(total.unwrap_or(0) + new.iter().map(|(n, v)| i64::from(n) * v).sum::<i64>())
+///     });
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runs<V> {
+    runs: Vec<(u32, V)>,
+    len: usize,
+}
+
+impl<V> Runs<V> {
+    /// The number of values (the sum of the runs' counts).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the key had no new values.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The runs, in order: each value with how many times it came in a row
+    /// (at least once). Equal values in a row may be one run or several.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (u32, &V)> + '_ {
+        self.runs.iter().map(|(count, value)| (*count, value))
+    }
+
+    /// The values, in arrival order: each run's value `count` times.
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.runs
+            .iter()
+            .flat_map(|(count, value)| std::iter::repeat_n(value, *count as usize))
+    }
+}
+
+/// How an `update_state_by_key` function takes a key's new values: a
+/// `Vec<V>` (every value, as Spark's `Seq[V]`) or [`Runs<V>`]. Sealed.
+pub trait NewValues<V>: Sized + sealed::Sealed + 'static {
+    /// Decodes a key's runs, `list<tuple<u32, v>>`.
+    #[doc(hidden)]
+    fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<V> Sealed for Vec<V> {}
+    impl<V> Sealed for super::Runs<V> {}
+}
+
+impl<V: Data> NewValues<V> for Vec<V> {
+    fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError> {
+        let mut values = Vec::with_capacity(values_in(runs).unwrap_or(0));
+        for_each_value(runs, |value| values.push(value))?;
+        Ok(values)
+    }
+}
+
+impl<V: Data> NewValues<V> for Runs<V> {
+    fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError> {
+        let mut decoded = Runs {
+            runs: Vec::new(),
+            len: 0,
+        };
+        for_each_list_element(runs, |i, run| {
+            let (count, value) =
+                <(u32, V)>::decode(run).map_err(|e| DecodeError::new(format!("run {i}: {e}")))?;
+            if count > 0 {
+                decoded.len = decoded.len.saturating_add(count as usize);
+                decoded.runs.push((count, value));
+            }
+            Ok(())
+        })?;
+        Ok(decoded)
+    }
+}
+
 /// The codec of `update-state`'s input records, for messages.
 type UpdateRecord<K, V, S> = (K, Vec<(u32, V)>, Option<S>);
 
 /// The codec of `map-with-state`'s input records, for messages.
 type MapRecord<K, V, S> = (K, Option<S>, Option<Vec<(u32, V)>>);
 
-/// The types an [`UpdateState`] works on.
-type UpdateTypes<K, V, S> = fn(K, Vec<V>, Option<S>) -> Option<S>;
+/// The types an [`UpdateState`] works on: the key, the values, the new
+/// values as the function takes them, and the state.
+type UpdateTypes<K, V, N, S> = fn(K, V, N, Option<S>) -> Option<S>;
 
 /// The function of `update_state_by_key`, behind `update-state`.
-pub(crate) struct UpdateState<K, V, S, F> {
+pub(crate) struct UpdateState<K, V, N, S, F> {
     f: F,
-    types: PhantomData<UpdateTypes<K, V, S>>,
+    types: PhantomData<UpdateTypes<K, V, N, S>>,
 }
 
-impl<K, V, S, F> UpdateState<K, V, S, F>
+impl<K, V, N, S, F> UpdateState<K, V, N, S, F>
 where
     K: Data,
     V: Data,
+    N: NewValues<V>,
     S: Data,
-    F: Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+    F: Fn(N, Option<S>) -> Option<S> + 'static,
 {
     pub(crate) fn new(f: F) -> Self {
         Self {
@@ -280,12 +373,13 @@ where
     }
 }
 
-impl<K, V, S, F> BatchFn for UpdateState<K, V, S, F>
+impl<K, V, N, S, F> BatchFn for UpdateState<K, V, N, S, F>
 where
     K: Data,
     V: Data,
+    N: NewValues<V>,
     S: Data,
-    F: Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+    F: Fn(N, Option<S>) -> Option<S> + 'static,
 {
     /// The key is not decoded: the function does not take it.
     fn call(&self, batch_time_ms: u64, input: &Rows, node: &str) -> Result<Rows, String> {
@@ -300,8 +394,7 @@ where
             };
             let (_key, rest) = split_prefixed(record, "tuple element 0").map_err(fail)?;
             let (runs, state) = split_prefixed(rest, "tuple element 1").map_err(fail)?;
-            let mut values = Vec::with_capacity(values_in(runs).unwrap_or(0));
-            for_each_value(runs, |value| values.push(value))
+            let values = N::decode_runs(runs)
                 .map_err(|e| fail(DecodeError::new(format!("tuple element 1: {e}"))))?;
             let state = Option::<S>::decode(state)
                 .map_err(|e| fail(DecodeError::new(format!("tuple element 2: {e}"))))?;
@@ -341,7 +434,9 @@ where
             let record = record.map_err(|e| format!("{node}: batch {batch_time_ms} ms: {e}"))?;
             let fail =
                 |e: DecodeError| call_decode_error::<MapRecord<K, V, S>>(node, batch_time_ms, i, e);
-            let element = |n: usize| move |e: DecodeError| fail(DecodeError::new(format!("tuple element {n}: {e}")));
+            let element = |n: usize| {
+                move |e: DecodeError| fail(DecodeError::new(format!("tuple element {n}: {e}")))
+            };
             let (key, rest) = split_prefixed(record, "tuple element 0").map_err(fail)?;
             let key = K::decode(key).map_err(element(0))?;
             let (state, runs) = split_prefixed(rest, "tuple element 1").map_err(fail)?;
@@ -434,9 +529,19 @@ mod tests {
 
     type Update = fn(Vec<i64>, Option<i64>) -> Option<i64>;
 
-    fn running_sum() -> UpdateState<String, i64, i64, Update> {
+    fn running_sum() -> UpdateState<String, i64, Vec<i64>, i64, Update> {
         UpdateState::new(|values, state| {
             let s = state.unwrap_or(0) + values.iter().sum::<i64>();
+            (s != 0).then_some(s)
+        })
+    }
+
+    type UpdateRuns = fn(Runs<i64>, Option<i64>) -> Option<i64>;
+
+    /// [`running_sum`] over the runs, a run at a time.
+    fn running_sum_of_runs() -> UpdateState<String, i64, Runs<i64>, i64, UpdateRuns> {
+        UpdateState::new(|runs, state| {
+            let s = state.unwrap_or(0) + runs.iter().map(|(n, v)| i64::from(n) * v).sum::<i64>();
             (s != 0).then_some(s)
         })
     }
@@ -503,7 +608,9 @@ mod tests {
         record.extend(le(runs.len() as u32));
         record.extend(runs);
         record.push(0);
-        let err = running_sum().call(1_000, &rows(&[record]), NODE).unwrap_err();
+        let err = running_sum()
+            .call(1_000, &rows(&[record]), NODE)
+            .unwrap_err();
         assert!(
             err.starts_with(&format!(
                 "{NODE}: batch 1000 ms: cannot decode input record 0 as \
@@ -640,7 +747,11 @@ mod tests {
                 state.update(1);
             },
         ));
-        let input = rows(&[encode(&("k".to_string(), Some(3i64), None::<Vec<(u32, i64)>>))]);
+        let input = rows(&[encode(&(
+            "k".to_string(),
+            Some(3i64),
+            None::<Vec<(u32, i64)>>,
+        ))]);
         assert_eq!(
             f.call(2_000, &input, NODE).unwrap_err(),
             format!(
@@ -675,6 +786,7 @@ mod tests {
         ) {
             let input = rows(&keys.iter().map(encode).collect::<Vec<_>>());
             let out = running_sum().call(1, &input, NODE).unwrap();
+            prop_assert_eq!(split(&running_sum_of_runs().call(1, &input, NODE).unwrap()), split(&out));
             let out: Vec<Option<i64>> = split(&out).iter().map(|r| Option::decode(r).unwrap()).collect();
             let expected: Vec<Option<i64>> = keys
                 .iter()
@@ -684,6 +796,22 @@ mod tests {
                 })
                 .collect();
             prop_assert_eq!(out, expected);
+        }
+
+        /// `Runs` holds the values a `Vec` holds, in order, as runs of at
+        /// least one (a run of 0 is skipped).
+        #[test]
+        fn runs_hold_the_values_of_the_vec(runs in vec((0u32..4, -3i64..3), 0..6)) {
+            let bytes = encode(&runs);
+            let values = Vec::<i64>::decode_runs(&bytes).unwrap();
+            prop_assert_eq!(&values, &expand(&runs));
+            let decoded = Runs::<i64>::decode_runs(&bytes).unwrap();
+            prop_assert_eq!(decoded.values().copied().collect::<Vec<_>>(), values.clone());
+            prop_assert_eq!(decoded.len(), values.len());
+            prop_assert_eq!(decoded.is_empty(), values.is_empty());
+            prop_assert!(decoded.iter().all(|(n, _)| n >= 1));
+            let kept: Vec<(u32, i64)> = runs.iter().copied().filter(|(n, _)| *n > 0).collect();
+            prop_assert_eq!(decoded.iter().map(|(n, v)| (n, *v)).collect::<Vec<_>>(), kept);
         }
 
         #[test]

@@ -27,7 +27,7 @@ use crate::codec::Data;
 use crate::dstream::DStream;
 use crate::function::Function;
 use crate::graph::node_name;
-use crate::state::{MapWithState, StateSpec, UpdateState};
+use crate::state::{MapWithState, NewValues, StateSpec, UpdateState};
 use crate::time::duration_ms;
 
 /// The stream of a [`map_with_state`](DStream::map_with_state): the mapped
@@ -123,9 +123,11 @@ where
 {
     /// A state per key, updated every batch by `f(new_values, state)`
     /// (Spark's `updateStateByKey`): `f` is called every batch for every key
-    /// that has a state or new values (an empty `Vec` when it has none);
-    /// `None` removes the key. The stream is every key with its state after
-    /// each batch.
+    /// that has a state or new values (none when it has none); `None`
+    /// removes the key. The stream is every key with its state after each
+    /// batch. `f` takes the new values as a `Vec<V>`, in arrival order, or
+    /// as their [`Runs<V>`](crate::Runs) (`(count, value)`, without a `Vec`
+    /// of every value: for keys with many values in a batch).
     ///
     /// ```
     /// # use sluice_guest::prelude::*;
@@ -139,12 +141,12 @@ where
     ///     .name("running-counts");
     /// ```
     #[track_caller]
-    pub fn update_state_by_key<S: Data>(
+    pub fn update_state_by_key<S: Data, N: NewValues<V>>(
         &self,
-        f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+        f: impl Fn(N, Option<S>) -> Option<S> + 'static,
     ) -> DStream<(K, S)> {
         let name = node_name("update_state_by_key", Location::caller());
-        let function = Function::UpdateState(Box::new(UpdateState::<K, V, S, _>::new(f)));
+        let function = Function::UpdateState(Box::new(UpdateState::<K, V, N, S, _>::new(f)));
         self.child_with_function(&name, function, |function| {
             NodeKind::UpdateStateByKey(types::UpdateStateByKey {
                 function,

@@ -527,7 +527,10 @@ mod tests {
             .unwrap()
             .map(|run| {
                 let (count, value) = split_pair(run.unwrap()).unwrap();
-                (u32::from_le_bytes(count.try_into().unwrap()), value.to_vec())
+                (
+                    u32::from_le_bytes(count.try_into().unwrap()),
+                    value.to_vec(),
+                )
             })
             .collect()
     }
@@ -739,8 +742,7 @@ mod tests {
             })
             .collect();
         let mut expected = Vec::new();
-        crate::data::codec::write_list(elements.iter().map(Vec::as_slice), &mut expected)
-            .unwrap();
+        crate::data::codec::write_list(elements.iter().map(Vec::as_slice), &mut expected).unwrap();
         assert_eq!(list, expected);
     }
 
