@@ -202,23 +202,32 @@ export function foreachPartition(table, fid, batchTimeMs, partition, input, curr
  * them: runs, each a count and a value ("State calls" in wit/sluice.wit). */
 const runsOf = (v) => `list<tuple<u32,${v}>>`;
 
+/** Most values an array holds (2^32 - 1). */
+const MAX_ARRAY = 4294967295;
+
 /** A key's new values from its decoded runs (`[count, value]` arrays) of
  * values of codec `vc`: each value `count` times, in order. A value that is
  * an object (an array, a `Some`, a JSON object) is copied through its codec
- * for each repetition, so that no two values are one object. */
+ * (encoded once, decoded for each repetition), so that no two values are
+ * one object. A count of 0 is an error: the contract's counts are at
+ * least 1. */
 function expandRuns(vc, runs) {
   let total = 0;
-  for (let r = 0; r < runs.length; r++) total += runs[r][0];
+  for (let r = 0; r < runs.length; r++) {
+    if (runs[r][0] === 0) throw new CodecError(`run ${r}: a count of 0`);
+    total += runs[r][0];
+  }
+  if (total > MAX_ARRAY) throw new CodecError(`${total} values are more than an array holds`);
   const values = new Array(total);
   let at = 0;
   for (let r = 0; r < runs.length; r++) {
     const [count, value] = runs[r];
     if (typeof value === 'object' && value !== null) {
       values[at] = value;
-      for (let c = 1; c < count; c++) {
+      if (count > 1) {
         const w = new Writer(64);
         vc.enc(w, value);
-        values[at + c] = vc.dec(w.buf, w.dv, 0, w.len);
+        for (let c = 1; c < count; c++) values[at + c] = vc.dec(w.buf, w.dv, 0, w.len);
       }
     } else values.fill(value, at, at + count);
     at += count;
@@ -269,7 +278,8 @@ export function mapWithState(table, fid, batchTimeMs, input, current) {
   const out = new Array(records.length);
   for (let i = 0; i < records.length; i++) {
     const [k, s0, runs] = records[i];
-    const values = runs === undefined ? undefined : expandRuns(vc, runs);
+    let values;
+    try { values = runs === undefined ? undefined : expandRuns(vc, runs); } catch (err) { throw new Reported(`${e.name}: record ${i}: ${err.message}`); }
     const exists = s0 !== undefined;
     const st = new State(s0 instanceof Some ? s0.value : s0, exists, values === undefined);
     const mapped = [];

@@ -80,6 +80,27 @@ test('update-state: a run of values that are objects gives distinct objects', ()
   assert.deepStrictEqual(seen.at(-1), [[1, 2, 9], [1, 2], [1, 2], [5]]);
 });
 
+test('a run count of 0 fails naming the record and the run; map-with-state gets distinct objects from a run', () => {
+  const seen = [];
+  const job = jobOf((ssc) => {
+    const pairs = ssc.queueStreamFromLinesFile('/in', 1).map((w) => [w, [1]], { outputType: T.tuple(T.string, T.list(T.i64)) });
+    pairs.updateStateByKey((values, state) => values.length + (state ?? 0)).print();
+    pairs.mapWithState(StateSpec.function((key, value, state) => { seen.push(value); value.push(9); return value.length; })
+      .withStateType(T.i64).withOutputType(T.i64)).print();
+  });
+  for (const runs of [[[1, [2]], [0, [3]]], [[0, [3]]]]) {
+    const input = encodeRows('tuple<string,list<tuple<u32,list<i64>>>,option<i64>>', [['a', runs, undefined]]);
+    assert.match(err(() => job.updateState(1, 1000, input)), new RegExp(`^updateStateByKey at runtime\\.test\\.js:\\d+: record 0: run ${runs.length - 1}: a count of 0`));
+  }
+  const t = 'tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>';
+  assert.match(err(() => job.mapWithState(2, 1000, encodeRows(t, [['a', undefined, [[2, [1]], [0, [1]]]]]))),
+    /^mapWithState at runtime\.test\.js:\d+: record 0: run 1: a count of 0/);
+  const out = decodeRows('tuple<option<i64>,list<i64>>', job.mapWithState(2, 1000, encodeRows(t, [['a', undefined, [[2, [1, 2]]]]])));
+  assert.deepStrictEqual(out, [[undefined, [3, 3]]]);
+  assert.deepStrictEqual(seen.slice(-2), [[1, 2, 9], [1, 2, 9]]);
+  assert.notEqual(seen.at(-2), seen.at(-1));
+});
+
 test('map-with-state: each value in order, a key timing out once, misuse names the operator', () => {
   const job = jobOf((ssc) => ssc.queueStreamFromLinesFile('/in', 1).map((w) => [w, 1])
     .mapWithState(StateSpec.function((key, value, state) => {

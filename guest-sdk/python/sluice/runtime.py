@@ -304,18 +304,31 @@ def runs_of(t):
 
 
 def _immutable(t):
+    """Whether a decoded value of type ``t`` cannot change in place: a
+    scalar, a tuple of such, or an option of such (decoded as the value or
+    ``None``, unless it wraps an option or unit in a ``Some``)."""
     if t.kind == "tuple":
         return all(_immutable(a) for a in t.args)
+    if t.kind == "option":
+        return t.args[0].kind not in ("option", "unit") and _immutable(t.args[0])
     return t.kind in SCALARS and t.kind != "json"
+
+
+def _check_counts(runs):
+    for i, (count, _) in enumerate(runs):
+        if count == 0:
+            raise DecodeError("run %d: a count of 0" % i)
 
 
 def expander(t):
     """The function from a key's decoded runs of values of type ``t`` to its
     values in order, each run's value ``count`` times. A value that can change
     in place (a list, a dict, a dataclass, an option's ``Some``) is copied for
-    each repetition, so that no two values are one object."""
+    each repetition, so that no two values are one object. A count of 0 is a
+    ``DecodeError``: the contract's counts are at least 1."""
     if _immutable(t):
         def expand(runs):
+            _check_counts(runs)
             if len(runs) == 1:
                 count, value = runs[0]
                 return [value] * count
@@ -325,6 +338,7 @@ def expander(t):
             return values
     else:
         def expand(runs):
+            _check_counts(runs)
             values = []
             for count, value in runs:
                 values.append(value)
@@ -768,7 +782,12 @@ def _map_with_state(fid, batch_time_ms, data, ends):
     some = codec.Some
     wrapped = entry.state_t.kind in ("option", "unit")
     out = []
-    for i, (key, state, values) in enumerate(records):
+    for i, (key, state, runs) in enumerate(records):
+        try:
+            values = None if runs is None else expand(runs)
+        except DecodeError as x:
+            raise TaskError("%s: batch %d ms: cannot decode input record %d as %s: tuple element 2: %s"
+                            % (name, batch_time_ms, i, entry.in_t.codec, x)) from None
         exists = state is not None
         if wrapped and exists:
             state = state.value
@@ -776,7 +795,7 @@ def _map_with_state(fid, batch_time_ms, data, ends):
         if values is None:
             mapped = [f(key, None, st)]
         else:
-            mapped = [f(key, v, st) for v in expand(values)]
+            mapped = [f(key, v, st) for v in values]
         if st._misuse:
             raise TaskError("%s: batch %d ms, input record %d: %s" % (name, batch_time_ms, i, st._misuse))
         new = st._value if st._exists else None

@@ -187,6 +187,39 @@ class GroupAndStateTests(unittest.TestCase):
         # (define's inference by example called it first, on a sample.)
         self.assertEqual(seen[-1], [[1, 2, 9], [1, 2], [1, 2], [5]])
 
+    def test_a_run_count_of_0_fails_naming_the_record_and_the_run(self):
+        seen = []
+
+        def track(key, value, state):
+            seen.append(value)
+            value.append(9)
+            return (key, len(value))
+
+        def job(ssc, args):
+            pairs = ssc.queueStream([[("a", [1])]])
+            pairs.updateStateByKey(lambda new, s: len(new) + (s or 0)).pprint()
+            pairs.mapWithState(track, state_type=int).pprint()
+        define(job)
+        t = T.parse("tuple<string,list<tuple<u32,list<i64>>>,option<i64>>")
+        for runs in ([(1, [2]), (0, [3])], [(0, [3])]):
+            with self.assertRaises(runtime.TaskError) as cm:
+                runtime.update_state(0, 5, *rows(t, [("a", runs, None)]))
+            self.assertRegex(str(cm.exception), r"^updateStateByKey at .*: batch 5 ms: cannot decode input record 0 "
+                                                r"as tuple<k,list<tuple<u32,list<i64>>>,option<i64>>: "
+                                                r"tuple element 1: run %d: a count of 0$" % (len(runs) - 1))
+        t = T.parse("tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>")
+        with self.assertRaises(runtime.TaskError) as cm:
+            runtime.map_with_state(1, 5, *rows(t, [("a", None, [(2, [1]), (0, [1])])]))
+        self.assertRegex(str(cm.exception), r"^mapWithState at .*: batch 5 ms: cannot decode input record 0 as "
+                                            r"tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>: "
+                                            r"tuple element 2: run 1: a count of 0$")
+        # A run of two lists: the function gets two distinct lists.
+        seen.clear()
+        out = runtime.map_with_state(1, 5, *rows(t, [("a", None, [(2, [1, 2])])]))
+        self.assertEqual(decoded(T.parse("tuple<option<i64>,list<tuple<string,i64>>>"), out), [(None, [("a", 3), ("a", 3)])])
+        self.assertEqual(seen, [[1, 2, 9], [1, 2, 9]])
+        self.assertIsNot(seen[0], seen[1])
+
     def test_map_with_state_calls_once_per_value_and_once_for_a_timing_out_key(self):
         def track(key, value, state):
             if value is None:
@@ -213,9 +246,10 @@ class GroupAndStateTests(unittest.TestCase):
                                                         ("c", 50, [(1, 60)]), ("d", 1, [(3, 2)])]))
         self.assertEqual(decoded(out_t, out), [(3, [("a", 1), ("a", 3)]), (4, [("b", -1)]),  # the state of a timing-out key is ignored
                                                (None, [("c", 110)]), (7, [("d", 3), ("d", 5), ("d", 7)])])
-        vector = bytes.fromhex("0100000061010000000001010000001000000004000000010000000100000000000000")
+        # wit/vectors/codecs.json's map-with-state record: the run (2, 1).
+        vector = bytes.fromhex("0100000061010000000001010000001000000004000000020000000100000000000000")
         out = runtime.map_with_state(0, 1000, vector, [len(vector)])
-        self.assertEqual(decoded(out_t, out), [(1, [("a", 1)])])
+        self.assertEqual(decoded(out_t, out), [(2, [("a", 1), ("a", 2)])])
         with self.assertRaises(runtime.TaskError) as cm:
             runtime.map_with_state(1, 1000, *rows(t, [("b", 4, None)]))
         self.assertRegex(str(cm.exception), r"^mapWithState at .*: batch 1000 ms, input record 0: cannot "

@@ -102,7 +102,7 @@ pub use dstream::{DStream, MapWithStateDStream};
 pub use function::{Emit, Emitter};
 pub use output::IdempotencyKey;
 pub use shared::{Broadcast, DoubleAccumulator, LongAccumulator};
-pub use state::{NewValues, Runs, State, StateSpec};
+pub use state::{Runs, State, StateSpec};
 
 /// Everything a job definition needs: `use sluice_guest::prelude::*;`.
 pub mod prelude {

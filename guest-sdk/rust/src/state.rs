@@ -15,7 +15,8 @@
 //! The new values come as runs, `(count, value)`. A `map_with_state`
 //! function sees each value `count` times ([`for_each_value`]); an
 //! `update_state_by_key` function takes them as a `Vec<V>`, each value
-//! `count` times, or as the [`Runs<V>`] themselves ([`NewValues`]).
+//! `count` times, and an `update_state_by_key_runs` one as the [`Runs<V>`]
+//! themselves.
 //!
 //! ```
 //! use std::time::Duration;
@@ -223,61 +224,67 @@ fn call_decode_error<T: Data>(
     )
 }
 
-/// The values of a key's new values as runs (`list<tuple<u32, v>>`, "State
-/// calls" in `wit/sluice.wit`), in order: each run's value `count` times,
-/// decoded each time (a [`Data`] value is not `Clone`).
-fn for_each_value<V: Data>(runs: &[u8], mut each: impl FnMut(V)) -> Result<(), DecodeError> {
+/// Each run of a key's new values as runs (`list<tuple<u32, v>>`, "State
+/// calls" in `wit/sluice.wit`), in order: its count and its value's bytes,
+/// undecoded. A count of 0 is an error: the contract's counts are at least
+/// 1.
+fn for_each_run(
+    runs: &[u8],
+    mut each: impl FnMut(u32, &[u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
     for_each_list_element(runs, |i, run| {
         let in_run = |e: DecodeError| DecodeError::new(format!("run {i}: {e}"));
         let (count, value) = split_prefixed(run, "a run's count").map_err(in_run)?;
-        for _ in 0..u32::decode(count).map_err(in_run)? {
-            each(V::decode(value).map_err(in_run)?);
+        match u32::decode(count).map_err(in_run)? {
+            0 => Err(in_run(DecodeError::new("a count of 0".to_string()))),
+            count => each(count, value).map_err(in_run),
         }
-        Ok(())
     })
     .map(drop)
 }
 
-/// The number of values of a key's runs (the sum of their counts), to size
-/// their `Vec` at once; `None` when the runs are malformed (decoding them
-/// says how).
-fn values_in(runs: &[u8]) -> Option<usize> {
-    let mut n = 0usize;
-    for_each_list_element(runs, |_, run| {
-        let (count, _) = split_prefixed(run, "a run's count")?;
-        n = n.saturating_add(u32::decode(count)? as usize);
+/// The values of a key's runs, in order: each run's value `count` times,
+/// decoded each time (a [`Data`] value is not `Clone`). A function called
+/// with each value as it is decoded may have been called for the values
+/// before a run that does not decode: the call then fails, and the host
+/// applies none of it.
+fn for_each_value<V: Data>(runs: &[u8], mut each: impl FnMut(V)) -> Result<(), DecodeError> {
+    for_each_run(runs, |count, value| {
+        for _ in 0..count {
+            each(V::decode(value)?);
+        }
         Ok(())
     })
-    .ok()?;
-    Some(n)
 }
 
 /// A key's new values in a batch as runs of equal values: `(count, value)`,
 /// in arrival order, as `update-state` receives them ("State calls" in
-/// `wit/sluice.wit`). An `update_state_by_key` function may take its new
-/// values as `Runs<V>` instead of a `Vec<V>`: a value that came a million
-/// times in a row (a frequent word's `1`) is then one run, where the `Vec`
-/// holds it a million times.
+/// `wit/sluice.wit`). What
+/// [`update_state_by_key_runs`](crate::DStream::update_state_by_key_runs)
+/// gives its function instead of a `Vec<V>`: a value that came a million
+/// times in a row (a frequent word's `1`) is one run, where the `Vec` holds
+/// it a million times.
+///
+/// Equal values in a row may come as one run or as several, so two `Runs`
+/// of the same values may differ (`==` compares the runs).
 ///
 /// ```
 /// # use sluice_guest::prelude::*;
-/// # let ctx = StreamingContext::new("doc");
-/// let counts = ctx
-///     .socket_text_stream("localhost", 9999)
-///     .map(|w| (w, 1i64))
-///     .update_state_by_key(|new: Runs<i64>, total: Option<i64>| {
-///         Some(total.unwrap_or(0) + new.iter().map(|(n, v)| i64::from(n) * v).sum::<i64>())
-///     });
+/// let new: Runs<i64> = [(3, 1), (1, 5)].into_iter().collect();
+/// assert_eq!(new.len(), 4);
+/// assert_eq!(new.iter().map(|(n, v)| i64::from(n) * v).sum::<i64>(), 8);
+/// assert_eq!(new.values().copied().collect::<Vec<_>>(), [1, 1, 1, 5]);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Runs<V> {
     runs: Vec<(u32, V)>,
-    len: usize,
+    len: u64,
 }
 
 impl<V> Runs<V> {
-    /// The number of values (the sum of the runs' counts).
-    pub fn len(&self) -> usize {
+    /// The number of values: the sum of the runs' counts (a `u64`, since
+    /// it may pass a 32-bit `usize`).
+    pub fn len(&self) -> u64 {
         self.len
     }
 
@@ -287,7 +294,7 @@ impl<V> Runs<V> {
     }
 
     /// The runs, in order: each value with how many times it came in a row
-    /// (at least once). Equal values in a row may be one run or several.
+    /// (at least once).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (u32, &V)> + '_ {
         self.runs.iter().map(|(count, value)| (*count, value))
     }
@@ -300,23 +307,51 @@ impl<V> Runs<V> {
     }
 }
 
+/// Runs from `(count, value)` pairs, in order; a run of 0 is left out.
+impl<V> FromIterator<(u32, V)> for Runs<V> {
+    fn from_iter<I: IntoIterator<Item = (u32, V)>>(runs: I) -> Self {
+        let runs: Vec<(u32, V)> = runs.into_iter().filter(|(count, _)| *count > 0).collect();
+        let len = runs.iter().map(|(count, _)| u64::from(*count)).sum();
+        Runs { runs, len }
+    }
+}
+
+/// The runs by value, `(count, value)`, in order.
+impl<V> IntoIterator for Runs<V> {
+    type Item = (u32, V);
+    type IntoIter = std::vec::IntoIter<(u32, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.runs.into_iter()
+    }
+}
+
 /// How an `update_state_by_key` function takes a key's new values: a
-/// `Vec<V>` (every value, as Spark's `Seq[V]`) or [`Runs<V>`]. Sealed.
-pub trait NewValues<V>: Sized + sealed::Sealed + 'static {
+/// `Vec<V>` (every value, as Spark's `Seq[V]`) or [`Runs<V>`].
+pub(crate) trait NewValues<V>: Sized + 'static {
     /// Decodes a key's runs, `list<tuple<u32, v>>`.
-    #[doc(hidden)]
     fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError>;
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl<V> Sealed for Vec<V> {}
-    impl<V> Sealed for super::Runs<V> {}
-}
-
 impl<V: Data> NewValues<V> for Vec<V> {
+    /// Sized at once from the counts; a total past what the instance can
+    /// hold is an error that names it, not an allocation failure.
     fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError> {
-        let mut values = Vec::with_capacity(values_in(runs).unwrap_or(0));
+        let mut total = 0u64;
+        for_each_run(runs, |count, _| {
+            total += u64::from(count);
+            Ok(())
+        })?;
+        let mut values = Vec::new();
+        usize::try_from(total)
+            .ok()
+            .and_then(|total| values.try_reserve_exact(total).ok())
+            .ok_or_else(|| {
+                DecodeError::new(format!(
+                    "{total} values are more than a Vec in this instance can hold \
+                     (a function over Runs<V>, update_state_by_key_runs, takes them as runs)"
+                ))
+            })?;
         for_each_value(runs, |value| values.push(value))?;
         Ok(values)
     }
@@ -324,20 +359,12 @@ impl<V: Data> NewValues<V> for Vec<V> {
 
 impl<V: Data> NewValues<V> for Runs<V> {
     fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError> {
-        let mut decoded = Runs {
-            runs: Vec::new(),
-            len: 0,
-        };
-        for_each_list_element(runs, |i, run| {
-            let (count, value) =
-                <(u32, V)>::decode(run).map_err(|e| DecodeError::new(format!("run {i}: {e}")))?;
-            if count > 0 {
-                decoded.len = decoded.len.saturating_add(count as usize);
-                decoded.runs.push((count, value));
-            }
+        let mut decoded = Vec::new();
+        for_each_run(runs, |count, value| {
+            decoded.push((count, V::decode(value)?));
             Ok(())
         })?;
-        Ok(decoded)
+        Ok(decoded.into_iter().collect())
     }
 }
 
@@ -594,7 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_run_names_the_run() {
+    fn a_malformed_run_names_the_run_for_a_vec_or_runs_and_in_map_with_state() {
         // The second run's count is 3 bytes long.
         let mut record = Vec::new();
         encode_prefixed_for_test("k", &mut record);
@@ -608,13 +635,32 @@ mod tests {
         record.extend(le(runs.len() as u32));
         record.extend(runs);
         record.push(0);
-        let err = running_sum()
-            .call(1_000, &rows(&[record]), NODE)
-            .unwrap_err();
+        let input = rows(&[record]);
+        let expected = format!(
+            "{NODE}: batch 1000 ms: cannot decode input record 0 as \
+             tuple<string,list<tuple<u32,i64>>,option<i64>>: tuple element 1: run 1: "
+        );
+        let err = running_sum().call(1_000, &input, NODE).unwrap_err();
+        assert!(err.starts_with(&expected), "{err}");
+        let runs_err = running_sum_of_runs().call(1_000, &input, NODE).unwrap_err();
+        assert_eq!(runs_err, err);
+        // The same runs in a map-with-state record: no state, some(runs).
+        let mut record = Vec::new();
+        encode_prefixed_for_test("k", &mut record);
+        record.extend(le(1));
+        record.push(0);
+        record.push(1);
+        record.extend(le(2));
+        run(1, 5, &mut record);
+        record.extend(le(15));
+        record.extend(le(3));
+        record.extend([1, 0, 0]);
+        record.extend(5i64.to_le_bytes());
+        let err = mapped_sums().call(5, &rows(&[record]), NODE).unwrap_err();
         assert!(
             err.starts_with(&format!(
-                "{NODE}: batch 1000 ms: cannot decode input record 0 as \
-                 tuple<string,list<tuple<u32,i64>>,option<i64>>: tuple element 1: run 1: "
+                "{NODE}: batch 5 ms: cannot decode input record 0 as \
+                 tuple<string,option<i64>,option<list<tuple<u32,i64>>>>: tuple element 2: run 1: "
             )),
             "{err}"
         );
@@ -798,20 +844,27 @@ mod tests {
             prop_assert_eq!(out, expected);
         }
 
-        /// `Runs` holds the values a `Vec` holds, in order, as runs of at
-        /// least one (a run of 0 is skipped).
+        /// `Runs` holds the values a `Vec` holds, in order, as the runs
+        /// sent; a count of 0 (never sent by the host) fails both, naming
+        /// the run.
         #[test]
         fn runs_hold_the_values_of_the_vec(runs in vec((0u32..4, -3i64..3), 0..6)) {
             let bytes = encode(&runs);
+            if let Some(zero) = runs.iter().position(|(n, _)| *n == 0) {
+                let expected = format!("run {zero}: a count of 0");
+                prop_assert_eq!(Vec::<i64>::decode_runs(&bytes).unwrap_err().to_string(), expected.clone());
+                prop_assert_eq!(Runs::<i64>::decode_runs(&bytes).unwrap_err().to_string(), expected);
+                return Ok(());
+            }
             let values = Vec::<i64>::decode_runs(&bytes).unwrap();
             prop_assert_eq!(&values, &expand(&runs));
             let decoded = Runs::<i64>::decode_runs(&bytes).unwrap();
             prop_assert_eq!(decoded.values().copied().collect::<Vec<_>>(), values.clone());
-            prop_assert_eq!(decoded.len(), values.len());
+            prop_assert_eq!(decoded.len(), values.len() as u64);
             prop_assert_eq!(decoded.is_empty(), values.is_empty());
-            prop_assert!(decoded.iter().all(|(n, _)| n >= 1));
-            let kept: Vec<(u32, i64)> = runs.iter().copied().filter(|(n, _)| *n > 0).collect();
-            prop_assert_eq!(decoded.iter().map(|(n, v)| (n, *v)).collect::<Vec<_>>(), kept);
+            prop_assert_eq!(decoded.iter().map(|(n, v)| (n, *v)).collect::<Vec<_>>(), runs.clone());
+            prop_assert_eq!(decoded.clone().into_iter().collect::<Vec<_>>(), runs.clone());
+            prop_assert_eq!(runs.into_iter().collect::<Runs<i64>>(), decoded);
         }
 
         #[test]

@@ -183,8 +183,8 @@ impl Instance {
     }
 
     /// Calls `update-state-by-key`'s function over one partition's keys
-    /// (`tuple<k, list<v>, option<s>>` records; one `option<s>` back per
-    /// record). `input` is left as it was.
+    /// (`tuple<k, list<tuple<u32, v>>, option<s>>` records, the values as
+    /// runs; one `option<s>` back per record). `input` is left as it was.
     pub fn update_state(
         &mut self,
         f: FunctionId,
@@ -197,9 +197,9 @@ impl Instance {
     }
 
     /// Calls `map-with-state`'s function over one partition's keys
-    /// (`tuple<k, option<s>, option<list<v>>>` records; one
-    /// `tuple<option<s>, list<m>>` back per record). `input` is left as it
-    /// was.
+    /// (`tuple<k, option<s>, option<list<tuple<u32, v>>>>` records, the
+    /// values as runs; one `tuple<option<s>, list<m>>` back per record).
+    /// `input` is left as it was.
     pub fn map_with_state(
         &mut self,
         f: FunctionId,

@@ -42,7 +42,7 @@ impl Job for StatefulWordCount {
             })
             // The new values as runs: a word's `1`s are one run, `(n, 1)`,
             // however often it came in the batch.
-            .update_state_by_key(|new: Runs<i64>, count: Option<i64>| {
+            .update_state_by_key_runs(|new: Runs<i64>, count: Option<i64>| {
                 Some(
                     count.unwrap_or(0) + new.iter().map(|(n, one)| i64::from(n) * one).sum::<i64>(),
                 )

@@ -27,7 +27,7 @@ use crate::codec::Data;
 use crate::dstream::DStream;
 use crate::function::Function;
 use crate::graph::node_name;
-use crate::state::{MapWithState, NewValues, StateSpec, UpdateState};
+use crate::state::{MapWithState, NewValues, Runs, StateSpec, UpdateState};
 use crate::time::duration_ms;
 
 /// The stream of a [`map_with_state`](DStream::map_with_state): the mapped
@@ -123,11 +123,10 @@ where
 {
     /// A state per key, updated every batch by `f(new_values, state)`
     /// (Spark's `updateStateByKey`): `f` is called every batch for every key
-    /// that has a state or new values (none when it has none); `None`
-    /// removes the key. The stream is every key with its state after each
-    /// batch. `f` takes the new values as a `Vec<V>`, in arrival order, or
-    /// as their [`Runs<V>`](crate::Runs) (`(count, value)`, without a `Vec`
-    /// of every value: for keys with many values in a batch).
+    /// that has a state or new values (an empty `Vec` when it has none);
+    /// `None` removes the key. The stream is every key with its state after
+    /// each batch. [`update_state_by_key_runs`](Self::update_state_by_key_runs)
+    /// is the same with the new values as runs.
     ///
     /// ```
     /// # use sluice_guest::prelude::*;
@@ -141,11 +140,45 @@ where
     ///     .name("running-counts");
     /// ```
     #[track_caller]
-    pub fn update_state_by_key<S: Data, N: NewValues<V>>(
+    pub fn update_state_by_key<S: Data>(
         &self,
+        f: impl Fn(Vec<V>, Option<S>) -> Option<S> + 'static,
+    ) -> DStream<(K, S)> {
+        self.update_state(Location::caller(), f)
+    }
+
+    /// [`update_state_by_key`](Self::update_state_by_key) with each key's
+    /// new values as [`Runs<V>`](crate::Runs): `(count, value)` for equal
+    /// values in a row, as they came, where a `Vec` holds every value. For
+    /// keys with many equal values in a batch (a frequent word's `1`s: one
+    /// run however often it came). The operator is `update_state_by_key`,
+    /// as for a `Vec`.
+    ///
+    /// ```
+    /// # use sluice_guest::prelude::*;
+    /// # let ctx = StreamingContext::new("doc");
+    /// let running = ctx
+    ///     .socket_text_stream("localhost", 9999)
+    ///     .map(|w| (w, 1i64))
+    ///     .update_state_by_key_runs(|new: Runs<i64>, total: Option<i64>| {
+    ///         Some(total.unwrap_or(0) + new.iter().map(|(n, one)| i64::from(n) * one).sum::<i64>())
+    ///     })
+    ///     .name("running-counts");
+    /// ```
+    #[track_caller]
+    pub fn update_state_by_key_runs<S: Data>(
+        &self,
+        f: impl Fn(Runs<V>, Option<S>) -> Option<S> + 'static,
+    ) -> DStream<(K, S)> {
+        self.update_state(Location::caller(), f)
+    }
+
+    fn update_state<S: Data, N: NewValues<V>>(
+        &self,
+        caller: &'static Location<'static>,
         f: impl Fn(N, Option<S>) -> Option<S> + 'static,
     ) -> DStream<(K, S)> {
-        let name = node_name("update_state_by_key", Location::caller());
+        let name = node_name("update_state_by_key", caller);
         let function = Function::UpdateState(Box::new(UpdateState::<K, V, N, S, _>::new(f)));
         self.child_with_function(&name, function, |function| {
             NodeKind::UpdateStateByKey(types::UpdateStateByKey {

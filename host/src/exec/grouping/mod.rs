@@ -441,10 +441,14 @@ impl<'g, 'a> Values<'g, 'a> {
     /// count, then per run its element's length (4), the count's length
     /// (4), the count (4) and the value.
     pub fn runs_len(&self) -> u64 {
-        4 + self
-            .runs()
-            .map(|(_, value)| 12 + value.len() as u64)
-            .sum::<u64>()
+        self.runs_size().0
+    }
+
+    /// [`Values::runs_len`] and the number of runs, in one pass.
+    fn runs_size(&self) -> (u64, u64) {
+        self.runs().fold((4, 0), |(bytes, runs), (_, value)| {
+            (bytes + 12 + value.len() as u64, runs + 1)
+        })
     }
 
     /// Appends the values as the state calls' runs, `list<tuple<u32, v>>`:
@@ -452,9 +456,10 @@ impl<'g, 'a> Values<'g, 'a> {
     /// ([`Values::runs_len`] bytes); fails, writing nothing, when it would
     /// pass the `u32` counts and lengths of the encoding.
     pub fn write_runs(&self, out: &mut Vec<u8>) -> Result<(), RowsError> {
-        let len = u32::try_from(self.runs_len()).map_err(|_| RowsError::TooLarge)?;
+        let (len, runs) = self.runs_size();
+        let len = u32::try_from(len).map_err(|_| RowsError::TooLarge)?;
         // Each run takes 12 bytes at least: their number fits too.
-        let runs = self.runs().count() as u32;
+        let runs = runs as u32;
         out.reserve(len as usize);
         out.extend_from_slice(&runs.to_le_bytes());
         for (count, value) in self.runs() {

@@ -218,8 +218,8 @@ fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 /// A partition's state call, made in pieces as its input is written: a
 /// piece goes to the guest once the next record would take it past
 /// `piece_bytes` (a larger record goes alone), so that neither the host nor
-/// the instance ever holds the whole input, whose value lists are the
-/// batch's packed groups written out in full.
+/// the instance ever holds the whole input: a record for every key with new
+/// values or state.
 struct Pieces<'c, E> {
     /// `update-state` or `map-with-state`, and what it answers, for messages.
     call_name: &'static str,
@@ -267,9 +267,9 @@ impl<'c, E> Pieces<'c, E> {
         }
         if len > self.piece_bytes {
             // It goes alone (the piece is empty), in a buffer of exactly its
-            // size that is given back once it is sent: a word count's most
-            // frequent word has millions of values in a batch, and a buffer
-            // grown as they are written can end at twice their size.
+            // size that is given back once it is sent: a key whose values
+            // change often has as many runs, and a buffer grown as they are
+            // written can end at twice their size.
             u32::try_from(len).map_err(|_| RowsError::TooLarge)?;
             debug_assert!(self.piece.is_empty());
             let piece = std::mem::replace(&mut self.piece, Rows::with_capacity(1, len));
@@ -317,9 +317,10 @@ fn option_len(state: Option<&[u8]>) -> usize {
 
 /// `update_state_by_key` for one partition: every key with new values in
 /// `new` or with state in the key groups it owns, as `tuple<k,
-/// list<tuple<u32, v>>, option<s>>` records (the values as runs), through `call`, in pieces of at most `piece_bytes`;
-/// each answer is one `option<s>` per record. Emits `tuple<k, s>` for every
-/// key with state after the batch.
+/// list<tuple<u32, v>>, option<s>>` records (the values as runs), through
+/// `call`, in pieces of at most `piece_bytes`; each answer is one
+/// `option<s>` per record. Emits `tuple<k, s>` for every key with state
+/// after the batch.
 pub fn prepare_update<'a, E>(
     op: &OperatorState,
     owned: Owned,
