@@ -622,9 +622,7 @@ mod tests {
 
     #[test]
     fn a_malformed_run_names_the_run_for_a_vec_or_runs_and_in_map_with_state() {
-        // The second run's count is 3 bytes long.
-        let mut record = Vec::new();
-        encode_prefixed_for_test("k", &mut record);
+        // Two runs, the second's count 3 bytes long.
         let mut runs = Vec::new();
         runs.extend(le(2));
         run(1, 5, &mut runs);
@@ -632,8 +630,11 @@ mod tests {
         runs.extend(le(3));
         runs.extend([1, 0, 0]);
         runs.extend(5i64.to_le_bytes());
+        // update-state: the runs, no state.
+        let mut record = Vec::new();
+        encode_prefixed_for_test("k", &mut record);
         record.extend(le(runs.len() as u32));
-        record.extend(runs);
+        record.extend(&runs);
         record.push(0);
         let input = rows(&[record]);
         let expected = format!(
@@ -644,18 +645,13 @@ mod tests {
         assert!(err.starts_with(&expected), "{err}");
         let runs_err = running_sum_of_runs().call(1_000, &input, NODE).unwrap_err();
         assert_eq!(runs_err, err);
-        // The same runs in a map-with-state record: no state, some(runs).
+        // map-with-state: no state, some(runs).
         let mut record = Vec::new();
         encode_prefixed_for_test("k", &mut record);
         record.extend(le(1));
         record.push(0);
         record.push(1);
-        record.extend(le(2));
-        run(1, 5, &mut record);
-        record.extend(le(15));
-        record.extend(le(3));
-        record.extend([1, 0, 0]);
-        record.extend(5i64.to_le_bytes());
+        record.extend(&runs);
         let err = mapped_sums().call(5, &rows(&[record]), NODE).unwrap_err();
         assert!(
             err.starts_with(&format!(
