@@ -92,6 +92,9 @@ test('a run count of 0 fails naming the record and the run; map-with-state gets 
     const input = encodeRows('tuple<string,list<tuple<u32,list<i64>>>,option<i64>>', [['a', runs, undefined]]);
     assert.match(err(() => job.updateState(1, 1000, input)), new RegExp(`^updateStateByKey at runtime\\.test\\.js:\\d+: record 0: run ${runs.length - 1}: a count of 0`));
   }
+  // More values than an array holds: refused before any is made.
+  const many = encodeRows('tuple<string,list<tuple<u32,list<i64>>>,option<i64>>', [['a', [[4294967295, [1]], [1, [2]]], undefined]]);
+  assert.match(err(() => job.updateState(1, 1000, many)), /^updateStateByKey at runtime\.test\.js:\d+: record 0: 4294967296 values are more than an array holds/);
   const t = 'tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>';
   assert.match(err(() => job.mapWithState(2, 1000, encodeRows(t, [['a', undefined, [[2, [1]], [0, [1]]]]]))),
     /^mapWithState at runtime\.test\.js:\d+: record 0: run 1: a count of 0/);
