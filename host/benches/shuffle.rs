@@ -4,6 +4,7 @@
 //! packed grouping of a stateful step's values (the chain's end, then a
 //! merge).
 
+use bumpalo::Bump;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::data::{KeyGroups, Numeric, Partitioner, Rows};
 use sluice::exec::grouping::Grouper;
@@ -43,6 +44,22 @@ fn shuffle(c: &mut Criterion) {
     group.throughput(Throughput::Elements(chain_pairs.len() as u64));
     group.bench_function("builtin sum, map side, a block in answers", |b| {
         b.iter(|| sum.combine(&answers, Partitioner::single()).expect("pairs"))
+    });
+    // The same answers grouped as a stateful step's chain ends: all held,
+    // then grouped where they lie; or each grouped as it comes, its keys
+    // and values copied, so that it can go.
+    group.bench_function("packed groups, a block in answers, held", |b| {
+        b.iter(|| Grouper::of_pairs(&answers).expect("pairs").to_packed())
+    });
+    group.bench_function("packed groups, a block in answers, each as it comes", |b| {
+        b.iter(|| {
+            let arena = Bump::new();
+            let mut groups = Grouper::default();
+            for answer in &answers {
+                groups.add_pairs(&arena, answer).expect("pairs");
+            }
+            groups.to_packed()
+        })
     });
     group.throughput(Throughput::Elements(pairs.len() as u64));
     group.bench_function("group by key", |b| {

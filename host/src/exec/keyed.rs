@@ -5,9 +5,11 @@
 //! guest's combine, over key-disjoint pieces of a partition; built-in ones
 //! without a guest call).
 
+use bumpalo::Bump;
 use rayon::prelude::*;
 
 use super::grouping::Grouper;
+use super::grouping::totals::Totals;
 use super::pieces::{COMBINE_INPUT_BYTES, PAIRS_CHAIN_INPUT_BYTES, for_each_piece};
 use super::{ExecError, Executor, Place, shuffle};
 use crate::batching::BatchTime;
@@ -20,9 +22,10 @@ impl Executor {
     /// combine of a built-in reducer, or the grouping by key of a stateful
     /// step's values into packed groups. Such a chain answers with pairs,
     /// several times its input: it gets its input in pieces of at most
-    /// [`PAIRS_CHAIN_INPUT_BYTES`], and the pairs of all the answers are
-    /// combined or grouped together. A chain without a native end gets its
-    /// input whole.
+    /// [`PAIRS_CHAIN_INPUT_BYTES`], and each answer is combined or grouped
+    /// with those before it as it comes, then dropped: what the task holds
+    /// is one answer and the block's distinct keys, not all its pairs. A
+    /// chain without a native end gets its input whole.
     pub(super) fn chain_task(
         &self,
         time: BatchTime,
@@ -44,26 +47,51 @@ impl Executor {
         if combine.is_none() && !group {
             return call(input);
         }
-        let mut answers = Vec::new();
+        // Each answer is combined or grouped as it comes and goes: the
+        // totals or groups keep copies of their keys (and runs' values) in
+        // `arena`.
+        let arena = Bump::new();
+        let too_large = |e| self.data_error(time, step, e);
+        let Some(combine) = combine else {
+            let mut groups = Grouper::default();
+            for_each_piece(
+                input,
+                PAIRS_CHAIN_INPUT_BYTES,
+                |piece| {
+                    let answer = call(piece)?;
+                    groups
+                        .add_pairs(&arena, &answer)
+                        .map_err(|e| self.data_error(time, step, e))
+                },
+                too_large,
+            )?;
+            return groups
+                .to_packed()
+                .map_err(|e| self.data_error(time, step, e));
+        };
+        let builtin =
+            shuffle::Builtin::map_side(combine.reducer, combine.value).ok_or_else(|| {
+                self.data_error(time, step, "a built-in reducer needs numeric values")
+            })?;
+        let mut totals = Totals::with_capacity(0);
         for_each_piece(
             input,
             PAIRS_CHAIN_INPUT_BYTES,
             |piece| {
-                answers.push(call(piece)?);
-                Ok(())
+                let answer = call(piece)?;
+                // A guess of the new keys, as a block's first answer has
+                // one for about 8 pairs.
+                totals.reserve(answer.len() / 8);
+                builtin
+                    .add_totals(&mut totals, &answer, &arena, |_| true)
+                    .map_err(|e| self.data_error(time, step, e))
             },
-            |e| self.data_error(time, step, e),
+            too_large,
         )?;
-        let ended = match combine {
-            Some(combine) => shuffle::Builtin::map_side(combine.reducer, combine.value)
-                .ok_or_else(|| {
-                    self.data_error(time, step, "a built-in reducer needs numeric values")
-                })?
-                .combine(&answers, Partitioner::single())
-                .map(|mut one| one.remove(0)),
-            None => Grouper::of_pairs(&answers).and_then(|groups| groups.to_packed()),
-        };
-        ended.map_err(|e| self.data_error(time, step, e))
+        builtin
+            .bucketed(&totals, Partitioner::single())
+            .map(|mut one| one.remove(0))
+            .map_err(|e| self.data_error(time, step, e))
     }
 
     /// The pairs of `inputs` with one pair per key, combined by the guest's

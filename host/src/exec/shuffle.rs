@@ -17,6 +17,7 @@ use hashbrown::HashMap;
 
 use super::grouping::index::Index;
 use super::grouping::totals::Totals;
+use super::grouping::{InPlace, Keep};
 
 use crate::data::Partitioner;
 use crate::data::codec::{list_len, pair_len, split_pair, write_list, write_pair, write_prefixed};
@@ -438,7 +439,16 @@ impl Builtin {
         inputs: impl IntoIterator<Item = &'a Rows>,
         partitioner: Partitioner,
     ) -> Result<Vec<Rows>, ShuffleError> {
-        let totals = self.totals(inputs, |_| true)?;
+        self.bucketed(&self.totals(inputs, |_| true)?, partitioner)
+    }
+
+    /// One pair per key of `totals` in the bucket of its partition under
+    /// `partitioner`, keys in order of first appearance.
+    pub(in crate::exec) fn bucketed(
+        self,
+        totals: &Totals<'_>,
+        partitioner: Partitioner,
+    ) -> Result<Vec<Rows>, ShuffleError> {
         let partitions = partitioner.partitions();
         let mut scratch = Vec::with_capacity(16);
         self.write(self.zero(), &mut scratch);
@@ -481,27 +491,40 @@ impl Builtin {
         // 14 pairs, a merge's mostly distinct ones); the table grows past it.
         let mut totals = Totals::with_capacity(inputs.iter().map(|i| i.len()).sum::<usize>() / 8);
         for input in inputs {
-            let records = input.iter().enumerate().filter_map(|(index, record)| {
-                let Some((key, value)) = split_pair(record) else {
-                    return Some(Err(ShuffleError::NotAPair { index }));
-                };
-                if !keep(key) {
-                    return None;
-                }
-                if self.count_values {
-                    return Some(Ok((key, Number::Int(1))));
-                }
-                // `None` unless the value has the codec's width.
-                Some(
-                    self.read
-                        .read(value)
-                        .map(|value| (key, value))
-                        .ok_or(ShuffleError::NotAPair { index }),
-                )
-            });
-            totals.add_all(input.data(), records, |a, b| self.merge(a, b))?;
+            self.add_totals(&mut totals, input, InPlace, &keep)?;
         }
         Ok(totals)
+    }
+
+    /// Adds the pairs of `input` whose keys `accept` takes to `totals`,
+    /// keeping their new keys by `keep`: copied into an arena, `input`
+    /// may go once added.
+    pub(in crate::exec) fn add_totals<'a, 'b>(
+        self,
+        totals: &mut Totals<'a>,
+        input: &'b Rows,
+        keep: impl Keep<'b, 'a>,
+        accept: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), ShuffleError> {
+        let records = input.iter().enumerate().filter_map(|(index, record)| {
+            let Some((key, value)) = split_pair(record) else {
+                return Some(Err(ShuffleError::NotAPair { index }));
+            };
+            if !accept(key) {
+                return None;
+            }
+            if self.count_values {
+                return Some(Ok((key, Number::Int(1))));
+            }
+            // `None` unless the value has the codec's width.
+            Some(
+                self.read
+                    .read(value)
+                    .map(|value| (key, value))
+                    .ok_or(ShuffleError::NotAPair { index }),
+            )
+        });
+        totals.add_all(input.data(), records, keep, |a, b| self.merge(a, b))
     }
 }
 

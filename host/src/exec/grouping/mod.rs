@@ -17,11 +17,19 @@
 //! their batch's time, cost a key and one run per distinct word instead of
 //! twelve bytes per word (a `list<s64>` element); the state calls get the
 //! runs as they are ([`Values::write_runs`]), one call's piece at a time.
+//!
+//! A grouper refers to the keys and values it holds where they lie, in its
+//! inputs ([`Grouper::of_pairs`], [`Grouper::of_packed`]), or copies them
+//! into an arena ([`Grouper::add_pairs`]): a chain's answers then go as
+//! soon as they are grouped, and what a block's grouping holds is its
+//! distinct keys, not its pairs.
 
 pub(super) mod index;
 pub(super) mod totals;
 
 use std::hash::BuildHasher;
+
+use bumpalo::Bump;
 
 use self::index::{Index, prefetch};
 use super::shuffle::ShuffleError;
@@ -138,6 +146,33 @@ fn same_key((a_short, a): (u128, &[u8]), (b_short, b): (u128, &[u8])) -> bool {
     a_short == b_short && a.len() == b.len() && (a.len() <= 16 || a[16..] == b[16..])
 }
 
+/// Where a [`Grouper`] or a [`Totals`](totals::Totals) keeps the bytes
+/// (keys, values) of an input of lifetime `'b` that it holds on to, for its
+/// lifetime `'a`.
+pub(in crate::exec) trait Keep<'b, 'a>: Copy {
+    fn keep(self, bytes: &'b [u8]) -> &'a [u8];
+}
+
+/// Where they lie: the inputs outlive the grouper.
+#[derive(Clone, Copy)]
+pub(in crate::exec) struct InPlace;
+
+impl<'a> Keep<'a, 'a> for InPlace {
+    #[inline]
+    fn keep(self, bytes: &'a [u8]) -> &'a [u8] {
+        bytes
+    }
+}
+
+/// Copied into an arena that outlives the grouper: once a record's key
+/// and value are grouped, its input may go.
+impl<'b, 'a> Keep<'b, 'a> for &'a Bump {
+    #[inline]
+    fn keep(self, bytes: &'b [u8]) -> &'a [u8] {
+        self.alloc_slice_copy(bytes)
+    }
+}
+
 /// The number an [`Index`] gives the next of `len` keys: below `u32::MAX`.
 #[inline]
 fn next_number(len: usize) -> Result<u32, RowsError> {
@@ -190,6 +225,15 @@ impl<'a> Grouper<'a> {
         Self::default().with_packed(inputs)
     }
 
+    /// Groups the `tuple<k, v>` pairs of `input` after those grouped
+    /// before, copying into `arena` the keys and values the groups hold
+    /// (one key per new group, one value per new run): `input` may go once
+    /// this returns. A chain's pieces are grouped so, answer by answer.
+    pub fn add_pairs(&mut self, arena: &'a Bump, input: &Rows) -> Result<(), ShuffleError> {
+        self.reserve(input.len() / 16);
+        self.group_pairs(input, arena)
+    }
+
     fn with_pairs(
         mut self,
         inputs: impl IntoIterator<Item = &'a Rows>,
@@ -199,15 +243,23 @@ impl<'a> Grouper<'a> {
         // about 14 pairs); the table grows past it if need be.
         self.reserve(inputs.iter().map(|input| input.len()).sum::<usize>() / 16);
         for input in inputs {
-            let pairs = input
-                .iter()
-                .enumerate()
-                .map(|(index, record)| split_pair(record).ok_or(ShuffleError::NotAPair { index }));
-            self.group_all(input.data(), pairs, |grouper, g, value| {
-                grouper.add(g, value, 1)
-            })?;
+            self.group_pairs(input, InPlace)?;
         }
         Ok(self)
+    }
+
+    fn group_pairs<'b>(
+        &mut self,
+        input: &'b Rows,
+        keep: impl Keep<'b, 'a>,
+    ) -> Result<(), ShuffleError> {
+        let pairs = input
+            .iter()
+            .enumerate()
+            .map(|(index, record)| split_pair(record).ok_or(ShuffleError::NotAPair { index }));
+        self.group_all(input.data(), pairs, keep, |grouper, g, value| {
+            grouper.add(g, value, 1, keep)
+        })
     }
 
     fn with_packed(
@@ -219,41 +271,47 @@ impl<'a> Grouper<'a> {
                 let (key, runs) = split_pair(record).ok_or(ShuffleError::NotAGroup { index })?;
                 Ok((key, (index, runs)))
             });
-            self.group_all(input.data(), groups, |grouper, g, (index, mut runs)| {
-                // One run at least.
-                loop {
-                    let (count, value) =
-                        read_run(&mut runs).ok_or(ShuffleError::NotAGroup { index })?;
-                    grouper.add(g, value, count)?;
-                    if runs.is_empty() {
-                        return Ok(());
+            self.group_all(
+                input.data(),
+                groups,
+                InPlace,
+                |grouper, g, (index, mut runs)| {
+                    // One run at least.
+                    loop {
+                        let (count, value) =
+                            read_run(&mut runs).ok_or(ShuffleError::NotAGroup { index })?;
+                        grouper.add(g, value, count, InPlace)?;
+                        if runs.is_empty() {
+                            return Ok(());
+                        }
                     }
-                }
-            })?;
+                },
+            )?;
         }
         Ok(self)
     }
 
     /// Finds or starts the group of each record's key (the keys lie in
     /// `buffer`), in order, and calls `add` with it and the rest of the
-    /// record. Once the groups outgrow the cache ([`AHEAD_FROM`]), reads
+    /// record; a new group's key is kept by `keep`. Once the groups outgrow the cache ([`AHEAD_FROM`]), reads
     /// [`AHEAD`] records at a time, asking for the index slots of all, then
     /// the groups in those slots, before the first lookup: the lookups then
     /// mostly find their lines in cache.
-    fn group_all<T>(
+    fn group_all<'b, T>(
         &mut self,
         buffer: &[u8],
-        records: impl Iterator<Item = Result<(&'a [u8], T), ShuffleError>>,
+        records: impl Iterator<Item = Result<(&'b [u8], T), ShuffleError>>,
+        keep: impl Keep<'b, 'a>,
         mut add: impl FnMut(&mut Self, usize, T) -> Result<(), ShuffleError>,
     ) -> Result<(), ShuffleError> {
         let mut records = records.peekable();
-        let mut ahead: Vec<Ahead<'a, T>> = Vec::new();
+        let mut ahead: Vec<Ahead<'b, T>> = Vec::new();
         while records.peek().is_some() {
             if self.groups.len() < self.ahead_from {
                 for record in records.by_ref().take(AHEAD) {
                     let (key, rest) = record?;
                     let short = short_of(key, buffer);
-                    let g = self.group(key, short, self.hash(key, short))?;
+                    let g = self.group(key, short, self.hash(key, short), keep)?;
                     add(self, g, rest)?;
                 }
                 continue;
@@ -276,7 +334,7 @@ impl<'a> Grouper<'a> {
                 }
             }
             for record in ahead.drain(..) {
-                let g = self.group(record.key, record.short, record.hash)?;
+                let g = self.group(record.key, record.short, record.hash, keep)?;
                 add(self, g, record.rest)?;
             }
         }
@@ -300,10 +358,16 @@ impl<'a> Grouper<'a> {
     }
 
     /// The number of `key`'s group (its first 16 bytes `short`, its hash
-    /// `hash`). A new group's last run is empty (a count of 0): the first
-    /// [`Grouper::add`] replaces it.
+    /// `hash`), its key kept by `keep` if it is new. A new group's last run
+    /// is empty (a count of 0): the first [`Grouper::add`] replaces it.
     #[inline]
-    fn group(&mut self, key: &'a [u8], short: u128, hash: u32) -> Result<usize, ShuffleError> {
+    fn group<'b>(
+        &mut self,
+        key: &'b [u8],
+        short: u128,
+        hash: u32,
+        keep: impl Keep<'b, 'a>,
+    ) -> Result<usize, ShuffleError> {
         let groups = &self.groups;
         let eq = |g: u32| {
             let group = &groups[g as usize];
@@ -315,7 +379,7 @@ impl<'a> Grouper<'a> {
             None => {
                 self.groups.push(Group {
                     short,
-                    key,
+                    key: keep.keep(key),
                     value: &[],
                     word: 0,
                     count: 0,
@@ -329,9 +393,16 @@ impl<'a> Grouper<'a> {
         }
     }
 
-    /// Appends `count` times `value` to group `g`'s values.
+    /// Appends `count` times `value` to group `g`'s values; `value` is kept
+    /// by `keep` if it starts a run.
     #[inline]
-    fn add(&mut self, g: usize, value: &'a [u8], count: u32) -> Result<(), ShuffleError> {
+    fn add<'b>(
+        &mut self,
+        g: usize,
+        value: &'b [u8],
+        count: u32,
+        keep: impl Keep<'b, 'a>,
+    ) -> Result<(), ShuffleError> {
         let group = &mut self.groups[g];
         let word = word_of(value);
         let same = group.value.len() == value.len()
@@ -361,7 +432,7 @@ impl<'a> Grouper<'a> {
             }
             links.last = run;
         }
-        (group.value, group.word, group.count) = (value, word.unwrap_or(0), count);
+        (group.value, group.word, group.count) = (keep.keep(value), word.unwrap_or(0), count);
         Ok(())
     }
 
@@ -579,6 +650,20 @@ mod tests {
         }
     }
 
+    /// `pieces` grouped by [`Grouper::add_pairs`] into `arena`, each from a
+    /// copy dropped once grouped.
+    fn added_piece_by_piece<'a>(
+        arena: &'a Bump,
+        tuning: (usize, u32),
+        pieces: &[Rows],
+    ) -> Grouper<'a> {
+        let mut grouper = tuned(tuning);
+        for piece in pieces {
+            grouper.add_pairs(arena, &piece.clone()).unwrap();
+        }
+        grouper
+    }
+
     /// The plain grouping's keys and values, in order.
     fn reference(pieces: &[Rows]) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         Groups::new(pieces)
@@ -637,6 +722,8 @@ mod tests {
                 let regrouped = tuned(tuning).with_packed(&merged).unwrap();
                 prop_assert_eq!(&listed(&regrouped), &expected);
                 prop_assert_eq!(&listed(&tuned(tuning).with_pairs(&pieces).unwrap()), &expected);
+                let arena = Bump::new();
+                prop_assert_eq!(&listed(&added_piece_by_piece(&arena, tuning, &pieces)), &expected);
                 for (key, _) in &expected {
                     prop_assert!(regrouped.contains(key));
                 }
@@ -674,6 +761,14 @@ mod tests {
             prop_assert_eq!(listed(&grouper), reference(&pieces));
             let packed = grouper.to_packed().unwrap();
             prop_assert_eq!(listed(&Grouper::of_packed([&packed]).unwrap()), reference(&pieces));
+            for tuning in TUNINGS {
+                // A pair a piece: every run's value comes from another input.
+                let one_by_one: Vec<Rows> =
+                    pieces[0].iter().map(|pair| Rows::from_iter([pair])).collect();
+                let arena = Bump::new();
+                let added = added_piece_by_piece(&arena, tuning, &one_by_one);
+                prop_assert_eq!(listed(&added), reference(&pieces));
+            }
         }
 
         /// The masked 16-byte read of a key is its first 16 bytes, padded,

@@ -13,7 +13,7 @@
 //! appearance.
 
 use super::index::{Index, prefetch};
-use super::{AHEAD, AHEAD_FROM, key_hash, next_number, same_key, short_of};
+use super::{AHEAD, AHEAD_FROM, Keep, key_hash, next_number, same_key, short_of};
 use crate::data::Number;
 use crate::exec::shuffle::ShuffleError;
 
@@ -62,19 +62,26 @@ impl<'a> Totals<'a> {
         self.totals.len()
     }
 
+    /// Room for `keys` more keys without growing.
+    pub fn reserve(&mut self, keys: usize) {
+        self.index.reserve(keys);
+        self.totals.reserve(keys);
+    }
+
     /// Adds each record's value to its key's total with `merge` (the first
-    /// value of a key is its total), in order. The keys lie in `buffer`.
-    /// Once the keys outgrow the cache, reads [`AHEAD`] records at a time,
-    /// asking for their index slots, then for the keys in those slots,
-    /// before the first lookup.
-    pub fn add_all(
+    /// value of a key is its total), in order. The keys lie in `buffer`;
+    /// a new key is kept by `keep`. Once the keys outgrow the cache, reads
+    /// [`AHEAD`] records at a time, asking for their index slots, then for
+    /// the keys in those slots, before the first lookup.
+    pub fn add_all<'b>(
         &mut self,
         buffer: &[u8],
-        records: impl Iterator<Item = Result<(&'a [u8], Number), ShuffleError>>,
+        records: impl Iterator<Item = Result<(&'b [u8], Number), ShuffleError>>,
+        keep: impl Keep<'b, 'a>,
         merge: impl Fn(Number, Number) -> Number,
     ) -> Result<(), ShuffleError> {
         let mut records = records.peekable();
-        let mut ahead: Vec<(&'a [u8], u128, u32, Number)> = Vec::with_capacity(AHEAD);
+        let mut ahead: Vec<(&'b [u8], u128, u32, Number)> = Vec::with_capacity(AHEAD);
         while records.peek().is_some() {
             let asked = self.totals.len() >= self.ahead_from;
             for record in records.by_ref().take(AHEAD) {
@@ -96,21 +103,22 @@ impl<'a> Totals<'a> {
                 }
             }
             for (key, short, hash, value) in ahead.drain(..) {
-                self.add(key, short, hash, value, &merge)?;
+                self.add(key, short, hash, value, keep, &merge)?;
             }
         }
         Ok(())
     }
 
     /// Adds `value` to the total of `key` (its first 16 bytes `short`, its
-    /// hash `hash`).
+    /// hash `hash`), keeping `key` by `keep` if it is new.
     #[inline]
-    fn add(
+    fn add<'b>(
         &mut self,
-        key: &'a [u8],
+        key: &'b [u8],
         short: u128,
         hash: u32,
         value: Number,
+        keep: impl Keep<'b, 'a>,
         merge: impl Fn(Number, Number) -> Number,
     ) -> Result<(), ShuffleError> {
         let totals = &self.totals;
@@ -126,7 +134,7 @@ impl<'a> Totals<'a> {
             }
             None => self.totals.push(Total {
                 short,
-                key,
+                key: keep.keep(key),
                 total: value,
             }),
         }
@@ -145,6 +153,9 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use bumpalo::Bump;
+
+    use super::super::InPlace;
     use super::*;
 
     proptest! {
@@ -183,7 +194,7 @@ mod tests {
                 (Number::Int(a), Number::Int(b)) => Number::Int(a + b),
                 _ => unreachable!("integers"),
             };
-            totals.add_all(&buffer, records.into_iter().map(Ok), sum).unwrap();
+            totals.add_all(&buffer, records.into_iter().map(Ok), InPlace, sum).unwrap();
             let mut expected: BTreeMap<&str, i128> = BTreeMap::new();
             let mut order = Vec::new();
             for (k, v) in &items {
@@ -192,13 +203,26 @@ mod tests {
                     0
                 }) += v;
             }
-            let got: Vec<(&[u8], Number)> = totals.iter().collect();
-            prop_assert_eq!(got.len(), expected.len());
-            prop_assert_eq!(totals.len(), expected.len());
-            for ((key, total), first) in got.iter().zip(&order) {
-                prop_assert_eq!(key, first);
-                let want = expected[std::str::from_utf8(key).unwrap()];
-                prop_assert!(matches!(total, Number::Int(t) if *t == want));
+            // The same records added one input at a time, each input a
+            // copy dropped once added, the new keys kept in an arena.
+            let arena = Bump::new();
+            let mut kept = Totals::with_capacity(0);
+            kept.ahead_from = ahead_from;
+            kept.hash_mask = hash_mask;
+            for (k, v) in &items {
+                let input = k.as_bytes().to_vec();
+                let record = (&input[..], Number::Int(*v));
+                kept.add_all(&input, [Ok(record)].into_iter(), &arena, sum).unwrap();
+            }
+            for totals in [&totals, &kept] {
+                let got: Vec<(&[u8], Number)> = totals.iter().collect();
+                prop_assert_eq!(got.len(), expected.len());
+                prop_assert_eq!(totals.len(), expected.len());
+                for ((key, total), first) in got.iter().zip(&order) {
+                    prop_assert_eq!(key, first);
+                    let want = expected[std::str::from_utf8(key).unwrap()];
+                    prop_assert!(matches!(total, Number::Int(t) if *t == want));
+                }
             }
         }
     }
