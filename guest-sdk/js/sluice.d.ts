@@ -124,6 +124,9 @@ export declare class DStream<R> {
     windowLength: Duration, slide?: Duration, options?: WindowOptions<K, V>): DStream<[K, V]>;
   updateStateByKey<K, V, S>(this: DStream<[K, V]>, f: (values: V[], state: S | undefined) => S | undefined,
     options?: { stateType?: Codec; numPartitions?: number }): DStream<[K, S]>;
+  /** updateStateByKey with the new values as runs: each `[count, value]` is `count` equal values in a row (count ≥ 1). */
+  updateStateByKeyRuns<K, V, S>(this: DStream<[K, V]>, f: (runs: [number, V][], state: S | undefined) => S | undefined,
+    options?: { stateType?: Codec; numPartitions?: number }): DStream<[K, S]>;
   mapWithState<K, V, S, M>(this: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateDStream<K, S, M>;
   join<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, numPartitions?: number): DStream<[K, [V, W]]>;
   leftOuterJoin<K, V, W>(this: DStream<[K, V]>, other: DStream<[K, W]>, numPartitions?: number): DStream<[K, [V, W | undefined]]>;

@@ -518,12 +518,23 @@ export class DStream {
   }
   /** `f(values, state) -> newState` (undefined removes the key); options `{ stateType, numPartitions }`. */
   updateStateByKey(f, options) {
+    return this._updateState(f, options, false);
+  }
+  /** `updateStateByKey` with the key's new values as runs: `f(runs, state)`, each run a `[count, value]`
+   * (count ≥ 1) standing for `count` equal values in a row, as the state calls send them. A word's million
+   * `1`s are one run, not a million-element array. */
+  updateStateByKeyRuns(f, options) {
+    return this._updateState(f, options, true);
+  }
+  _updateState(f, options, runs) {
     const name = `updateStateByKey at ${caller()}`;
     const [kc, vc] = this._pair(name);
     checkFunction(this.graph, name, f);
     const { stateType, numPartitions } = optsOf(options);
-    const sc = resolveType(this.graph, name, stateType, 'state type', () => f([sampleOf(vc)], undefined), '.updateStateByKey(f, { stateType: T.i64 })');
-    const id = this.graph.addFunction(name, { kind: 'updateState', f, keyCodec: kc, valueCodec: vc, stateCodec: sc });
+    const sample = runs ? () => f([[1, sampleOf(vc)]], undefined) : () => f([sampleOf(vc)], undefined);
+    const method = runs ? 'updateStateByKeyRuns' : 'updateStateByKey';
+    const sc = resolveType(this.graph, name, stateType, 'state type', sample, `.${method}(f, { stateType: T.i64 })`);
+    const id = this.graph.addFunction(name, { kind: 'updateState', f, runs, keyCodec: kc, valueCodec: vc, stateCodec: sc });
     return this._child(name, { tag: 'update-state-by-key', val: { function: id, stateCodec: sc, partitions: partitionsOf(this.graph, name, numPartitions) } }, `tuple<${kc},${sc}>`);
   }
   /** Spark's mapWithState with a StateSpec. The result has `.stateSnapshots()`. */

@@ -202,6 +202,17 @@ export function foreachPartition(table, fid, batchTimeMs, partition, input, curr
  * them: runs, each a count and a value ("State calls" in wit/sluice.wit). */
 const runsOf = (v) => `list<tuple<u32,${v}>>`;
 
+/** The number of values `runs` stand for; a count of 0 is an error naming
+ * its run. */
+function checkedRuns(runs) {
+  let total = 0;
+  for (let r = 0; r < runs.length; r++) {
+    if (runs[r][0] === 0) throw new CodecError(`run ${r}: a count of 0`);
+    total += runs[r][0];
+  }
+  return total;
+}
+
 /** Most values an array holds (2^32 - 1). */
 const MAX_ARRAY = 4294967295;
 
@@ -212,11 +223,7 @@ const MAX_ARRAY = 4294967295;
  * one object. A count of 0 is an error: the contract's counts are at
  * least 1. */
 function expandRuns(vc, runs) {
-  let total = 0;
-  for (let r = 0; r < runs.length; r++) {
-    if (runs[r][0] === 0) throw new CodecError(`run ${r}: a count of 0`);
-    total += runs[r][0];
-  }
+  const total = checkedRuns(runs);
   if (total > MAX_ARRAY) throw new CodecError(`${total} values are more than an array holds`);
   const values = new Array(total);
   let at = 0;
@@ -254,7 +261,9 @@ function updateStateIn(table, fid, input, current) {
     if (ls + 4 + ll > end) throw new Reported(`${e.name}: record ${i}: the values are past the end of the record`);
     let values, state;
     try {
-      values = expandRuns(vc, rc.dec(data, dv, ls + 4, ls + 4 + ll));
+      values = rc.dec(data, dv, ls + 4, ls + 4 + ll);
+      if (e.runs) checkedRuns(values);
+      else values = expandRuns(vc, values);
       state = oc.dec(data, dv, ls + 4 + ll, end);
     } catch (err) { throw new Reported(`${e.name}: record ${i}: ${err.message}`); }
     if (state instanceof Some) state = state.value;

@@ -80,6 +80,26 @@ test('update-state: a run of values that are objects gives distinct objects', ()
   assert.deepStrictEqual(seen.at(-1), [[1, 2, 9], [1, 2], [1, 2], [5]]);
 });
 
+test('update-state with runs: the function gets the runs as sent, the same states as with values', () => {
+  const seen = [];
+  const job = jobOf((ssc) => {
+    const pairs = ssc.queueStreamFromLinesFile('/in', 1).map((w) => [w, 1]);
+    pairs.updateStateByKeyRuns((runs, state) => {
+      seen.push(runs);
+      return runs.some(([, v]) => v === 0) ? undefined : runs.reduce((a, [n, v]) => a + n * v, 0) + (state ?? 0);
+    }).print();
+    pairs.updateStateByKey((values, state) => (values.includes(0) ? undefined : values.reduce((a, b) => a + b, 0) + (state ?? 0))).print();
+  });
+  const records = [['a', [[2, 5], [1, 7]], 10], ['b', [[1, 1]], undefined], ['c', [[1, 0]], 4], ['d', [], 9], ['e', [[3, 2], [1, 5], [2, 2]], 1]];
+  const input = encodeRows('tuple<string,list<tuple<u32,i64>>,option<i64>>', records);
+  const out = decodeRows('option<i64>', job.updateState(1, 1000, input));
+  assert.deepStrictEqual(out, decodeRows('option<i64>', job.updateState(2, 1000, input)));
+  assert.deepStrictEqual(out, [27, 1, undefined, 9, 16]);
+  assert.deepStrictEqual(seen.slice(-records.length), records.map(([, runs]) => runs));
+  const zero = encodeRows('tuple<string,list<tuple<u32,i64>>,option<i64>>', [['a', [[1, 2], [0, 3]], undefined]]);
+  assert.match(err(() => job.updateState(1, 1000, zero)), /^updateStateByKey at runtime\.test\.js:\d+: record 0: run 1: a count of 0/);
+});
+
 test('a run count of 0 fails naming the record and the run; map-with-state gets distinct objects from a run', () => {
   const seen = [];
   const job = jobOf((ssc) => {

@@ -644,17 +644,29 @@ class DStream:
     def updateStateByKey(self, updateFunc, numPartitions=None, initialRDD=None, state_type=None):
         """``updateFunc(new_values, last_state) -> state`` (None removes the
         key), for every key with state or new values, every batch."""
+        return self._update_state(updateFunc, numPartitions, initialRDD, state_type, runs=False)
+
+    def updateStateByKeyRuns(self, updateFunc, numPartitions=None, initialRDD=None, state_type=None):
+        """``updateStateByKey`` with the key's new values as runs, as the state
+        calls send them: ``updateFunc(runs, last_state) -> state``, ``runs`` a
+        list of ``(count, value)`` (count at least 1), each ``count`` equal
+        values in a row. A word's million ``1``s are one run, not a list of a
+        million."""
+        return self._update_state(updateFunc, numPartitions, initialRDD, state_type, runs=True)
+
+    def _update_state(self, updateFunc, numPartitions, initialRDD, state_type, runs):
         name = "updateStateByKey at " + _where()
         self._callable(updateFunc, name)
         k, v = self._pair_types(name)
         if initialRDD is not None:
             raise DefineError("%s: initialRDD is not supported" % name)
         parts = _partitions(numPartitions, name)
-        sample = [v.sample()]
-        s = _infer(name, "updateStateByKey", updateFunc, state_type,
+        sample = [(1, v.sample())] if runs else [v.sample()]
+        method = "updateStateByKeyRuns" if runs else "updateStateByKey"
+        s = _infer(name, method, updateFunc, state_type,
                    lambda: updateFunc(sample, None), (sample, None), how="state",
                    keyword="state_type", example="int")
-        fid = self._graph.add_function(UpdateState(name, updateFunc, self._t, s))
+        fid = self._graph.add_function(UpdateState(name, updateFunc, self._t, s, runs))
         return self._child(name, ("update-state-by-key", fid, s.codec, parts), pair(k, s))
 
     def mapWithState(self, spec, timeout=None, state_type=None, output_type=None):

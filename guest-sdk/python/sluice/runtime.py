@@ -347,14 +347,20 @@ def expander(t):
     return expand
 
 
+def _checked_runs(runs):
+    _check_counts(runs)
+    return runs
+
+
 class UpdateState(Entry):
     what = "an updateStateByKey function"
 
-    def __init__(self, name, f, pair_t, state_t):
+    def __init__(self, name, f, pair_t, state_t, runs=False):
         super().__init__(name)
         self.f = f
         self.values_t = runs_of(pair_t.args[1])
-        self.expand = expander(pair_t.args[1])
+        # updateStateByKeyRuns: the function gets the runs as they are.
+        self.expand = _checked_runs if runs else expander(pair_t.args[1])
         self.state_t = option(state_t)
 
 

@@ -170,6 +170,32 @@ class GroupAndStateTests(unittest.TestCase):
         self.assertRegex(str(cm.exception), r"^updateStateByKey at test_runtime\.py:\d+: batch 5 ms: "
                                             r"cannot decode input record 0")
 
+    def test_update_state_with_runs_gets_the_runs_as_sent_and_the_same_states(self):
+        seen = []
+
+        def by_runs(runs, s):
+            seen.append(runs)
+            if any(v == 0 for _, v in runs):
+                return None
+            return sum(n * v for n, v in runs) + (s or 0)
+
+        def job(ssc, args):
+            pairs = ssc.queueStream([[("a", 1)]])
+            pairs.updateStateByKeyRuns(by_runs).pprint()
+            pairs.updateStateByKey(lambda new, s: None if 0 in new else sum(new) + (s or 0)).pprint()
+        define(job)
+        records = [("a", [(2, 5), (1, 7)], 10), ("b", [(1, 1)], None), ("c", [(1, 0)], 4), ("d", [], 9),
+                   ("e", [(3, 2), (1, 5), (2, 2)], 1)]
+        t = T.parse("tuple<string,list<tuple<u32,i64>>,option<i64>>")
+        out = decoded(T.parse("option<i64>"), runtime.update_state(0, 1000, *rows(t, records)))
+        self.assertEqual(out, decoded(T.parse("option<i64>"), runtime.update_state(1, 1000, *rows(t, records))))
+        self.assertEqual(out, [27, 1, None, 9, 16])
+        self.assertEqual([list(r) for r in seen[-len(records):]], [list(runs) for _, runs, _ in records])
+        with self.assertRaises(runtime.TaskError) as cm:
+            runtime.update_state(0, 5, *rows(t, [("a", [(1, 2), (0, 3)], None)]))
+        self.assertRegex(str(cm.exception), r"^updateStateByKey at test_runtime\.py:\d+: batch 5 ms: cannot decode "
+                                            r"input record 0 .*: tuple element 1: run 1: a count of 0$")
+
     def test_a_run_of_values_that_change_in_place_gives_distinct_objects(self):
         seen = []
 
