@@ -15,6 +15,7 @@ from itertools import chain as _chain
 from operator import itemgetter
 import os
 import struct
+import sys
 import traceback
 
 from . import codec
@@ -314,10 +315,23 @@ def _immutable(t):
     return t.kind in SCALARS and t.kind != "json"
 
 
+# Most values a list holds (``sys.maxsize``: 2^31 - 1 in a wasm32 guest).
+MAX_VALUES = sys.maxsize
+
+
 def _check_counts(runs):
+    total = 0
     for i, (count, _) in enumerate(runs):
         if count == 0:
             raise DecodeError("run %d: a count of 0" % i)
+        total += count
+    return total
+
+
+def _check_total(runs):
+    total = _check_counts(runs)
+    if total > MAX_VALUES:
+        raise DecodeError("%d values are more than a list holds" % total)
 
 
 def expander(t):
@@ -325,10 +339,11 @@ def expander(t):
     values in order, each run's value ``count`` times. A value that can change
     in place (a list, a dict, a dataclass, an option's ``Some``) is copied for
     each repetition, so that no two values are one object. A count of 0 is a
-    ``DecodeError``: the contract's counts are at least 1."""
+    ``DecodeError``: the contract's counts are at least 1; so are more values
+    than a list holds (``MAX_VALUES``), before any is made."""
     if _immutable(t):
         def expand(runs):
-            _check_counts(runs)
+            _check_total(runs)
             if len(runs) == 1:
                 count, value = runs[0]
                 return [value] * count
@@ -338,7 +353,7 @@ def expander(t):
             return values
     else:
         def expand(runs):
-            _check_counts(runs)
+            _check_total(runs)
             values = []
             for count, value in runs:
                 values.append(value)

@@ -233,6 +233,18 @@ class GroupAndStateTests(unittest.TestCase):
             self.assertRegex(str(cm.exception), r"^updateStateByKey at .*: batch 5 ms: cannot decode input record 0 "
                                                 r"as tuple<k,list<tuple<u32,list<i64>>>,option<i64>>: "
                                                 r"tuple element 1: run %d: a count of 0$" % (len(runs) - 1))
+        # More values than a list holds (sys.maxsize, lowered here): refused
+        # before any is made.
+        limit = runtime.MAX_VALUES
+        runtime.MAX_VALUES = 4
+        try:
+            with self.assertRaises(runtime.TaskError) as cm:
+                runtime.update_state(0, 5, *rows(t, [("a", [(3, [1]), (2, [2])], None)]))
+            self.assertRegex(str(cm.exception), r"tuple element 1: 5 values are more than a list holds$")
+            out = runtime.update_state(0, 5, *rows(t, [("a", [(3, [1]), (1, [2])], None)]))
+            self.assertEqual(decoded(T.parse("option<i64>"), out), [4])
+        finally:
+            runtime.MAX_VALUES = limit
         t = T.parse("tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>")
         with self.assertRaises(runtime.TaskError) as cm:
             runtime.map_with_state(1, 5, *rows(t, [("a", None, [(2, [1]), (0, [1])])]))
