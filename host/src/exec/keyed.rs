@@ -52,6 +52,7 @@ impl Executor {
         // `arena`.
         let arena = Bump::new();
         let too_large = |e| self.data_error(time, step, e);
+        let block_bytes = input.byte_len();
         let Some(combine) = combine else {
             let mut groups = Grouper::default();
             for_each_piece(
@@ -59,6 +60,9 @@ impl Executor {
                 PAIRS_CHAIN_INPUT_BYTES,
                 |piece| {
                     let answer = call(piece)?;
+                    if groups.is_empty() {
+                        groups.reserve(keys_guess(&answer, piece, block_bytes));
+                    }
                     groups
                         .add_pairs(&arena, &answer)
                         .map_err(|e| self.data_error(time, step, e))
@@ -79,9 +83,9 @@ impl Executor {
             PAIRS_CHAIN_INPUT_BYTES,
             |piece| {
                 let answer = call(piece)?;
-                // A guess of the new keys, as a block's first answer has
-                // one for about 8 pairs.
-                totals.reserve(answer.len() / 8);
+                if totals.len() == 0 {
+                    totals.reserve(keys_guess(&answer, piece, block_bytes));
+                }
                 builtin
                     .add_totals(&mut totals, &answer, &arena, |_| true)
                     .map_err(|e| self.data_error(time, step, e))
@@ -239,5 +243,42 @@ impl Executor {
             rows.push(&total);
         }
         Ok(vec![rows])
+    }
+}
+
+/// A guess of the distinct keys of a block of `block_bytes` from the answer
+/// to its first piece: that answer's pairs scaled to the whole block, and a
+/// key for about 16 pairs (a word count's block has one for about 14). At
+/// most a key for 32 bytes of the block, so that a small first piece with
+/// many pairs cannot reserve far more than the block: the table grows past
+/// a guess that falls short.
+fn keys_guess(answer: &Rows, piece: &Rows, block_bytes: usize) -> usize {
+    let pairs = answer.len() as u64 * block_bytes as u64 / piece.byte_len().max(1) as u64;
+    usize::try_from(pairs / 16)
+        .unwrap_or(usize::MAX)
+        .min(block_bytes / 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(records: usize, bytes: usize) -> Rows {
+        (0..records).map(|_| vec![b'x'; bytes]).collect()
+    }
+
+    /// The first answer's pairs scaled to the block, a key for 16 pairs;
+    /// never more than a key for 32 bytes of the block.
+    #[test]
+    fn the_keys_guess_scales_the_first_answer_and_is_capped_by_the_block() {
+        let piece = rows(1, 256 << 10);
+        let answer = rows(45_000, 1);
+        assert_eq!(keys_guess(&answer, &piece, 4 << 20), 45_000);
+        assert_eq!(keys_guess(&answer, &piece, 256 << 10), 45_000 / 16);
+        // A one-byte piece that answered a thousand pairs.
+        let tiny = rows(1, 1);
+        let many = rows(1000, 1);
+        assert_eq!(keys_guess(&many, &tiny, 4 << 20), (4 << 20) / 32);
+        assert_eq!(keys_guess(&many, &Rows::new(), 0), 0);
     }
 }

@@ -228,9 +228,11 @@ impl<'a> Grouper<'a> {
     /// Groups the `tuple<k, v>` pairs of `input` after those grouped
     /// before, copying into `arena` the keys and values the groups hold
     /// (one key per new group, one value per new run): `input` may go once
-    /// this returns. A chain's pieces are grouped so, answer by answer.
+    /// this returns. A chain's pieces are grouped so, answer by answer
+    /// (with room [`Grouper::reserve`]d for the block's keys first: grown
+    /// answer by answer, the groups would be copied into fresh pages at
+    /// each doubling).
     pub fn add_pairs(&mut self, arena: &'a Bump, input: &Rows) -> Result<(), ShuffleError> {
-        self.reserve(input.len() / 16);
         self.group_pairs(input, arena)
     }
 
@@ -342,7 +344,7 @@ impl<'a> Grouper<'a> {
     }
 
     /// Room for `groups` more groups without growing.
-    fn reserve(&mut self, groups: usize) {
+    pub fn reserve(&mut self, groups: usize) {
         self.index.reserve(groups);
         self.groups.reserve(groups);
         self.links.reserve(groups);
@@ -446,6 +448,11 @@ impl<'a> Grouper<'a> {
                 first: links.first,
                 runs: &self.runs,
             })
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
     }
 
     /// Whether `key` has values.
