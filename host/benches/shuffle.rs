@@ -42,6 +42,8 @@ fn shuffle(c: &mut Criterion) {
         })
         .collect();
     group.throughput(Throughput::Elements(chain_pairs.len() as u64));
+    // The totals over the held answers (a chain's task adds them answer by
+    // answer, its keys copied into an arena, as the grouping below).
     group.bench_function("builtin sum, map side, a block in answers", |b| {
         b.iter(|| sum.combine(&answers, Partitioner::single()).expect("pairs"))
     });
@@ -55,6 +57,9 @@ fn shuffle(c: &mut Criterion) {
         b.iter(|| {
             let arena = Bump::new();
             let mut groups = Grouper::default();
+            // Room for the block's keys, as a chain's task reserves it
+            // from its first answer.
+            groups.reserve(answers[0].len() * answers.len() / 16);
             for answer in &answers {
                 groups.add_pairs(&arena, answer).expect("pairs");
             }

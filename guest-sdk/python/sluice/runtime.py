@@ -315,8 +315,9 @@ def _immutable(t):
     return t.kind in SCALARS and t.kind != "json"
 
 
-# Most values a list holds (``sys.maxsize``: 2^31 - 1 in a wasm32 guest).
-MAX_VALUES = sys.maxsize
+# Most values a list holds: ``PY_SSIZE_T_MAX`` over a pointer's size
+# (2^29 - 1 in a wasm32 guest).
+MAX_VALUES = sys.maxsize // struct.calcsize("P")
 
 
 def _check_counts(runs):

@@ -213,6 +213,27 @@ class GroupAndStateTests(unittest.TestCase):
         # (define's inference by example called it first, on a sample.)
         self.assertEqual(seen[-1], [[1, 2, 9], [1, 2], [1, 2], [5]])
 
+    def test_more_values_than_a_list_holds_are_refused_before_any_is_made(self):
+        # The limit (a list's most items) lowered to 4: values that can
+        # change in place (copied) and values that cannot (repeated).
+        def job(ssc, args):
+            ssc.queueStream([[("a", [1])]]).updateStateByKey(lambda new, s: len(new) + (s or 0)).pprint()
+            ssc.queueStream([[("a", 1)]]).updateStateByKey(lambda new, s: len(new) + (s or 0)).pprint()
+        define(job)
+        lists = T.parse("tuple<string,list<tuple<u32,list<i64>>>,option<i64>>")
+        scalars = T.parse("tuple<string,list<tuple<u32,i64>>,option<i64>>")
+        limit = runtime.MAX_VALUES
+        runtime.MAX_VALUES = 4
+        try:
+            for fid, t, runs in ((0, lists, [(3, [1]), (2, [2])]), (1, scalars, [(3, 1), (2, 2)])):
+                with self.assertRaises(runtime.TaskError) as cm:
+                    runtime.update_state(fid, 5, *rows(t, [("a", runs, None)]))
+                self.assertRegex(str(cm.exception), r"tuple element 1: 5 values are more than a list holds$")
+                out = runtime.update_state(fid, 5, *rows(t, [("a", runs[:1] + [(1, runs[1][1])], None)]))
+                self.assertEqual(decoded(T.parse("option<i64>"), out), [4])
+        finally:
+            runtime.MAX_VALUES = limit
+
     def test_a_run_count_of_0_fails_naming_the_record_and_the_run(self):
         seen = []
 
@@ -233,18 +254,6 @@ class GroupAndStateTests(unittest.TestCase):
             self.assertRegex(str(cm.exception), r"^updateStateByKey at .*: batch 5 ms: cannot decode input record 0 "
                                                 r"as tuple<k,list<tuple<u32,list<i64>>>,option<i64>>: "
                                                 r"tuple element 1: run %d: a count of 0$" % (len(runs) - 1))
-        # More values than a list holds (sys.maxsize, lowered here): refused
-        # before any is made.
-        limit = runtime.MAX_VALUES
-        runtime.MAX_VALUES = 4
-        try:
-            with self.assertRaises(runtime.TaskError) as cm:
-                runtime.update_state(0, 5, *rows(t, [("a", [(3, [1]), (2, [2])], None)]))
-            self.assertRegex(str(cm.exception), r"tuple element 1: 5 values are more than a list holds$")
-            out = runtime.update_state(0, 5, *rows(t, [("a", [(3, [1]), (1, [2])], None)]))
-            self.assertEqual(decoded(T.parse("option<i64>"), out), [4])
-        finally:
-            runtime.MAX_VALUES = limit
         t = T.parse("tuple<string,option<i64>,option<list<tuple<u32,list<i64>>>>>")
         with self.assertRaises(runtime.TaskError) as cm:
             runtime.map_with_state(1, 5, *rows(t, [("a", None, [(2, [1]), (0, [1])])]))

@@ -24,7 +24,8 @@ impl Executor {
     /// several times its input: it gets its input in pieces of at most
     /// [`PAIRS_CHAIN_INPUT_BYTES`], and each answer is combined or grouped
     /// with those before it as it comes, then dropped: what the task holds
-    /// is one answer and the block's distinct keys, not all its pairs. A
+    /// is one answer and the block's distinct keys (and its runs' values),
+    /// not all its pairs. A
     /// chain without a native end gets its input whole.
     pub(super) fn chain_task(
         &self,
@@ -83,11 +84,11 @@ impl Executor {
             PAIRS_CHAIN_INPUT_BYTES,
             |piece| {
                 let answer = call(piece)?;
-                if totals.len() == 0 {
+                if totals.is_empty() {
                     totals.reserve(keys_guess(&answer, piece, block_bytes));
                 }
                 builtin
-                    .add_totals(&mut totals, &answer, &arena, |_| true)
+                    .add_pairs(&mut totals, &answer, &arena, |_| true)
                     .map_err(|e| self.data_error(time, step, e))
             },
             too_large,
@@ -248,15 +249,17 @@ impl Executor {
 
 /// A guess of the distinct keys of a block of `block_bytes` from the answer
 /// to its first piece: that answer's pairs scaled to the whole block, and a
-/// key for about 16 pairs (a word count's block has one for about 14). At
-/// most a key for 32 bytes of the block, so that a small first piece with
-/// many pairs cannot reserve far more than the block: the table grows past
-/// a guess that falls short.
+/// key for about 16 pairs (a word count's block has one for about 14, a
+/// key for about 84 bytes of text). At most a key for 64 bytes of the
+/// block: a reserved key takes about 90 bytes (its group, its links, its
+/// index slot), so a small first piece with many pairs reserves at most
+/// about 1.4 times the block. The table grows past a guess that falls
+/// short.
 fn keys_guess(answer: &Rows, piece: &Rows, block_bytes: usize) -> usize {
     let pairs = answer.len() as u64 * block_bytes as u64 / piece.byte_len().max(1) as u64;
     usize::try_from(pairs / 16)
         .unwrap_or(usize::MAX)
-        .min(block_bytes / 32)
+        .min(block_bytes / 64)
 }
 
 #[cfg(test)]
@@ -268,17 +271,20 @@ mod tests {
     }
 
     /// The first answer's pairs scaled to the block, a key for 16 pairs;
-    /// never more than a key for 32 bytes of the block.
+    /// never more than a key for 64 bytes of the block.
     #[test]
     fn the_keys_guess_scales_the_first_answer_and_is_capped_by_the_block() {
         let piece = rows(1, 256 << 10);
         let answer = rows(45_000, 1);
         assert_eq!(keys_guess(&answer, &piece, 4 << 20), 45_000);
         assert_eq!(keys_guess(&answer, &piece, 256 << 10), 45_000 / 16);
+        // An empty first answer: nothing reserved (the next one guesses).
+        assert_eq!(keys_guess(&Rows::new(), &piece, 4 << 20), 0);
         // A one-byte piece that answered a thousand pairs.
         let tiny = rows(1, 1);
         let many = rows(1000, 1);
-        assert_eq!(keys_guess(&many, &tiny, 4 << 20), (4 << 20) / 32);
+        assert_eq!(keys_guess(&many, &tiny, 4 << 20), (4 << 20) / 64);
+        // An empty piece of an empty block: no division by zero.
         assert_eq!(keys_guess(&many, &Rows::new(), 0), 0);
     }
 }

@@ -30,19 +30,22 @@ pub enum ShuffleError {
     /// A record is not an encoded pair (or its value not the codec's number).
     #[error("record {index} is not an encoded (key, value) pair")]
     NotAPair {
-        /// Index of the record in its partition.
+        /// Index of the record in its input (a partition, an output, one
+        /// piece's answer).
         index: usize,
     },
     /// A record is not a packed group (see [`super::grouping`]).
     #[error("record {index} is not a packed group of a key's values")]
     NotAGroup {
-        /// Index of the record in its partition.
+        /// Index of the record in its input (a partition, an output, one
+        /// piece's answer).
         index: usize,
     },
     /// A record is not a number of the stream's codec.
     #[error("record {index} is not an encoded number of the stream's codec")]
     NotANumber {
-        /// Index of the record in its partition.
+        /// Index of the record in its input (a partition, an output, one
+        /// piece's answer).
         index: usize,
     },
     /// An output partition, or a key's list of values, would pass 4 GiB.
@@ -480,26 +483,26 @@ impl Builtin {
 
 impl Builtin {
     /// The values of equal keys across `inputs` combined, for the keys
-    /// `keep` accepts, keys in order of first appearance.
+    /// `accept` takes, keys in order of first appearance.
     pub(in crate::exec) fn totals<'a>(
         self,
         inputs: impl IntoIterator<Item = &'a Rows>,
-        keep: impl Fn(&[u8]) -> bool,
+        accept: impl Fn(&[u8]) -> bool,
     ) -> Result<Totals<'a>, ShuffleError> {
         let inputs: Vec<&Rows> = inputs.into_iter().collect();
         // A guess of the distinct keys (a block's pairs have one for about
         // 14 pairs, a merge's mostly distinct ones); the table grows past it.
         let mut totals = Totals::with_capacity(inputs.iter().map(|i| i.len()).sum::<usize>() / 8);
         for input in inputs {
-            self.add_totals(&mut totals, input, InPlace, &keep)?;
+            self.add_pairs(&mut totals, input, InPlace, &accept)?;
         }
         Ok(totals)
     }
 
     /// Adds the pairs of `input` whose keys `accept` takes to `totals`,
     /// keeping their new keys by `keep`: copied into an arena, `input`
-    /// may go once added.
-    pub(in crate::exec) fn add_totals<'a, 'b>(
+    /// may go once added (a chain's answers, one by one).
+    pub(in crate::exec) fn add_pairs<'a, 'b>(
         self,
         totals: &mut Totals<'a>,
         input: &'b Rows,

@@ -22,7 +22,7 @@
 //! inputs ([`Grouper::of_pairs`], [`Grouper::of_packed`]), or copies them
 //! into an arena ([`Grouper::add_pairs`]): a chain's answers then go as
 //! soon as they are grouped, and what a block's grouping holds is its
-//! distinct keys, not its pairs.
+//! distinct keys and its runs' values, not its pairs.
 
 pub(super) mod index;
 pub(super) mod totals;
@@ -295,10 +295,11 @@ impl<'a> Grouper<'a> {
 
     /// Finds or starts the group of each record's key (the keys lie in
     /// `buffer`), in order, and calls `add` with it and the rest of the
-    /// record; a new group's key is kept by `keep`. Once the groups outgrow the cache ([`AHEAD_FROM`]), reads
-    /// [`AHEAD`] records at a time, asking for the index slots of all, then
-    /// the groups in those slots, before the first lookup: the lookups then
-    /// mostly find their lines in cache.
+    /// record; a new group's key is kept by `keep`. Once the groups outgrow
+    /// the cache ([`AHEAD_FROM`]), reads [`AHEAD`] records at a time,
+    /// asking for the index slots of all, then the groups in those slots,
+    /// before the first lookup: the lookups then mostly find their lines in
+    /// cache.
     fn group_all<'b, T>(
         &mut self,
         buffer: &[u8],

@@ -1,7 +1,8 @@
-//! A built-in reducer's total per key: the table of
-//! [`Builtin::totals`](super::super::shuffle::Builtin::totals), which a
-//! chain's map-side combine (`sum_by_key()` and the like: every pair of a
-//! block), the merges of its early outputs (both through
+//! A built-in reducer's total per key: the table that a chain's map-side
+//! combine (`sum_by_key()` and the like: every pair of a block, answer by
+//! answer through
+//! [`Builtin::add_pairs`](super::super::shuffle::Builtin::add_pairs)), the
+//! merges of its early outputs (through
 //! [`Builtin::combine`](super::super::shuffle::Builtin::combine)) and the
 //! slides of a window with a built-in reducer go through.
 //!
@@ -60,6 +61,11 @@ impl<'a> Totals<'a> {
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.totals.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.totals.is_empty()
     }
 
     /// Room for `keys` more keys without growing.
@@ -151,9 +157,8 @@ impl<'a> Totals<'a> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use proptest::prelude::*;
-
     use bumpalo::Bump;
+    use proptest::prelude::*;
 
     use super::super::InPlace;
     use super::*;
@@ -163,7 +168,8 @@ mod tests {
         /// first 16, not ASCII), with and without asking ahead, with key
         /// hashes of 32 bits or of 2 (most keys share one) or 0 (all do):
         /// each key's total is the fold of its values, and the keys come in
-        /// order of first appearance.
+        /// order of first appearance; the same when the records come in
+        /// inputs of any size whose keys are kept in an arena.
         #[test]
         fn totals_fold_each_keys_values(
             items in proptest::collection::vec(
@@ -175,6 +181,7 @@ mod tests {
             ),
             ahead_from in prop_oneof![Just(0usize), Just(usize::MAX)],
             hash_mask in prop_oneof![Just(u32::MAX), Just(3u32), Just(0u32)],
+            chunk in 1usize..40,
         ) {
             // The keys back to back in one buffer, as in a partition.
             let buffer: Vec<u8> = items.iter().flat_map(|(k, _)| k.bytes()).collect();
@@ -203,16 +210,25 @@ mod tests {
                     0
                 }) += v;
             }
-            // The same records added one input at a time, each input a
-            // copy dropped once added, the new keys kept in an arena.
+            // The same records added `chunk` at a time, each chunk's keys
+            // in a buffer of their own dropped once added, the new keys
+            // kept in an arena.
             let arena = Bump::new();
             let mut kept = Totals::with_capacity(0);
             kept.ahead_from = ahead_from;
             kept.hash_mask = hash_mask;
-            for (k, v) in &items {
-                let input = k.as_bytes().to_vec();
-                let record = (&input[..], Number::Int(*v));
-                kept.add_all(&input, [Ok(record)].into_iter(), &arena, sum).unwrap();
+            for chunk in items.chunks(chunk) {
+                let input: Vec<u8> = chunk.iter().flat_map(|(k, _)| k.bytes()).collect();
+                let mut at = 0;
+                let records: Vec<(&[u8], Number)> = chunk
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = &input[at..at + k.len()];
+                        at += k.len();
+                        (key, Number::Int(*v))
+                    })
+                    .collect();
+                kept.add_all(&input, records.into_iter().map(Ok), &arena, sum).unwrap();
             }
             for totals in [&totals, &kept] {
                 let got: Vec<(&[u8], Number)> = totals.iter().collect();
