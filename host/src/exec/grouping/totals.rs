@@ -163,6 +163,25 @@ mod tests {
     use super::super::InPlace;
     use super::*;
 
+    /// The keys of `items` back to back.
+    fn keys_of(items: &[(String, i128)]) -> Vec<u8> {
+        items.iter().flat_map(|(k, _)| k.bytes()).collect()
+    }
+
+    /// Each item's key, where it lies in `buffer` ([`keys_of`] the items),
+    /// with its value.
+    fn records_in<'b>(buffer: &'b [u8], items: &[(String, i128)]) -> Vec<(&'b [u8], Number)> {
+        let mut at = 0;
+        items
+            .iter()
+            .map(|(k, v)| {
+                let key = &buffer[at..at + k.len()];
+                at += k.len();
+                (key, Number::Int(*v))
+            })
+            .collect()
+    }
+
     proptest! {
         /// Any keys (empty, short, longer than 16 bytes, sharing their
         /// first 16, not ASCII), with and without asking ahead, with key
@@ -184,16 +203,8 @@ mod tests {
             chunk in 1usize..40,
         ) {
             // The keys back to back in one buffer, as in a partition.
-            let buffer: Vec<u8> = items.iter().flat_map(|(k, _)| k.bytes()).collect();
-            let mut at = 0;
-            let records: Vec<(&[u8], Number)> = items
-                .iter()
-                .map(|(k, v)| {
-                    let key = &buffer[at..at + k.len()];
-                    at += k.len();
-                    (key, Number::Int(*v))
-                })
-                .collect();
+            let buffer = keys_of(&items);
+            let records = records_in(&buffer, &items);
             let mut totals = Totals::with_capacity(0);
             totals.ahead_from = ahead_from;
             totals.hash_mask = hash_mask;
@@ -218,16 +229,8 @@ mod tests {
             kept.ahead_from = ahead_from;
             kept.hash_mask = hash_mask;
             for chunk in items.chunks(chunk) {
-                let input: Vec<u8> = chunk.iter().flat_map(|(k, _)| k.bytes()).collect();
-                let mut at = 0;
-                let records: Vec<(&[u8], Number)> = chunk
-                    .iter()
-                    .map(|(k, v)| {
-                        let key = &input[at..at + k.len()];
-                        at += k.len();
-                        (key, Number::Int(*v))
-                    })
-                    .collect();
+                let input = keys_of(chunk);
+                let records = records_in(&input, chunk);
                 kept.add_all(&input, records.into_iter().map(Ok), &arena, sum).unwrap();
             }
             for totals in [&totals, &kept] {
