@@ -359,12 +359,16 @@ impl<V: Data> NewValues<V> for Vec<V> {
 
 impl<V: Data> NewValues<V> for Runs<V> {
     fn decode_runs(runs: &[u8]) -> Result<Self, DecodeError> {
-        let mut decoded = Vec::new();
+        let mut decoded = Runs {
+            runs: Vec::new(),
+            len: 0,
+        };
         for_each_run(runs, |count, value| {
-            decoded.push((count, V::decode(value)?));
+            decoded.len += u64::from(count);
+            decoded.runs.push((count, V::decode(value)?));
             Ok(())
         })?;
-        Ok(decoded.into_iter().collect())
+        Ok(decoded)
     }
 }
 
