@@ -83,10 +83,11 @@ pub(super) fn call_in_pieces<E>(
 }
 
 impl Executor {
-    /// One partition's `reduce-groups` call, in pieces of
-    /// at most [`CALL_INPUT_BYTES`], each a task of its own (with the
-    /// retries). The call must answer one record per input record, in
-    /// order, so that the answers of the pieces concatenate.
+    /// One partition's call (`reduce-groups`, a window's key filter), in
+    /// pieces of at most [`CALL_INPUT_BYTES`], each a task of its own (with
+    /// the retries). The call must answer record by record, in input order
+    /// (one answer per record, or a filter's subset), so that the answers
+    /// of the pieces concatenate.
     pub(super) fn call_in_pieces(
         &self,
         step: &Step,

@@ -738,12 +738,14 @@ impl Executor {
                 }
                 let mut pairs =
                     pairs_rows(values).map_err(|e| self.data_error(slide.time, slide.step, e))?;
+                // In pieces, as a partition's reduce: the window's values
+                // grow with its keys, an instance with its largest call.
                 let kept = self
-                    .workers
-                    .run(
-                        &slide.step.name,
+                    .call_in_pieces(
+                        slide.step,
                         &Self::place(slide.time, slide.p),
-                        |instance| instance.run_chain(&[Stage::Apply(f)], &mut pairs),
+                        &mut pairs,
+                        |instance, piece| instance.run_chain(&[Stage::Apply(f)], piece),
                     )
                     .map_err(Self::task_error(slide.time))?;
                 let keep: KeyMap<&[u8], ()> = self

@@ -437,6 +437,47 @@ fn with_until_sources_end_the_window_holding_the_last_batch_is_written_and_no_ot
         .shutdown();
 }
 
+/// A window's values grow with its keys, not with a batch: its guest
+/// filter gets them in pieces, as a partition's reduce, so that an
+/// instance grows to a piece and not to the window. Each partition's values
+/// here are three times a piece; the keys kept are exact.
+#[test]
+fn a_guest_filter_gets_a_large_window_in_pieces_and_keeps_exactly_the_nonzero_keys() {
+    use crate::exec::pieces::CALL_INPUT_BYTES;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let output = dir.path().join("out");
+    let args = [
+        ("op", "reduce-window-inv".to_string()),
+        ("filter", "nonzero".to_string()),
+        ("length", "3s".to_string()),
+        ("slide", "1s".to_string()),
+    ];
+    let (executor, source) = executor(&args, &output);
+    // Distinct 40-byte keys, a third of them at zero; 2 partitions of
+    // values of 3 pieces each.
+    let record_bytes = 4 + 40 + 8;
+    let keys = 2 * 3 * CALL_INPUT_BYTES / record_bytes;
+    let records: Vec<(String, i64)> = (0..keys)
+        .map(|i| (format!("{i:040}"), (i % 3) as i64))
+        .collect();
+    // Small partitions (chain calls far under a piece), over three batches.
+    for (b, batch) in records.chunks(keys.div_ceil(3)).enumerate() {
+        let time = BatchTime((b as u64 + 1) * SEC);
+        let sources = HashMap::from([(source, partitions(batch, 2_000))]);
+        executor.run_batch(time, sources).expect("the batch runs");
+    }
+    let expected = pair_lines(records.iter().filter(|(_, v)| *v != 0).cloned());
+    assert_eq!(saved(&output, 3 * SEC), Some(expected));
+    let partition_values = keys / 2 * record_bytes;
+    for memory in executor.workers.memory_bytes() {
+        assert!(
+            memory < partition_values,
+            "an instance of {memory} bytes, for a partition's values of {partition_values}"
+        );
+    }
+}
+
 /// The values of an incremental window are state: kept in the state store
 /// under the operator's name, each key in its key group.
 #[test]

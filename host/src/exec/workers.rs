@@ -254,6 +254,19 @@ impl Workers {
         self.pool.current_num_threads()
     }
 
+    /// The linear memory of each worker's instance, in bytes (none for a
+    /// worker without one).
+    #[cfg(test)]
+    pub(crate) fn memory_bytes(&self) -> Vec<usize> {
+        self.instances
+            .iter()
+            .filter_map(|slot| {
+                let slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+                slot.as_ref().map(|slot| slot.instance.memory_bytes())
+            })
+            .collect()
+    }
+
     /// Runs `op` inside the pool, so that rayon parallel iterators in it use
     /// the workers.
     pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
