@@ -217,6 +217,19 @@ pub(super) enum Found {
 }
 
 impl<V> KeyTable<V> {
+    /// A table with room for `keys` keys before its slots grow.
+    pub(super) fn with_capacity(keys: usize) -> Self {
+        Self {
+            slots: if keys == 0 {
+                Box::new([])
+            } else {
+                free_slots(slots_for(keys))
+            },
+            entries: Vec::with_capacity(keys),
+            poisoned: false,
+        }
+    }
+
     /// The number of keys.
     pub(super) fn len(&self) -> usize {
         self.entries.len()
@@ -306,10 +319,8 @@ impl<V> KeyTable<V> {
     }
 
     /// Empties the table, handing every key's index, repr and value to
-    /// `out`, in order of first appearance. Keeps the slots for the next
-    /// partition, unless they are many more than these keys needed.
+    /// `out`, in order of first appearance.
     pub(super) fn drain(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
-        let len = self.entries.len();
         let mut entries = self.take_entries();
         for (index, Entry { key, value }) in entries.drain(..).enumerate() {
             out(to_u32(index), key, value);
@@ -317,10 +328,6 @@ impl<V> KeyTable<V> {
         // Should `out` unwind, the entries not handed out yet are dropped
         // by `drain`, and the table is left empty, without their capacity.
         self.entries = entries;
-        if len > 0 && self.slots.len() > MIN_SLOTS && len * 8 < self.slots.len() {
-            self.slots = free_slots(slots_for(len));
-            self.entries.shrink_to(len);
-        }
     }
 
     /// Empties the table, dropping the values; keeps the slots.
@@ -535,24 +542,26 @@ mod tests {
     }
 
     #[test]
-    fn the_slots_shrink_after_a_partition_of_few_keys() {
-        let mut table = KeyTable::<i64>::default();
-        for len in [10_000usize, 10] {
-            for i in 0..len {
+    fn a_table_with_room_for_its_keys_never_grows_its_slots() {
+        for keys in [0usize, 1, 47, 48, 49, 10_000] {
+            let mut table = KeyTable::<i64>::with_capacity(keys);
+            let slots = table.slots();
+            assert!(
+                keys == 0 || slots >= MIN_SLOTS,
+                "{keys} keys: {slots} slots"
+            );
+            for i in 0..keys {
                 let repr = KeyRepr::short(&(i as u64).to_le_bytes());
                 let h = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 if let Found::Vacant(at) = table.find(h, |r| r == repr) {
                     table.insert(at, h, repr, 1);
                 }
             }
-            assert!(table.slots() >= len * 4 / 3, "the load stays under 3/4");
-            let slots = table.slots();
-            table.drain(|_, _, _| {});
-            table.clear();
-            if len == 10_000 {
-                assert_eq!(table.slots(), slots, "kept for the next partition");
+            assert_eq!(table.len(), keys);
+            if keys > 0 {
+                assert_eq!(table.slots(), slots, "{keys} keys fit without a growth");
             }
+            assert!(table.slots() * 3 >= keys * 4, "the load stays under 3/4");
         }
-        assert_eq!(table.slots(), MIN_SLOTS, "10 keys need the fewest slots");
     }
 }
