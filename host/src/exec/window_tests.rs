@@ -470,7 +470,10 @@ fn a_guest_filter_gets_a_large_window_in_pieces_and_keeps_exactly_the_nonzero_ke
     let expected = pair_lines(records.iter().filter(|(_, v)| *v != 0).cloned());
     assert_eq!(saved(&output, 3 * SEC), Some(expected));
     let partition_values = keys / 2 * record_bytes;
-    for memory in executor.workers.memory_bytes() {
+    let memories = executor.workers.memory_bytes();
+    // Each worker kept its instance (a recycled one would show nothing).
+    assert_eq!(memories.len(), testing::WORKERS, "{memories:?}");
+    for memory in memories {
         assert!(
             memory < partition_values,
             "an instance of {memory} bytes, for a partition's values of {partition_values}"

@@ -105,13 +105,15 @@ struct Combiner<K, V, F, S> {
     /// `decode(encode(k)) == k`) and how the host groups them: for every
     /// codec but `json`, whose encoding costs more than `Hash` and `Eq`.
     by_bytes: bool,
-    /// The distinct keys and the bytes of long keys of the last call, to
-    /// size the next one's table. A call's storage is made when it starts
-    /// and freed when it ends: the instance's memory then holds a call's
-    /// input, table and output in the order they come, with no table kept
-    /// from an earlier call between them to split its free space (which
-    /// grew a word count's instances by a third).
+    /// The distinct keys and the bytes of long keys of the last call (of
+    /// any kind: a block's chain, a merge's piece), to size the next one's
+    /// table. A call's storage is made when it starts and freed when it
+    /// ends: the instance's memory then holds a call's input, table and
+    /// output in the order they come, with no table kept from an earlier
+    /// call between them to split its free space (a kept table grew the
+    /// windowed word count's instances from 9 to 13.3 MiB).
     last: Cell<Room>,
+    /// The pairs' types, which no field holds.
     pairs: PhantomData<fn(K, V)>,
 }
 
@@ -559,14 +561,18 @@ where
 {
     /// Folds each `tuple<k,list<v>>` group and writes its `(k, v)` as it
     /// goes. The key's bytes are copied to the output as they are: the host
-    /// grouped by them, so they need no decoding. A key and one value are
-    /// no larger than the key and its list as a rule, so the input's sizes
-    /// are reserved once; an instance then grows to its input and answer,
-    /// no more.
+    /// grouped by them, so they need no decoding. The output is sized
+    /// first from the keys (exact for values encoded at their size in
+    /// memory, numbers), so that the call holds its input and its answer
+    /// and nothing more.
     fn reduce_groups(&self, groups: &Rows, node: &str) -> Result<Rows, String> {
         let f = &self.shared.f;
+        let keys: usize = records(groups)
+            .filter_map(|record| split_pair(record.ok()?).ok())
+            .map(|(key, _)| 4 + key.len())
+            .sum();
         let mut out = Rows {
-            data: Vec::with_capacity(groups.data.len()),
+            data: Vec::with_capacity(keys + groups.ends.len() * size_of::<V>()),
             ends: Vec::with_capacity(groups.ends.len()),
         };
         for (i, record) in records(groups).enumerate() {
@@ -716,6 +722,9 @@ pub(super) mod tests {
                     .filter(|&len| len > SHORT_KEY)
                     .sum();
                 prop_assert_eq!(room.long_bytes, long_bytes, "and for its long keys");
+                let next = reducer.combine_sink(CombineOut::Sink(Box::new(Collect(Rc::default()))), 0);
+                prop_assert!(next.storage.table.slots() * 3 >= room.keys * 4, "the next table holds them");
+                prop_assert!(next.storage.long_keys.capacity() >= room.long_bytes);
             }
         }
 

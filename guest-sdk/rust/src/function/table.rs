@@ -199,16 +199,6 @@ pub(super) struct KeyTable<V> {
     poisoned: bool,
 }
 
-impl<V> Default for KeyTable<V> {
-    fn default() -> Self {
-        Self {
-            slots: Box::new([]),
-            entries: Vec::new(),
-            poisoned: false,
-        }
-    }
-}
-
 /// Where [`KeyTable::find`] found a key (its entry), or the free slot where
 /// it goes.
 pub(super) enum Found {
@@ -319,33 +309,24 @@ impl<V> KeyTable<V> {
     }
 
     /// Empties the table, handing every key's index, repr and value to
-    /// `out`, in order of first appearance.
+    /// `out`, in order of first appearance. A table serves one call: its
+    /// slots and entries are freed, and it starts again from none.
     pub(super) fn drain(&mut self, mut out: impl FnMut(u32, KeyRepr, V)) {
-        let mut entries = self.take_entries();
-        for (index, Entry { key, value }) in entries.drain(..).enumerate() {
+        // Should `out` unwind, the entries not handed out yet are dropped
+        // with `entries`, and the table is left empty.
+        let entries = self.take_entries();
+        for (index, Entry { key, value }) in entries.into_iter().enumerate() {
             out(to_u32(index), key, value);
         }
-        // Should `out` unwind, the entries not handed out yet are dropped
-        // by `drain`, and the table is left empty, without their capacity.
-        self.entries = entries;
     }
 
-    /// Empties the table, dropping the values; keeps the slots.
-    pub(super) fn clear(&mut self) {
-        let mut entries = self.take_entries();
-        entries.clear();
-        self.entries = entries;
-    }
-
-    /// The entries, taken out of the table, which is left empty: its slots
-    /// all free. A poisoned table's entries are given without their values,
+    /// The entries, taken out of the table, which is left empty, without
+    /// slots. A poisoned table's entries are given without their values,
     /// which it leaks (one was moved out).
     #[allow(unsafe_code)]
     fn take_entries(&mut self) -> Vec<Entry<V>> {
         let mut entries = std::mem::take(&mut self.entries);
-        if !entries.is_empty() {
-            self.slots.fill(FREE);
-        }
+        self.slots = Box::new([]);
         if std::mem::take(&mut self.poisoned) {
             // SAFETY: fewer elements (none), so no uninitialized one is
             // exposed; the values are leaked, not dropped.
@@ -373,7 +354,7 @@ impl<V> KeyTable<V> {
 impl<V> Drop for KeyTable<V> {
     fn drop(&mut self) {
         if self.poisoned {
-            self.clear();
+            drop(self.take_entries());
         }
     }
 }
@@ -446,14 +427,14 @@ mod tests {
         }
 
         /// Against a `HashMap`, with a spread hash and with hashes that
-        /// collide (all, or modulo a few), over partitions that reuse the
-        /// slots; values that need dropping are all dropped.
+        /// collide (all, or modulo a few), one partition after another in
+        /// the same table; values that need dropping are all dropped.
         #[test]
         fn counts_like_a_hash_map(
             partitions in vec(vec(0u16..300, 0..700), 1..4),
             colliding in 0u64..4,
         ) {
-            let mut table = KeyTable::default();
+            let mut table = KeyTable::with_capacity(0);
             let witness = Rc::new(0);
             for keys in &partitions {
                 let hash = |k: u16| match colliding {
@@ -491,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_an_update_leaks_the_values_and_leaves_the_table_usable() {
-        let mut table = KeyTable::<Rc<i64>>::default();
+        let mut table = KeyTable::<Rc<i64>>::with_capacity(0);
         let keys: Vec<u16> = (0..10).collect();
         let witness = Rc::new(0);
         count(&mut table, &keys, u64::from);
@@ -500,7 +481,7 @@ mod tests {
             table.update(5, |_| panic!("a reducer's panic"))
         }));
         assert!(panicked.is_err());
-        table.clear();
+        table.drain(|_, _, _| unreachable!("a poisoned table hands out no value"));
         assert_eq!(Rc::strong_count(&witness), 2, "leaked, not dropped");
         count(&mut table, &[1, 1, 2], u64::from);
         let mut got = Vec::new();
@@ -514,7 +495,7 @@ mod tests {
     #[test]
     fn a_panic_while_draining_drops_every_value_once() {
         let witness = Rc::new(0);
-        let mut table = KeyTable::<Rc<i64>>::default();
+        let mut table = KeyTable::<Rc<i64>>::with_capacity(0);
         count(&mut table, &(0..10).collect::<Vec<u16>>(), u64::from);
         for at in 0..10 {
             table.update(at, |_| Rc::clone(&witness));
